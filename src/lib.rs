@@ -1,1 +1,4 @@
+//! clear-operator: keeps Clear (ClearTax) API access tokens alive in Kubernetes Secrets.
 #![forbid(unsafe_code)]
+
+pub mod resource;

@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", clear_operator::resource::crd_yaml());
+}

@@ -1,0 +1,299 @@
+//! The `ClearApiClient` custom resource (clear-operator.io/v1alpha1): spec, status, the
+//! names of the annotations and labels the operator reads and writes, and the CRD built
+//! from the Rust types (plus the schema rules schemars cannot express on its own).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of every resource this operator defines.
+pub const GROUP: &str = "clear-operator.io";
+/// Setting this annotation to a new value asks for one regeneration (which revokes the old token).
+pub const REGENERATE_ANNOTATION: &str = "clear-operator.io/regenerate";
+/// Label put on every Secret the operator writes; also the watch selector for them.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+pub const MANAGED_BY_VALUE: &str = "clear-operator";
+/// Label naming the ClearApiClient a target Secret belongs to.
+pub const CLIENT_LABEL: &str = "clear-operator.io/client";
+/// Default key of the client secret inside the referenced Secret.
+pub const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
+/// Finalizer used only while `spec.revokeOnDelete` is true.
+pub const REVOKE_FINALIZER: &str = "clear-operator.io/revoke-on-delete";
+
+/// Product names: upper snake case, as Clear spells them (GST, MAX_ITC, E_INVOICE, ...).
+pub const PRODUCT_PATTERN: &str = "^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$";
+/// Go-style duration (`90m`, `1h30m`, `2.5h`), the notation Kubernetes users know.
+pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// An http(s) URL with a host; whether plain http is allowed is the operator's decision
+/// (`--allow-http`), which the schema cannot know.
+pub const BASE_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s?#]*)?$";
+/// A Kubernetes object name (DNS-1123 subdomain).
+pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// A Secret data key.
+pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
+
+/// Keeps a live Clear API access token in a Secret: minted from the client secret,
+/// renewed before it expires, regenerated on request.
+#[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "clear-operator.io",
+    version = "v1alpha1",
+    kind = "ClearApiClient",
+    plural = "clearapiclients",
+    shortname = "cac",
+    category = "clear",
+    namespaced,
+    status = "ClearApiClientStatus",
+    doc = "A Clear (ClearTax) API client whose access token the operator keeps in a Secret.",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
+    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspace"),
+    printcolumn(name = "Valid Till", type_ = "date", json_path = ".status.validTill"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "has(self.baseUrl) || (self.region == 'india') || (self.region == 'eu' && self.environment == 'production')",
+        "message": "baseUrl is required: Clear documents no host for this region and environment (EU sandbox, KSA)",
+        "reason": "FieldValueRequired",
+        "fieldPath": ".baseUrl"
+    }
+]))]
+pub struct ClearApiClientSpec {
+    /// Clear environment the API client belongs to: `sandbox` or `production`.
+    pub environment: Environment,
+
+    /// Clear region: `india` (default), `eu` or `ksa`. With `environment` it selects the
+    /// documented base URL; where none is documented (EU sandbox, KSA) `baseUrl` is required.
+    #[serde(default)]
+    pub region: Region,
+
+    /// Overrides the base URL (proxies, simulators). Must be https unless the operator runs
+    /// with `--allow-http`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = BASE_URL_PATTERN), length(max = 2048))]
+    pub base_url: Option<String>,
+
+    /// Clear workspace ID the API client was created in.
+    #[schemars(length(min = 1, max = 256))]
+    pub workspace: String,
+
+    /// Products the client secret was created for (GST, MAX_ITC, E_INVOICE, E_WAY_BILL,
+    /// TDS, ...). Fixed when the client secret is created in Clear; recorded on the Secret
+    /// for consumers. Unknown names are accepted because Clear adds products.
+    #[schemars(length(min = 1, max = 64), extend("x-kubernetes-list-type" = "set"))]
+    pub products: Vec<Product>,
+
+    /// The Secret (in this namespace) and key holding the Clear client secret.
+    pub client_secret_ref: ClientSecretRef,
+
+    /// Where the access token is written. Defaults to a Secret named like this resource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetSpec>,
+
+    /// Renew this long before the token expires (Go duration, e.g. `1h`, `90m`). Default:
+    /// a third of the token's lifetime, at most 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub renew_before: Option<String>,
+
+    /// On deletion, mint once more and discard the result so that the token handed out is
+    /// revoked. Uses a finalizer while true. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revoke_on_delete: bool,
+
+    /// Workloads (same namespace) restarted after each new token, for consumers that read
+    /// the token from environment variables.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub rollout_restart_targets: Vec<RolloutRestartTarget>,
+}
+
+/// A product name, upper snake case.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
+#[serde(transparent)]
+pub struct Product(#[schemars(regex(pattern = PRODUCT_PATTERN), length(min = 1, max = 64))] pub String);
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Region {
+    #[default]
+    India,
+    Eu,
+    Ksa,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientSecretRef {
+    /// Name of a Secret in the same namespace (no cross-namespace references: that is a
+    /// tenant boundary).
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside that Secret. Default `clientSecret`.
+    #[serde(default = "default_client_secret_key")]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(min = 1, max = 253))]
+    pub key: String,
+}
+
+fn default_client_secret_key() -> String {
+    DEFAULT_CLIENT_SECRET_KEY.to_string()
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetSpec {
+    /// Name of the Secret to write. Default: the resource's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: Option<String>,
+    /// Extra labels for the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Extra annotations for the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+    /// `Delete` (default): the Secret is owned by this resource and garbage-collected with
+    /// it. `Retain`: the Secret outlives the resource.
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Delete,
+    Retain,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutRestartTarget {
+    pub kind: RolloutKind,
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RolloutKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+}
+
+/// What the operator observed and did. Never holds a token or a client secret: only
+/// short one-way fingerprints of them.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearApiClientStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready` and friends, per the Kubernetes API conventions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// The Secret holding the access token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// When the current token was minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_at: Option<Time>,
+    /// When the current token expires; absent when it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_till: Option<Time>,
+    /// When the operator will renew the token; absent when it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+    /// Short SHA-256 prefix of the current token (to correlate, never to recover it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_fingerprint: Option<String>,
+    /// Short SHA-256 prefix of the client secret the current token was minted from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_fingerprint: Option<String>,
+    /// The last `clear-operator.io/regenerate` value honoured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_regenerate_request: Option<String>,
+    /// UTC day (YYYY-MM-DD) that `mintsToday` counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint_day: Option<String>,
+    /// Calls to Clear's token endpoint made for this resource on `mintDay` (UTC).
+    #[serde(default)]
+    pub mints_today: i32,
+    /// Consecutive failed attempts since the last success.
+    #[serde(default)]
+    pub failed_attempts: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<Time>,
+    /// Reason of the last failure (a condition reason such as ClearUnavailable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_reason: Option<String>,
+    /// The operator will not call Clear for this resource before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_retry_time: Option<Time>,
+}
+
+impl ClearApiClient {
+    /// Name of the target Secret.
+    pub fn target_secret_name(&self) -> String {
+        self.spec
+            .target
+            .as_ref()
+            .and_then(|t| t.name.clone())
+            .unwrap_or_else(|| kube::ResourceExt::name_any(self))
+    }
+
+    /// The regenerate annotation's value, if any.
+    pub fn regenerate_request(&self) -> Option<&str> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(REGENERATE_ANNOTATION))
+            .map(String::as_str)
+    }
+
+    pub fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.target.as_ref().map(|t| t.deletion_policy).unwrap_or_default()
+    }
+}
+
+/// The CRD as committed in `crds/`. Tests compare the two so they never drift.
+pub fn crd_yaml() -> String {
+    use kube::CustomResourceExt;
+    let crd = ClearApiClient::crd();
+    serde_yaml::to_string(&crd).expect("a CRD always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults_region_key_and_policy_when_omitted() {
+        let spec: ClearApiClientSpec = serde_json::from_value(serde_json::json!({
+            "environment": "sandbox",
+            "workspace": "ws-1",
+            "products": ["GST"],
+            "clientSecretRef": {"name": "clear-secret"}
+        }))
+        .unwrap();
+        assert_eq!(spec.region, Region::India);
+        assert_eq!(spec.client_secret_ref.key, "clientSecret");
+        assert!(!spec.revoke_on_delete);
+        let cac = ClearApiClient::new("billing", spec);
+        assert_eq!(cac.target_secret_name(), "billing");
+        assert_eq!(cac.deletion_policy(), DeletionPolicy::Delete);
+    }
+}
