@@ -243,6 +243,12 @@ pub struct ClearApiClientStatus {
     /// The operator will not call Clear for this resource before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_retry_time: Option<Time>,
+    /// Set just before a call to Clear and cleared once its outcome is recorded. If it is
+    /// still set on the next reconcile, the operator stopped mid-call: Clear may have minted
+    /// (and so revoked the stored token) without the new token reaching the Secret, so the
+    /// stored token is presumed revoked and is replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mint_started_at: Option<Time>,
 }
 
 impl ClearApiClient {
