@@ -1,0 +1,99 @@
+//! Command-line interface of the `clear-operator` binary.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "clear-operator", version, about = "Keeps Clear (ClearTax) API access tokens alive in Kubernetes Secrets")]
+pub struct Cli {
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "CLEAR_OPERATOR_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the ClearApiClient CustomResourceDefinition as YAML.
+    Crd,
+    /// Ask for a new token now (revokes the current one): sets the regenerate annotation.
+    Regenerate(RegenerateArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Only watch these namespaces (repeatable). Default: all namespaces.
+    #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Allow plain-http base URLs (simulators and tests only).
+    #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// Mints allowed per client secret per UTC day (Clear's hard limit is 288).
+    #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=288))]
+    pub mint_budget: u32,
+    /// Resources reconciled at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
+    /// Address of the /metrics, /healthz and /readyz server.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub metrics_addr: SocketAddr,
+    /// Disable leader election (only when exactly one replica runs).
+    #[arg(long)]
+    pub no_leader_election: bool,
+    /// Namespace of the leader-election Lease (default: the pod's namespace, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "clear-operator")]
+    pub lease_name: String,
+    /// PEM bundle of extra CA certificates trusted for Clear (TLS-intercepting proxies).
+    #[arg(long)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Total timeout of one call to Clear, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub clear_timeout_secs: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct RegenerateArgs {
+    /// Name of the ClearApiClient.
+    pub name: String,
+    /// Its namespace (default: the kubeconfig context's namespace).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Value to record (default: the current time, so each call is a new request).
+    #[arg(long)]
+    pub value: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Do not seed the demo client secret and ClearApiClient.
+    #[arg(long)]
+    pub no_demo: bool,
+    /// Exit 0 as soon as the demo resource is Ready (for scripts); exit 1 if it is not
+    /// Ready within --ready-timeout-secs.
+    #[arg(long)]
+    pub exit_when_ready: bool,
+    #[arg(long, default_value_t = 60)]
+    pub ready_timeout_secs: u64,
+    /// Where to write the kubeconfig for kubectl.
+    #[arg(long, default_value = ".dev/kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+    /// Address of the Kubernetes API emulator (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub kube_listen: SocketAddr,
+    /// Address of the Clear simulator (port 0 picks one).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub clear_listen: SocketAddr,
+    /// Lifetime of the demo tokens the simulator mints, in seconds (short, to watch renewals).
+    #[arg(long, default_value_t = 120)]
+    pub token_lifetime_secs: u64,
+    /// Address of the operator's metrics server.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub metrics_addr: SocketAddr,
+}

@@ -1,0 +1,3 @@
+//! The `clear-operator` subcommands other than the controller itself.
+
+pub mod regenerate;
