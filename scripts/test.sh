@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The project's test command (README "Quick start", and what .ci/run calls):
+# installs the tools the tests need, then format check, clippy, and the whole test suite.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+tools_bin="$(./scripts/install-tools.sh | tail -n1)"
+export PATH="$tools_bin:$PATH"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --workspace --locked "$@"
