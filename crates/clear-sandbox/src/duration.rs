@@ -1,0 +1,85 @@
+//! Parsing of humane durations in the clients file ("90s", "10m", "24h", "30d", "1h30m",
+//! or a bare number of seconds).
+
+use std::time::Duration;
+
+/// A duration text that could not be understood.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "failed to parse duration {text:?}: expected seconds or number+unit parts (s, m, h, d, w), e.g. \"90s\", \"1h30m\", \"30d\""
+)]
+pub struct DurationError {
+    pub text: String,
+}
+
+/// Parses "1h30m", "10m", "24h", "30d", "2w", "90s" or "600" (seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
+    let fail = || DurationError {
+        text: text.to_owned(),
+    };
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(fail());
+    }
+    if let Ok(seconds) = trimmed.parse::<u64>() {
+        return Ok(Duration::from_secs(seconds));
+    }
+    let mut total: u64 = 0;
+    let mut digits = String::new();
+    for ch in trimmed.chars() {
+        if ch.is_ascii_digit() {
+            digits.push(ch);
+            continue;
+        }
+        let unit = match ch {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return Err(fail()),
+        };
+        let amount: u64 = digits.parse().map_err(|_| fail())?;
+        digits.clear();
+        total = amount
+            .checked_mul(unit)
+            .and_then(|part| total.checked_add(part))
+            .ok_or_else(fail)?;
+    }
+    if !digits.is_empty() {
+        return Err(fail());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn humane_units_and_bare_seconds_are_understood() {
+        let cases = [
+            ("600", 600),
+            ("90s", 90),
+            ("10m", 600),
+            ("24h", 86_400),
+            ("30d", 2_592_000),
+            ("2w", 1_209_600),
+            ("1h30m", 5_400),
+        ];
+        for (text, seconds) in cases {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(seconds)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for text in ["", "m", "10x", "1.5h", "h10", "10m5", "-5m"] {
+            assert!(parse_duration(text).is_err(), "{text}");
+        }
+    }
+}
