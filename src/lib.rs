@@ -1,6 +1,7 @@
 //! clear-operator: keeps Clear (ClearTax) API access tokens alive in Kubernetes Secrets.
 #![forbid(unsafe_code)]
 
+pub mod clear;
 pub mod cli;
 pub mod commands;
 pub mod resource;

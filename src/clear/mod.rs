@@ -1,0 +1,17 @@
+//! The Clear side of the operator: confidential value wrappers, base URL resolution, the
+//! token client and its typed errors.
+
+mod client;
+mod endpoint;
+mod error;
+mod response;
+mod secret;
+
+pub use client::{CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT};
+pub use endpoint::{BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, resolve_base_url};
+pub use error::{ClearError, FailureClass, next_utc_midnight, reasons};
+pub use response::{
+    ErrorDetails, IssuedToken, MAX_TOKEN_CHARS, parse_error_body, parse_token_body,
+    parse_valid_till,
+};
+pub use secret::{AccessToken, ClientSecret, FINGERPRINT_HEX_CHARS, REDACTED, fingerprint_of};

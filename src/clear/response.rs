@@ -1,0 +1,322 @@
+//! Reading Clear's answers: the 200 token body (`access_token` or `access-token`,
+//! `valid_till` with an offset or null) and the best-effort `errors` body. Nothing here
+//! ever copies body text into an error: serde messages can quote values, and a token body
+//! is full of them.
+
+use jiff::Timestamp;
+use serde_json::Value;
+
+use super::error::ClearError;
+use super::secret::AccessToken;
+
+/// Longest token Clear documents.
+pub const MAX_TOKEN_CHARS: usize = 256;
+
+/// Longest `error_code`/`error_id` kept; longer ones are dropped as noise.
+const MAX_ID_CHARS: usize = 128;
+
+/// A freshly minted token and when it stops working.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub token: AccessToken,
+    /// `None`: the API client's tokens never expire.
+    pub valid_till: Option<Timestamp>,
+}
+
+/// The parts of an `errors` body worth keeping: codes to quote to support. The
+/// `error_message` is deliberately dropped because it may echo what was sent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ErrorDetails {
+    pub code: Option<String>,
+    pub error_id: Option<String>,
+}
+
+fn malformed(detail: &str) -> ClearError {
+    ClearError::Malformed {
+        detail: detail.to_string(),
+    }
+}
+
+/// Parses a 200 body into a token.
+pub fn parse_token_body(body: &[u8]) -> Result<IssuedToken, ClearError> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| ClearError::Malformed {
+        // NB: only the category and position; serde_json's text for syntax errors carries
+        // no input, but data errors could, so none is used.
+        detail: format!(
+            "body is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })?;
+    let Value::Object(fields) = value else {
+        return Err(malformed("body is not a JSON object"));
+    };
+    let token = match (fields.get("access_token"), fields.get("access-token")) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(malformed("body carries two different access tokens"));
+        }
+        (Some(t), _) | (None, Some(t)) => t,
+        (None, None) => return Err(malformed("access_token is missing")),
+    };
+    let token = validate_token(token)?;
+    let valid_till = match fields.get("valid_till") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(parse_valid_till(s)?),
+        Some(_) => return Err(malformed("valid_till is not a date")),
+    };
+    Ok(IssuedToken { token, valid_till })
+}
+
+fn validate_token(value: &Value) -> Result<AccessToken, ClearError> {
+    let Value::String(token) = value else {
+        return Err(malformed("access_token is not a string"));
+    };
+    if token.is_empty() {
+        return Err(malformed("access_token is empty"));
+    }
+    if token.chars().count() > MAX_TOKEN_CHARS {
+        return Err(malformed("access_token is longer than 256 characters"));
+    }
+    // NB: consumers send the token as a header value; control characters would break the
+    // header (or smuggle a second one).
+    if token.chars().any(char::is_control) {
+        return Err(malformed("access_token contains control characters"));
+    }
+    if token.trim() != token {
+        return Err(malformed("access_token has leading or trailing whitespace"));
+    }
+    Ok(AccessToken::new(token.clone()))
+}
+
+/// RFC 3339 / ISO 8601 with an offset (`+00:00`, `Z`, `+0530`); a date-time without an
+/// offset is rejected because its instant would be a guess.
+pub fn parse_valid_till(raw: &str) -> Result<Timestamp, ClearError> {
+    raw.trim()
+        .parse::<Timestamp>()
+        .map_err(|_| malformed("valid_till is not a date with a UTC offset"))
+}
+
+/// Best-effort read of `{"errors":[{"error_code", "error_id", ...}]}`: the first entry's
+/// codes, when they look like codes.
+pub fn parse_error_body(body: &[u8]) -> ErrorDetails {
+    let Ok(value) = serde_json::from_slice::<Value>(body) else {
+        return ErrorDetails::default();
+    };
+    let Some(first) = value
+        .get("errors")
+        .and_then(Value::as_array)
+        .and_then(|a| a.first())
+    else {
+        return ErrorDetails::default();
+    };
+    ErrorDetails {
+        code: first.get("error_code").and_then(code_like),
+        error_id: first.get("error_id").and_then(code_like),
+    }
+}
+
+/// Keeps short identifier-like strings (or numbers) only, so an error field can never
+/// carry free text into conditions and logs.
+fn code_like(value: &Value) -> Option<String> {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let ok = !text.is_empty()
+        && text.chars().count() <= MAX_ID_CHARS
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
+    ok.then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn detail(err: ClearError) -> String {
+        match err {
+            ClearError::Malformed { detail } => detail,
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_access_token_with_underscore() {
+        let got = parse_token_body(
+            br#"{"access_token":"tok-1","valid_till":"2026-11-25T18:30:00+00:00"}"#,
+        )
+        .unwrap();
+        assert_eq!(got.token.expose(), "tok-1");
+        assert_eq!(got.valid_till, Some(ts("2026-11-25T18:30:00Z")));
+    }
+
+    #[test]
+    fn parses_access_token_with_hyphen() {
+        let got = parse_token_body(
+            br#"{"access-token":"tok-2","valid_till":"2026-11-25T18:30:00+00:00"}"#,
+        )
+        .unwrap();
+        assert_eq!(got.token.expose(), "tok-2");
+    }
+
+    #[test]
+    fn both_spellings_with_the_same_token_are_fine_but_different_ones_are_not() {
+        let same =
+            parse_token_body(br#"{"access_token":"t","access-token":"t","valid_till":null}"#)
+                .unwrap();
+        assert_eq!(same.token.expose(), "t");
+        let err = parse_token_body(br#"{"access_token":"t1","access-token":"t2"}"#).unwrap_err();
+        assert_eq!(detail(err), "body carries two different access tokens");
+    }
+
+    #[test]
+    fn null_or_absent_valid_till_means_never_expires() {
+        let null = parse_token_body(br#"{"access_token":"t","valid_till":null}"#).unwrap();
+        assert_eq!(null.valid_till, None);
+        let absent = parse_token_body(br#"{"access_token":"t"}"#).unwrap();
+        assert_eq!(absent.valid_till, None);
+    }
+
+    #[test]
+    fn valid_till_accepts_offsets_z_and_no_colon_offsets() {
+        let want = ts("2026-11-25T18:30:00Z");
+        for raw in [
+            "2026-11-25T18:30:00+00:00",
+            "2026-11-25T18:30:00Z",
+            "2026-11-25T18:30:00z",
+            "2026-11-26T00:00:00+05:30",
+            "2026-11-26T00:00:00+0530",
+            "2026-11-25T13:30:00-05:00",
+            "2026-11-25T18:30:00.000+00:00",
+        ] {
+            assert_eq!(parse_valid_till(raw).unwrap(), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn valid_till_without_offset_or_not_a_date_is_malformed() {
+        for raw in [
+            "2026-11-25T18:30:00",
+            "2026-11-25",
+            "tomorrow",
+            "",
+            "1764095400",
+        ] {
+            let err = parse_valid_till(raw).unwrap_err();
+            assert_eq!(
+                detail(err),
+                "valid_till is not a date with a UTC offset",
+                "{raw}"
+            );
+        }
+        let err = parse_token_body(br#"{"access_token":"t","valid_till":1764095400}"#).unwrap_err();
+        assert_eq!(detail(err), "valid_till is not a date");
+    }
+
+    #[test]
+    fn empty_missing_or_non_string_token_is_malformed() {
+        assert_eq!(
+            detail(parse_token_body(br#"{"access_token":""}"#).unwrap_err()),
+            "access_token is empty"
+        );
+        assert_eq!(
+            detail(parse_token_body(br#"{"valid_till":null}"#).unwrap_err()),
+            "access_token is missing"
+        );
+        assert_eq!(
+            detail(parse_token_body(br#"{"access_token":42}"#).unwrap_err()),
+            "access_token is not a string"
+        );
+    }
+
+    #[test]
+    fn token_of_256_chars_is_accepted_and_257_is_not() {
+        let ok = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(256));
+        assert_eq!(
+            parse_token_body(ok.as_bytes())
+                .unwrap()
+                .token
+                .expose()
+                .len(),
+            256
+        );
+        let long = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(257));
+        let err = parse_token_body(long.as_bytes()).unwrap_err();
+        assert_eq!(detail(err), "access_token is longer than 256 characters");
+    }
+
+    #[test]
+    fn token_with_control_characters_or_edge_whitespace_is_malformed() {
+        let err = parse_token_body(br#"{"access_token":"abc\r\nx-evil: 1"}"#).unwrap_err();
+        assert_eq!(detail(err), "access_token contains control characters");
+        let err = parse_token_body(br#"{"access_token":" abc"}"#).unwrap_err();
+        assert_eq!(
+            detail(err),
+            "access_token has leading or trailing whitespace"
+        );
+    }
+
+    #[test]
+    fn bad_json_is_malformed_without_quoting_the_body() {
+        let err = parse_token_body(br#"{"access_token":"SECRETTOKEN""#).unwrap_err();
+        let text = detail(err);
+        assert!(text.starts_with("body is not JSON"), "{text}");
+        assert!(!text.contains("SECRETTOKEN"), "{text}");
+        let err = parse_token_body(br#"["SECRETTOKEN"]"#).unwrap_err();
+        assert_eq!(detail(err), "body is not a JSON object");
+        let err = parse_token_body(b"").unwrap_err();
+        assert!(detail(err).starts_with("body is not JSON"));
+    }
+
+    #[test]
+    fn malformed_details_never_contain_the_token() {
+        let bodies: [&[u8]; 4] = [
+            br#"{"access_token":"SECRETTOKEN","valid_till":"SECRETTOKEN"}"#,
+            br#"{"access_token":"SECRETTOKEN","valid_till":{"x":"SECRETTOKEN"}}"#,
+            br#"{"access_token":"SECRETTOKEN","access-token":"SECRETTOKEN2"}"#,
+            br#"{"access_token":["SECRETTOKEN"]}"#,
+        ];
+        for body in bodies {
+            let err = parse_token_body(body).unwrap_err();
+            assert!(!format!("{err} {err:?}").contains("SECRETTOKEN"), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn error_body_keeps_code_and_id_and_drops_the_message() {
+        let body = br#"{"errors":[{"error_code":"AUTH_401","error_message":"secret abc is wrong","error_source":"CLEAR","error_id":"7f3e-11"}]}"#;
+        assert_eq!(
+            parse_error_body(body),
+            ErrorDetails {
+                code: Some("AUTH_401".into()),
+                error_id: Some("7f3e-11".into())
+            }
+        );
+    }
+
+    #[test]
+    fn error_body_that_is_missing_odd_or_free_text_yields_nothing() {
+        assert_eq!(
+            parse_error_body(b"<html>oops</html>"),
+            ErrorDetails::default()
+        );
+        assert_eq!(
+            parse_error_body(br#"{"errors":[]}"#),
+            ErrorDetails::default()
+        );
+        assert_eq!(
+            parse_error_body(br#"{"message":"x"}"#),
+            ErrorDetails::default()
+        );
+        let free_text = br#"{"errors":[{"error_code":"bad secret: abc def","error_id":""}]}"#;
+        assert_eq!(parse_error_body(free_text), ErrorDetails::default());
+        let numeric = br#"{"errors":[{"error_code":401}]}"#;
+        assert_eq!(parse_error_body(numeric).code.as_deref(), Some("401"));
+    }
+}
