@@ -1,0 +1,469 @@
+//! The Clear token client against small local HTTP servers, one behaviour each: what is
+//! sent (path, secret header, User-Agent), how each status maps to a typed error, time and
+//! size bounds, and that no error ever shows the client secret or a token.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use clear_operator::clear::{
+    BaseUrl, ClearClient, ClearClientConfig, ClearError, ClientSecret, DEFAULT_USER_AGENT,
+    FailureClass, resolve_base_url,
+};
+use clear_operator::resource::{Environment, Region};
+use jiff::Timestamp;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+const SECRET: &str = "cs-SECRETVALUE-4242";
+const TOKEN: &str = "tok-TOKENVALUE-9191";
+
+/// What the server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    headers: HeaderMap,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A canned answer the test server gives to every request.
+#[derive(Clone)]
+struct Canned {
+    status: StatusCode,
+    headers: Vec<(header::HeaderName, String)>,
+    body: CannedBody,
+    delay: Duration,
+}
+
+#[derive(Clone)]
+enum CannedBody {
+    Text(String),
+    /// Streamed in chunks, without a Content-Length, so the client cannot refuse it up front.
+    Chunked {
+        chunk: usize,
+        chunks: usize,
+    },
+}
+
+impl Canned {
+    fn json(status: u16, body: &str) -> Self {
+        Self {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: vec![(header::CONTENT_TYPE, "application/json".into())],
+            body: CannedBody::Text(body.to_string()),
+            delay: Duration::ZERO,
+        }
+    }
+}
+
+struct TestServer {
+    base: BaseUrl,
+    log: Log,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    async fn start(canned: Canned) -> Self {
+        Self::start_under("", canned).await
+    }
+
+    /// Serves `canned` on every path; `prefix` becomes part of the base URL.
+    async fn start_under(prefix: &str, canned: Canned) -> Self {
+        let log: Log = Arc::default();
+        let app = Router::new()
+            .fallback(answer)
+            .with_state((log.clone(), canned));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        let base = resolve_base_url(
+            Region::India,
+            Environment::Sandbox,
+            Some(&format!("http://{addr}{prefix}")),
+            true,
+        )
+        .unwrap();
+        Self { base, log, task }
+    }
+
+    fn requests(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn answer(
+    State((log, canned)): State<(Log, Canned)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    log.lock().unwrap().push(Seen {
+        path: uri.path().to_string(),
+        headers,
+    });
+    tokio::time::sleep(canned.delay).await;
+    let body = match canned.body {
+        CannedBody::Text(text) => Body::from(text),
+        CannedBody::Chunked { chunk, chunks } => {
+            let stream =
+                futures::stream::iter((0..chunks).map(move |_| {
+                    Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; chunk]))
+                }));
+            Body::from_stream(stream)
+        }
+    };
+    let mut response = (canned.status, body).into_response();
+    for (name, value) in canned.headers {
+        response.headers_mut().insert(name, value.parse().unwrap());
+    }
+    response
+}
+
+fn client() -> ClearClient {
+    ClearClient::new(ClearClientConfig::default()).unwrap()
+}
+
+fn secret() -> ClientSecret {
+    ClientSecret::new(SECRET.to_string())
+}
+
+fn now() -> Timestamp {
+    "2026-11-25T16:40:00Z".parse().unwrap()
+}
+
+/// The rule every failure must keep.
+fn assert_no_leak(err: &ClearError) {
+    for shown in [err.to_string(), format!("{err:?}"), format!("{err:#?}")] {
+        assert!(!shown.contains(SECRET), "secret leaked: {shown}");
+        assert!(!shown.contains(TOKEN), "token leaked: {shown}");
+        assert!(!shown.contains("SECRETVALUE"), "secret leaked: {shown}");
+        assert!(!shown.contains("TOKENVALUE"), "token leaked: {shown}");
+    }
+}
+
+async fn mint_err(server: &TestServer) -> ClearError {
+    let err = client()
+        .mint(&server.base, &secret(), now())
+        .await
+        .unwrap_err();
+    assert_no_leak(&err);
+    err
+}
+
+#[tokio::test]
+async fn ok_response_yields_the_token_and_its_expiry() {
+    let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":"2026-11-25T18:30:00+00:00"}}"#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    let issued = client().mint(&server.base, &secret(), now()).await.unwrap();
+    assert_eq!(issued.token.expose(), TOKEN);
+    assert_eq!(
+        issued.valid_till,
+        Some("2026-11-25T18:30:00Z".parse().unwrap())
+    );
+    assert!(!format!("{issued:?}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn request_goes_to_the_token_path_with_secret_header_and_user_agent() {
+    let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    client().mint(&server.base, &secret(), now()).await.unwrap();
+    let seen = server.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/integration/v1/authz/token");
+    assert_eq!(seen[0].headers["x-clear-client-secret"], SECRET);
+    assert_eq!(seen[0].headers[header::USER_AGENT], DEFAULT_USER_AGENT);
+    assert!(DEFAULT_USER_AGENT.starts_with("clear-operator/"));
+}
+
+#[tokio::test]
+async fn base_url_path_prefix_is_kept_in_front_of_the_token_path() {
+    let body = format!(r#"{{"access_token":"{TOKEN}"}}"#);
+    let server = TestServer::start_under("/clear/proxy/", Canned::json(200, &body)).await;
+    client().mint(&server.base, &secret(), now()).await.unwrap();
+    assert_eq!(
+        server.requests()[0].path,
+        "/clear/proxy/integration/v1/authz/token"
+    );
+}
+
+#[tokio::test]
+async fn hyphenated_spelling_and_null_valid_till_mean_a_never_expiring_token() {
+    let body = format!(r#"{{"access-token":"{TOKEN}","valid_till":null}}"#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    let issued = client().mint(&server.base, &secret(), now()).await.unwrap();
+    assert_eq!(issued.token.expose(), TOKEN);
+    assert_eq!(issued.valid_till, None);
+}
+
+#[tokio::test]
+async fn trailing_newline_of_a_secret_file_is_not_sent() {
+    let body = format!(r#"{{"access_token":"{TOKEN}"}}"#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    let with_newline = ClientSecret::new(format!("{SECRET}\n"));
+    client()
+        .mint(&server.base, &with_newline, now())
+        .await
+        .unwrap();
+    assert_eq!(
+        server.requests()[0].headers["x-clear-client-secret"],
+        SECRET
+    );
+}
+
+#[tokio::test]
+async fn empty_secret_is_refused_without_calling_clear() {
+    let server = TestServer::start(Canned::json(200, r#"{"access_token":"x"}"#)).await;
+    let err = client()
+        .mint(&server.base, &ClientSecret::new(String::new()), now())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClearError::InvalidClientSecret { .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.class(), FailureClass::Rejected);
+    assert!(server.requests().is_empty());
+}
+
+#[tokio::test]
+async fn unauthorized_keeps_code_and_id_but_drops_the_message() {
+    let body = format!(
+        r#"{{"errors":[{{"error_code":"INVALID_SECRET","error_message":"secret {SECRET} is not valid","error_source":"CLEAR","error_id":"err-401-abc"}}]}}"#
+    );
+    let server = TestServer::start(Canned::json(401, &body)).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Unauthorized {
+            error_id: Some("err-401-abc".into()),
+            code: Some("INVALID_SECRET".into()),
+        }
+    );
+    assert_eq!(err.reason(), "ClientSecretRejected");
+    assert_eq!(err.class(), FailureClass::Rejected);
+    assert!(!err.to_string().contains("is not valid"), "{err}");
+}
+
+#[tokio::test]
+async fn error_id_that_echoes_the_secret_is_dropped() {
+    let body = format!(r#"{{"errors":[{{"error_code":"E1","error_id":"{SECRET}"}}]}}"#);
+    let server = TestServer::start(Canned::json(401, &body)).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Unauthorized {
+            error_id: None,
+            code: Some("E1".into()),
+        }
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_retries_at_the_next_utc_midnight() {
+    let body = r#"{"errors":[{"error_code":"RATE_LIMIT","error_message":"Too many requests","error_source":"CLEAR","error_id":"rl-1"}]}"#;
+    let server = TestServer::start(Canned::json(429, body)).await;
+    let err = mint_err(&server).await;
+    let retry_at: Timestamp = "2026-11-26T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        err,
+        ClearError::RateLimited {
+            retry_at,
+            error_id: Some("rl-1".into()),
+        }
+    );
+    assert_eq!(err.class(), FailureClass::RateLimited { retry_at });
+    assert_eq!(err.reason(), "RateLimited");
+}
+
+#[tokio::test]
+async fn internal_server_error_carries_the_error_id() {
+    let body = r#"{"errors":[{"error_code":"INTERNAL_ERROR","error_message":"boom","error_source":"CLEAR","error_id":"5e0-777"}]}"#;
+    let server = TestServer::start(Canned::json(500, body)).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Server {
+            status: 500,
+            error_id: Some("5e0-777".into()),
+            code: Some("INTERNAL_ERROR".into()),
+        }
+    );
+    assert!(err.to_string().contains("error_id 5e0-777"), "{err}");
+    assert_eq!(err.reason(), "ClearUnavailable");
+    assert_eq!(err.class(), FailureClass::Transient);
+}
+
+#[tokio::test]
+async fn service_unavailable_with_an_html_page_is_a_server_error_without_ids() {
+    let mut canned = Canned::json(503, "<html><body>upstream down</body></html>");
+    canned.headers = vec![(header::CONTENT_TYPE, "text/html".into())];
+    let server = TestServer::start(canned).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Server {
+            status: 503,
+            error_id: None,
+            code: None,
+        }
+    );
+}
+
+#[tokio::test]
+async fn teapot_is_an_unexpected_status() {
+    let server = TestServer::start(Canned::json(418, "{}")).await;
+    let err = mint_err(&server).await;
+    assert_eq!(err, ClearError::UnexpectedStatus { status: 418 });
+    assert_eq!(err.reason(), "ClearResponseInvalid");
+}
+
+#[tokio::test]
+async fn redirect_is_not_followed_so_the_secret_stays_put() {
+    let elsewhere = TestServer::start(Canned::json(
+        200,
+        &format!(r#"{{"access_token":"{TOKEN}"}}"#),
+    ))
+    .await;
+    let mut canned = Canned::json(302, "");
+    canned.headers = vec![(header::LOCATION, elsewhere.base.token_url())];
+    let server = TestServer::start(canned).await;
+    let err = mint_err(&server).await;
+    assert_eq!(err, ClearError::UnexpectedStatus { status: 302 });
+    assert!(elsewhere.requests().is_empty());
+}
+
+#[tokio::test]
+async fn slow_server_times_out() {
+    let mut canned = Canned::json(200, &format!(r#"{{"access_token":"{TOKEN}"}}"#));
+    canned.delay = Duration::from_secs(30);
+    let server = TestServer::start(canned).await;
+    let client = ClearClient::new(ClearClientConfig {
+        connect_timeout: Duration::from_millis(200),
+        request_timeout: Duration::from_millis(300),
+        ..ClearClientConfig::default()
+    })
+    .unwrap();
+    let err = client
+        .mint(&server.base, &secret(), now())
+        .await
+        .unwrap_err();
+    assert_no_leak(&err);
+    assert_eq!(err, ClearError::Timeout);
+    assert!(err.may_have_minted());
+}
+
+#[tokio::test]
+async fn oversized_body_with_content_length_is_malformed() {
+    let huge = format!(
+        r#"{{"access_token":"{TOKEN}","pad":"{}"}}"#,
+        "x".repeat(200_000)
+    );
+    let server = TestServer::start(Canned::json(200, &huge)).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Malformed {
+            detail: "body is larger than 65536 bytes".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn oversized_streamed_body_is_cut_off_and_malformed() {
+    let mut canned = Canned::json(200, "");
+    canned.body = CannedBody::Chunked {
+        chunk: 4096,
+        chunks: 1024,
+    };
+    let server = TestServer::start(canned).await;
+    let client = ClearClient::new(ClearClientConfig {
+        max_body_bytes: 10_000,
+        ..ClearClientConfig::default()
+    })
+    .unwrap();
+    let err = client
+        .mint(&server.base, &secret(), now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ClearError::Malformed {
+            detail: "body is larger than 10000 bytes".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn ok_with_an_empty_token_is_malformed() {
+    let server = TestServer::start(Canned::json(
+        200,
+        r#"{"access_token":"","valid_till":null}"#,
+    ))
+    .await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Malformed {
+            detail: "access_token is empty".into()
+        }
+    );
+    assert_eq!(err.reason(), "ClearResponseInvalid");
+}
+
+#[tokio::test]
+async fn ok_with_a_bad_date_is_malformed_and_does_not_show_the_token() {
+    let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":"next tuesday"}}"#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    let err = mint_err(&server).await;
+    assert!(
+        matches!(&err, ClearError::Malformed { detail } if detail.contains("valid_till")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn ok_with_broken_json_is_malformed() {
+    let body = format!(r#"{{"access_token":"{TOKEN}""#);
+    let server = TestServer::start(Canned::json(200, &body)).await;
+    let err = mint_err(&server).await;
+    assert!(
+        matches!(&err, ClearError::Malformed { detail } if detail.starts_with("body is not JSON")),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn refused_connection_is_a_connect_error_that_cannot_have_minted() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let base = resolve_base_url(
+        Region::India,
+        Environment::Sandbox,
+        Some(&format!("http://{addr}")),
+        true,
+    )
+    .unwrap();
+    let err = client().mint(&base, &secret(), now()).await.unwrap_err();
+    assert_no_leak(&err);
+    assert!(matches!(&err, ClearError::Connect { .. }), "{err:?}");
+    assert!(
+        !err.to_string().contains("authz/token"),
+        "the URL is left out: {err}"
+    );
+    assert!(!err.may_have_minted());
+    assert_eq!(err.reason(), "ClearUnavailable");
+}
