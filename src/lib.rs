@@ -4,5 +4,7 @@
 pub mod clear;
 pub mod cli;
 pub mod commands;
+pub mod http;
+pub mod metrics;
 pub mod resource;
 pub mod telemetry;

@@ -1,0 +1,347 @@
+//! Prometheus metrics of the operator: Clear calls by result and latency, token expiry
+//! and readiness per ClearApiClient, reconcile outcomes and latency, leadership.
+//!
+//! A token that never expires has no `clear_operator_token_expiry_timestamp_seconds`
+//! series (a +Inf or far-future value would break `expiry - time()` alerts and graphs);
+//! instead `clear_operator_token_never_expires{namespace,name}` is 1. Alert on expiry with
+//! `clear_operator_token_expiry_timestamp_seconds - time() < 3600`.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// `result` label value of a successful mint.
+pub const RESULT_ISSUED: &str = "issued";
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabels {
+    namespace: String,
+    name: String,
+}
+
+impl ClientLabels {
+    fn new(namespace: &str, name: &str) -> Self {
+        Self {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+        }
+    }
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn clear_call_histogram() -> Histogram {
+    // NB: 50 ms .. ~25 s: Clear answers in well under a second; the top buckets show
+    // calls that ran into the request timeout.
+    Histogram::new(exponential_buckets(0.05, 2.0, 10))
+}
+
+fn reconcile_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 12))
+}
+
+/// Cheap to clone: every clone updates the same series.
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    mints: Family<ResultLabels, Counter>,
+    clear_request_duration: HistogramFamily<ResultLabels>,
+    token_expiry: Family<ClientLabels, Gauge<f64, AtomicU64>>,
+    token_never_expires: Family<ClientLabels, Gauge>,
+    client_ready: Family<ClientLabels, Gauge>,
+    reconciles: Family<OutcomeLabels, Counter>,
+    reconcile_duration: HistogramFamily<OutcomeLabels>,
+    leader: Gauge,
+}
+
+impl Metrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            mints: Family::default(),
+            clear_request_duration: Family::new_with_constructor(clear_call_histogram),
+            token_expiry: Family::default(),
+            token_never_expires: Family::default(),
+            client_ready: Family::default(),
+            reconciles: Family::default(),
+            reconcile_duration: Family::new_with_constructor(reconcile_histogram),
+            leader: Gauge::default(),
+        };
+        registry.register(
+            "clear_operator_mints",
+            "Calls to Clear's token endpoint, by result (issued or the failure)",
+            metrics.mints.clone(),
+        );
+        registry.register_with_unit(
+            "clear_operator_clear_request_duration",
+            "Duration of calls to Clear's token endpoint, by result",
+            Unit::Seconds,
+            metrics.clear_request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "clear_operator_token_expiry_timestamp",
+            "When the stored token of a ClearApiClient expires (Unix time); absent when it never expires",
+            Unit::Seconds,
+            metrics.token_expiry.clone(),
+        );
+        registry.register(
+            "clear_operator_token_never_expires",
+            "1 when the stored token of a ClearApiClient never expires",
+            metrics.token_never_expires.clone(),
+        );
+        registry.register(
+            "clear_operator_client_ready",
+            "1 when a ClearApiClient is Ready (its Secret holds a usable token), else 0",
+            metrics.client_ready.clone(),
+        );
+        registry.register(
+            "clear_operator_reconcile",
+            "Reconciles by outcome",
+            metrics.reconciles.clone(),
+        );
+        registry.register_with_unit(
+            "clear_operator_reconcile_duration",
+            "Duration of reconciles, by outcome",
+            Unit::Seconds,
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "clear_operator_leader",
+            "1 while this replica holds the leader Lease and reconciles",
+            metrics.leader.clone(),
+        );
+        metrics
+    }
+
+    /// One call to Clear: `result` is [`RESULT_ISSUED`] or `ClearError::metric_label()`.
+    pub fn observe_clear_call(&self, result: &str, elapsed: Duration) {
+        let labels = ResultLabels {
+            result: result.to_string(),
+        };
+        self.mints.get_or_create(&labels).inc();
+        self.clear_request_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// `None`: the token never expires (see the module docs for how that is shown).
+    pub fn set_token_expiry(
+        &self,
+        namespace: &str,
+        name: &str,
+        valid_till: Option<jiff::Timestamp>,
+    ) {
+        let labels = ClientLabels::new(namespace, name);
+        match valid_till {
+            Some(at) => {
+                self.token_expiry
+                    .get_or_create(&labels)
+                    .set(at.as_millisecond() as f64 / 1000.0);
+                self.token_never_expires.remove(&labels);
+            }
+            None => {
+                self.token_expiry.remove(&labels);
+                self.token_never_expires.get_or_create(&labels).set(1);
+            }
+        }
+    }
+
+    pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
+        self.client_ready
+            .get_or_create(&ClientLabels::new(namespace, name))
+            .set(i64::from(ready));
+    }
+
+    /// Drops every per-resource series of a deleted ClearApiClient.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let labels = ClientLabels::new(namespace, name);
+        self.token_expiry.remove(&labels);
+        self.token_never_expires.remove(&labels);
+        self.client_ready.remove(&labels);
+    }
+
+    pub fn observe_reconcile(&self, outcome: &str, elapsed: Duration) {
+        let labels = OutcomeLabels {
+            outcome: outcome.to_string(),
+        };
+        self.reconciles.get_or_create(&labels).inc();
+        self.reconcile_duration
+            .get_or_create(&labels)
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
+    }
+}
+
+/// The registry in OpenMetrics text, as served on `/metrics`.
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, registry)?;
+    Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (Registry, Metrics) {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        (registry, metrics)
+    }
+
+    fn lines_starting(text: &str, prefix: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn clear_calls_are_counted_and_timed_by_result() {
+        let (registry, metrics) = setup();
+        metrics.observe_clear_call(RESULT_ISSUED, Duration::from_millis(250));
+        metrics.observe_clear_call(RESULT_ISSUED, Duration::from_millis(250));
+        metrics.observe_clear_call("rate_limited", Duration::from_millis(30));
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_mints_total{result="issued"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_mints_total{result="rate_limited"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"clear_operator_clear_request_duration_seconds_count{result="issued"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"clear_operator_clear_request_duration_seconds_sum{result="issued"} 0.5"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE clear_operator_clear_request_duration_seconds histogram"));
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics ends with EOF: {text}"
+        );
+    }
+
+    #[test]
+    fn token_expiry_is_a_unix_time_gauge_per_resource() {
+        let (registry, metrics) = setup();
+        let at: jiff::Timestamp = "2026-11-25T18:30:00Z".parse().unwrap();
+        metrics.set_token_expiry("team-a", "gst", Some(at));
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_token_expiry_timestamp_seconds{namespace="team-a",name="gst"} 1795631400.0"#),
+            "{text}"
+        );
+        assert!(
+            lines_starting(&text, "clear_operator_token_never_expires{").is_empty(),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn never_expiring_token_has_no_expiry_series_but_a_flag() {
+        let (registry, metrics) = setup();
+        let at: jiff::Timestamp = "2026-11-25T18:30:00Z".parse().unwrap();
+        metrics.set_token_expiry("team-a", "gst", Some(at));
+        metrics.set_token_expiry("team-a", "gst", None);
+        let text = render(&registry).unwrap();
+        assert!(
+            lines_starting(&text, "clear_operator_token_expiry_timestamp_seconds{").is_empty(),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_token_never_expires{namespace="team-a",name="gst"} 1"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn readiness_is_zero_or_one_and_forget_drops_the_resource_series() {
+        let (registry, metrics) = setup();
+        metrics.set_ready("ns", "a", true);
+        metrics.set_ready("ns", "b", false);
+        metrics.set_token_expiry("ns", "a", Some(jiff::Timestamp::UNIX_EPOCH));
+        metrics.set_token_expiry("ns", "b", None);
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_client_ready{namespace="ns",name="a"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_client_ready{namespace="ns",name="b"} 0"#),
+            "{text}"
+        );
+
+        metrics.forget("ns", "a");
+        metrics.forget("ns", "b");
+        let text = render(&registry).unwrap();
+        assert!(!text.contains(r#"namespace="ns""#), "{text}");
+    }
+
+    #[test]
+    fn reconciles_and_leadership_are_exported() {
+        let (registry, metrics) = setup();
+        metrics.observe_reconcile("minted", Duration::from_millis(40));
+        metrics.observe_reconcile("unchanged", Duration::from_millis(2));
+        metrics.observe_reconcile("unchanged", Duration::from_millis(3));
+        metrics.set_leader(true);
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_reconcile_total{outcome="unchanged"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_reconcile_total{outcome="minted"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_reconcile_duration_seconds_count{outcome="minted"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("clear_operator_leader 1"), "{text}");
+        metrics.set_leader(false);
+        assert!(
+            render(&registry)
+                .unwrap()
+                .contains("clear_operator_leader 0")
+        );
+    }
+
+    #[test]
+    fn clones_update_the_same_series() {
+        let (registry, metrics) = setup();
+        let clone = metrics.clone();
+        clone.observe_clear_call("timeout", Duration::from_secs(30));
+        metrics.observe_clear_call("timeout", Duration::from_secs(30));
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_mints_total{result="timeout"} 2"#),
+            "{text}"
+        );
+    }
+}
