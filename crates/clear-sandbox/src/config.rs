@@ -410,6 +410,15 @@ mod tests {
     }
 
     #[test]
+    fn example_clients_file_in_the_crate_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("clients.example.yaml");
+        let clients = load_clients_file(&path).unwrap();
+        assert_eq!(clients.len(), 3);
+        assert_eq!(clients[1].expiry, TokenExpiry::Never);
+        assert_eq!(clients[2].token_field, TokenField::Hyphen);
+    }
+
+    #[test]
     fn json_mapping_with_clients_key_is_read() {
         let path = write_temp(
             "clients.json",
