@@ -107,6 +107,7 @@ impl Sandbox {
     /// Registers the clients, binds, and serves until the handle is shut down or dropped.
     pub async fn start(config: SandboxConfig) -> Result<SandboxHandle, StartError> {
         let mut registry = Registry::default();
+        let client_count = config.clients.len();
         for (index, client) in config.clients.into_iter().enumerate() {
             registry
                 .add_client(client)
@@ -143,7 +144,7 @@ impl Sandbox {
                 .await
         });
         let url = format!("http://{addr}");
-        info!(%url, admin_api = config.admin_api, "clear-sandbox listening");
+        info!(%url, clients = client_count, admin_api = config.admin_api, "clear-sandbox listening");
         Ok(SandboxHandle {
             url,
             addr,

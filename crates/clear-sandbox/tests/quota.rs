@@ -17,6 +17,7 @@ async fn default_quota_allows_288_calls_and_the_289th_gets_429() {
     assert_eq!(refused.status, 429);
     let error = assert_errors_body(&refused);
     assert_eq!(error["error_code"], "RATE_LIMIT_EXCEEDED");
+    assert!(error.get("error_id").is_none(), "error_id is for 5xx only");
     fx.stop().await;
 }
 

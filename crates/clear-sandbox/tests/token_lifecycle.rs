@@ -144,3 +144,33 @@ async fn call_counts_split_by_status_and_day() {
     assert_eq!(total.with_status(401), 2);
     fx.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_minters_sharing_a_secret_leave_exactly_one_live_token() {
+    let fx = start(vec![ClientConfig::new("shared", "acme")]).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let request = fx
+            .http
+            .get(format!("{}{}", fx.sandbox.url(), clear_sandbox::TOKEN_PATH))
+            .header(clear_sandbox::CLIENT_SECRET_HEADER, "shared");
+        calls.spawn(async move { common::into_answer(request.send().await.unwrap()).await });
+    }
+    let tokens: Vec<String> = calls
+        .join_all()
+        .await
+        .iter()
+        .map(|answer| answer.access_token())
+        .collect();
+    let live: Vec<&String> = tokens
+        .iter()
+        .filter(|t| fx.sandbox.is_token_valid(t))
+        .collect();
+    assert_eq!(live.len(), 1, "every mint revoked the one before");
+    assert_eq!(
+        fx.sandbox.current_token("shared").unwrap().token.expose(),
+        live[0].as_str()
+    );
+    assert_eq!(fx.sandbox.call_counts("shared").with_status(200), 20);
+    fx.stop().await;
+}
