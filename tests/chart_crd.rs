@@ -15,7 +15,13 @@ fn yaml_files_in(relative_dir: &str) -> Vec<String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative_dir);
     let mut names: Vec<String> = fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("failed to list {}: {e}", dir.display()))
-        .map(|entry| entry.expect("a readable directory entry").file_name().to_string_lossy().into_owned())
+        .map(|entry| {
+            entry
+                .expect("a readable directory entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
         .filter(|name| name.ends_with(".yaml") || name.ends_with(".yml"))
         .collect();
     names.sort();
@@ -44,7 +50,10 @@ fn chart_crd_matches_the_rust_types() {
 fn chart_ships_exactly_the_committed_crds() {
     let committed = yaml_files_in("crds");
     let charted = yaml_files_in("charts/clear-operator/crds");
-    assert_eq!(charted, committed, "the chart's crds/ and crds/ hold different files");
+    assert_eq!(
+        charted, committed,
+        "the chart's crds/ and crds/ hold different files"
+    );
     for name in &committed {
         assert!(
             read(&format!("crds/{name}")) == read(&format!("charts/clear-operator/crds/{name}")),

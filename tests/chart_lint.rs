@@ -1,0 +1,724 @@
+//! The Helm chart and the Dockerfile, checked with the real tools: `helm lint`, `helm
+//! template` rendered with default and with every optional value (the YAML parsed and the
+//! objects inspected: RBAC verbs, pod security, operator arguments), values.schema.json
+//! rejecting bad values, and hadolint on the Dockerfile.
+//!
+//! The tools come from `.tools/bin` (installed by `scripts/install-tools.sh`, which the
+//! test script and CI run first).
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const CHART: &str = "charts/clear-operator";
+const RELEASE: &str = "ops";
+const RELEASE_NAMESPACE: &str = "clear-system";
+const FULLNAME: &str = "ops-clear-operator";
+
+fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tool(name: &str) -> PathBuf {
+    let path = repo_root().join(".tools/bin").join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/install-tools.sh first (it installs helm and hadolint into .tools/bin)",
+        path.display()
+    );
+    path
+}
+
+/// Runs helm with its cache/config/data homes in the test's own scratch directory, so no
+/// user configuration (repositories, plugins) changes what it does.
+fn helm(args: &[&str]) -> Output {
+    let home = Path::new(env!("CARGO_TARGET_TMPDIR")).join("chart-lint-helm-home");
+    Command::new(tool("helm"))
+        .args(args)
+        .current_dir(repo_root())
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("failed to run helm")
+}
+
+fn stdout_of(output: &Output, what: &str) -> String {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).expect("helm prints UTF-8")
+}
+
+/// `helm template` with `--set`-style overrides; returns every rendered object.
+fn render(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec!["template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE];
+    args.extend_from_slice(extra);
+    parse_documents(&stdout_of(&helm(&args), "helm template"))
+}
+
+fn parse_documents(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|doc| Value::deserialize(doc).expect("helm renders valid YAML"))
+        .filter(|doc| !doc.is_null())
+        .collect()
+}
+
+fn of_kind<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+fn only<'a>(objects: &'a [Value], kind: &str) -> &'a Value {
+    let found = of_kind(objects, kind);
+    assert_eq!(
+        found.len(),
+        1,
+        "expected exactly one {kind}, found {}",
+        found.len()
+    );
+    found[0]
+}
+
+fn container(objects: &[Value]) -> &Value {
+    let containers = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .expect("the Deployment has containers");
+    assert_eq!(containers.len(), 1, "the operator pod runs one container");
+    &containers[0]
+}
+
+fn args(objects: &[Value]) -> Vec<String> {
+    container(objects)["args"]
+        .as_array()
+        .expect("the container has args")
+        .iter()
+        .map(|a| a.as_str().expect("args are strings").to_string())
+        .collect()
+}
+
+/// The value following `flag` in the argument list, for each occurrence.
+fn flag_values(args: &[String], flag: &str) -> Vec<String> {
+    args.windows(2)
+        .filter(|w| w[0] == flag)
+        .map(|w| w[1].clone())
+        .collect()
+}
+
+/// Rules as comparable (apiGroup, resource, verbs, resourceNames) rows.
+fn rule_rows(role: &Value) -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    let mut rows = BTreeSet::new();
+    for rule in role["rules"].as_array().expect("a role has rules") {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                rows.insert((
+                    group.clone(),
+                    resource,
+                    strings(&rule["verbs"]),
+                    strings(&rule["resourceNames"]),
+                ));
+            }
+        }
+    }
+    rows
+}
+
+fn expected_operator_rules() -> BTreeSet<(String, String, Vec<String>, Vec<String>)> {
+    let row = |group: &str, resource: &str, verbs: &[&str]| {
+        (
+            group.to_string(),
+            resource.to_string(),
+            verbs.iter().map(|v| v.to_string()).collect(),
+            Vec::new(),
+        )
+    };
+    [
+        row(
+            "clear-operator.io",
+            "clearapiclients",
+            &["get", "list", "watch", "patch", "update"],
+        ),
+        row(
+            "clear-operator.io",
+            "clearapiclients/status",
+            &["get", "patch", "update"],
+        ),
+        row(
+            "clear-operator.io",
+            "clearapiclients/finalizers",
+            &["update"],
+        ),
+        row(
+            "",
+            "secrets",
+            &[
+                "get", "list", "watch", "create", "patch", "update", "delete",
+            ],
+        ),
+        row("", "events", &["create", "patch"]),
+        row("events.k8s.io", "events", &["create", "patch"]),
+        row("apps", "deployments", &["get", "patch"]),
+        row("apps", "statefulsets", &["get", "patch"]),
+        row("apps", "daemonsets", &["get", "patch"]),
+    ]
+    .into_iter()
+    .collect()
+}
+
+fn leader_election_role(objects: &[Value]) -> &Value {
+    of_kind(objects, "Role")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == format!("{FULLNAME}-leader-election"))
+        .expect("a leader-election Role")
+}
+
+const EVERYTHING_ON: &[&str] = &[
+    "--set",
+    "replicaCount=2",
+    "--set",
+    "operator.allowHttp=true",
+    "--set",
+    "operator.mintBudget=120",
+    "--set",
+    "caBundle.enabled=true,caBundle.source=secret,caBundle.name=corp-ca,caBundle.key=bundle.pem",
+    "--set",
+    "extraEnv[0].name=HTTPS_PROXY,extraEnv[0].value=http://proxy.internal:3128",
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
+    "--set",
+    "networkPolicy.enabled=true,networkPolicy.apiServer.cidrs[0]=10.96.0.1/32",
+    "--set",
+    "podAnnotations.team=payments,podLabels.tier=platform",
+    "--set",
+    "nodeSelector.kubernetes\\.io/os=linux",
+    "--set",
+    "tolerations[0].key=dedicated,tolerations[0].operator=Exists",
+];
+
+#[test]
+fn helm_lint_passes_on_the_chart() {
+    let output = helm(&["lint", "--strict", CHART]);
+    stdout_of(&output, "helm lint --strict");
+}
+
+#[test]
+fn helm_lint_passes_with_every_optional_object_on() {
+    let mut args = vec![
+        "lint",
+        "--strict",
+        CHART,
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    ];
+    args.extend_from_slice(EVERYTHING_ON);
+    stdout_of(&helm(&args), "helm lint --strict with every option");
+}
+
+#[test]
+fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
+    let objects = render(&[]);
+    let kinds: BTreeSet<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount"
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(
+        rule_rows(only(&objects, "ClusterRole")),
+        expected_operator_rules()
+    );
+    let binding = only(&objects, "ClusterRoleBinding");
+    assert_eq!(
+        binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME})
+    );
+    assert_eq!(
+        binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}])
+    );
+    for object in &objects {
+        let labels = &object["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/name"], "clear-operator",
+            "{} lacks the standard labels",
+            object["kind"]
+        );
+        assert_eq!(labels["app.kubernetes.io/instance"], RELEASE);
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
+    }
+}
+
+#[test]
+fn rbac_grants_no_wildcards_and_no_rights_beyond_the_list() {
+    for extra in [&[][..], &["--set", "watchNamespaces={team-a}"][..]] {
+        let objects = render(extra);
+        for role in of_kind(&objects, "ClusterRole")
+            .into_iter()
+            .chain(of_kind(&objects, "Role"))
+        {
+            for (group, resource, verbs, _) in rule_rows(role) {
+                assert!(
+                    group != "*" && resource != "*" && !verbs.contains(&"*".to_string()),
+                    "wildcard in {role}"
+                );
+                assert!(
+                    !verbs.contains(&"deletecollection".to_string())
+                        && !verbs.contains(&"escalate".to_string()),
+                    "{resource}: {verbs:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn leader_election_lease_rights_stay_in_the_release_namespace() {
+    let objects = render(&[]);
+    let role = leader_election_role(&objects);
+    assert_eq!(role["metadata"]["namespace"], RELEASE_NAMESPACE);
+    let expected: BTreeSet<_> = [
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            vec!["create".to_string()],
+            vec![],
+        ),
+        (
+            "coordination.k8s.io".to_string(),
+            "leases".to_string(),
+            vec!["get".to_string(), "update".to_string(), "patch".to_string()],
+            vec![FULLNAME.to_string()],
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(rule_rows(role), expected);
+    assert_eq!(
+        flag_values(&args(&objects), "--lease-name"),
+        vec![FULLNAME.to_string()]
+    );
+}
+
+#[test]
+fn default_deployment_runs_the_operator_locked_down() {
+    let objects = render(&[]);
+    let deployment = only(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], FULLNAME);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["securityContext"]["runAsUser"], 65532);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+
+    let c = container(&objects);
+    assert_eq!(c["image"], "clear-operator:0.1.0");
+    assert_eq!(c["imagePullPolicy"], "IfNotPresent");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert!(
+        c["resources"]["requests"]["memory"].is_string()
+            && c["resources"]["limits"]["memory"].is_string()
+    );
+
+    assert_eq!(
+        c["ports"],
+        json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
+    );
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert_eq!(
+        c["readinessProbe"]["httpGet"],
+        json!({"path": "/readyz", "port": "metrics"})
+    );
+
+    let args = args(&objects);
+    assert_eq!(args[0], "run");
+    assert_eq!(flag_values(&args, "--metrics-addr"), vec!["0.0.0.0:8080"]);
+    assert_eq!(
+        flag_values(&args, "--leader-election-namespace"),
+        vec![RELEASE_NAMESPACE]
+    );
+    assert_eq!(flag_values(&args, "--mint-budget"), vec!["250"]);
+    assert_eq!(flag_values(&args, "--log-format"), vec!["json"]);
+    assert!(
+        flag_values(&args, "--namespace").is_empty(),
+        "no namespace limit by default: {args:?}"
+    );
+    assert!(
+        !args
+            .iter()
+            .any(|a| a == "--allow-http" || a == "--ca-bundle"),
+        "{args:?}"
+    );
+
+    let env = c["env"].as_array().unwrap();
+    let pod_namespace = env
+        .iter()
+        .find(|e| e["name"] == "POD_NAMESPACE")
+        .expect("POD_NAMESPACE env");
+    assert_eq!(
+        pod_namespace["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.namespace"
+    );
+
+    let service = only(&objects, "Service");
+    assert_eq!(
+        service["spec"]["ports"],
+        json!([{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}])
+    );
+    assert_eq!(
+        service["spec"]["selector"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn watched_namespaces_get_roles_instead_of_cluster_roles() {
+    let objects = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    assert!(
+        of_kind(&objects, "ClusterRole").is_empty()
+            && of_kind(&objects, "ClusterRoleBinding").is_empty()
+    );
+
+    let args = args(&objects);
+    assert_eq!(flag_values(&args, "--namespace"), vec!["team-a", "team-b"]);
+
+    for namespace in ["team-a", "team-b"] {
+        let role = of_kind(&objects, "Role")
+            .into_iter()
+            .find(|r| r["metadata"]["namespace"] == namespace)
+            .unwrap_or_else(|| panic!("no Role in {namespace}"));
+        assert_eq!(rule_rows(role), expected_operator_rules());
+        let binding = of_kind(&objects, "RoleBinding")
+            .into_iter()
+            .find(|b| b["metadata"]["namespace"] == namespace)
+            .unwrap_or_else(|| panic!("no RoleBinding in {namespace}"));
+        assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+        assert_eq!(
+            binding["subjects"],
+            json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}])
+        );
+    }
+    // The Lease stays in the release namespace whatever is watched.
+    assert_eq!(
+        leader_election_role(&objects)["metadata"]["namespace"],
+        RELEASE_NAMESPACE
+    );
+}
+
+#[test]
+fn optional_objects_are_absent_by_default() {
+    let objects = render(&[]);
+    for kind in [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    ] {
+        assert!(
+            of_kind(&objects, kind).is_empty(),
+            "{kind} rendered although not enabled"
+        );
+    }
+}
+
+#[test]
+fn every_optional_object_renders_when_enabled() {
+    let objects = render(EVERYTHING_ON);
+
+    let monitor = only(&objects, "ServiceMonitor");
+    assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        only(&objects, "Service")["spec"]["selector"]
+    );
+
+    let rules = &only(&objects, "PrometheusRule")["spec"]["groups"][0]["rules"];
+    let alerts: BTreeSet<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["alert"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        alerts,
+        [
+            "ClearApiClientNotReady",
+            "ClearMintsFailing",
+            "ClearTokenExpiringSoon"
+        ]
+        .into_iter()
+        .collect()
+    );
+    let expr_of = |name: &str| {
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alert"] == name)
+            .unwrap()["expr"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert!(
+        expr_of("ClearTokenExpiringSoon")
+            .contains("clear_operator_token_expiry_timestamp_seconds - time()) < 3600")
+    );
+    assert!(expr_of("ClearApiClientNotReady").contains("clear_operator_client_ready == 0"));
+    assert_eq!(
+        rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["alert"] == "ClearApiClientNotReady")
+            .unwrap()["for"],
+        "15m"
+    );
+    assert!(
+        expr_of("ClearMintsFailing").contains("clear_operator_mints_total{result!=\"issued\"}")
+    );
+
+    let pdb = only(&objects, "PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    assert!(pdb["spec"].get("maxUnavailable").is_none());
+
+    let policy = &only(&objects, "NetworkPolicy")["spec"];
+    assert_eq!(policy["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(
+        policy["ingress"],
+        json!([{"ports": [{"port": "metrics", "protocol": "TCP"}]}])
+    );
+    let egress = policy["egress"].as_array().unwrap();
+    let ports_of = |rule: &Value| -> BTreeSet<(i64, String)> {
+        rule["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["port"].as_i64().unwrap(),
+                    p["protocol"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        ports_of(&egress[0]),
+        [(53, "TCP".to_string()), (53, "UDP".to_string())]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        ports_of(&egress[1]),
+        [(443, "TCP".to_string()), (6443, "TCP".to_string())]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(
+        egress[1]["to"],
+        json!([{"ipBlock": {"cidr": "10.96.0.1/32"}}])
+    );
+    assert_eq!(
+        ports_of(&egress[2]),
+        [(443, "TCP".to_string())].into_iter().collect()
+    );
+
+    let deployment = only(&objects, "Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(pod["metadata"]["annotations"]["team"], "payments");
+    assert_eq!(pod["metadata"]["labels"]["tier"], "platform");
+    assert_eq!(
+        pod["spec"]["nodeSelector"],
+        json!({"kubernetes.io/os": "linux"})
+    );
+    assert_eq!(
+        pod["spec"]["tolerations"],
+        json!([{"key": "dedicated", "operator": "Exists"}])
+    );
+    assert_eq!(
+        pod["spec"]["volumes"][1],
+        json!({"name": "ca-bundle", "secret": {"secretName": "corp-ca", "items": [{"key": "bundle.pem", "path": "bundle.pem"}]}})
+    );
+
+    let c = container(&objects);
+    assert!(c["volumeMounts"].as_array().unwrap().contains(&json!({
+        "name": "ca-bundle", "mountPath": "/etc/clear-operator/ca", "readOnly": true
+    })));
+    assert!(
+        c["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "HTTPS_PROXY", "value": "http://proxy.internal:3128"}))
+    );
+    let args = args(&objects);
+    assert_eq!(
+        flag_values(&args, "--ca-bundle"),
+        vec!["/etc/clear-operator/ca/bundle.pem"]
+    );
+    assert_eq!(flag_values(&args, "--mint-budget"), vec!["120"]);
+    assert!(args.iter().any(|a| a == "--allow-http"), "{args:?}");
+}
+
+#[test]
+fn ca_bundle_from_a_config_map_is_mounted_from_it() {
+    let objects = render(&["--set", "caBundle.enabled=true,caBundle.name=corp-ca"]);
+    let volumes = &only(&objects, "Deployment")["spec"]["template"]["spec"]["volumes"];
+    assert_eq!(
+        volumes[1],
+        json!({"name": "ca-bundle", "configMap": {"name": "corp-ca", "items": [{"key": "ca.crt", "path": "ca.crt"}]}})
+    );
+    assert_eq!(
+        flag_values(&args(&objects), "--ca-bundle"),
+        vec!["/etc/clear-operator/ca/ca.crt"]
+    );
+}
+
+#[test]
+fn include_crds_renders_the_committed_crd() {
+    let objects = render(&["--include-crds"]);
+    let crd = only(&objects, "CustomResourceDefinition");
+    let committed: Value = serde_yaml::from_str(&clear_operator::resource::crd_yaml()).unwrap();
+    assert_eq!(crd, &committed);
+}
+
+#[test]
+fn schema_rejects_bad_values_before_anything_renders() {
+    let cases: &[(&str, &str)] = &[
+        ("operator.mintBudget=300", "/operator/mintBudget"),
+        ("operator.mintBudget=0", "/operator/mintBudget"),
+        ("replicaCount=two", "/replicaCount"),
+        ("operator.logFormat=yaml", "/operator/logFormat"),
+        ("image.pullPolicy=Sometimes", "/image/pullPolicy"),
+        ("watchNamespaces={Team_A}", "/watchNamespaces/0"),
+        ("caBundle.enabled=true", "/caBundle/name"),
+        ("caBundle.source=vault", "/caBundle/source"),
+        ("metrics.port=70000", "/metrics/port"),
+        ("operator.allowHtp=true", "allowHtp"),
+        ("serviceMonitor.interval=soon", "/serviceMonitor/interval"),
+    ];
+    for (setting, path) in cases {
+        let output = helm(&["template", RELEASE, CHART, "--set", setting]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "--set {setting} was accepted");
+        assert!(
+            stderr.contains("values don't meet the specifications of the schema")
+                && stderr.contains(path),
+            "--set {setting}: expected a schema error at {path}, got:\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn install_notes_tell_the_next_steps() {
+    let output = helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "--dry-run=client",
+        "--namespace",
+        RELEASE_NAMESPACE,
+    ]);
+    let text = stdout_of(&output, "helm install --dry-run=client");
+    let notes = text
+        .split("NOTES:")
+        .nth(1)
+        .expect("helm prints the chart's NOTES");
+    for expected in [
+        "kubectl -n NAMESPACE create secret generic clear-client-secret",
+        "kind: ClearApiClient",
+        "clientSecretRef:",
+        "kubectl -n NAMESPACE get cac",
+        &format!("kubectl -n {RELEASE_NAMESPACE} rollout status deployment/{FULLNAME}"),
+    ] {
+        assert!(
+            notes.contains(expected),
+            "NOTES lack {expected:?}:\n{notes}"
+        );
+    }
+}
+
+#[test]
+fn hadolint_passes_on_the_dockerfile() {
+    let output = Command::new(tool("hadolint"))
+        .arg("Dockerfile")
+        .current_dir(repo_root())
+        .output()
+        .expect("failed to run hadolint");
+    stdout_of(&output, "hadolint Dockerfile");
+}
+
+#[test]
+fn dockerfile_builds_the_operator_and_runs_it_as_non_root() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    let from: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        from,
+        [
+            "FROM rust:1.95-slim-bookworm AS builder",
+            "FROM debian:bookworm-slim"
+        ]
+    );
+    for expected in [
+        "cargo build --release --locked -p clear-operator",
+        "USER 65532:65532",
+        "ENTRYPOINT [\"/usr/local/bin/clear-operator\"]",
+        "CMD [\"run\"]",
+    ] {
+        assert!(
+            dockerfile.contains(expected),
+            "Dockerfile lacks {expected:?}"
+        );
+    }
+    // The chart's pod security context and the image agree on the user.
+    let objects = render(&[]);
+    assert_eq!(
+        only(&objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
+        65532
+    );
+}
