@@ -467,3 +467,151 @@ async fn refused_connection_is_a_connect_error_that_cannot_have_minted() {
     assert!(!err.may_have_minted());
     assert_eq!(err.reason(), "ClearUnavailable");
 }
+
+/// HTTPS with a private CA: the CA bundle option is what makes it trusted.
+mod tls {
+    use std::net::SocketAddr;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose,
+    };
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::net::TcpStream;
+    use tokio_rustls::TlsAcceptor;
+    use tokio_rustls::server::TlsStream;
+
+    use super::*;
+
+    struct TlsListener {
+        tcp: TcpListener,
+        acceptor: TlsAcceptor,
+    }
+
+    impl axum::serve::Listener for TlsListener {
+        type Io = TlsStream<TcpStream>;
+        type Addr = SocketAddr;
+
+        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+            loop {
+                let Ok((stream, addr)) = self.tcp.accept().await else {
+                    continue;
+                };
+                // NB: a client that refuses our certificate just ends this handshake.
+                if let Ok(tls) = self.acceptor.accept(stream).await {
+                    return (tls, addr);
+                }
+            }
+        }
+
+        fn local_addr(&self) -> std::io::Result<SocketAddr> {
+            self.tcp.local_addr()
+        }
+    }
+
+    struct TlsServer {
+        base: BaseUrl,
+        ca_pem_path: PathBuf,
+        log: Log,
+        task: JoinHandle<()>,
+    }
+
+    impl Drop for TlsServer {
+        fn drop(&mut self) {
+            self.task.abort();
+            let _ = std::fs::remove_file(&self.ca_pem_path);
+        }
+    }
+
+    /// A private CA, a certificate for 127.0.0.1 signed by it, and a server using it.
+    async fn start_tls(canned: Canned) -> TlsServer {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+
+        let mut config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(leaf.der().to_vec())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der())),
+            )
+            .unwrap();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+
+        let log: Log = Arc::default();
+        let app = Router::new()
+            .fallback(answer)
+            .with_state((log.clone(), canned));
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = TlsListener {
+            tcp,
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+        };
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+
+        let ca_pem_path = std::env::temp_dir().join(format!(
+            "clear-client-test-ca-{}-{}.pem",
+            std::process::id(),
+            addr.port()
+        ));
+        std::fs::write(&ca_pem_path, ca.pem()).unwrap();
+        let base = resolve_base_url(
+            Region::India,
+            Environment::Production,
+            Some(&format!("https://{addr}")),
+            false,
+        )
+        .unwrap();
+        TlsServer {
+            base,
+            ca_pem_path,
+            log,
+            task,
+        }
+    }
+
+    #[tokio::test]
+    async fn ca_bundle_makes_a_private_ca_trusted() {
+        let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
+        let server = start_tls(Canned::json(200, &body)).await;
+        let client = ClearClient::new(ClearClientConfig {
+            ca_bundle: Some(server.ca_pem_path.clone()),
+            ..ClearClientConfig::default()
+        })
+        .unwrap();
+        let issued = client.mint(&server.base, &secret(), now()).await.unwrap();
+        assert_eq!(issued.token.expose(), TOKEN);
+        assert_eq!(
+            server.log.lock().unwrap()[0].headers["x-clear-client-secret"],
+            SECRET
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_ca_is_refused_before_the_secret_is_sent() {
+        let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
+        let server = start_tls(Canned::json(200, &body)).await;
+        let err = client()
+            .mint(&server.base, &secret(), now())
+            .await
+            .unwrap_err();
+        assert_no_leak(&err);
+        assert!(
+            matches!(&err, ClearError::Connect { detail } if detail.contains("certificate")),
+            "{err:?}"
+        );
+        assert!(!err.may_have_minted());
+        assert!(server.log.lock().unwrap().is_empty());
+    }
+}
