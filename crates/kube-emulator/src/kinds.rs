@@ -1,0 +1,190 @@
+//! The little per-kind behaviour of built-in types: Secret `stringData`, Namespace phase,
+//! Service cluster IPs, workload replica defaults, Pod phase.
+
+use base64::Engine;
+use serde_json::{Value, json};
+
+use crate::registry::ResourceType;
+use crate::status::{ApiError, Cause};
+use crate::store::State;
+
+/// Defaulting and folding done on every write of a built-in kind (create and update).
+pub fn normalize(
+    rt: &ResourceType,
+    obj: &mut Value,
+    old: Option<&Value>,
+    state: &mut State,
+) -> Result<(), ApiError> {
+    match (rt.group.as_str(), rt.resource.as_str()) {
+        ("", "secrets") => secret(rt, obj)?,
+        ("", "namespaces") => {
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+            obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
+            if obj["spec"]["finalizers"].is_null() {
+                obj["spec"]["finalizers"] = json!(["kubernetes"]);
+            }
+            let terminating = obj["metadata"].get("deletionTimestamp").is_some();
+            obj["status"]["phase"] = json!(if terminating { "Terminating" } else { "Active" });
+        }
+        ("", "services") => service(obj, old, state),
+        ("", "pods") if obj["status"]["phase"].is_null() => {
+            obj["status"]["phase"] = json!("Pending");
+        }
+        ("apps", "deployments") => {
+            default(obj, "/spec/replicas", json!(1));
+            default(obj, "/spec/revisionHistoryLimit", json!(10));
+            default(obj, "/spec/progressDeadlineSeconds", json!(600));
+            if obj["spec"]["strategy"].is_null() {
+                obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
+            }
+        }
+        ("apps", "statefulsets") | ("apps", "replicasets") => {
+            default(obj, "/spec/replicas", json!(1));
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn default(obj: &mut Value, pointer: &str, value: Value) {
+    let parts: Vec<&str> = pointer.split('/').skip(1).collect();
+    let mut cur = obj;
+    for (i, p) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let map = cur.as_object_mut().expect("object");
+        if i == parts.len() - 1 {
+            map.entry(p.to_string()).or_insert(value);
+            return;
+        }
+        cur = map.entry(p.to_string()).or_insert_with(|| json!({}));
+    }
+}
+
+fn secret(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    if let Some(Value::Object(string_data)) =
+        obj.as_object_mut().and_then(|m| m.remove("stringData"))
+    {
+        let data = obj["data"].as_object().cloned().unwrap_or_default();
+        let mut data = data;
+        for (k, v) in string_data {
+            let s = v.as_str().unwrap_or_default();
+            data.insert(
+                k,
+                json!(base64::engine::general_purpose::STANDARD.encode(s)),
+            );
+        }
+        obj["data"] = Value::Object(data);
+    }
+    if obj["type"].is_null() {
+        obj["type"] = json!("Opaque");
+    }
+    if let Some(data) = obj["data"].as_object() {
+        let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let mut causes = Vec::new();
+        for (k, v) in data {
+            let ok = v
+                .as_str()
+                .is_some_and(|s| base64::engine::general_purpose::STANDARD.decode(s).is_ok());
+            if !ok {
+                causes.push(Cause {
+                    reason: "FieldValueInvalid".into(),
+                    message: "Invalid value: illegal base64 data".into(),
+                    field: format!("data[{k}]"),
+                });
+            }
+        }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(rt, &name, &causes));
+        }
+        if data.is_empty() {
+            obj.as_object_mut().map(|m| m.remove("data"));
+        }
+    }
+    Ok(())
+}
+
+fn service(obj: &mut Value, old: Option<&Value>, state: &mut State) {
+    let spec = &mut obj["spec"];
+    if spec["type"].is_null() {
+        spec["type"] = json!("ClusterIP");
+    }
+    if spec["sessionAffinity"].is_null() {
+        spec["sessionAffinity"] = json!("None");
+    }
+    if let Some(ports) = spec["ports"].as_array_mut() {
+        for p in ports {
+            if p["protocol"].is_null() {
+                p["protocol"] = json!("TCP");
+            }
+            if p["targetPort"].is_null() {
+                p["targetPort"] = p["port"].clone();
+            }
+        }
+    }
+    let old_ip = old
+        .map(|o| o["spec"]["clusterIP"].clone())
+        .filter(|v| v.is_string());
+    if spec["clusterIP"].is_null() || spec["clusterIP"] == json!("") {
+        spec["clusterIP"] = match old_ip {
+            Some(ip) => ip,
+            None if spec["type"] == json!("ExternalName") => Value::Null,
+            None => {
+                let n = state.next_cluster_ip;
+                state.next_cluster_ip += 1;
+                json!(format!("10.96.{}.{}", (n >> 8) & 0xff, n & 0xff))
+            }
+        };
+        if spec["clusterIP"].is_null() {
+            spec.as_object_mut().map(|m| m.remove("clusterIP"));
+        }
+    }
+    if spec["clusterIPs"].is_null() && spec["clusterIP"].is_string() {
+        spec["clusterIPs"] = json!([spec["clusterIP"].clone()]);
+    }
+    if spec["type"] != json!("ExternalName") {
+        if spec["ipFamilies"].is_null() {
+            spec["ipFamilies"] = json!(["IPv4"]);
+        }
+        if spec["ipFamilyPolicy"].is_null() {
+            spec["ipFamilyPolicy"] = json!("SingleStack");
+        }
+        if spec["internalTrafficPolicy"].is_null() {
+            spec["internalTrafficPolicy"] = json!("Cluster");
+        }
+    }
+    if obj["status"].is_null() {
+        obj["status"] = json!({"loadBalancer": {}});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Registry;
+
+    #[test]
+    fn secret_string_data_is_folded_into_base64_data() {
+        let reg = Registry::with_builtins();
+        let rt = reg.get("", "secrets").unwrap().clone();
+        let mut state = State::new(10);
+        let mut obj =
+            json!({"metadata": {"name": "s"}, "data": {"a": "eA=="}, "stringData": {"b": "hello"}});
+        normalize(&rt, &mut obj, None, &mut state).unwrap();
+        assert_eq!(obj["data"]["b"], json!("aGVsbG8="));
+        assert_eq!(obj["data"]["a"], json!("eA=="));
+        assert!(obj.get("stringData").is_none());
+        assert_eq!(obj["type"], json!("Opaque"));
+    }
+
+    #[test]
+    fn secret_with_bad_base64_is_invalid() {
+        let reg = Registry::with_builtins();
+        let rt = reg.get("", "secrets").unwrap().clone();
+        let mut state = State::new(10);
+        let mut obj = json!({"metadata": {"name": "s"}, "data": {"a": "not base64!"}});
+        let err = normalize(&rt, &mut obj, None, &mut state).unwrap_err();
+        assert_eq!(err.code, 422);
+    }
+}

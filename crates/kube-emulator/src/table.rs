@@ -1,0 +1,240 @@
+//! `meta.k8s.io/v1` Table answers, which `kubectl get` asks for: Name/Age for built-ins,
+//! the CRD's `additionalPrinterColumns` for custom resources.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use crate::jsonpath;
+use crate::registry::ResourceType;
+
+/// Whether the Accept header asks for a Table.
+pub fn wants_table(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=Table"))
+}
+
+/// apiserver's human duration: 45s, 3m12s, 10m, 5h, 3d...
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    if s < 120 {
+        return format!("{s}s");
+    }
+    let m = s / 60;
+    if m < 10 {
+        let rem = s % 60;
+        return if rem == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{rem}s")
+        };
+    }
+    if m < 180 {
+        return format!("{m}m");
+    }
+    let h = s / 3600;
+    if h < 8 {
+        let rem = (s % 3600) / 60;
+        return if rem == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{rem}m")
+        };
+    }
+    if h < 48 {
+        return format!("{h}h");
+    }
+    let d = h / 24;
+    if d < 8 {
+        let rem = h % 24;
+        return if rem == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{rem}h")
+        };
+    }
+    if d < 365 * 2 {
+        return format!("{d}d");
+    }
+    format!("{}y", d / 365)
+}
+
+fn age(obj: &Value) -> Value {
+    let Some(ts) = obj["metadata"]["creationTimestamp"].as_str() else {
+        return json!("<unknown>");
+    };
+    match DateTime::parse_from_rfc3339(ts) {
+        Ok(t) => json!(human_duration(
+            (Utc::now() - t.with_timezone(&Utc)).num_seconds()
+        )),
+        Err(_) => json!("<unknown>"),
+    }
+}
+
+fn column(name: &str, ty: &str, format: &str, description: &str, priority: i64) -> Value {
+    json!({ "name": name, "type": ty, "format": format, "description": description, "priority": priority })
+}
+
+fn printer_columns(rt: &ResourceType, version: &str) -> Option<Vec<Value>> {
+    let cols = &rt.crd_version(version)?.printer_columns;
+    (!cols.is_empty()).then(|| cols.clone())
+}
+
+/// Column definitions for a type.
+pub fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
+    let name = column(
+        "Name",
+        "string",
+        "name",
+        "Name must be unique within a namespace.",
+        0,
+    );
+    if let Some(cols) = printer_columns(rt, version) {
+        let mut out = vec![name];
+        for c in cols {
+            out.push(column(
+                c["name"].as_str().unwrap_or(""),
+                c["type"].as_str().unwrap_or("string"),
+                c["format"].as_str().unwrap_or(""),
+                c["description"].as_str().unwrap_or(""),
+                c["priority"].as_i64().unwrap_or(0),
+            ));
+        }
+        return out;
+    }
+    let age = column(
+        "Age",
+        "string",
+        "",
+        "CreationTimestamp is a timestamp representing the server time when this object was created.",
+        0,
+    );
+    match (rt.group.as_str(), rt.resource.as_str()) {
+        ("", "namespaces") => vec![
+            name,
+            column("Status", "string", "", "The status of the namespace", 0),
+            age,
+        ],
+        ("", "secrets") => vec![
+            name,
+            column("Type", "string", "", "The type of the secret", 0),
+            column(
+                "Data",
+                "string",
+                "",
+                "The number of entries in the secret",
+                0,
+            ),
+            age,
+        ],
+        ("", "configmaps") => vec![
+            name,
+            column("Data", "string", "", "The number of entries", 0),
+            age,
+        ],
+        _ => vec![name, age],
+    }
+}
+
+fn cells(rt: &ResourceType, version: &str, obj: &Value) -> Vec<Value> {
+    let name = obj["metadata"]["name"].clone();
+    if let Some(cols) = printer_columns(rt, version) {
+        let mut out = vec![name];
+        for c in cols {
+            let path = c["jsonPath"].as_str().unwrap_or("");
+            let v = jsonpath::cell(obj, path);
+            let ty = c["type"].as_str().unwrap_or("string");
+            out.push(match (v, ty) {
+                (None, _) => Value::Null,
+                (Some(Value::String(ts)), "date") => match DateTime::parse_from_rfc3339(&ts) {
+                    Ok(t) => json!(human_duration(
+                        (Utc::now() - t.with_timezone(&Utc)).num_seconds()
+                    )),
+                    Err(_) => json!(ts),
+                },
+                (Some(v @ (Value::Object(_) | Value::Array(_))), _) => json!(v.to_string()),
+                (Some(v), _) => v,
+            });
+        }
+        return out;
+    }
+    match (rt.group.as_str(), rt.resource.as_str()) {
+        ("", "namespaces") => vec![name, obj["status"]["phase"].clone(), age(obj)],
+        ("", "secrets") => vec![
+            name,
+            obj["type"].clone(),
+            json!(obj["data"].as_object().map_or(0, |m| m.len())),
+            age(obj),
+        ],
+        ("", "configmaps") => vec![
+            name,
+            json!(
+                obj["data"].as_object().map_or(0, |m| m.len())
+                    + obj["binaryData"].as_object().map_or(0, |m| m.len())
+            ),
+            age(obj),
+        ],
+        _ => vec![name, age(obj)],
+    }
+}
+
+/// One row; the object is its metadata, as apiserver sends with includeObject=Metadata.
+pub fn row(rt: &ResourceType, version: &str, obj: &Value, include_object: &str) -> Value {
+    let object = match include_object {
+        "None" => Value::Null,
+        "Object" => obj.clone(),
+        _ => json!({
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": obj["metadata"].clone(),
+        }),
+    };
+    json!({ "cells": cells(rt, version, obj), "object": object })
+}
+
+/// A full Table for a list (or a single object).
+pub fn table<'a>(
+    rt: &ResourceType,
+    version: &str,
+    objs: impl Iterator<Item = &'a Value>,
+    resource_version: &str,
+    continue_token: Option<&str>,
+    include_object: &str,
+) -> Value {
+    let rows: Vec<Value> = objs.map(|o| row(rt, version, o, include_object)).collect();
+    let mut md = json!({ "resourceVersion": resource_version });
+    if let Some(c) = continue_token {
+        md["continue"] = json!(c);
+    }
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": md,
+        "columnDefinitions": columns(rt, version),
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_duration_follows_apiserver_buckets() {
+        assert_eq!(human_duration(5), "5s");
+        assert_eq!(human_duration(125), "2m5s");
+        assert_eq!(human_duration(600), "10m");
+        assert_eq!(human_duration(3 * 3600 + 60), "3h1m");
+        assert_eq!(human_duration(30 * 3600), "30h");
+        assert_eq!(human_duration(3 * 86400), "3d");
+    }
+
+    #[test]
+    fn table_is_recognised_from_kubectl_accept_header() {
+        assert!(wants_table(
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
+        ));
+        assert!(!wants_table("application/json"));
+    }
+}

@@ -1,0 +1,245 @@
+//! kube-rs against the emulator: typed CRUD, selectors, paging, conflicts and the Status
+//! errors kube-rs decodes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::json;
+
+async fn start() -> (Emulator, kube::Client) {
+    let emu = Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("emulator starts");
+    let client = emu.client().await;
+    (emu, client)
+}
+
+fn secret(name: &str, labels: &[(&str, &str)]) -> Secret {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": name,
+            "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        },
+        "stringData": {"token": "value"},
+    }))
+    .expect("valid secret")
+}
+
+fn api_error(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn typed_secret_crud_round_trips_and_folds_string_data() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    let created = api
+        .create(&PostParams::default(), &secret("s1", &[("app", "x")]))
+        .await
+        .unwrap();
+    let md = &created.metadata;
+    assert!(md.uid.is_some());
+    assert!(md.creation_timestamp.is_some());
+    assert!(md.resource_version.is_some());
+    let data = created.data.clone().unwrap();
+    assert_eq!(data["token"].0, b"value");
+    assert!(created.string_data.is_none());
+
+    let got = api.get("s1").await.unwrap();
+    assert_eq!(got.metadata.uid, md.uid);
+
+    let mut changed = got.clone();
+    changed
+        .metadata
+        .labels
+        .as_mut()
+        .unwrap()
+        .insert("tier".into(), "b".into());
+    let updated = api
+        .replace("s1", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert_ne!(
+        updated.metadata.resource_version,
+        got.metadata.resource_version
+    );
+
+    api.delete("s1", &DeleteParams::default()).await.unwrap();
+    let err = api_error(api.get("s1").await.unwrap_err());
+    assert_eq!(err.code, 404);
+    assert_eq!(err.reason, "NotFound");
+    assert_eq!(err.message, "secrets \"s1\" not found");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn creating_twice_gets_409_already_exists() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "b"}})).unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let err = api_error(api.create(&PostParams::default(), &cm).await.unwrap_err());
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "AlreadyExists");
+    assert_eq!(err.message, "configmaps \"c\" already exists");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_update_gets_409_conflict() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    let first = api
+        .create(&PostParams::default(), &secret("s", &[]))
+        .await
+        .unwrap();
+    let mut a = first.clone();
+    a.metadata.labels = Some(BTreeMap::from([("a".to_string(), "1".to_string())]));
+    api.replace("s", &PostParams::default(), &a).await.unwrap();
+    let mut stale = first.clone();
+    stale.metadata.labels = Some(BTreeMap::from([("b".to_string(), "2".to_string())]));
+    let err = api_error(
+        api.replace("s", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 409);
+    assert_eq!(err.reason, "Conflict");
+    assert_eq!(
+        err.message,
+        "Operation cannot be fulfilled on secrets \"s\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn creating_in_a_missing_namespace_is_not_found() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "nowhere");
+    let err = api_error(
+        api.create(&PostParams::default(), &secret("s", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 404);
+    assert_eq!(err.message, "namespaces \"nowhere\" not found");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn label_selectors_filter_lists() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    for (name, app, tier) in [("a", "web", "fe"), ("b", "web", "db"), ("c", "batch", "fe")] {
+        api.create(
+            &PostParams::default(),
+            &secret(name, &[("app", app), ("tier", tier)]),
+        )
+        .await
+        .unwrap();
+    }
+    let names = |l: kube::core::ObjectList<Secret>| -> Vec<String> {
+        l.items
+            .into_iter()
+            .map(|s| s.metadata.name.unwrap())
+            .collect()
+    };
+    let cases = [
+        ("app=web", vec!["a", "b"]),
+        ("app==web,tier!=db", vec!["a"]),
+        ("app in (web,batch),tier=fe", vec!["a", "c"]),
+        ("app notin (web)", vec!["c"]),
+        ("tier", vec!["a", "b", "c"]),
+        ("!tier", vec![]),
+    ];
+    for (sel, want) in cases {
+        let got = names(api.list(&ListParams::default().labels(sel)).await.unwrap());
+        assert_eq!(got, want, "selector {sel}");
+    }
+    let by_name = names(
+        api.list(&ListParams::default().fields("metadata.name=b"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(by_name, vec!["b"]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn limit_and_continue_page_through_a_list() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    for i in 0..7 {
+        api.create(&PostParams::default(), &secret(&format!("s{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut lp = ListParams::default().limit(3);
+    let mut pages = 0;
+    loop {
+        let page = api.list(&lp).await.unwrap();
+        pages += 1;
+        seen.extend(page.items.into_iter().map(|s| s.metadata.name.unwrap()));
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(c) => lp = lp.continue_token(&c),
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, (0..7).map(|i| format!("s{i}")).collect::<Vec<_>>());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn identical_apply_does_not_bump_resource_version() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let pp = PatchParams::apply("test-manager");
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
+    let first = api.patch("c", &pp, &Patch::Apply(&cm)).await.unwrap();
+    let second = api.patch("c", &pp, &Patch::Apply(&cm)).await.unwrap();
+    assert_eq!(
+        first.metadata.resource_version,
+        second.metadata.resource_version
+    );
+    let writes_before = emu.resource_version();
+    let merge = api
+        .patch(
+            "c",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"a": "1"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        merge.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    assert_eq!(emu.resource_version(), writes_before);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn namespace_deletion_removes_its_contents() {
+    let (emu, client) = start().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    let created = nss.create(&PostParams::default(), &ns).await.unwrap();
+    assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
+    let secrets: Api<Secret> = Api::namespaced(client, "team");
+    secrets
+        .create(&PostParams::default(), &secret("s", &[]))
+        .await
+        .unwrap();
+    nss.delete("team", &DeleteParams::default()).await.unwrap();
+    assert!(emu.objects("secrets", Some("team")).is_empty());
+    assert!(emu.object("namespaces", None, "team").is_none());
+    emu.shutdown().await;
+}

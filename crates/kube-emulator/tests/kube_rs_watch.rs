@@ -1,0 +1,175 @@
+//! kube-rs watches against the emulator: event order, resuming after dropped watches,
+//! relisting after 410 Gone, bookmarks.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::json;
+
+fn cm(name: &str, value: &str) -> ConfigMap {
+    serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap()
+}
+
+async fn set(api: &Api<ConfigMap>, name: &str, value: &str) {
+    api.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"v": value}})),
+    )
+    .await
+    .unwrap();
+}
+
+/// Wait (bounded) until `cond` holds, polling.
+async fn eventually(mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 5s");
+}
+
+#[tokio::test]
+async fn raw_watch_sees_create_update_delete_in_order() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let list = api.list(&Default::default()).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap();
+    set(&api, "a", "2").await;
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .expect("stream open");
+        match ev {
+            WatchEvent::Added(c) => seen.push(format!("added {}", c.data.unwrap()["v"])),
+            WatchEvent::Modified(c) => seen.push(format!("modified {}", c.data.unwrap()["v"])),
+            WatchEvent::Deleted(c) => seen.push(format!("deleted {}", c.data.unwrap()["v"])),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["added 1", "modified 2", "deleted 2"]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_from_a_compacted_resource_version_gets_410_gone() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let rv = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap();
+    emu.faults().compact_history();
+    let mut stream = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => {
+            assert_eq!(e.code, 410);
+            assert_eq!(e.reason, "Expired");
+            assert!(
+                e.message.starts_with("too old resource version"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected a 410 error event, got {other:?}"),
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn bookmarks_arrive_when_allowed() {
+    let opts = EmulatorOptions {
+        bookmark_interval: Duration::from_millis(50),
+        ..EmulatorOptions::default()
+    };
+    let emu = Emulator::start(opts).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let rv = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default();
+    assert!(wp.bookmarks);
+    let mut stream = api.watch(&wp, &rv).await.unwrap().boxed();
+    let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(ev, Some(WatchEvent::Bookmark(_))), "got {ev:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn reflector_follows_changes_and_survives_dropped_watches_and_410() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let (reader, writer) = reflector::store::<ConfigMap>();
+    let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
+        .default_backoff()
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while stream.next().await.is_some() {}
+    });
+    let value_of = |name: &str| -> Option<String> {
+        reader
+            .state()
+            .into_iter()
+            .find(|c| c.metadata.name.as_deref() == Some(name))
+            .and_then(|c| c.data.clone())
+            .map(|d: BTreeMap<String, String>| d["v"].clone())
+    };
+    api.create(&PostParams::default(), &cm("a", "1"))
+        .await
+        .unwrap();
+    eventually(|| value_of("a").as_deref() == Some("1")).await;
+
+    // A dropped watch: changes made while the client reconnects are not lost.
+    emu.faults().close_watches();
+    set(&api, "a", "2").await;
+    api.create(&PostParams::default(), &cm("b", "1"))
+        .await
+        .unwrap();
+    eventually(|| value_of("a").as_deref() == Some("2") && value_of("b").is_some()).await;
+
+    // History compacted while disconnected: the watcher gets 410 and relists.
+    emu.faults().compact_history();
+    emu.faults().close_watches();
+    api.delete("b", &DeleteParams::default()).await.unwrap();
+    set(&api, "a", "3").await;
+    eventually(|| value_of("a").as_deref() == Some("3") && value_of("b").is_none()).await;
+    task.abort();
+    emu.shutdown().await;
+}
