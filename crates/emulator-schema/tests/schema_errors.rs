@@ -1,0 +1,90 @@
+//! Schemas the emulator must refuse at CRD creation, and sharing a compiled schema.
+
+use emulator_schema::{SchemaError, StructuralSchema};
+use serde_json::json;
+
+#[test]
+fn rule_that_does_not_compile_rejects_the_schema_with_its_location() {
+    let err = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"spec": {"type": "object",
+        "x-kubernetes-validations": [{"rule": "self.a >"}]}}}),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SchemaError::InvalidRule { .. }), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(
+            r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.a >": compilation failed: "#
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn message_expression_that_does_not_compile_rejects_the_schema() {
+    let err = StructuralSchema::new(&json!({"type": "object",
+        "x-kubernetes-validations": [{"rule": "true", "messageExpression": "'a' +"}]}))
+    .unwrap_err();
+    assert!(
+        matches!(err, SchemaError::InvalidMessageExpression { .. }),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("openAPIV3Schema.x-kubernetes-validations[0].messageExpression: ")
+    );
+}
+
+#[test]
+fn field_path_naming_no_field_rejects_the_schema() {
+    let err = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"a": {"type": "string"}},
+        "x-kubernetes-validations": [{"rule": "true", "fieldPath": ".b"}]}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"openAPIV3Schema.x-kubernetes-validations[0].fieldPath: Invalid value: ".b": does not refer to a valid field"#
+    );
+}
+
+#[test]
+fn invalid_pattern_and_unknown_type_reject_the_schema() {
+    let err = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"a": {"type": "string", "pattern": "("}}}),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SchemaError::InvalidPattern { .. }), "{err:?}");
+    let err =
+        StructuralSchema::new(&json!({"type": "object", "properties": {"a": {"type": "str"}}}))
+            .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"openAPIV3Schema.properties[a].type: Unsupported value: "str": supported values: "array", "boolean", "integer", "number", "object", "string""#
+    );
+}
+
+#[test]
+fn compiled_schema_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<StructuralSchema>();
+    let schema = std::sync::Arc::new(
+        StructuralSchema::new(
+            &json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"n": {"type": "integer"}},
+            "x-kubernetes-validations": [{"rule": "self.n > 0", "message": "positive"}]}}}),
+        )
+        .unwrap(),
+    );
+    let handles: Vec<_> = (0..4)
+        .map(|n| {
+            let schema = schema.clone();
+            std::thread::spawn(move || {
+                let obj = json!({"apiVersion": "a/v1", "kind": "K", "metadata": {"name": "x"}, "spec": {"n": n}});
+                schema.validate(&obj, None).len()
+            })
+        })
+        .collect();
+    let failures: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(failures, [1, 0, 0, 0]);
+}
