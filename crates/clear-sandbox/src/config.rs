@@ -132,8 +132,11 @@ impl ClientConfig {
         if self.client_secret.expose().trim().is_empty() {
             return Err(InvalidClient::EmptySecret);
         }
-        if self.expiry == TokenExpiry::After(Duration::ZERO) {
-            return Err(InvalidClient::ZeroLifetime);
+        // NB: valid_till is reported to the second, so a shorter lifetime would hand
+        // out tokens that are already expired.
+        if matches!(self.expiry, TokenExpiry::After(lifetime) if lifetime < Duration::from_secs(1))
+        {
+            return Err(InvalidClient::LifetimeUnderOneSecond);
         }
         if self.token_length == 0 || self.token_length > MAX_TOKEN_LENGTH {
             return Err(InvalidClient::TokenLength(self.token_length));
@@ -147,8 +150,8 @@ impl ClientConfig {
 pub enum InvalidClient {
     #[error("failed to accept client: the client secret is empty")]
     EmptySecret,
-    #[error("failed to accept client: the token lifetime is zero")]
-    ZeroLifetime,
+    #[error("failed to accept client: the token lifetime is shorter than one second")]
+    LifetimeUnderOneSecond,
     #[error("failed to accept client: token length {0} is outside 1..=256")]
     TokenLength(usize),
 }
@@ -477,9 +480,9 @@ mod tests {
         );
         assert_eq!(
             ClientConfig::new("s", "w")
-                .with_lifetime(Duration::ZERO)
+                .with_lifetime(Duration::from_millis(999))
                 .validate(),
-            Err(InvalidClient::ZeroLifetime)
+            Err(InvalidClient::LifetimeUnderOneSecond)
         );
     }
 }
