@@ -72,21 +72,19 @@ fn keeping_server_metadata<T>(target: &mut Value, patch_fn: impl FnOnce(&mut Val
         .collect();
     let had_metadata = target.get("metadata").is_some_and(Value::is_object);
     let result = patch_fn(target);
-    if had_metadata {
-        if let Some(object) = target.as_object_mut() {
-            let meta = object
-                .entry("metadata")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if !meta.is_object() {
-                *meta = Value::Object(Default::default());
-            }
-            if let Some(meta) = meta.as_object_mut() {
-                for (key, value) in saved {
-                    match value {
-                        Some(value) => meta.insert(key.to_string(), value),
-                        None => meta.remove(key),
-                    };
-                }
+    if had_metadata && let Some(object) = target.as_object_mut() {
+        let meta = object
+            .entry("metadata")
+            .or_insert_with(|| Value::Object(Default::default()));
+        if !meta.is_object() {
+            *meta = Value::Object(Default::default());
+        }
+        if let Some(meta) = meta.as_object_mut() {
+            for (key, value) in saved {
+                match value {
+                    Some(value) => meta.insert(key.to_string(), value),
+                    None => meta.remove(key),
+                };
             }
         }
     }
