@@ -366,6 +366,10 @@ mod tests {
         path
     }
 
+    fn remove_temp(path: &Path) {
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
     #[test]
     fn yaml_list_with_every_field_is_read() {
         let path = write_temp(
@@ -391,6 +395,7 @@ mod tests {
 "#,
         );
         let clients = load_clients_file(&path).unwrap();
+        remove_temp(&path);
         assert_eq!(clients.len(), 3);
         let first = &clients[0];
         assert_eq!(first.name.as_deref(), Some("gst-prod"));
@@ -428,6 +433,7 @@ mod tests {
             r#"{"clients": [{"clientSecret": "abc", "workspace": "w", "environment": "sandbox", "tokenLifetime": "10m"}]}"#,
         );
         let clients = load_clients_file(&path).unwrap();
+        remove_temp(&path);
         assert_eq!(
             clients[0].expiry,
             TokenExpiry::After(Duration::from_secs(600))
@@ -441,6 +447,7 @@ mod tests {
             "- clientSecret: abc\n  workspace: w\n  environment: sandbox\n",
         );
         let err = error_chain(&load_clients_file(&path).unwrap_err());
+        remove_temp(&path);
         assert!(err.contains("client #1"), "{err}");
         assert!(err.contains("tokenLifetime"), "{err}");
     }
@@ -452,6 +459,7 @@ mod tests {
             "- clientSecret: abc\n  workspace: w\n  environment: sandbox\n  tokenLifetme: 1h\n",
         );
         let err = error_chain(&load_clients_file(&path).unwrap_err());
+        remove_temp(&path);
         assert!(err.contains("tokenLifetme"), "{err}");
     }
 
@@ -462,6 +470,7 @@ mod tests {
             "- clientSecret: 987654321\n  workspace: w\n  environment: sandbox\n  neverExpires: true\n",
         );
         let err = load_clients_file(&path).unwrap_err();
+        remove_temp(&path);
         let text = format!("{} {err:?}", error_chain(&err));
         assert!(!text.contains("987654321"), "{text}");
     }

@@ -88,12 +88,18 @@ async fn binary_prints_its_url_serves_tokens_and_stops_on_sigterm() {
     assert_eq!(expired.status().as_u16(), 401);
 
     let pid = child.id().unwrap().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().await;
-    if !killed.is_ok_and(|status| status.success()) {
+    let terminated = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .is_ok_and(|status| status.success());
+    if terminated {
+        let status = child.wait().await.unwrap();
+        assert!(status.success(), "graceful stop on SIGTERM: {status}");
+    } else {
+        // No `kill` utility on this machine: stop it the hard way.
         child.kill().await.unwrap();
     }
-    let status = child.wait().await.unwrap();
-    assert!(status.success(), "graceful stop on SIGTERM: {status}");
     let mut output = String::new();
     stdout.read_to_string(&mut output).await.unwrap();
     child
@@ -103,6 +109,7 @@ async fn binary_prints_its_url_serves_tokens_and_stops_on_sigterm() {
         .read_to_string(&mut output)
         .await
         .unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
     assert!(output.contains("minted access token"), "{output}");
     assert!(!output.contains(SECRET), "secret leaked:\n{output}");
     assert!(!output.contains(&token), "token leaked:\n{output}");
@@ -122,6 +129,7 @@ async fn binary_refuses_a_bad_clients_file_without_echoing_the_secret() {
         .output()
         .await
         .unwrap();
+    let _ = std::fs::remove_dir_all(path.parent().unwrap());
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("client #1"), "{stderr}");
