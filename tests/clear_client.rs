@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use clear_operator::clear::{
     BaseUrl, ClearClient, ClearClientConfig, ClearError, ClientSecret, DEFAULT_USER_AGENT,
-    FailureClass, resolve_base_url,
+    FailureClass, ProxyConfig, resolve_base_url,
 };
 use clear_operator::resource::{Environment, Region};
 use jiff::Timestamp;
@@ -25,6 +25,8 @@ const TOKEN: &str = "tok-TOKENVALUE-9191";
 /// What the server saw of one request.
 #[derive(Debug, Clone)]
 struct Seen {
+    /// Set when the request came in absolute form, as through a proxy.
+    host: Option<String>,
     path: String,
     headers: HeaderMap,
 }
@@ -110,6 +112,7 @@ async fn answer(
     headers: HeaderMap,
 ) -> Response {
     log.lock().unwrap().push(Seen {
+        host: uri.host().map(str::to_string),
         path: uri.path().to_string(),
         headers,
     });
@@ -131,8 +134,17 @@ async fn answer(
     response
 }
 
+/// NB: the proxy is off so that a proxy set in the test runner's environment cannot
+/// intercept calls to 127.0.0.1; the proxy path has its own test.
 fn client() -> ClearClient {
-    ClearClient::new(ClearClientConfig::default()).unwrap()
+    ClearClient::new(config()).unwrap()
+}
+
+fn config() -> ClearClientConfig {
+    ClearClientConfig {
+        proxy: ProxyConfig::Disabled,
+        ..ClearClientConfig::default()
+    }
 }
 
 fn secret() -> ClientSecret {
@@ -353,7 +365,7 @@ async fn slow_server_times_out() {
     let client = ClearClient::new(ClearClientConfig {
         connect_timeout: Duration::from_millis(200),
         request_timeout: Duration::from_millis(300),
-        ..ClearClientConfig::default()
+        ..config()
     })
     .unwrap();
     let err = client
@@ -391,7 +403,7 @@ async fn oversized_streamed_body_is_cut_off_and_malformed() {
     let server = TestServer::start(canned).await;
     let client = ClearClient::new(ClearClientConfig {
         max_body_bytes: 10_000,
-        ..ClearClientConfig::default()
+        ..config()
     })
     .unwrap();
     let err = client
@@ -443,6 +455,31 @@ async fn ok_with_broken_json_is_malformed() {
         matches!(&err, ClearError::Malformed { detail } if detail.starts_with("body is not JSON")),
         "{err:?}"
     );
+}
+
+#[tokio::test]
+async fn proxy_url_routes_the_call_through_the_proxy() {
+    let body = format!(r#"{{"access_token":"{TOKEN}"}}"#);
+    let proxy = TestServer::start(Canned::json(200, &body)).await;
+    let client = ClearClient::new(ClearClientConfig {
+        proxy: ProxyConfig::Url(proxy.base.as_str().to_string()),
+        ..config()
+    })
+    .unwrap();
+    // NB: `.invalid` never resolves, so only the proxy can have answered.
+    let base = resolve_base_url(
+        Region::India,
+        Environment::Sandbox,
+        Some("http://clear.invalid"),
+        true,
+    )
+    .unwrap();
+    let issued = client.mint(&base, &secret(), now()).await.unwrap();
+    assert_eq!(issued.token.expose(), TOKEN);
+    let seen = proxy.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].host.as_deref(), Some("clear.invalid"));
+    assert_eq!(seen[0].path, "/integration/v1/authz/token");
 }
 
 #[tokio::test]
@@ -587,7 +624,7 @@ mod tls {
         let server = start_tls(Canned::json(200, &body)).await;
         let client = ClearClient::new(ClearClientConfig {
             ca_bundle: Some(server.ca_pem_path.clone()),
-            ..ClearClientConfig::default()
+            ..config()
         })
         .unwrap();
         let issued = client.mint(&server.base, &secret(), now()).await.unwrap();

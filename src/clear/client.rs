@@ -33,6 +33,32 @@ pub struct ClearClientConfig {
     /// PEM file whose certificates are trusted in addition to the system roots.
     pub ca_bundle: Option<PathBuf>,
     pub user_agent: String,
+    /// Where requests go through; by default `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`.
+    pub proxy: ProxyConfig,
+}
+
+/// How to reach Clear through a proxy.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub enum ProxyConfig {
+    /// `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` and `NO_PROXY` from the environment (the
+    /// Kubernetes convention).
+    #[default]
+    FromEnvironment,
+    /// Connect directly, whatever the environment says.
+    Disabled,
+    /// Every request through this proxy URL (it may carry credentials, so it is never
+    /// printed).
+    Url(String),
+}
+
+impl fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::FromEnvironment => f.write_str("FromEnvironment"),
+            Self::Disabled => f.write_str("Disabled"),
+            Self::Url(_) => write!(f, "Url({REDACTED})"),
+        }
+    }
 }
 
 impl Default for ClearClientConfig {
@@ -45,6 +71,7 @@ impl Default for ClearClientConfig {
             max_body_bytes: 64 * 1024,
             ca_bundle: None,
             user_agent: DEFAULT_USER_AGENT.to_string(),
+            proxy: ProxyConfig::FromEnvironment,
         }
     }
 }
@@ -77,6 +104,16 @@ impl ClearClient {
             // NB: a redirect would resend the client secret header to wherever it points;
             // reqwest only strips its own list of sensitive headers on redirects.
             .redirect(reqwest::redirect::Policy::none());
+        builder = match &cfg.proxy {
+            ProxyConfig::FromEnvironment => builder,
+            ProxyConfig::Disabled => builder.no_proxy(),
+            ProxyConfig::Url(url) => {
+                let proxy = reqwest::Proxy::all(url.as_str()).map_err(|_| ClearError::Config {
+                    detail: "failed to parse the proxy URL".to_string(),
+                })?;
+                builder.proxy(proxy)
+            }
+        };
         if let Some(path) = &cfg.ca_bundle {
             let pem = std::fs::read(path).map_err(|e| ClearError::Config {
                 detail: format!("failed to read CA bundle {}: {e}", path.display()),
@@ -359,6 +396,22 @@ mod tests {
         let shown = format!("{client:?}");
         assert!(!shown.contains("ua-marker"), "{shown}");
         assert!(shown.starts_with("ClearClient"), "{shown}");
+    }
+
+    #[test]
+    fn proxy_url_is_never_printed() {
+        let cfg = ClearClientConfig {
+            proxy: ProxyConfig::Url("http://user:pw-123@proxy:3128".into()),
+            ..ClearClientConfig::default()
+        };
+        assert!(!format!("{cfg:?}").contains("pw-123"));
+        let err = ClearClient::new(ClearClientConfig {
+            proxy: ProxyConfig::Url("::not a url pw-123".into()),
+            ..ClearClientConfig::default()
+        })
+        .unwrap_err();
+        assert!(matches!(&err, ClearError::Config { .. }), "{err:?}");
+        assert!(!format!("{err} {err:?}").contains("pw-123"));
     }
 
     #[test]

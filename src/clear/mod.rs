@@ -7,7 +7,9 @@ mod error;
 mod response;
 mod secret;
 
-pub use client::{CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT};
+pub use client::{
+    CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT, ProxyConfig,
+};
 pub use endpoint::{BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, resolve_base_url};
 pub use error::{ClearError, FailureClass, next_utc_midnight, reasons};
 pub use response::{
