@@ -3,8 +3,10 @@
 
 pub mod clear;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod http;
 pub mod metrics;
+pub mod reconcile;
 pub mod resource;
 pub mod telemetry;

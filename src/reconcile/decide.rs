@@ -1,0 +1,857 @@
+//! The decision whether to call Clear: a pure function of what is stored in the cluster (the
+//! resource's spec and status, the target Secret's metadata, the client secret's
+//! fingerprint) and the clock. Nothing here remembers anything between reconciles, which is
+//! why a restart, a relist or a second replica decides exactly the same thing.
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::{schedule, secret::TokenRecord};
+use crate::{clear::reasons as clear_reasons, resource::ClearApiClientStatus};
+
+/// The spec, once it passed the checks the schema cannot make.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec {
+    pub base_url: String,
+    pub config_hash: String,
+    pub renew_before: Option<SignedDuration>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientSecretState {
+    /// The referenced Secret or key is missing or empty.
+    Missing {
+        detail: String,
+    },
+    Present {
+        fingerprint: String,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum TargetState {
+    Absent,
+    /// Exists and is not ours: never modified.
+    Foreign {
+        detail: String,
+    },
+    /// Ours; `token` is what its annotations say about the token it holds, `drifted` whether
+    /// its metadata differs from what the spec asks for now.
+    Ours {
+        token: Option<TokenRecord>,
+        drifted: bool,
+    },
+}
+
+/// Everything the decision looks at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observed {
+    pub name: String,
+    pub target_name: String,
+    pub spec: Result<ValidSpec, String>,
+    pub client_secret: ClientSecretState,
+    pub target: TargetState,
+    /// `namespace/name` of an older ClearApiClient using the same client secret.
+    pub conflict_with: Option<String>,
+    pub regenerate_request: Option<String>,
+    pub status: ClearApiClientStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Calls to Clear allowed per resource (one client secret each) per UTC day.
+    pub mint_budget: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { mint_budget: 250 }
+    }
+}
+
+/// Why a new token is needed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MintReason {
+    /// A previous call's outcome was lost: Clear may have minted, revoking the stored token.
+    Interrupted,
+    NoToken,
+    /// The target Secret, and the only copy of the token with it, was deleted.
+    SecretDeleted,
+    ClientSecretChanged,
+    ConfigChanged,
+    RegenerateRequested {
+        value: String,
+    },
+    Expired,
+    RenewalDue,
+}
+
+/// Whether the token in the Secret can be used by consumers right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenHealth {
+    Usable { valid_till: Option<Timestamp> },
+    Unusable { why: &'static str },
+}
+
+impl TokenHealth {
+    pub fn is_usable(&self) -> bool {
+        matches!(self, Self::Usable { .. })
+    }
+}
+
+/// What stops a needed (or any) mint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Blocker {
+    InvalidSpec {
+        detail: String,
+    },
+    ClientSecretMissing {
+        detail: String,
+    },
+    TargetConflict {
+        detail: String,
+    },
+    Conflict {
+        with: String,
+    },
+    /// A previous failure asked to wait until `until`; `reason` is that failure's reason.
+    Backoff {
+        reason: String,
+        until: Timestamp,
+    },
+    /// Clear rejected this client secret; nothing is tried until it changes.
+    Rejected,
+    BudgetExhausted {
+        until: Timestamp,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Call Clear now.
+    Mint {
+        reason: MintReason,
+        health: TokenHealth,
+    },
+    /// The stored token stays; re-apply the Secret without minting if its metadata drifted.
+    Keep {
+        refresh_secret: bool,
+        record: TokenRecord,
+        renewal_time: Option<Timestamp>,
+    },
+    /// Nothing can be done now.
+    Wait {
+        blocker: Blocker,
+        health: TokenHealth,
+        /// When the situation may have changed by itself (None: only a change of the
+        /// resource or a Secret can help).
+        retry_at: Option<Timestamp>,
+        /// The mint that would have happened, if the guards had allowed it.
+        pending: Option<MintReason>,
+    },
+}
+
+pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
+    let health = token_health(obs, now);
+    let wait = |blocker, retry_at, pending| Decision::Wait {
+        blocker,
+        health: health.clone(),
+        retry_at,
+        pending,
+    };
+    let spec = match &obs.spec {
+        Ok(spec) => spec,
+        Err(detail) => {
+            return wait(
+                Blocker::InvalidSpec {
+                    detail: detail.clone(),
+                },
+                None,
+                None,
+            );
+        }
+    };
+    let fingerprint = match &obs.client_secret {
+        ClientSecretState::Present { fingerprint } => fingerprint,
+        ClientSecretState::Missing { detail } => {
+            return wait(
+                Blocker::ClientSecretMissing {
+                    detail: detail.clone(),
+                },
+                None,
+                None,
+            );
+        }
+    };
+    if let TargetState::Foreign { detail } = &obs.target {
+        return wait(
+            Blocker::TargetConflict {
+                detail: detail.clone(),
+            },
+            None,
+            None,
+        );
+    }
+    if let Some(with) = &obs.conflict_with {
+        return wait(Blocker::Conflict { with: with.clone() }, None, None);
+    }
+
+    let Some(reason) = mint_reason(obs, spec, fingerprint, now) else {
+        let TargetState::Ours {
+            token: Some(record),
+            drifted,
+        } = &obs.target
+        else {
+            unreachable!("mint_reason is None only when the Secret is ours and holds a token")
+        };
+        return Decision::Keep {
+            refresh_secret: *drifted,
+            record: record.clone(),
+            renewal_time: schedule::renewal_time(
+                record.issued_at,
+                record.valid_till,
+                spec.renew_before,
+            ),
+        };
+    };
+
+    if let Some(blocker) = backoff(&obs.status, fingerprint, now) {
+        let retry_at = match &blocker {
+            Blocker::Backoff { until, .. } => Some(*until),
+            _ => Some(now + schedule::REJECTED_RECHECK),
+        };
+        return wait(blocker, retry_at, Some(reason));
+    }
+    if mints_today(&obs.status, now) >= i64::from(policy.mint_budget) {
+        let until = schedule::next_utc_midnight(now);
+        return wait(
+            Blocker::BudgetExhausted { until },
+            Some(until),
+            Some(reason),
+        );
+    }
+    Decision::Mint { reason, health }
+}
+
+/// The first reason, in order of urgency, to replace the stored token; `None` keeps it.
+fn mint_reason(
+    obs: &Observed,
+    spec: &ValidSpec,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Option<MintReason> {
+    if obs.status.mint_started_at.is_some() {
+        return Some(MintReason::Interrupted);
+    }
+    let record = match &obs.target {
+        TargetState::Ours {
+            token: Some(record),
+            ..
+        } => record,
+        TargetState::Absent if had_token_in(obs) => return Some(MintReason::SecretDeleted),
+        _ => return Some(MintReason::NoToken),
+    };
+    if record.client_secret_fingerprint != fingerprint {
+        return Some(MintReason::ClientSecretChanged);
+    }
+    if record.config_hash != spec.config_hash {
+        return Some(MintReason::ConfigChanged);
+    }
+    if let Some(value) = &obs.regenerate_request {
+        let honoured = record.regenerate.as_ref() == Some(value)
+            || obs.status.last_regenerate_request.as_ref() == Some(value);
+        if !honoured {
+            return Some(MintReason::RegenerateRequested {
+                value: value.clone(),
+            });
+        }
+    }
+    if record.valid_till.is_some_and(|till| now >= till) {
+        return Some(MintReason::Expired);
+    }
+    let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
+    if renewal.is_some_and(|at| now >= at) {
+        return Some(MintReason::RenewalDue);
+    }
+    None
+}
+
+/// Whether status says a token was written to this same target Secret before.
+fn had_token_in(obs: &Observed) -> bool {
+    obs.status.token_fingerprint.is_some()
+        && obs.status.secret_name.as_deref() == Some(obs.target_name.as_str())
+}
+
+fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
+    let TargetState::Ours {
+        token: Some(record),
+        ..
+    } = &obs.target
+    else {
+        return TokenHealth::Unusable {
+            why: "no token is stored",
+        };
+    };
+    if obs.status.mint_started_at.is_some() {
+        return TokenHealth::Unusable {
+            why: "a call to Clear may have revoked the stored token",
+        };
+    }
+    match record.valid_till {
+        Some(till) if now >= till => TokenHealth::Unusable {
+            why: "the stored token has expired",
+        },
+        valid_till => TokenHealth::Usable { valid_till },
+    }
+}
+
+/// The backoff a previous failure asked for, if it still applies.
+///
+/// NB: a new client secret lifts the waits that were about the old one (rejected, or its
+/// daily quota spent); transient failures are about Clear and keep their backoff.
+fn backoff(status: &ClearApiClientStatus, fingerprint: &str, now: Timestamp) -> Option<Blocker> {
+    let reason = status.last_failure_reason.as_deref()?;
+    let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
+    let about_secret = matches!(
+        reason,
+        clear_reasons::CLIENT_SECRET_REJECTED | clear_reasons::RATE_LIMITED
+    );
+    if about_secret && !same_secret {
+        return None;
+    }
+    if reason == clear_reasons::CLIENT_SECRET_REJECTED {
+        return Some(Blocker::Rejected);
+    }
+    let until = status.next_retry_time.as_ref()?.0;
+    (now < until).then(|| Blocker::Backoff {
+        reason: reason.to_string(),
+        until,
+    })
+}
+
+/// Calls made on the current UTC day (a count recorded on an earlier day is stale).
+pub fn mints_today(status: &ClearApiClientStatus, now: Timestamp) -> i64 {
+    if status.mint_day.as_deref() == Some(schedule::utc_day(now).as_str()) {
+        i64::from(status.mints_today)
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::reconcile::test_support::ts;
+
+    const FP: &str = "aaaaaaaaaaaa";
+    const HASH: &str = "cccccccccccc";
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            issued_at: ts("2026-11-25T00:00:00Z"),
+            valid_till: Some(ts("2026-11-25T12:00:00Z")),
+            client_secret_fingerprint: FP.into(),
+            config_hash: HASH.into(),
+            regenerate: None,
+            token_fingerprint: "tttttttttttt".into(),
+        }
+    }
+
+    /// A resource holding a fresh token: renewal at 08:00 (a third of 12h before expiry).
+    fn healthy() -> Observed {
+        Observed {
+            name: "billing".into(),
+            target_name: "billing".into(),
+            spec: Ok(ValidSpec {
+                base_url: "https://api-sandbox.clear.in".into(),
+                config_hash: HASH.into(),
+                renew_before: None,
+            }),
+            client_secret: ClientSecretState::Present {
+                fingerprint: FP.into(),
+            },
+            target: TargetState::Ours {
+                token: Some(record()),
+                drifted: false,
+            },
+            conflict_with: None,
+            regenerate_request: None,
+            status: ClearApiClientStatus {
+                secret_name: Some("billing".into()),
+                token_fingerprint: Some("tttttttttttt".into()),
+                client_secret_fingerprint: Some(FP.into()),
+                mint_day: Some("2026-11-25".into()),
+                mints_today: 1,
+                ..Default::default()
+            },
+        }
+    }
+
+    const NOW: &str = "2026-11-25T06:00:00Z";
+
+    fn run(obs: &Observed) -> Decision {
+        decide(obs, ts(NOW), &Policy::default())
+    }
+
+    fn run_at(obs: &Observed, now: &str) -> Decision {
+        decide(obs, ts(now), &Policy::default())
+    }
+
+    fn mint_reason_of(decision: &Decision) -> Option<MintReason> {
+        match decision {
+            Decision::Mint { reason, .. } => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    fn blocker_of(decision: &Decision) -> Option<Blocker> {
+        match decision {
+            Decision::Wait { blocker, .. } => Some(blocker.clone()),
+            _ => None,
+        }
+    }
+
+    fn time(s: &str) -> Option<Time> {
+        Some(Time(ts(s)))
+    }
+
+    #[test]
+    fn healthy_token_is_kept_until_its_renewal_time() {
+        let decision = run(&healthy());
+        assert_eq!(
+            decision,
+            Decision::Keep {
+                refresh_secret: false,
+                record: record(),
+                renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+            }
+        );
+    }
+
+    #[test]
+    fn mint_rules_table() {
+        // (case, change to the healthy observation, clock, expected mint reason or None)
+        type Change = fn(&mut Observed);
+        let cases: Vec<(&str, Change, &str, Option<MintReason>)> = vec![
+            (
+                "no Secret, never issued",
+                |o| {
+                    o.target = TargetState::Absent;
+                    o.status = Default::default();
+                },
+                NOW,
+                Some(MintReason::NoToken),
+            ),
+            (
+                "no Secret, the earlier token was written to another target name",
+                |o| {
+                    o.target = TargetState::Absent;
+                    o.status.secret_name = Some("old-target".into());
+                },
+                NOW,
+                Some(MintReason::NoToken),
+            ),
+            (
+                "Secret ours but without token annotations",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: None,
+                        drifted: false,
+                    }
+                },
+                NOW,
+                Some(MintReason::NoToken),
+            ),
+            (
+                "renewal one second before renewal time: keep",
+                |_| {},
+                "2026-11-25T07:59:59Z",
+                None,
+            ),
+            (
+                "renewal exactly at renewal time",
+                |_| {},
+                "2026-11-25T08:00:00Z",
+                Some(MintReason::RenewalDue),
+            ),
+            (
+                "expired exactly at validTill",
+                |_| {},
+                "2026-11-25T12:00:00Z",
+                Some(MintReason::Expired),
+            ),
+            (
+                "explicit renewBefore 1h: one second before 11:00 keeps",
+                |o| o.spec.as_mut().unwrap().renew_before = Some(SignedDuration::from_hours(1)),
+                "2026-11-25T10:59:59Z",
+                None,
+            ),
+            (
+                "explicit renewBefore 1h: due at 11:00",
+                |o| o.spec.as_mut().unwrap().renew_before = Some(SignedDuration::from_hours(1)),
+                "2026-11-25T11:00:00Z",
+                Some(MintReason::RenewalDue),
+            ),
+            (
+                "never-expiring token is never renewed",
+                |o| {
+                    if let TargetState::Ours { token: Some(r), .. } = &mut o.target {
+                        r.valid_till = None;
+                    }
+                },
+                "2036-01-01T00:00:00Z",
+                None,
+            ),
+            (
+                "client secret changed",
+                |o| {
+                    o.client_secret = ClientSecretState::Present {
+                        fingerprint: "bbbbbbbbbbbb".into(),
+                    }
+                },
+                NOW,
+                Some(MintReason::ClientSecretChanged),
+            ),
+            (
+                "environment/region/baseUrl/workspace changed",
+                |o| o.spec.as_mut().unwrap().config_hash = "dddddddddddd".into(),
+                NOW,
+                Some(MintReason::ConfigChanged),
+            ),
+            (
+                "new regenerate value",
+                |o| o.regenerate_request = Some("r1".into()),
+                NOW,
+                Some(MintReason::RegenerateRequested { value: "r1".into() }),
+            ),
+            (
+                "regenerate value recorded on the Secret: honoured once",
+                |o| {
+                    o.regenerate_request = Some("r1".into());
+                    if let TargetState::Ours { token: Some(r), .. } = &mut o.target {
+                        r.regenerate = Some("r1".into());
+                    }
+                },
+                NOW,
+                None,
+            ),
+            (
+                "regenerate value recorded in status: honoured once",
+                |o| {
+                    o.regenerate_request = Some("r1".into());
+                    o.status.last_regenerate_request = Some("r1".into());
+                },
+                NOW,
+                None,
+            ),
+            (
+                "regenerate annotation removed: nothing to do",
+                |o| {
+                    o.status.last_regenerate_request = Some("r1".into());
+                },
+                NOW,
+                None,
+            ),
+            (
+                "target Secret deleted after a token was issued into it",
+                |o| o.target = TargetState::Absent,
+                NOW,
+                Some(MintReason::SecretDeleted),
+            ),
+            (
+                "an interrupted call presumes the stored token revoked",
+                |o| o.status.mint_started_at = time("2026-11-25T05:59:00Z"),
+                NOW,
+                Some(MintReason::Interrupted),
+            ),
+            (
+                "metadata drift alone re-applies without minting",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: Some(record()),
+                        drifted: true,
+                    }
+                },
+                NOW,
+                None,
+            ),
+        ];
+        for (case, change, now, expected) in cases {
+            let mut obs = healthy();
+            change(&mut obs);
+            let decision = run_at(&obs, now);
+            assert_eq!(
+                mint_reason_of(&decision),
+                expected,
+                "case: {case}: {decision:?}"
+            );
+            if expected.is_none() {
+                assert!(
+                    matches!(decision, Decision::Keep { .. }),
+                    "case: {case}: {decision:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn drifted_metadata_is_refreshed_and_kept() {
+        let mut obs = healthy();
+        obs.target = TargetState::Ours {
+            token: Some(record()),
+            drifted: true,
+        };
+        assert!(matches!(
+            run(&obs),
+            Decision::Keep {
+                refresh_secret: true,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn guards_table_in_order() {
+        type Change = fn(&mut Observed);
+        let renewal_due = "2026-11-25T09:00:00Z";
+        let cases: Vec<(&str, Change, &str, Blocker)> = vec![
+            (
+                "invalid spec wins over every other guard",
+                |o| {
+                    o.spec = Err("plain http".into());
+                    o.client_secret = ClientSecretState::Missing {
+                        detail: "gone".into(),
+                    };
+                    o.target = TargetState::Foreign { detail: "x".into() };
+                },
+                NOW,
+                Blocker::InvalidSpec {
+                    detail: "plain http".into(),
+                },
+            ),
+            (
+                "client secret missing comes before a target conflict",
+                |o| {
+                    o.client_secret = ClientSecretState::Missing {
+                        detail: "gone".into(),
+                    };
+                    o.target = TargetState::Foreign { detail: "x".into() };
+                },
+                NOW,
+                Blocker::ClientSecretMissing {
+                    detail: "gone".into(),
+                },
+            ),
+            (
+                "target conflict comes before a client conflict",
+                |o| {
+                    o.target = TargetState::Foreign { detail: "x".into() };
+                    o.conflict_with = Some("ns/older".into());
+                },
+                NOW,
+                Blocker::TargetConflict { detail: "x".into() },
+            ),
+            (
+                "older resource with the same client secret",
+                |o| {
+                    o.target = TargetState::Absent;
+                    o.status = Default::default();
+                    o.conflict_with = Some("ns/older".into());
+                },
+                NOW,
+                Blocker::Conflict {
+                    with: "ns/older".into(),
+                },
+            ),
+            (
+                "transient backoff: one second before nextRetryTime waits",
+                |o| {
+                    o.status.last_failure_reason = Some("ClearUnavailable".into());
+                    o.status.next_retry_time = time("2026-11-25T09:00:30Z");
+                },
+                "2026-11-25T09:00:29Z",
+                Blocker::Backoff {
+                    reason: "ClearUnavailable".into(),
+                    until: ts("2026-11-25T09:00:30Z"),
+                },
+            ),
+            (
+                "rate limited: waits for next midnight even with budget left",
+                |o| {
+                    o.status.last_failure_reason = Some("RateLimited".into());
+                    o.status.next_retry_time = time("2026-11-26T00:00:00Z");
+                },
+                "2026-11-25T23:59:59Z",
+                Blocker::Backoff {
+                    reason: "RateLimited".into(),
+                    until: ts("2026-11-26T00:00:00Z"),
+                },
+            ),
+            (
+                "rejected client secret: no retry with the same secret",
+                |o| {
+                    o.status.last_failure_reason = Some("ClientSecretRejected".into());
+                },
+                "2026-11-26T09:00:00Z",
+                Blocker::Rejected,
+            ),
+            (
+                "budget exhausted today",
+                |o| o.status.mints_today = 250,
+                renewal_due,
+                Blocker::BudgetExhausted {
+                    until: ts("2026-11-26T00:00:00Z"),
+                },
+            ),
+        ];
+        for (case, change, now, expected) in cases {
+            let mut obs = healthy();
+            change(&mut obs);
+            let decision = run_at(&obs, now);
+            assert_eq!(
+                blocker_of(&decision),
+                Some(expected),
+                "case: {case}: {decision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn guards_release_at_their_boundaries() {
+        type Change = fn(&mut Observed);
+        let cases: Vec<(&str, Change, &str, MintReason)> = vec![
+            (
+                "transient backoff over exactly at nextRetryTime",
+                |o| {
+                    o.status.last_failure_reason = Some("ClearUnavailable".into());
+                    o.status.next_retry_time = time("2026-11-25T09:00:30Z");
+                },
+                "2026-11-25T09:00:30Z",
+                MintReason::RenewalDue,
+            ),
+            (
+                "rate limit over at 00:00 UTC",
+                |o| {
+                    o.status.last_failure_reason = Some("RateLimited".into());
+                    o.status.next_retry_time = time("2026-11-26T00:00:00Z");
+                    o.status.mints_today = 250;
+                },
+                "2026-11-26T00:00:00Z",
+                MintReason::Expired,
+            ),
+            (
+                "a new client secret lifts a rejection",
+                |o| {
+                    o.status.last_failure_reason = Some("ClientSecretRejected".into());
+                    o.client_secret = ClientSecretState::Present {
+                        fingerprint: "bbbbbbbbbbbb".into(),
+                    };
+                },
+                NOW,
+                MintReason::ClientSecretChanged,
+            ),
+            (
+                "a new client secret lifts a rate limit of the old one",
+                |o| {
+                    o.status.last_failure_reason = Some("RateLimited".into());
+                    o.status.next_retry_time = time("2026-11-26T00:00:00Z");
+                    o.client_secret = ClientSecretState::Present {
+                        fingerprint: "bbbbbbbbbbbb".into(),
+                    };
+                },
+                NOW,
+                MintReason::ClientSecretChanged,
+            ),
+            (
+                "budget one below the limit still mints",
+                |o| o.status.mints_today = 249,
+                "2026-11-25T09:00:00Z",
+                MintReason::RenewalDue,
+            ),
+            (
+                "budget counted on an earlier UTC day rolls over",
+                |o| {
+                    o.status.mints_today = 250;
+                    o.status.mint_day = Some("2026-11-25".into());
+                },
+                "2026-11-26T00:00:00Z",
+                MintReason::Expired,
+            ),
+        ];
+        for (case, change, now, expected) in cases {
+            let mut obs = healthy();
+            change(&mut obs);
+            let decision = run_at(&obs, now);
+            assert_eq!(
+                mint_reason_of(&decision),
+                Some(expected),
+                "case: {case}: {decision:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn guards_do_not_matter_when_no_mint_is_needed() {
+        let mut obs = healthy();
+        obs.status.mints_today = 250;
+        obs.status.last_failure_reason = Some("ClearUnavailable".into());
+        obs.status.next_retry_time = time("2026-11-25T23:00:00Z");
+        assert!(matches!(run(&obs), Decision::Keep { .. }));
+    }
+
+    #[test]
+    fn budget_exhausted_keeps_a_still_valid_token_usable() {
+        let mut obs = healthy();
+        obs.status.mints_today = 250;
+        let decision = run_at(&obs, "2026-11-25T09:00:00Z");
+        let Decision::Wait {
+            health,
+            retry_at,
+            pending,
+            ..
+        } = decision
+        else {
+            panic!("expected a wait, got {decision:?}")
+        };
+        assert!(health.is_usable());
+        assert_eq!(retry_at, Some(ts("2026-11-26T00:00:00Z")));
+        assert_eq!(pending, Some(MintReason::RenewalDue));
+    }
+
+    #[test]
+    fn rejected_client_secret_is_rechecked_after_ten_minutes() {
+        let mut obs = healthy();
+        obs.status.last_failure_reason = Some("ClientSecretRejected".into());
+        obs.regenerate_request = Some("r9".into());
+        let Decision::Wait { retry_at, .. } = run(&obs) else {
+            panic!()
+        };
+        assert_eq!(retry_at, Some(ts("2026-11-25T06:10:00Z")));
+    }
+
+    #[test]
+    fn interrupted_call_makes_the_token_unusable_and_mints_when_allowed() {
+        let mut obs = healthy();
+        obs.status.mint_started_at = time("2026-11-25T05:00:00Z");
+        let decision = run(&obs);
+        assert_eq!(
+            decision,
+            Decision::Mint {
+                reason: MintReason::Interrupted,
+                health: TokenHealth::Unusable {
+                    why: "a call to Clear may have revoked the stored token"
+                },
+            }
+        );
+    }
+
+    #[test]
+    fn same_observation_always_gives_the_same_decision() {
+        let obs = healthy();
+        let first = run(&obs);
+        for _ in 0..10 {
+            assert_eq!(run(&obs), first);
+        }
+    }
+}

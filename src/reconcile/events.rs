@@ -1,0 +1,205 @@
+//! Events on the ClearApiClient: Normal ones for each new token (why it was minted), Warning
+//! ones for what blocks or fails. Notes are built from fingerprints, times and reasons only.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType, Recorder};
+
+use super::{
+    decide::{Blocker, MintReason},
+    status::describe_mint_reason,
+};
+
+pub mod event_reasons {
+    pub const ISSUED: &str = "Issued";
+    pub const RENEWED: &str = "Renewed";
+    pub const REGENERATED: &str = "Regenerated";
+    pub const SECRET_RECREATED: &str = "SecretRecreated";
+    pub const SECRET_REFRESHED: &str = "SecretRefreshed";
+    pub const RESTARTED: &str = "Restarted";
+    pub const RESTART_TARGET_MISSING: &str = "RestartTargetMissing";
+    pub const REVOKED: &str = "Revoked";
+    pub const REVOKE_SKIPPED: &str = "RevokeSkipped";
+}
+
+/// Something worth telling the resource's owner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Minted {
+        reason: MintReason,
+        token_fingerprint: String,
+        valid_till: Option<Timestamp>,
+    },
+    SecretRefreshed,
+    MintFailed {
+        reason: &'static str,
+        message: String,
+    },
+    Blocked {
+        reason: &'static str,
+        message: String,
+    },
+    Restarted {
+        kind: String,
+        name: String,
+    },
+    RestartTargetMissing {
+        kind: String,
+        name: String,
+    },
+    Revoked,
+    RevokeSkipped {
+        why: String,
+    },
+}
+
+impl Notice {
+    pub fn to_event(&self) -> Event {
+        use event_reasons as r;
+        let (type_, reason, note, action) = match self {
+            Self::Minted {
+                reason,
+                token_fingerprint,
+                valid_till,
+            } => {
+                let event_reason = match reason {
+                    MintReason::NoToken => r::ISSUED,
+                    MintReason::RenewalDue | MintReason::Expired => r::RENEWED,
+                    MintReason::SecretDeleted => r::SECRET_RECREATED,
+                    _ => r::REGENERATED,
+                };
+                let validity = valid_till.map_or("never expires".to_string(), |t| format!("valid until {t}"));
+                let mut note = format!(
+                    "new token {token_fingerprint} ({validity}) written: {}",
+                    describe_mint_reason(reason)
+                );
+                if *reason == MintReason::SecretDeleted {
+                    note.push_str(
+                        "; the previous token existed only in that Secret, so a new one was minted (which revoked the old one)",
+                    );
+                }
+                (EventType::Normal, event_reason, note, "Mint")
+            }
+            Self::SecretRefreshed => (
+                EventType::Normal,
+                r::SECRET_REFRESHED,
+                "the target Secret's labels, annotations or descriptive keys were updated without minting".to_string(),
+                "ApplySecret",
+            ),
+            Self::MintFailed { reason, message } => (EventType::Warning, *reason, message.clone(), "Mint"),
+            Self::Blocked { reason, message } => (EventType::Warning, *reason, message.clone(), "Reconcile"),
+            Self::Restarted { kind, name } => (
+                EventType::Normal,
+                r::RESTARTED,
+                format!("{kind} {name} restarted to pick up the new token"),
+                "RolloutRestart",
+            ),
+            Self::RestartTargetMissing { kind, name } => (
+                EventType::Warning,
+                r::RESTART_TARGET_MISSING,
+                format!("{kind} {name} listed in rolloutRestartTargets was not found"),
+                "RolloutRestart",
+            ),
+            Self::Revoked => (
+                EventType::Normal,
+                r::REVOKED,
+                "minted one discarded token on delete, revoking the token that was handed out".to_string(),
+                "Revoke",
+            ),
+            Self::RevokeSkipped { why } => (EventType::Warning, r::REVOKE_SKIPPED, why.clone(), "Revoke"),
+        };
+        Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(truncate(note)),
+            action: action.to_string(),
+            secondary: None,
+        }
+    }
+}
+
+/// Event notes are limited to 1 kB.
+fn truncate(mut note: String) -> String {
+    const MAX: usize = 1000;
+    if note.len() > MAX {
+        let mut cut = MAX;
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+    }
+    note
+}
+
+/// Publishes a notice; a failure to publish is logged, never fatal (the status says it too).
+pub async fn publish(recorder: &Recorder, reference: &ObjectReference, notice: Notice) {
+    let event = notice.to_event();
+    if let Err(error) = recorder.publish(&event, reference).await {
+        tracing::warn!(reason = %event.reason, error = %error, "failed to publish event");
+    }
+}
+
+/// A notice for a guard, with the reason and message of the condition it set.
+pub fn blocked(blocker: &Blocker, reason: &'static str, message: String) -> Option<Notice> {
+    // NB: a resource waiting out a backoff already got the failure's Warning; repeating it on
+    // every requeue would only add noise.
+    match blocker {
+        Blocker::Backoff { .. } => None,
+        _ => Some(Notice::Blocked { reason, message }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::test_support::ts;
+
+    #[test]
+    fn mint_reasons_map_to_the_documented_event_reasons() {
+        let cases = [
+            (MintReason::NoToken, "Issued"),
+            (MintReason::RenewalDue, "Renewed"),
+            (MintReason::Expired, "Renewed"),
+            (MintReason::SecretDeleted, "SecretRecreated"),
+            (
+                MintReason::RegenerateRequested { value: "x".into() },
+                "Regenerated",
+            ),
+            (MintReason::ClientSecretChanged, "Regenerated"),
+        ];
+        for (reason, expected) in cases {
+            let event = Notice::Minted {
+                reason,
+                token_fingerprint: "tttttttttttt".into(),
+                valid_till: Some(ts("2026-11-25T12:00:00Z")),
+            }
+            .to_event();
+            assert_eq!(event.reason, expected);
+            assert_eq!(event.type_, EventType::Normal);
+        }
+    }
+
+    #[test]
+    fn secret_recreated_event_explains_the_old_token_is_gone() {
+        let event = Notice::Minted {
+            reason: MintReason::SecretDeleted,
+            token_fingerprint: "tttttttttttt".into(),
+            valid_till: None,
+        }
+        .to_event();
+        let note = event.note.unwrap();
+        assert!(note.contains("existed only in that Secret"), "{note}");
+        assert!(note.contains("never expires"), "{note}");
+    }
+
+    #[test]
+    fn long_notes_are_cut_to_the_event_limit() {
+        let event = Notice::Blocked {
+            reason: "InvalidSpec",
+            message: "é".repeat(800),
+        }
+        .to_event();
+        assert!(event.note.unwrap().len() <= 1000);
+        assert_eq!(event.type_, EventType::Warning);
+    }
+}

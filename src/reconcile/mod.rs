@@ -1,0 +1,626 @@
+//! The reconciler: for one ClearApiClient, a short pipeline of named steps with I/O at the
+//! edges — fetch (observe) → decide (pure) → mint → apply the Secret → update status → emit
+//! Events → restart targets. The revoke-on-delete finalizer wraps it while asked for.
+
+pub mod conflict;
+pub mod decide;
+pub mod error;
+pub mod events;
+pub mod observe;
+pub mod restart;
+pub mod schedule;
+pub mod secret;
+pub mod status;
+#[cfg(test)]
+pub(crate) mod test_support;
+
+use std::{sync::Arc, time::Duration};
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    api::{Patch, PatchParams},
+    runtime::{
+        controller::Action,
+        events::{Recorder, Reporter},
+        finalizer::{Event as FinalizerEvent, finalizer},
+    },
+};
+use tracing::{debug, info, instrument, warn};
+
+pub use self::error::Error;
+use self::{
+    conflict::{Directory, Registry},
+    decide::{Blocker, Decision, MintReason, Policy, TokenHealth, decide},
+    events::Notice,
+    observe::Fetched,
+    secret::TokenRecord,
+    status::MintFailure,
+};
+use crate::{
+    clear::{AccessToken, ClearClient, FailureClass},
+    clock::Clock,
+    metrics::Metrics,
+    resource::{ClearApiClient, REVOKE_FINALIZER},
+};
+
+/// The one field manager for everything the operator writes.
+pub const FIELD_MANAGER: &str = "clear-operator";
+/// Longest wait between two reconciles of a healthy resource: a cheap safety net for missed
+/// watch events (a reconcile that decides to keep the token makes no call to Clear).
+pub const RESYNC: SignedDuration = SignedDuration::from_hours(1);
+/// How often a resource in Conflict looks again (the older one may have gone away).
+pub const CONFLICT_RECHECK: SignedDuration = SignedDuration::from_mins(5);
+
+/// Operator-wide settings the reconciler follows.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Accept `http://` base URLs (simulators and tests only).
+    pub allow_http: bool,
+    pub policy: Policy,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub clear: ClearClient,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    /// The ClearApiClients the controller knows, for the conflict check.
+    pub directory: Directory,
+    pub registry: Registry,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        clear: ClearClient,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            clear,
+            clock,
+            metrics,
+            settings,
+            directory: Directory::default(),
+            registry: Registry::default(),
+        }
+    }
+}
+
+/// Reconciles one ClearApiClient.
+#[instrument(skip(obj, ctx), fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
+pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_with_finalizer(obj, &ctx).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.metric_label(),
+    };
+    ctx.metrics.observe_reconcile(outcome, started.elapsed());
+    result
+}
+
+/// Requeue policy after a failed reconcile: API hiccups retry soon, a revoke blocked by the
+/// rate limit waits for the quota to reset.
+pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(name = %obj.name_any(), namespace = obj.namespace().as_deref().unwrap_or(""), reason = error.metric_label(), %error, "reconcile failed");
+    if let Error::Revoke(clear_error) = error
+        && let FailureClass::RateLimited { retry_at } = clear_error.class()
+    {
+        return requeue_at(Some(retry_at), ctx.clock.now());
+    }
+    if error.is_transient() {
+        Action::requeue(Duration::from_secs(30))
+    } else {
+        Action::requeue(Duration::from_secs(600))
+    }
+}
+
+async fn reconcile_with_finalizer(
+    obj: Arc<ClearApiClient>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let namespace = obj.namespace().ok_or(Error::InvalidObject {
+        detail: "has no namespace",
+    })?;
+    let api: Api<ClearApiClient> = Api::namespaced(ctx.client.clone(), &namespace);
+    if obj.spec.revoke_on_delete {
+        return finalizer(&api, REVOKE_FINALIZER, obj, |event| async {
+            match event {
+                FinalizerEvent::Apply(obj) => apply(&obj, &api, ctx).await,
+                FinalizerEvent::Cleanup(obj) => revoke_on_delete(&obj, &api, ctx).await,
+            }
+        })
+        .await
+        .map_err(Error::from_finalizer);
+    }
+    // NB: the finalizer is only held while revokeOnDelete is true; once it is false, a
+    // leftover finalizer would block deletion for nothing.
+    if obj.finalizers().iter().any(|f| f == REVOKE_FINALIZER) {
+        remove_finalizer(&api, &obj).await?;
+    }
+    if obj.meta().deletion_timestamp.is_some() {
+        forget(ctx, &namespace, &obj.name_any());
+        return Ok(Action::await_change());
+    }
+    apply(&obj, &api, ctx).await
+}
+
+/// The pipeline for a live resource.
+async fn apply(
+    obj: &ClearApiClient,
+    api: &Api<ClearApiClient>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let Some(fetched) = observe::fetch(ctx, api, &name).await? else {
+        forget(ctx, obj.namespace().as_deref().unwrap_or_default(), &name);
+        return Ok(Action::await_change());
+    };
+    let now = ctx.clock.now();
+    let decision = decide(&fetched.observed, now, &ctx.settings.policy);
+    debug!(decision = decision_label(&decision), "decided");
+    let next = match decision {
+        Decision::Keep {
+            refresh_secret,
+            record,
+            renewal_time,
+        } => {
+            keep(
+                ctx,
+                api,
+                &fetched,
+                refresh_secret,
+                &record,
+                renewal_time,
+                now,
+            )
+            .await?
+        }
+        Decision::Wait {
+            blocker,
+            health,
+            retry_at,
+            pending,
+        } => {
+            wait(
+                ctx,
+                api,
+                &fetched,
+                &blocker,
+                &health,
+                retry_at,
+                pending.as_ref(),
+                now,
+            )
+            .await?
+        }
+        Decision::Mint { reason, health } => mint(ctx, api, &fetched, reason, &health, now).await?,
+    };
+    Ok(requeue_at(next, ctx.clock.now()))
+}
+
+fn decision_label(decision: &Decision) -> &'static str {
+    match decision {
+        Decision::Keep {
+            refresh_secret: true,
+            ..
+        } => "refresh-secret",
+        Decision::Keep { .. } => "keep",
+        Decision::Wait { .. } => "wait",
+        Decision::Mint { .. } => "mint",
+    }
+}
+
+/// The stored token stays; only drifted metadata is re-applied.
+async fn keep(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    fetched: &Fetched,
+    refresh_secret: bool,
+    record: &TokenRecord,
+    renewal_time: Option<Timestamp>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let cac = &fetched.cac;
+    let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
+    if refresh_secret && let Some(base_url) = &fetched.base_url {
+        // NB: the full Secret is read only here, to carry its token into the apply.
+        let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let target = cac.target_secret_name();
+        let current = secrets
+            .get_opt(&target)
+            .await
+            .map_err(|source| Error::ReadTargetSecret {
+                name: target.clone(),
+                source,
+            })?;
+        if let Some(token) = current.as_ref().and_then(secret::stored_token) {
+            apply_secret(ctx, cac, base_url.as_str(), &token, record).await?;
+            info!(secret = %target, "re-applied drifted Secret metadata without minting");
+            events::publish(&ctx.recorder, &cac.object_ref(&()), Notice::SecretRefreshed).await;
+        }
+    }
+    ctx.registry
+        .claim(&fetched.claimant, &record.client_secret_fingerprint);
+    let prev = &fetched.observed.status;
+    let next = status::kept(
+        prev,
+        record,
+        renewal_time,
+        &cac.target_secret_name(),
+        cac.meta().generation,
+        now,
+    );
+    status::apply(api, &name, cac.status.as_ref(), &next)
+        .await
+        .map_err(Error::PatchStatus)?;
+    ctx.metrics.set_ready(&namespace, &name, true);
+    ctx.metrics
+        .set_token_expiry(&namespace, &name, record.valid_till);
+    Ok(renewal_time)
+}
+
+/// A guard holds: record why, tell the owner once, and come back when it may have lifted.
+#[allow(clippy::too_many_arguments)]
+async fn wait(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    fetched: &Fetched,
+    blocker: &Blocker,
+    health: &TokenHealth,
+    retry_at: Option<Timestamp>,
+    pending: Option<&MintReason>,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let cac = &fetched.cac;
+    let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
+    if let (
+        Blocker::Backoff { .. } | Blocker::Rejected | Blocker::BudgetExhausted { .. },
+        Some(secret),
+    ) = (blocker, &fetched.client_secret)
+    {
+        ctx.registry.claim(&fetched.claimant, &secret.fingerprint());
+    }
+    let prev = &fetched.observed.status;
+    let next = status::waiting(prev, blocker, health, pending, cac.meta().generation, now);
+    status::apply(api, &name, cac.status.as_ref(), &next)
+        .await
+        .map_err(Error::PatchStatus)?;
+    let before = status::ready_condition(Some(prev)).map(|c| c.reason.as_str());
+    if let Some(condition) = status::ready_condition(Some(&next))
+        && before != Some(condition.reason.as_str())
+    {
+        let reason = reason_static(&condition.reason);
+        info!(reason, "waiting: {}", condition.message);
+        if let Some(notice) = events::blocked(blocker, reason, condition.message.clone()) {
+            events::publish(&ctx.recorder, &cac.object_ref(&()), notice).await;
+        }
+    }
+    ctx.metrics.set_ready(&namespace, &name, health.is_usable());
+    if let TokenHealth::Usable { valid_till } = health {
+        ctx.metrics.set_token_expiry(&namespace, &name, *valid_till);
+    }
+    Ok(match blocker {
+        Blocker::Conflict { .. } => Some(now + CONFLICT_RECHECK),
+        _ => retry_at,
+    })
+}
+
+fn reason_static(reason: &str) -> &'static str {
+    use status::reasons as r;
+    [
+        r::ISSUED,
+        r::CLIENT_SECRET_MISSING,
+        r::CONFLICT,
+        r::TARGET_CONFLICT,
+        r::INVALID_SPEC,
+        r::BUDGET_EXHAUSTED,
+        r::CLIENT_SECRET_REJECTED,
+        r::RATE_LIMITED,
+        r::CLEAR_UNAVAILABLE,
+        r::CLEAR_RESPONSE_INVALID,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or(r::CLEAR_UNAVAILABLE)
+}
+
+/// Calls Clear, then writes the Secret, then status, then Events, then restarts targets.
+async fn mint(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    fetched: &Fetched,
+    reason: MintReason,
+    health: &TokenHealth,
+    now: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    let cac = &fetched.cac;
+    let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
+    let (Some(client_secret), Some(base_url), Ok(spec)) = (
+        &fetched.client_secret,
+        &fetched.base_url,
+        &fetched.observed.spec,
+    ) else {
+        unreachable!("decide mints only with a valid spec and a readable client secret")
+    };
+    let fingerprint = client_secret.fingerprint();
+    let lock = ctx.registry.lock_for(&fingerprint);
+    let _serialized = lock.lock().await;
+    // NB: re-checked under the lock: another resource with the same client secret may have
+    // claimed it since the fetch, and its status may not have reached the cache yet.
+    if let Some(older) = ctx
+        .registry
+        .find_conflict(&ctx.directory, &fetched.claimant, &fingerprint)
+    {
+        let blocker = Blocker::Conflict {
+            with: older.display(),
+        };
+        return wait(
+            ctx,
+            api,
+            fetched,
+            &blocker,
+            health,
+            None,
+            Some(&reason),
+            now,
+        )
+        .await;
+    }
+    ctx.registry.claim(&fetched.claimant, &fingerprint);
+
+    let prev = &fetched.observed.status;
+    let counted = status::before_mint(prev, &fingerprint, now);
+    status::apply(api, &name, cac.status.as_ref(), &counted)
+        .await
+        .map_err(Error::PatchStatus)?;
+    info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
+    let started = std::time::Instant::now();
+    let result = ctx.clear.mint(base_url, client_secret, now).await;
+    let elapsed = started.elapsed();
+    let generation = cac.meta().generation;
+    let issued = match result {
+        Ok(issued) => {
+            ctx.metrics.observe_clear_call("issued", elapsed);
+            issued
+        }
+        Err(error) => {
+            ctx.metrics
+                .observe_clear_call(error.metric_label(), elapsed);
+            let next_retry = match error.class() {
+                FailureClass::Rejected => None,
+                FailureClass::RateLimited { retry_at } => Some(retry_at),
+                FailureClass::Transient => {
+                    let attempt = counted.failed_attempts.saturating_add(1);
+                    Some(now + schedule::transient_backoff(attempt, schedule::random_jitter()))
+                }
+            };
+            let failure = MintFailure {
+                reason: error.reason(),
+                message: error.to_string(),
+                next_retry,
+                may_have_minted: error.may_have_minted(),
+            };
+            let next = status::mint_failed(&counted, &failure, health, generation, ctx.clock.now());
+            status::apply(api, &name, Some(&counted), &next)
+                .await
+                .map_err(Error::PatchStatus)?;
+            warn!(reason = error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
+            let notice = Notice::MintFailed {
+                reason: error.reason(),
+                message: failure.message.clone(),
+            };
+            events::publish(&ctx.recorder, &cac.object_ref(&()), notice).await;
+            let usable = health.is_usable() && !failure.may_have_minted;
+            ctx.metrics.set_ready(&namespace, &name, usable);
+            return Ok(Some(next_retry.unwrap_or(now + schedule::REJECTED_RECHECK)));
+        }
+    };
+
+    let issued_at = ctx.clock.now();
+    let record = TokenRecord {
+        issued_at,
+        valid_till: issued.valid_till,
+        client_secret_fingerprint: fingerprint,
+        config_hash: spec.config_hash.clone(),
+        // NB: whatever regenerate value is present now is honoured by this mint, including
+        // one that was already there when the resource was created.
+        regenerate: fetched.observed.regenerate_request.clone(),
+        token_fingerprint: issued.token.fingerprint(),
+    };
+    apply_secret(ctx, cac, base_url.as_str(), &issued.token, &record).await?;
+    drop(issued);
+    let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
+    let target = cac.target_secret_name();
+    let done = status::minted(&counted, &record, renewal, &target, generation, issued_at);
+    status::apply(api, &name, Some(&counted), &done)
+        .await
+        .map_err(Error::PatchStatus)?;
+    info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
+    let reference = cac.object_ref(&());
+    let notice = Notice::Minted {
+        reason,
+        token_fingerprint: record.token_fingerprint.clone(),
+        valid_till: record.valid_till,
+    };
+    events::publish(&ctx.recorder, &reference, notice).await;
+    ctx.metrics.set_ready(&namespace, &name, true);
+    ctx.metrics
+        .set_token_expiry(&namespace, &name, record.valid_till);
+    let notices = restart::restart_targets(
+        &ctx.client,
+        &namespace,
+        &cac.spec.rollout_restart_targets,
+        issued_at,
+    )
+    .await;
+    for notice in notices {
+        events::publish(&ctx.recorder, &reference, notice).await;
+    }
+    Ok(renewal)
+}
+
+/// Server-side applies the target Secret (force: the operator owns these fields).
+async fn apply_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    base_url: &str,
+    token: &AccessToken,
+    record: &TokenRecord,
+) -> Result<(), Error> {
+    let desired = secret::build_secret(cac, base_url, token, record);
+    let name = cac.target_secret_name();
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &cac.namespace().unwrap_or_default());
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|source| Error::ApplySecret { name, source })?;
+    Ok(())
+}
+
+/// On deletion with revokeOnDelete: mint one token and drop it, so the token handed out
+/// stops working. Lets go (with a Warning) when that is impossible or would harm another
+/// resource.
+async fn revoke_on_delete(
+    obj: &ClearApiClient,
+    api: &Api<ClearApiClient>,
+    ctx: &Context,
+) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let namespace = obj.namespace().unwrap_or_default();
+    let reference = obj.object_ref(&());
+    let Some(fetched) = observe::fetch(ctx, api, &name).await? else {
+        return Ok(Action::await_change());
+    };
+    let skip = |why: &str| Notice::RevokeSkipped {
+        why: format!("the token was not revoked on delete: {why}"),
+    };
+    let status = &fetched.observed.status;
+    let outcome = match (&fetched.client_secret, &fetched.base_url) {
+        _ if status.token_fingerprint.is_none() => Some(skip("no token was ever issued")),
+        _ if fetched.observed.conflict_with.is_some() => Some(skip(
+            "an older ClearApiClient uses the same client secret and minting would revoke its token",
+        )),
+        (None, _) => Some(skip("the client secret is missing")),
+        (_, None) => Some(skip("the spec has no usable base URL")),
+        (Some(secret), _)
+            if status.last_failure_reason.as_deref()
+                == Some(status::reasons::CLIENT_SECRET_REJECTED)
+                && status.client_secret_fingerprint.as_deref()
+                    == Some(secret.fingerprint().as_str()) =>
+        {
+            Some(skip("Clear rejected the client secret"))
+        }
+        _ => None,
+    };
+    let notice = match outcome {
+        Some(notice) => notice,
+        None => {
+            let (Some(secret), Some(base_url)) = (&fetched.client_secret, &fetched.base_url) else {
+                unreachable!("checked above")
+            };
+            let lock = ctx.registry.lock_for(&secret.fingerprint());
+            let _serialized = lock.lock().await;
+            let started = std::time::Instant::now();
+            let result = ctx.clear.mint(base_url, secret, ctx.clock.now()).await;
+            match result {
+                // NB: the new token is dropped right here, never written anywhere.
+                Ok(_discarded) => {
+                    ctx.metrics.observe_clear_call("issued", started.elapsed());
+                    Notice::Revoked
+                }
+                Err(error) => {
+                    ctx.metrics
+                        .observe_clear_call(error.metric_label(), started.elapsed());
+                    if error.class() != FailureClass::Rejected {
+                        return Err(Error::Revoke(error));
+                    }
+                    skip(&error.to_string())
+                }
+            }
+        }
+    };
+    info!(
+        revoked = matches!(notice, Notice::Revoked),
+        "revoke-on-delete finished"
+    );
+    events::publish(&ctx.recorder, &reference, notice).await;
+    forget(ctx, &namespace, &name);
+    Ok(Action::await_change())
+}
+
+/// Removes the revoke-on-delete finalizer, guarded by the resourceVersion read.
+async fn remove_finalizer(api: &Api<ClearApiClient>, obj: &ClearApiClient) -> Result<(), Error> {
+    let remaining: Vec<&String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| *f != REVOKE_FINALIZER)
+        .collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": remaining, "resourceVersion": obj.resource_version()}
+    });
+    api.patch(
+        &obj.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::Finalizer)?;
+    Ok(())
+}
+
+fn forget(ctx: &Context, namespace: &str, name: &str) {
+    ctx.metrics.forget(namespace, name);
+    ctx.registry.forget(namespace, name);
+}
+
+/// Requeue at `at` (when given), but never later than [`RESYNC`] from now.
+pub fn requeue_at(at: Option<Timestamp>, now: Timestamp) -> Action {
+    let wait = at
+        .map(|at| at.duration_since(now))
+        .unwrap_or(RESYNC)
+        .clamp(SignedDuration::from_secs(1), RESYNC);
+    Action::requeue(wait.unsigned_abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::test_support::ts;
+
+    #[test]
+    fn requeue_is_at_the_requested_time_capped_by_the_resync_period() {
+        let now = ts("2026-11-25T00:00:00Z");
+        assert_eq!(
+            requeue_at(Some(ts("2026-11-25T00:10:00Z")), now),
+            Action::requeue(Duration::from_secs(600))
+        );
+        assert_eq!(
+            requeue_at(Some(ts("2026-11-26T00:00:00Z")), now),
+            Action::requeue(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            requeue_at(None, now),
+            Action::requeue(Duration::from_secs(3600))
+        );
+        assert_eq!(
+            requeue_at(Some(ts("2026-11-24T00:00:00Z")), now),
+            Action::requeue(Duration::from_secs(1))
+        );
+    }
+}

@@ -1,0 +1,179 @@
+//! The fetch step: reads what the decision needs, fresh from the API server (the cache may
+//! lag behind this controller's own last write, and acting on a stale status could mint
+//! twice). The client secret's value is kept only as a [`ClientSecret`]; the decision sees
+//! its fingerprint. The target Secret is read as metadata only.
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, ResourceExt, core::PartialObjectMeta};
+
+use super::{
+    Context,
+    conflict::Claimant,
+    decide::{ClientSecretState, Observed, TargetState, ValidSpec},
+    error::{Error, sanitize},
+    schedule,
+    secret::{self, Ownership},
+};
+use crate::{
+    clear::{BaseUrl, ClientSecret, resolve_base_url},
+    resource::ClearApiClient,
+};
+
+/// What the fetch step found.
+pub struct Fetched {
+    pub cac: ClearApiClient,
+    pub observed: Observed,
+    /// Present when the client secret could be read; needed only to mint.
+    pub client_secret: Option<ClientSecret>,
+    pub base_url: Option<BaseUrl>,
+    pub claimant: Claimant,
+}
+
+/// Reads the resource, its client secret, its target Secret's metadata, and whether an
+/// older resource holds the same client secret. `None` when the resource is gone.
+pub async fn fetch(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    name: &str,
+) -> Result<Option<Fetched>, Error> {
+    let Some(cac) = api.get_opt(name).await.map_err(Error::ReadResource)? else {
+        return Ok(None);
+    };
+    let namespace = cac.namespace().unwrap_or_default();
+    let (base_url, spec) = check_spec(&cac, ctx.settings.allow_http);
+    let client_secret = read_client_secret(ctx, &namespace, &cac).await?;
+    let client_secret_state = match &client_secret {
+        Ok(secret) => ClientSecretState::Present {
+            fingerprint: secret.fingerprint(),
+        },
+        Err(detail) => ClientSecretState::Missing {
+            detail: detail.clone(),
+        },
+    };
+
+    let target_name = cac.target_secret_name();
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
+    let target_meta = secrets
+        .get_metadata_opt(&target_name)
+        .await
+        .map_err(|source| Error::ReadTargetSecret {
+            name: target_name.clone(),
+            source,
+        })?;
+    let target = match target_meta {
+        None => TargetState::Absent,
+        Some(meta) => match secret::ownership(&meta.metadata, &cac.name_any()) {
+            Ownership::Foreign { detail } => TargetState::Foreign { detail },
+            Ownership::Ours => TargetState::Ours {
+                token: secret::read_token_record(&meta.metadata),
+                drifted: base_url.as_ref().is_some_and(|url| {
+                    secret::metadata_drifted(&cac, url.as_str(), &meta.metadata)
+                }),
+            },
+        },
+    };
+
+    let claimant = Claimant::of(&cac);
+    let conflict_with = match &client_secret_state {
+        ClientSecretState::Present { fingerprint } => ctx
+            .registry
+            .find_conflict(&ctx.directory, &claimant, fingerprint)
+            .map(|c| c.display()),
+        ClientSecretState::Missing { .. } => None,
+    };
+
+    let observed = Observed {
+        name: cac.name_any(),
+        target_name,
+        spec,
+        client_secret: client_secret_state,
+        target,
+        conflict_with,
+        regenerate_request: cac.regenerate_request().map(str::to_string),
+        status: cac.status.clone().unwrap_or_default(),
+    };
+    Ok(Some(Fetched {
+        cac,
+        observed,
+        client_secret: client_secret.ok(),
+        base_url,
+        claimant,
+    }))
+}
+
+/// The checks the schema cannot make: the base URL (plain http depends on the operator's
+/// flags) and the renewBefore duration.
+pub fn check_spec(
+    cac: &ClearApiClient,
+    allow_http: bool,
+) -> (Option<BaseUrl>, Result<ValidSpec, String>) {
+    let spec = &cac.spec;
+    let base_url = match resolve_base_url(
+        spec.region,
+        spec.environment,
+        spec.base_url.as_deref(),
+        allow_http,
+    ) {
+        Ok(url) => url,
+        Err(e) => return (None, Err(e.to_string())),
+    };
+    let renew_before = match spec
+        .renew_before
+        .as_deref()
+        .map(schedule::parse_go_duration)
+        .transpose()
+    {
+        Ok(d) => d,
+        Err(e) => return (Some(base_url), Err(e.to_string())),
+    };
+    let valid = ValidSpec {
+        base_url: base_url.as_str().to_string(),
+        config_hash: secret::config_hash(cac),
+        renew_before,
+    };
+    (Some(base_url), Ok(valid))
+}
+
+/// GETs the referenced Secret and extracts the key: `Ok(Err(why))` when it is missing or
+/// empty (a state, not an error), `Err` when the API call itself failed.
+async fn read_client_secret(
+    ctx: &Context,
+    namespace: &str,
+    cac: &ClearApiClient,
+) -> Result<Result<ClientSecret, String>, Error> {
+    let reference = &cac.spec.client_secret_ref;
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let secret = api
+        .get_opt(&reference.name)
+        .await
+        .map_err(|e| Error::ReadClientSecret {
+            name: reference.name.clone(),
+            detail: sanitize(&e),
+        })?;
+    let Some(secret) = secret else {
+        return Ok(Err(format!(
+            "client secret Secret {} not found",
+            reference.name
+        )));
+    };
+    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(&reference.key)) else {
+        return Ok(Err(format!(
+            "key {} not found in client secret Secret {}",
+            reference.key, reference.name
+        )));
+    };
+    // NB: `kubectl create secret --from-file` keeps a trailing newline; a header value
+    // cannot carry it, so surrounding whitespace is not part of the secret.
+    let value = String::from_utf8(bytes.0.clone()).map(|v| v.trim().to_string());
+    match value {
+        Ok(v) if !v.is_empty() => Ok(Ok(ClientSecret::new(v))),
+        Ok(_) => Ok(Err(format!(
+            "key {} in client secret Secret {} is empty",
+            reference.key, reference.name
+        ))),
+        Err(_) => Ok(Err(format!(
+            "key {} in client secret Secret {} is not UTF-8 text",
+            reference.key, reference.name
+        ))),
+    }
+}

@@ -1,0 +1,231 @@
+//! Time arithmetic behind the decisions: when a token is due for renewal, how long to back
+//! off after a failure, which UTC day a mint counts against, and the Go-style durations
+//! users write in `spec.renewBefore`. All pure.
+
+use jiff::{SignedDuration, Timestamp};
+
+/// Default `renewBefore` is a third of the token's lifetime, but never more than this.
+pub const MAX_DEFAULT_RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(24);
+/// First transient-failure backoff; doubles with each consecutive failure.
+pub const BACKOFF_BASE: SignedDuration = SignedDuration::from_secs(30);
+/// Longest transient-failure backoff.
+pub const BACKOFF_CAP: SignedDuration = SignedDuration::from_hours(1);
+/// Relative spread applied to each backoff so that resources failing together do not retry
+/// together.
+pub const BACKOFF_JITTER: f64 = 0.2;
+/// After Clear rejected a client secret, how often the operator re-reads it (the watch on
+/// Secrets normally notices a change first).
+pub const REJECTED_RECHECK: SignedDuration = SignedDuration::from_mins(10);
+
+/// When the token should be replaced, or `None` for a token that never expires.
+///
+/// NB: a `renewBefore` as long as the token's lifetime would make every fresh token due at
+/// once and mint in a loop; the renewal is therefore never earlier than a tenth of the
+/// lifetime after issue.
+pub fn renewal_time(
+    issued_at: Timestamp,
+    valid_till: Option<Timestamp>,
+    renew_before: Option<SignedDuration>,
+) -> Option<Timestamp> {
+    let valid_till = valid_till?;
+    let lifetime = valid_till.duration_since(issued_at);
+    if lifetime <= SignedDuration::ZERO {
+        return Some(valid_till);
+    }
+    let renew_before = renew_before.unwrap_or_else(|| (lifetime / 3).min(MAX_DEFAULT_RENEW_BEFORE));
+    let wanted = valid_till.saturating_sub(renew_before).unwrap_or(issued_at);
+    let earliest = issued_at
+        .saturating_add(lifetime / 10)
+        .unwrap_or(valid_till);
+    Some(wanted.max(earliest))
+}
+
+/// Delay before retry number `attempt` (1 for the first failure) after a transient failure:
+/// 30s·2^(attempt-1), spread by `jitter` (a factor in [-0.2, 0.2] the caller draws at
+/// random), capped at one hour.
+pub fn transient_backoff(attempt: i32, jitter: f64) -> SignedDuration {
+    let exponent = attempt.saturating_sub(1).clamp(0, 16);
+    let base = BACKOFF_BASE.as_secs_f64() * f64::from(1u32 << exponent);
+    let jitter = jitter.clamp(-BACKOFF_JITTER, BACKOFF_JITTER);
+    let secs =
+        (base.min(BACKOFF_CAP.as_secs_f64()) * (1.0 + jitter)).min(BACKOFF_CAP.as_secs_f64());
+    SignedDuration::from_secs_f64(secs)
+}
+
+/// A fresh jitter factor for [`transient_backoff`].
+pub fn random_jitter() -> f64 {
+    use rand::Rng;
+    rand::thread_rng().gen_range(-BACKOFF_JITTER..=BACKOFF_JITTER)
+}
+
+/// The UTC day (`YYYY-MM-DD`) a call made at `now` counts against in Clear's quota.
+pub fn utc_day(now: Timestamp) -> String {
+    now.strftime("%Y-%m-%d").to_string()
+}
+
+pub use crate::clear::next_utc_midnight;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to parse duration {input:?}: expected a Go duration such as 90m, 1h30m or 2.5h")]
+pub struct DurationError {
+    input: String,
+}
+
+/// Parses a Go duration (`300ms`, `1.5h`, `2h45m`), the notation of `spec.renewBefore`.
+pub fn parse_go_duration(input: &str) -> Result<SignedDuration, DurationError> {
+    let fail = || DurationError {
+        input: input.to_string(),
+    };
+    if input.is_empty() {
+        return Err(fail());
+    }
+    let mut rest = input;
+    let mut total_nanos: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(fail)?;
+        if number_len == 0 {
+            return Err(fail());
+        }
+        let value: f64 = rest[..number_len].parse().map_err(|_| fail())?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(fail()),
+        };
+        total_nanos += value * nanos_per_unit;
+        rest = &rest[unit_len..];
+    }
+    if !total_nanos.is_finite() || total_nanos > i64::MAX as f64 {
+        return Err(fail());
+    }
+    Ok(SignedDuration::from_nanos(total_nanos.round() as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_renewal_is_a_third_of_the_lifetime_before_expiry() {
+        let renewal = renewal_time(
+            ts("2026-11-25T00:00:00Z"),
+            Some(ts("2026-11-25T03:00:00Z")),
+            None,
+        );
+        assert_eq!(renewal, Some(ts("2026-11-25T02:00:00Z")));
+    }
+
+    #[test]
+    fn default_renew_before_is_capped_at_a_day_for_long_lived_tokens() {
+        let renewal = renewal_time(
+            ts("2026-11-01T00:00:00Z"),
+            Some(ts("2026-11-30T00:00:00Z")),
+            None,
+        );
+        assert_eq!(renewal, Some(ts("2026-11-29T00:00:00Z")));
+    }
+
+    #[test]
+    fn explicit_renew_before_is_used_as_given() {
+        let renewal = renewal_time(
+            ts("2026-11-25T00:00:00Z"),
+            Some(ts("2026-11-25T10:00:00Z")),
+            Some(SignedDuration::from_hours(1)),
+        );
+        assert_eq!(renewal, Some(ts("2026-11-25T09:00:00Z")));
+    }
+
+    #[test]
+    fn renew_before_longer_than_the_lifetime_cannot_make_a_fresh_token_due() {
+        let renewal = renewal_time(
+            ts("2026-11-25T00:00:00Z"),
+            Some(ts("2026-11-25T01:40:00Z")),
+            Some(SignedDuration::from_hours(5)),
+        );
+        assert_eq!(renewal, Some(ts("2026-11-25T00:10:00Z")));
+    }
+
+    #[test]
+    fn never_expiring_tokens_have_no_renewal_time() {
+        assert_eq!(renewal_time(ts("2026-11-25T00:00:00Z"), None, None), None);
+    }
+
+    #[test]
+    fn transient_backoff_doubles_from_thirty_seconds_and_caps_at_an_hour() {
+        assert_eq!(transient_backoff(1, 0.0), SignedDuration::from_secs(30));
+        assert_eq!(transient_backoff(2, 0.0), SignedDuration::from_secs(60));
+        assert_eq!(transient_backoff(4, 0.0), SignedDuration::from_secs(240));
+        assert_eq!(transient_backoff(8, 0.0), SignedDuration::from_secs(3600));
+        assert_eq!(transient_backoff(500, 0.2), SignedDuration::from_secs(3600));
+    }
+
+    #[test]
+    fn transient_backoff_jitter_stays_within_twenty_percent() {
+        assert_eq!(transient_backoff(1, 0.2), SignedDuration::from_secs(36));
+        assert_eq!(transient_backoff(1, -0.2), SignedDuration::from_secs(24));
+        assert_eq!(transient_backoff(1, 5.0), SignedDuration::from_secs(36));
+        for _ in 0..100 {
+            let d = transient_backoff(3, random_jitter());
+            assert!(d >= SignedDuration::from_secs(96) && d <= SignedDuration::from_secs(144));
+        }
+    }
+
+    #[test]
+    fn utc_day_and_next_midnight_follow_utc() {
+        assert_eq!(utc_day(ts("2026-11-25T23:59:59Z")), "2026-11-25");
+        assert_eq!(utc_day(ts("2026-11-26T00:00:00Z")), "2026-11-26");
+        assert_eq!(
+            next_utc_midnight(ts("2026-11-25T23:59:59Z")),
+            ts("2026-11-26T00:00:00Z")
+        );
+        assert_eq!(
+            next_utc_midnight(ts("2026-11-26T00:00:00Z")),
+            ts("2026-11-27T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn go_durations_parse_like_kubernetes_users_write_them() {
+        assert_eq!(
+            parse_go_duration("90m").unwrap(),
+            SignedDuration::from_mins(90)
+        );
+        assert_eq!(
+            parse_go_duration("1h30m").unwrap(),
+            SignedDuration::from_mins(90)
+        );
+        assert_eq!(
+            parse_go_duration("2.5h").unwrap(),
+            SignedDuration::from_mins(150)
+        );
+        assert_eq!(
+            parse_go_duration("300ms").unwrap(),
+            SignedDuration::from_millis(300)
+        );
+        assert_eq!(
+            parse_go_duration("1µs").unwrap(),
+            SignedDuration::from_micros(1)
+        );
+    }
+
+    #[test]
+    fn malformed_durations_are_rejected() {
+        for bad in ["", "h", "10", "10x", "1h-5m", "1d"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad} should be rejected");
+        }
+    }
+}

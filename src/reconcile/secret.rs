@@ -1,0 +1,446 @@
+//! The target Secret: what it should contain, the annotation names that carry what the next
+//! decision needs (so that decision can be made from the Secret's metadata alone), whether
+//! an existing Secret is ours, and whether its metadata drifted from what the spec asks.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use k8s_openapi::{
+    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+};
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+use crate::{
+    clear::AccessToken,
+    resource::{CLIENT_LABEL, ClearApiClient, DeletionPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+};
+
+/// When the token in the Secret was minted (RFC 3339).
+pub const ISSUED_AT_ANNOTATION: &str = "clear-operator.io/issued-at";
+/// When it expires (RFC 3339), or [`NEVER_EXPIRES`].
+pub const VALID_TILL_ANNOTATION: &str = "clear-operator.io/valid-till";
+/// Fingerprint of the client secret the token was minted from.
+pub const CLIENT_SECRET_FINGERPRINT_ANNOTATION: &str =
+    "clear-operator.io/client-secret-fingerprint";
+/// Hash of environment, region, baseUrl and workspace the token was minted for.
+pub const CONFIG_HASH_ANNOTATION: &str = "clear-operator.io/config-hash";
+/// The `clear-operator.io/regenerate` value honoured by the mint that produced the token.
+pub const REGENERATE_HONOURED_ANNOTATION: &str = "clear-operator.io/regenerate";
+/// Fingerprint of the token itself (to correlate with status, never to recover it).
+pub const TOKEN_FINGERPRINT_ANNOTATION: &str = "clear-operator.io/token-fingerprint";
+/// Hash of everything else the operator writes (labels, annotations, non-token keys, owner):
+/// when it differs from the desired one, the Secret is re-applied without minting.
+pub const CONTENT_HASH_ANNOTATION: &str = "clear-operator.io/content-hash";
+/// Value of [`VALID_TILL_ANNOTATION`] for a token that never expires.
+pub const NEVER_EXPIRES: &str = "never";
+
+/// Data keys of the target Secret.
+pub mod keys {
+    pub const ACCESS_TOKEN: &str = "accessToken";
+    pub const VALID_TILL: &str = "validTill";
+    pub const BASE_URL: &str = "baseUrl";
+    pub const ENVIRONMENT: &str = "environment";
+    pub const WORKSPACE: &str = "workspace";
+    pub const PRODUCTS: &str = "products";
+}
+
+/// What the operator knows about the token in a Secret, from the Secret's annotations.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub issued_at: Timestamp,
+    pub valid_till: Option<Timestamp>,
+    pub client_secret_fingerprint: String,
+    pub config_hash: String,
+    pub regenerate: Option<String>,
+    pub token_fingerprint: String,
+}
+
+/// Whether an existing Secret may be written by the operator for a given resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ownership {
+    Ours,
+    /// Somebody else's Secret (or another ClearApiClient's): never modify it.
+    Foreign {
+        detail: String,
+    },
+}
+
+/// A Secret is ours only when it carries both the managed-by label and the client label
+/// naming this resource.
+pub fn ownership(meta: &ObjectMeta, client_name: &str) -> Ownership {
+    let labels = meta.labels.as_ref();
+    let label = |key: &str| labels.and_then(|l| l.get(key)).map(String::as_str);
+    match (label(MANAGED_BY_LABEL), label(CLIENT_LABEL)) {
+        (Some(MANAGED_BY_VALUE), Some(owner)) if owner == client_name => Ownership::Ours,
+        (Some(MANAGED_BY_VALUE), Some(owner)) => Ownership::Foreign {
+            detail: format!("it belongs to ClearApiClient {owner}"),
+        },
+        _ => Ownership::Foreign {
+            detail: format!(
+                "it is not managed by clear-operator (no {MANAGED_BY_LABEL}={MANAGED_BY_VALUE} label)"
+            ),
+        },
+    }
+}
+
+/// Reads the token bookkeeping from a Secret's annotations; `None` when any required part
+/// is missing or unreadable (the Secret then counts as holding no token).
+pub fn read_token_record(meta: &ObjectMeta) -> Option<TokenRecord> {
+    let annotations = meta.annotations.as_ref()?;
+    let get = |key: &str| annotations.get(key).filter(|v| !v.is_empty());
+    let valid_till = match get(VALID_TILL_ANNOTATION)?.as_str() {
+        NEVER_EXPIRES => None,
+        value => Some(value.parse().ok()?),
+    };
+    Some(TokenRecord {
+        issued_at: get(ISSUED_AT_ANNOTATION)?.parse().ok()?,
+        valid_till,
+        client_secret_fingerprint: get(CLIENT_SECRET_FINGERPRINT_ANNOTATION)?.clone(),
+        config_hash: get(CONFIG_HASH_ANNOTATION)?.clone(),
+        regenerate: get(REGENERATE_HONOURED_ANNOTATION).cloned(),
+        token_fingerprint: get(TOKEN_FINGERPRINT_ANNOTATION)?.clone(),
+    })
+}
+
+/// Hash of the settings a token is bound to: a change of any of them needs a new token.
+pub fn config_hash(cac: &ClearApiClient) -> String {
+    let spec = &cac.spec;
+    let parts = [
+        serde_json::to_string(&spec.environment).unwrap_or_default(),
+        serde_json::to_string(&spec.region).unwrap_or_default(),
+        spec.base_url.clone().unwrap_or_default(),
+        spec.workspace.clone(),
+    ];
+    short_hash(&parts.join("\n"))
+}
+
+fn short_hash(input: &str) -> String {
+    let mut hex = hex::encode(Sha256::digest(input.as_bytes()));
+    hex.truncate(12);
+    hex
+}
+
+/// Everything in the desired Secret except the token and what describes the token.
+fn content(
+    cac: &ClearApiClient,
+    base_url: &str,
+) -> (
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+) {
+    let target = cac.spec.target.clone().unwrap_or_default();
+    let mut labels = target.labels;
+    labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
+    labels.insert(CLIENT_LABEL.to_string(), cac.name_any());
+    let products: Vec<&str> = cac.spec.products.iter().map(|p| p.0.as_str()).collect();
+    let data = BTreeMap::from([
+        (keys::BASE_URL.to_string(), base_url.to_string()),
+        (
+            keys::ENVIRONMENT.to_string(),
+            json_name(&cac.spec.environment),
+        ),
+        (keys::WORKSPACE.to_string(), cac.spec.workspace.clone()),
+        (keys::PRODUCTS.to_string(), products.join(",")),
+    ]);
+    (labels, target.annotations, data)
+}
+
+fn json_name<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn content_hash(cac: &ClearApiClient, base_url: &str) -> String {
+    let (labels, annotations, data) = content(cac, base_url);
+    let owned = cac.deletion_policy() == DeletionPolicy::Delete;
+    let text = serde_json::json!({"labels": labels, "annotations": annotations, "data": data, "owned": owned});
+    short_hash(&text.to_string())
+}
+
+/// The Secret to server-side apply: token, token bookkeeping and the spec's metadata.
+pub fn build_secret(
+    cac: &ClearApiClient,
+    base_url: &str,
+    token: &AccessToken,
+    record: &TokenRecord,
+) -> Secret {
+    let (labels, mut annotations, mut data) = content(cac, base_url);
+    let valid_till = record.valid_till.map(|t| t.to_string());
+    annotations.insert(
+        ISSUED_AT_ANNOTATION.to_string(),
+        record.issued_at.to_string(),
+    );
+    annotations.insert(
+        VALID_TILL_ANNOTATION.to_string(),
+        valid_till
+            .clone()
+            .unwrap_or_else(|| NEVER_EXPIRES.to_string()),
+    );
+    annotations.insert(
+        CLIENT_SECRET_FINGERPRINT_ANNOTATION.to_string(),
+        record.client_secret_fingerprint.clone(),
+    );
+    annotations.insert(
+        CONFIG_HASH_ANNOTATION.to_string(),
+        record.config_hash.clone(),
+    );
+    annotations.insert(
+        TOKEN_FINGERPRINT_ANNOTATION.to_string(),
+        record.token_fingerprint.clone(),
+    );
+    if let Some(value) = &record.regenerate {
+        annotations.insert(REGENERATE_HONOURED_ANNOTATION.to_string(), value.clone());
+    }
+    annotations.insert(
+        CONTENT_HASH_ANNOTATION.to_string(),
+        content_hash(cac, base_url),
+    );
+    data.insert(keys::ACCESS_TOKEN.to_string(), token.expose().to_string());
+    data.insert(keys::VALID_TILL.to_string(), valid_till.unwrap_or_default());
+
+    let owner_references = match cac.deletion_policy() {
+        DeletionPolicy::Delete => cac.controller_owner_ref(&()).map(|r| vec![r]),
+        DeletionPolicy::Retain => None,
+    };
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(cac.target_secret_name()),
+            namespace: cac.namespace(),
+            labels: Some(labels),
+            annotations: Some(annotations),
+            owner_references,
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_string()),
+        data: Some(
+            data.into_iter()
+                .map(|(k, v)| (k, ByteString(v.into_bytes())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// Whether the existing Secret's metadata differs from what the spec asks for now: a changed
+/// content hash (labels, annotations, products, base URL, ... changed in the spec) or a
+/// label or annotation edited by someone else.
+pub fn metadata_drifted(cac: &ClearApiClient, base_url: &str, actual: &ObjectMeta) -> bool {
+    let (labels, annotations, _) = content(cac, base_url);
+    let empty = BTreeMap::new();
+    let actual_labels = actual.labels.as_ref().unwrap_or(&empty);
+    let actual_annotations = actual.annotations.as_ref().unwrap_or(&empty);
+    let differs = |want: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
+        want.iter().any(|(k, v)| have.get(k) != Some(v))
+    };
+    actual_annotations.get(CONTENT_HASH_ANNOTATION) != Some(&content_hash(cac, base_url))
+        || differs(&labels, actual_labels)
+        || differs(&annotations, actual_annotations)
+}
+
+/// The token currently stored in a Secret, for re-applying the Secret without minting.
+pub fn stored_token(secret: &Secret) -> Option<AccessToken> {
+    let bytes = secret.data.as_ref()?.get(keys::ACCESS_TOKEN)?;
+    let text = String::from_utf8(bytes.0.clone()).ok()?;
+    (!text.is_empty()).then(|| AccessToken::new(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::test_support::{client, ts};
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            issued_at: ts("2026-11-25T10:00:00Z"),
+            valid_till: Some(ts("2026-11-25T22:00:00Z")),
+            client_secret_fingerprint: "aaaaaaaaaaaa".into(),
+            config_hash: "cccccccccccc".into(),
+            regenerate: Some("r1".into()),
+            token_fingerprint: "tttttttttttt".into(),
+        }
+    }
+
+    fn data_of(secret: &Secret, key: &str) -> String {
+        String::from_utf8(secret.data.as_ref().unwrap()[key].0.clone()).unwrap()
+    }
+
+    #[test]
+    fn desired_secret_has_every_key_label_and_annotation() {
+        let mut cac = client("billing");
+        let target = cac.spec.target.get_or_insert_with(Default::default);
+        target.labels.insert("team".into(), "payments".into());
+        target.annotations.insert("note".into(), "hello".into());
+        let secret = build_secret(
+            &cac,
+            "https://api-sandbox.clear.in",
+            &AccessToken::new("tok".into()),
+            &record(),
+        );
+
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        assert_eq!(data_of(&secret, keys::ACCESS_TOKEN), "tok");
+        assert_eq!(data_of(&secret, keys::VALID_TILL), "2026-11-25T22:00:00Z");
+        assert_eq!(
+            data_of(&secret, keys::BASE_URL),
+            "https://api-sandbox.clear.in"
+        );
+        assert_eq!(data_of(&secret, keys::ENVIRONMENT), "sandbox");
+        assert_eq!(data_of(&secret, keys::WORKSPACE), "ws-1");
+        assert_eq!(data_of(&secret, keys::PRODUCTS), "GST,E_INVOICE");
+        let labels = secret.metadata.labels.as_ref().unwrap();
+        assert_eq!(labels[MANAGED_BY_LABEL], "clear-operator");
+        assert_eq!(labels[CLIENT_LABEL], "billing");
+        assert_eq!(labels["team"], "payments");
+        let annotations = secret.metadata.annotations.as_ref().unwrap();
+        assert_eq!(annotations["note"], "hello");
+        assert_eq!(annotations[ISSUED_AT_ANNOTATION], "2026-11-25T10:00:00Z");
+        assert_eq!(annotations[VALID_TILL_ANNOTATION], "2026-11-25T22:00:00Z");
+        assert_eq!(
+            annotations[CLIENT_SECRET_FINGERPRINT_ANNOTATION],
+            "aaaaaaaaaaaa"
+        );
+        assert_eq!(annotations[CONFIG_HASH_ANNOTATION], "cccccccccccc");
+        assert_eq!(annotations[REGENERATE_HONOURED_ANNOTATION], "r1");
+        assert_eq!(annotations[TOKEN_FINGERPRINT_ANNOTATION], "tttttttttttt");
+        assert!(annotations.contains_key(CONTENT_HASH_ANNOTATION));
+        assert_eq!(read_token_record(&secret.metadata), Some(record()));
+    }
+
+    #[test]
+    fn never_expiring_token_has_empty_valid_till_key_and_never_annotation() {
+        let cac = client("billing");
+        let mut rec = record();
+        rec.valid_till = None;
+        let secret = build_secret(&cac, "https://x", &AccessToken::new("tok".into()), &rec);
+        assert_eq!(data_of(&secret, keys::VALID_TILL), "");
+        assert_eq!(
+            secret.metadata.annotations.as_ref().unwrap()[VALID_TILL_ANNOTATION],
+            NEVER_EXPIRES
+        );
+        assert_eq!(
+            read_token_record(&secret.metadata).unwrap().valid_till,
+            None
+        );
+    }
+
+    #[test]
+    fn owner_reference_only_with_delete_policy() {
+        let cac = client("billing");
+        let secret = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+        );
+        let owners = secret.metadata.owner_references.unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "ClearApiClient");
+        assert_eq!(owners[0].controller, Some(true));
+
+        let mut retained = client("billing");
+        retained
+            .spec
+            .target
+            .get_or_insert_with(Default::default)
+            .deletion_policy = DeletionPolicy::Retain;
+        let secret = build_secret(
+            &retained,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+        );
+        assert!(secret.metadata.owner_references.is_none());
+    }
+
+    #[test]
+    fn ownership_requires_both_labels_naming_this_resource() {
+        let cac = client("billing");
+        let ours = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+        );
+        assert_eq!(ownership(&ours.metadata, "billing"), Ownership::Ours);
+        assert!(matches!(
+            ownership(&ours.metadata, "payroll"),
+            Ownership::Foreign { .. }
+        ));
+        assert!(matches!(
+            ownership(&ObjectMeta::default(), "billing"),
+            Ownership::Foreign { .. }
+        ));
+    }
+
+    #[test]
+    fn metadata_drift_is_seen_for_spec_label_product_and_edited_annotation_changes() {
+        let cac = client("billing");
+        let applied = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+        );
+        assert!(!metadata_drifted(&cac, "https://x", &applied.metadata));
+
+        let mut relabelled = cac.clone();
+        relabelled
+            .spec
+            .target
+            .get_or_insert_with(Default::default)
+            .labels
+            .insert("team".into(), "x".into());
+        assert!(metadata_drifted(
+            &relabelled,
+            "https://x",
+            &applied.metadata
+        ));
+
+        let mut fewer_products = cac.clone();
+        fewer_products.spec.products.pop();
+        assert!(metadata_drifted(
+            &fewer_products,
+            "https://x",
+            &applied.metadata
+        ));
+
+        let mut edited = applied.metadata.clone();
+        edited.labels.as_mut().unwrap().remove(CLIENT_LABEL);
+        assert!(metadata_drifted(&cac, "https://x", &edited));
+    }
+
+    #[test]
+    fn incomplete_annotations_mean_no_token_record() {
+        let cac = client("billing");
+        let mut meta = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+        )
+        .metadata;
+        meta.annotations
+            .as_mut()
+            .unwrap()
+            .remove(ISSUED_AT_ANNOTATION);
+        assert_eq!(read_token_record(&meta), None);
+    }
+
+    #[test]
+    fn config_hash_changes_with_environment_region_base_url_and_workspace_only() {
+        let cac = client("billing");
+        let base = config_hash(&cac);
+        let mut other = cac.clone();
+        other.spec.products.pop();
+        assert_eq!(config_hash(&other), base);
+        other.spec.workspace = "ws-2".into();
+        assert_ne!(config_hash(&other), base);
+        let mut other = cac.clone();
+        other.spec.base_url = Some("https://proxy.example".into());
+        assert_ne!(config_hash(&other), base);
+    }
+}

@@ -1,0 +1,557 @@
+//! The resource's status: the `Ready` condition built from named reasons, the status each
+//! step leaves behind (pure functions of the previous status), and the server-side apply
+//! that writes it to the status subresource.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
+
+use super::{
+    FIELD_MANAGER,
+    decide::{Blocker, MintReason, TokenHealth},
+    schedule,
+    secret::TokenRecord,
+};
+use crate::resource::{ClearApiClient, ClearApiClientStatus};
+
+pub mod condition_types {
+    /// Whether the Secret holds a token consumers can use right now.
+    pub const READY: &str = "Ready";
+}
+
+/// Reasons of the `Ready` condition (and of the Events that go with them).
+pub mod reasons {
+    pub use crate::clear::reasons::{
+        CLEAR_RESPONSE_INVALID, CLEAR_UNAVAILABLE, CLIENT_SECRET_REJECTED, RATE_LIMITED,
+    };
+    pub const ISSUED: &str = "Issued";
+    pub const CLIENT_SECRET_MISSING: &str = "ClientSecretMissing";
+    pub const CONFLICT: &str = "Conflict";
+    pub const TARGET_CONFLICT: &str = "TargetConflict";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+}
+
+/// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
+/// flips: rewriting it on every reconcile would change the object each time and trigger the
+/// controller in a loop.
+pub fn set_ready(
+    status: &mut ClearApiClientStatus,
+    ready: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let value = if ready { "True" } else { "False" };
+    let previous = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition_types::READY);
+    let last_transition_time = match previous {
+        Some(c) if c.status == value => c.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    let condition = Condition {
+        type_: condition_types::READY.to_string(),
+        status: value.to_string(),
+        reason: reason.to_string(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    };
+    status
+        .conditions
+        .retain(|c| c.type_ != condition_types::READY);
+    status.conditions.push(condition);
+}
+
+/// The `Ready` condition, if any.
+pub fn ready_condition(status: Option<&ClearApiClientStatus>) -> Option<&Condition> {
+    status?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == condition_types::READY)
+}
+
+fn describe_validity(valid_till: Option<Timestamp>, renewal: Option<Timestamp>) -> String {
+    match (valid_till, renewal) {
+        (Some(till), Some(renew)) => format!("the token is valid until {till}; renewal at {renew}"),
+        (Some(till), None) => format!("the token is valid until {till}"),
+        (None, _) => "the token never expires".to_string(),
+    }
+}
+
+fn clear_failures(status: &mut ClearApiClientStatus) {
+    status.failed_attempts = 0;
+    status.last_failure_time = None;
+    status.last_failure_reason = None;
+    status.next_retry_time = None;
+}
+
+fn record_token(
+    status: &mut ClearApiClientStatus,
+    record: &TokenRecord,
+    renewal: Option<Timestamp>,
+    secret_name: &str,
+) {
+    status.secret_name = Some(secret_name.to_string());
+    status.issued_at = Some(Time(record.issued_at));
+    status.valid_till = record.valid_till.map(Time);
+    status.renewal_time = renewal.map(Time);
+    status.token_fingerprint = Some(record.token_fingerprint.clone());
+    status.client_secret_fingerprint = Some(record.client_secret_fingerprint.clone());
+    if record.regenerate.is_some() {
+        status.last_regenerate_request = record.regenerate.clone();
+    }
+}
+
+/// Status when the stored token is kept: Ready, describing it; failure bookkeeping cleared
+/// since nothing is waiting to be retried.
+pub fn kept(
+    prev: &ClearApiClientStatus,
+    record: &TokenRecord,
+    renewal: Option<Timestamp>,
+    secret_name: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    record_token(&mut status, record, renewal, secret_name);
+    clear_failures(&mut status);
+    status.observed_generation = generation;
+    let message = describe_validity(record.valid_till, renewal);
+    set_ready(&mut status, true, reasons::ISSUED, message, generation, now);
+    status
+}
+
+/// Status before calling Clear: the call is counted against the UTC day and marked as in
+/// flight, so that a crash during the call is neither forgotten by the budget nor mistaken
+/// for a token that is still valid.
+pub fn before_mint(
+    prev: &ClearApiClientStatus,
+    fingerprint: &str,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    let today = schedule::utc_day(now);
+    status.mints_today = if status.mint_day.as_deref() == Some(today.as_str()) {
+        status.mints_today.saturating_add(1)
+    } else {
+        1
+    };
+    status.mint_day = Some(today);
+    status.mint_started_at = Some(Time(now));
+    status.client_secret_fingerprint = Some(fingerprint.to_string());
+    status
+}
+
+/// Status after a token was minted and written to the Secret.
+pub fn minted(
+    prev: &ClearApiClientStatus,
+    record: &TokenRecord,
+    renewal: Option<Timestamp>,
+    secret_name: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = kept(prev, record, renewal, secret_name, generation, now);
+    status.mint_started_at = None;
+    status
+}
+
+/// What a failed call to Clear leaves behind.
+pub struct MintFailure<'a> {
+    pub reason: &'a str,
+    pub message: String,
+    /// When the next attempt may be made; `None` waits for the client secret to change.
+    pub next_retry: Option<Timestamp>,
+    /// Clear may have minted even though the answer was lost: the stored token is presumed
+    /// revoked and replaced on the next attempt.
+    pub may_have_minted: bool,
+}
+
+pub fn mint_failed(
+    prev: &ClearApiClientStatus,
+    failure: &MintFailure<'_>,
+    health: &TokenHealth,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    status.failed_attempts = status.failed_attempts.saturating_add(1);
+    status.last_failure_time = Some(Time(now));
+    status.last_failure_reason = Some(failure.reason.to_string());
+    status.next_retry_time = failure.next_retry.map(Time);
+    if !failure.may_have_minted {
+        status.mint_started_at = None;
+    }
+    status.observed_generation = generation;
+    let usable = health.is_usable() && !failure.may_have_minted;
+    let message = match (usable, health) {
+        (true, TokenHealth::Usable { valid_till }) => format!(
+            "{}; {} and stays in place",
+            failure.message,
+            describe_validity(*valid_till, None)
+        ),
+        (false, TokenHealth::Unusable { why }) => format!("{}; {why}", failure.message),
+        _ => format!(
+            "{}; the stored token may have been revoked by this call",
+            failure.message
+        ),
+    };
+    set_ready(
+        &mut status,
+        usable,
+        failure.reason,
+        message,
+        generation,
+        now,
+    );
+    status
+}
+
+/// Status while a guard keeps the operator from doing what is needed.
+pub fn waiting(
+    prev: &ClearApiClientStatus,
+    blocker: &Blocker,
+    health: &TokenHealth,
+    pending: Option<&MintReason>,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    status.observed_generation = generation;
+    let (reason, what) = describe_blocker(blocker, &status);
+    let state = match health {
+        TokenHealth::Usable { valid_till } => describe_validity(*valid_till, None),
+        TokenHealth::Unusable { why } => why.to_string(),
+    };
+    let needed = pending
+        .map(|r| format!("; a new token is needed ({})", describe_mint_reason(r)))
+        .unwrap_or_default();
+    set_ready(
+        &mut status,
+        health.is_usable(),
+        reason,
+        format!("{what}{needed}; {state}"),
+        generation,
+        now,
+    );
+    status
+}
+
+fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'static str, String) {
+    match blocker {
+        Blocker::InvalidSpec { detail } => (
+            reasons::INVALID_SPEC,
+            format!("the spec is invalid: {detail}"),
+        ),
+        Blocker::ClientSecretMissing { detail } => (reasons::CLIENT_SECRET_MISSING, detail.clone()),
+        Blocker::TargetConflict { detail } => (
+            reasons::TARGET_CONFLICT,
+            format!("the target Secret exists and is left untouched: {detail}"),
+        ),
+        Blocker::Conflict { with } => (
+            reasons::CONFLICT,
+            format!(
+                "ClearApiClient {with} already uses this client secret; minting here would revoke its token, so nothing is minted"
+            ),
+        ),
+        Blocker::Backoff { reason, until } => (
+            reason_constant(reason),
+            format!(
+                "waiting until {until} before calling Clear again (failed attempts: {})",
+                status.failed_attempts
+            ),
+        ),
+        Blocker::Rejected => (
+            reasons::CLIENT_SECRET_REJECTED,
+            "Clear rejected the client secret; nothing is tried until it changes".to_string(),
+        ),
+        Blocker::BudgetExhausted { until } => (
+            reasons::BUDGET_EXHAUSTED,
+            format!("the daily budget of calls to Clear is spent; next attempt at {until}"),
+        ),
+    }
+}
+
+/// Maps a recorded failure reason back to its constant (condition reasons are static).
+fn reason_constant(reason: &str) -> &'static str {
+    [
+        reasons::CLIENT_SECRET_REJECTED,
+        reasons::RATE_LIMITED,
+        reasons::CLEAR_UNAVAILABLE,
+        reasons::CLEAR_RESPONSE_INVALID,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or(reasons::CLEAR_UNAVAILABLE)
+}
+
+pub fn describe_mint_reason(reason: &MintReason) -> String {
+    match reason {
+        MintReason::Interrupted => {
+            "a previous call to Clear ended without a recorded outcome".into()
+        }
+        MintReason::NoToken => "no token yet".into(),
+        MintReason::SecretDeleted => "the target Secret was deleted".into(),
+        MintReason::ClientSecretChanged => "the client secret changed".into(),
+        MintReason::ConfigChanged => "environment, region, baseUrl or workspace changed".into(),
+        MintReason::RegenerateRequested { value } => format!("regeneration requested ({value})"),
+        MintReason::Expired => "the token expired".into(),
+        MintReason::RenewalDue => "the renewal time was reached".into(),
+    }
+}
+
+/// Writes `status` with server-side apply on the status subresource, unless it already is
+/// the object's status (an unchanged write would still wake every watcher).
+pub async fn apply(
+    api: &Api<ClearApiClient>,
+    name: &str,
+    current: Option<&ClearApiClientStatus>,
+    status: &ClearApiClientStatus,
+) -> Result<(), kube::Error> {
+    if current == Some(status) {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "clear-operator.io/v1alpha1",
+        "kind": "ClearApiClient",
+        "status": status,
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::test_support::ts;
+
+    fn record() -> TokenRecord {
+        TokenRecord {
+            issued_at: ts("2026-11-25T00:00:00Z"),
+            valid_till: Some(ts("2026-11-25T12:00:00Z")),
+            client_secret_fingerprint: "aaaaaaaaaaaa".into(),
+            config_hash: "cccccccccccc".into(),
+            regenerate: Some("r1".into()),
+            token_fingerprint: "tttttttttttt".into(),
+        }
+    }
+
+    fn ready(status: &ClearApiClientStatus) -> &Condition {
+        ready_condition(Some(status)).unwrap()
+    }
+
+    #[test]
+    fn unchanged_ready_status_keeps_its_last_transition_time() {
+        let first = kept(
+            &Default::default(),
+            &record(),
+            None,
+            "billing",
+            Some(1),
+            ts("2026-11-25T01:00:00Z"),
+        );
+        let second = kept(
+            &first,
+            &record(),
+            None,
+            "billing",
+            Some(2),
+            ts("2026-11-25T02:00:00Z"),
+        );
+        assert_eq!(
+            ready(&second).last_transition_time,
+            Time(ts("2026-11-25T01:00:00Z"))
+        );
+        assert_eq!(ready(&second).observed_generation, Some(2));
+        assert_eq!(second.conditions.len(), 1);
+    }
+
+    #[test]
+    fn flipped_ready_status_moves_its_last_transition_time() {
+        let first = kept(
+            &Default::default(),
+            &record(),
+            None,
+            "billing",
+            Some(1),
+            ts("2026-11-25T01:00:00Z"),
+        );
+        let blocked = waiting(
+            &first,
+            &Blocker::ClientSecretMissing {
+                detail: "Secret x not found".into(),
+            },
+            &TokenHealth::Unusable {
+                why: "no token is stored",
+            },
+            None,
+            Some(1),
+            ts("2026-11-25T03:00:00Z"),
+        );
+        assert_eq!(ready(&blocked).status, "False");
+        assert_eq!(ready(&blocked).reason, reasons::CLIENT_SECRET_MISSING);
+        assert_eq!(
+            ready(&blocked).last_transition_time,
+            Time(ts("2026-11-25T03:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn reason_change_without_status_flip_keeps_the_transition_time() {
+        let first = kept(
+            &Default::default(),
+            &record(),
+            None,
+            "billing",
+            Some(1),
+            ts("2026-11-25T01:00:00Z"),
+        );
+        let budget = waiting(
+            &first,
+            &Blocker::BudgetExhausted {
+                until: ts("2026-11-26T00:00:00Z"),
+            },
+            &TokenHealth::Usable {
+                valid_till: Some(ts("2026-11-25T12:00:00Z")),
+            },
+            Some(&MintReason::RenewalDue),
+            Some(1),
+            ts("2026-11-25T09:00:00Z"),
+        );
+        assert_eq!(ready(&budget).status, "True");
+        assert_eq!(ready(&budget).reason, reasons::BUDGET_EXHAUSTED);
+        assert_eq!(
+            ready(&budget).last_transition_time,
+            Time(ts("2026-11-25T01:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn before_mint_counts_the_call_and_resets_on_a_new_utc_day() {
+        let mut prev = ClearApiClientStatus {
+            mint_day: Some("2026-11-25".into()),
+            mints_today: 7,
+            ..Default::default()
+        };
+        let same_day = before_mint(&prev, "ffffffffffff", ts("2026-11-25T23:59:59Z"));
+        assert_eq!(same_day.mints_today, 8);
+        assert_eq!(
+            same_day.mint_started_at,
+            Some(Time(ts("2026-11-25T23:59:59Z")))
+        );
+        assert_eq!(
+            same_day.client_secret_fingerprint.as_deref(),
+            Some("ffffffffffff")
+        );
+        prev.mints_today = 250;
+        let next_day = before_mint(&prev, "ffffffffffff", ts("2026-11-26T00:00:00Z"));
+        assert_eq!(next_day.mints_today, 1);
+        assert_eq!(next_day.mint_day.as_deref(), Some("2026-11-26"));
+    }
+
+    #[test]
+    fn success_clears_the_in_flight_mark_and_failure_bookkeeping() {
+        let prev = ClearApiClientStatus {
+            failed_attempts: 3,
+            last_failure_reason: Some("ClearUnavailable".into()),
+            next_retry_time: Some(Time(ts("2026-11-25T00:10:00Z"))),
+            mint_started_at: Some(Time(ts("2026-11-25T00:00:00Z"))),
+            ..Default::default()
+        };
+        let renewal = Some(ts("2026-11-25T08:00:00Z"));
+        let status = minted(
+            &prev,
+            &record(),
+            renewal,
+            "billing",
+            Some(4),
+            ts("2026-11-25T00:00:01Z"),
+        );
+        assert_eq!(status.mint_started_at, None);
+        assert_eq!(status.failed_attempts, 0);
+        assert_eq!(status.last_failure_reason, None);
+        assert_eq!(status.next_retry_time, None);
+        assert_eq!(status.issued_at, Some(Time(ts("2026-11-25T00:00:00Z"))));
+        assert_eq!(status.valid_till, Some(Time(ts("2026-11-25T12:00:00Z"))));
+        assert_eq!(status.renewal_time, renewal.map(Time));
+        assert_eq!(status.token_fingerprint.as_deref(), Some("tttttttttttt"));
+        assert_eq!(status.last_regenerate_request.as_deref(), Some("r1"));
+        assert_eq!(status.secret_name.as_deref(), Some("billing"));
+        assert_eq!(status.observed_generation, Some(4));
+        assert_eq!(ready(&status).status, "True");
+        assert_eq!(ready(&status).reason, reasons::ISSUED);
+    }
+
+    #[test]
+    fn failure_with_a_valid_old_token_stays_ready_and_schedules_the_retry() {
+        let prev = before_mint(
+            &Default::default(),
+            "aaaaaaaaaaaa",
+            ts("2026-11-25T09:00:00Z"),
+        );
+        let failure = MintFailure {
+            reason: reasons::CLEAR_UNAVAILABLE,
+            message: "failed to mint a Clear access token: Clear answered HTTP 500".into(),
+            next_retry: Some(ts("2026-11-25T09:00:30Z")),
+            may_have_minted: false,
+        };
+        let health = TokenHealth::Usable {
+            valid_till: Some(ts("2026-11-25T12:00:00Z")),
+        };
+        let status = mint_failed(
+            &prev,
+            &failure,
+            &health,
+            Some(1),
+            ts("2026-11-25T09:00:01Z"),
+        );
+        assert_eq!(status.failed_attempts, 1);
+        assert_eq!(status.mint_started_at, None);
+        assert_eq!(
+            status.next_retry_time,
+            Some(Time(ts("2026-11-25T09:00:30Z")))
+        );
+        assert_eq!(ready(&status).status, "True");
+        assert_eq!(ready(&status).reason, reasons::CLEAR_UNAVAILABLE);
+        assert_eq!(status.mints_today, 1);
+    }
+
+    #[test]
+    fn a_lost_answer_keeps_the_in_flight_mark_and_drops_readiness() {
+        let prev = before_mint(
+            &Default::default(),
+            "aaaaaaaaaaaa",
+            ts("2026-11-25T09:00:00Z"),
+        );
+        let failure = MintFailure {
+            reason: reasons::CLEAR_UNAVAILABLE,
+            message: "failed to mint a Clear access token: the request timed out".into(),
+            next_retry: Some(ts("2026-11-25T09:00:30Z")),
+            may_have_minted: true,
+        };
+        let health = TokenHealth::Usable {
+            valid_till: Some(ts("2026-11-25T12:00:00Z")),
+        };
+        let status = mint_failed(
+            &prev,
+            &failure,
+            &health,
+            Some(1),
+            ts("2026-11-25T09:00:01Z"),
+        );
+        assert!(status.mint_started_at.is_some());
+        assert_eq!(ready(&status).status, "False");
+    }
+}
