@@ -100,8 +100,12 @@ pub fn collect(
 }
 
 /// The list answer as bytes: `{kind: XList, ..., items: [...]}`.
-pub fn serialize(t: &Target, page: &Page) -> Vec<u8> {
-    let api_version = t.rt.api_version(&t.version);
+pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
+    let api_version = if metadata_only {
+        "meta.k8s.io/v1".to_string()
+    } else {
+        t.rt.api_version(&t.version)
+    };
     let same_version = t.version == t.rt.storage_version();
     let mut md = json!({ "resourceVersion": page.resource_version });
     if let Some(c) = &page.continue_token {
@@ -112,7 +116,12 @@ pub fn serialize(t: &Target, page: &Page) -> Vec<u8> {
     }
     let mut out = Vec::with_capacity(256 + page.items.len() * 512);
     out.extend_from_slice(b"{\"kind\":");
-    serde_json::to_writer(&mut out, &format!("{}List", t.rt.kind)).ok();
+    let list_kind = if metadata_only {
+        "PartialObjectMetadataList".to_string()
+    } else {
+        format!("{}List", t.rt.kind)
+    };
+    serde_json::to_writer(&mut out, &list_kind).ok();
     out.extend_from_slice(b",\"apiVersion\":");
     serde_json::to_writer(&mut out, &api_version).ok();
     out.extend_from_slice(b",\"metadata\":");
@@ -122,7 +131,9 @@ pub fn serialize(t: &Target, page: &Page) -> Vec<u8> {
         if i > 0 {
             out.push(b',');
         }
-        if same_version {
+        if metadata_only {
+            serde_json::to_writer(&mut out, &table::partial(item)).ok();
+        } else if same_version {
             serde_json::to_writer(&mut out, item.as_ref()).ok();
         } else {
             let mut v = (**item).clone();

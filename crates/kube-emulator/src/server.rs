@@ -293,6 +293,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         })
     };
     let wants_table = table::wants_table(&accept);
+    let metadata_only = table::wants_metadata(&accept);
     let include_object = q("includeObject").unwrap_or("Metadata").to_string();
     let body = axum::body::to_bytes(body, 256 * 1024 * 1024)
         .await
@@ -319,6 +320,9 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
             .map_err(|e| ApiError::bad_request(format!("failed to decode request body: {e}")))
     };
     let ok_object = |code: StatusCode, obj: &Value| -> Response {
+        if metadata_only {
+            return json_response(code, &table::partial(obj));
+        }
         if wants_table && (code == StatusCode::OK) {
             let rv = obj["metadata"]["resourceVersion"]
                 .as_str()
@@ -350,7 +354,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
             let body = if wants_table {
                 list::serialize_table(&target, &page, &include_object)
             } else {
-                list::serialize(&target, &page)
+                list::serialize(&target, &page, metadata_only)
             };
             Ok(bytes_response(StatusCode::OK, body, "application/json"))
         }
@@ -365,6 +369,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
                 send_initial_events: q("sendInitialEvents") == Some("true"),
                 timeout,
                 table: wants_table,
+                metadata_only,
                 include_object: include_object.clone(),
                 bookmark_interval: shared.bookmark_interval,
             };

@@ -15,6 +15,24 @@ pub fn wants_table(accept: &str) -> bool {
         .is_some_and(|first| first.contains("as=Table"))
 }
 
+/// Whether the Accept header asks for metadata only (`as=PartialObjectMetadata` or
+/// `as=PartialObjectMetadataList`), as kube-rs metadata watchers do.
+pub fn wants_metadata(accept: &str) -> bool {
+    accept
+        .split(',')
+        .next()
+        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
+}
+
+/// An object reduced to its metadata.
+pub fn partial(obj: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj["metadata"].clone(),
+    })
+}
+
 /// apiserver's human duration: 45s, 3m12s, 10m, 5h, 3d...
 pub fn human_duration(secs: i64) -> String {
     let s = secs.max(0);

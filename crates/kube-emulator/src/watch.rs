@@ -26,6 +26,7 @@ pub struct WatchParams {
     pub send_initial_events: bool,
     pub timeout: Option<Duration>,
     pub table: bool,
+    pub metadata_only: bool,
     pub include_object: String,
     pub bookmark_interval: Duration,
 }
@@ -39,6 +40,9 @@ struct Emitter {
 
 impl Emitter {
     fn object(&self, obj: &Value) -> Value {
+        if self.p.metadata_only {
+            return table::partial(obj);
+        }
         if self.p.table {
             let tbl = table::table(
                 &self.t.rt,

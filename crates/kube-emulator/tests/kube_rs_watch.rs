@@ -173,3 +173,42 @@ async fn reflector_follows_changes_and_survives_dropped_watches_and_410() {
     task.abort();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn metadata_watcher_sees_secrets_without_their_data() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::ListParams;
+    use kube::runtime::metadata_watcher;
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emu.client().await;
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let s: Secret = serde_json::from_value(json!({"metadata": {"name": "cs", "labels": {"k": "v"}}, "stringData": {"clientSecret": "x"}})).unwrap();
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    let listed = secrets.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("cs"));
+    let mut stream = metadata_watcher(secrets.clone(), watcher::Config::default())
+        .applied_objects()
+        .boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("cs"));
+    secrets
+        .patch(
+            "cs",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"k": "w"}}})),
+        )
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.metadata.labels.unwrap()["k"], "w");
+    emu.shutdown().await;
+}

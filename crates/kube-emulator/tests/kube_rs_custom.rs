@@ -1,0 +1,456 @@
+//! kube-rs against the emulator: CRD registration, custom resources with schema
+//! validation and defaulting, the status subresource via server-side apply, finalizers,
+//! owner-reference garbage collection, a Controller that owns children, and faults.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::{Value, json};
+
+const CRD_YAML: &str = include_str!("fixtures/clearapiclient-crd.yaml");
+
+fn resource() -> ApiResource {
+    ApiResource {
+        group: "clear-operator.io".into(),
+        version: "v1alpha1".into(),
+        api_version: "clear-operator.io/v1alpha1".into(),
+        kind: "ClearApiClient".into(),
+        plural: "clearapiclients".into(),
+    }
+}
+
+async fn start_with_crd() -> (Emulator, kube::Client, Api<DynamicObject>) {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emu.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML).unwrap();
+    let created = crds.create(&PostParams::default(), &crd).await.unwrap();
+    let conditions = created.status.unwrap().conditions.unwrap();
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+    );
+    let api = Api::namespaced_with(client.clone(), "default", &resource());
+    (emu, client, api)
+}
+
+fn cac(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "clear-operator.io/v1alpha1",
+        "kind": "ClearApiClient",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn valid_spec() -> Value {
+    json!({"environment": "sandbox", "workspace": "ws-1", "products": ["GST"]})
+}
+
+fn status_of(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn crd_registration_serves_custom_resources_with_defaults() {
+    let (emu, _client, api) = start_with_crd().await;
+    let created = api
+        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["region"],
+        json!("india"),
+        "schema default applied"
+    );
+    assert_eq!(created.metadata.generation, Some(1));
+    let listed = api.list(&Default::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    assert!(api.get_opt("a").await.unwrap().is_none());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_custom_resource_gets_422_with_field_causes() {
+    let (emu, _client, api) = start_with_crd().await;
+    let err = status_of(
+        api.create(
+            &PostParams::default(),
+            &cac(
+                "bad",
+                json!({"environment": "sandbox", "products": ["GST"]}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(err.reason, "Invalid");
+    // Like apiserver, CEL rules are skipped when the schema already failed, and it says so.
+    assert!(
+        err.message.starts_with(
+            "ClearApiClient.clear-operator.io \"bad\" is invalid: [spec.workspace: Required value, "
+        ),
+        "{}",
+        err.message
+    );
+    let details = err.details.unwrap();
+    assert_eq!(details.causes[0].field, "spec.workspace");
+
+    let err = status_of(
+        api.create(
+            &PostParams::default(),
+            &cac(
+                "bad",
+                json!({"environment": "staging", "workspace": "w", "products": ["GST", "gst"]}),
+            ),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert!(
+        err.message
+            .starts_with("ClearApiClient.clear-operator.io \"bad\" is invalid: ["),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("spec.environment: Unsupported value: \"staging\""),
+        "{}",
+        err.message
+    );
+    assert!(
+        err.message
+            .contains("spec.products[1]: Invalid value: \"gst\""),
+        "{}",
+        err.message
+    );
+
+    // A schema-valid object breaking only the CEL rule gets the rule's message.
+    let err = status_of(
+        api.create(
+            &PostParams::default(),
+            &cac("bad", json!({"environment": "sandbox", "workspace": "w", "products": ["GST"], "region": "eu"})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        "ClearApiClient.clear-operator.io \"bad\" is invalid: spec: Invalid value: \"object\": baseUrl is required outside the india region"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn status_subresource_takes_server_side_apply_and_main_endpoint_ignores_status() {
+    let (emu, _client, api) = start_with_crd().await;
+    let created = api
+        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .await
+        .unwrap();
+    let status = json!({
+        "apiVersion": "clear-operator.io/v1alpha1",
+        "kind": "ClearApiClient",
+        "metadata": {"name": "a"},
+        "status": {"secretName": "a", "conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]},
+    });
+    let pp = PatchParams::apply("clear-operator").force();
+    let after = api
+        .patch_status("a", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(after.data["status"]["secretName"], json!("a"));
+    assert_eq!(
+        after.metadata.generation, created.metadata.generation,
+        "status does not bump generation"
+    );
+    let managers: Vec<String> = after
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.contains(&"clear-operator".to_string()),
+        "{managers:?}"
+    );
+
+    // Applying the same status again changes nothing.
+    let again = api
+        .patch_status("a", &pp, &Patch::Apply(&status))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version,
+        after.metadata.resource_version
+    );
+
+    // The main endpoint ignores status; a spec change bumps generation.
+    let patched = api
+        .patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"workspace": "ws-2"}, "status": {"secretName": "other"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(patched.data["status"]["secretName"], json!("a"));
+    assert_eq!(patched.metadata.generation, Some(2));
+
+    // The status endpoint ignores spec.
+    let via_status = api
+        .patch_status(
+            "a",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"workspace": "x"}, "status": {"secretName": "b"}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(via_status.data["spec"]["workspace"], json!("ws-2"));
+    assert_eq!(via_status.data["status"]["secretName"], json!("b"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_on_a_custom_resource_is_415() {
+    let (emu, _client, api) = start_with_crd().await;
+    api.create(&PostParams::default(), &cac("a", valid_spec()))
+        .await
+        .unwrap();
+    let err = status_of(
+        api.patch(
+            "a",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"workspace": "x"}})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 415);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn finalizers_hold_deletion_until_removed() {
+    let (emu, _client, api) = start_with_crd().await;
+    let mut obj = cac("a", valid_spec());
+    obj.metadata.finalizers = Some(vec!["clear-operator.io/revoke".into()]);
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    api.delete("a", &DeleteParams::default()).await.unwrap();
+    let held = api.get("a").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    api.patch(
+        "a",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(api.get_opt("a").await.unwrap().is_none());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn owner_reference_garbage_collection_deletes_dependents() {
+    let (emu, client, api) = start_with_crd().await;
+    let owner = api
+        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let child: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "a-token", "ownerReferences": [{
+            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+            "name": "a", "uid": owner.metadata.uid.clone().unwrap(), "controller": true,
+        }]},
+        "data": {},
+    }))
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &child)
+        .await
+        .unwrap();
+    let orphaned: Secret = serde_json::from_value(json!({"metadata": {"name": "keep"}})).unwrap();
+    secrets
+        .create(&PostParams::default(), &orphaned)
+        .await
+        .unwrap();
+    api.delete("a", &DeleteParams::background()).await.unwrap();
+    assert!(secrets.get_opt("a-token").await.unwrap().is_none());
+    assert!(secrets.get_opt("keep").await.unwrap().is_some());
+
+    // Orphan propagation keeps the dependent and drops the reference.
+    let owner = api
+        .create(&PostParams::default(), &cac("b", valid_spec()))
+        .await
+        .unwrap();
+    let mut child2 = child.clone();
+    child2.metadata.name = Some("b-token".into());
+    child2.metadata.owner_references.as_mut().unwrap()[0].uid = owner.metadata.uid.clone().unwrap();
+    secrets
+        .create(&PostParams::default(), &child2)
+        .await
+        .unwrap();
+    api.delete("b", &DeleteParams::orphan()).await.unwrap();
+    let kept = secrets.get("b-token").await.unwrap();
+    assert!(
+        kept.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_the_crd_removes_its_objects_and_stops_serving() {
+    let (emu, client, api) = start_with_crd().await;
+    api.create(&PostParams::default(), &cac("a", valid_spec()))
+        .await
+        .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    crds.delete(
+        "clearapiclients.clear-operator.io",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+    let err = status_of(api.list(&Default::default()).await.unwrap_err());
+    assert_eq!(err.code, 404);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_faults_fail_then_recover_and_the_log_counts_writes() {
+    let (emu, client, _api) = start_with_crd().await;
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    emu.requests().reset();
+    // 500, not 503: kube-rs retries 503s by itself.
+    emu.faults().fail_next("get", "secrets", 2, 500);
+    for _ in 0..2 {
+        let err = status_of(secrets.get("x").await.unwrap_err());
+        assert_eq!(err.code, 500);
+        assert_eq!(err.reason, "InternalError");
+    }
+    let err = status_of(secrets.get("x").await.unwrap_err());
+    assert_eq!(err.code, 404, "faults are used up");
+    assert_eq!(emu.requests().count("get", "secrets"), 3);
+    assert!(emu.requests().writes().is_empty(), "nothing was written");
+
+    emu.faults()
+        .delay_next("list", "secrets", 1, Duration::from_millis(200));
+    let started = std::time::Instant::now();
+    secrets.list(&Default::default()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn controller_owning_secrets_reconciles_on_child_changes() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emu.client().await;
+    let parents: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let children: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let reconciles = Arc::new(AtomicUsize::new(0));
+
+    struct Ctx {
+        secrets: Api<Secret>,
+        reconciles: Arc<AtomicUsize>,
+    }
+    #[derive(Debug, thiserror::Error)]
+    #[error("failed to reconcile: {0}")]
+    struct ReconcileError(#[from] kube::Error);
+
+    async fn reconcile(cm: Arc<ConfigMap>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+        ctx.reconciles.fetch_add(1, Ordering::SeqCst);
+        let name = cm.metadata.name.clone().unwrap();
+        let owner = json!({
+            "apiVersion": "v1", "kind": "ConfigMap", "name": name,
+            "uid": cm.metadata.uid.clone().unwrap(), "controller": true,
+        });
+        let child = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("{name}-child"), "ownerReferences": [owner]},
+            "stringData": {"k": "v"},
+        });
+        ctx.secrets
+            .patch(
+                &format!("{name}-child"),
+                &PatchParams::apply("test-controller").force(),
+                &Patch::Apply(&child),
+            )
+            .await?;
+        Ok(Action::await_change())
+    }
+    fn error_policy(_: Arc<ConfigMap>, _: &ReconcileError, _: Arc<Ctx>) -> Action {
+        Action::requeue(Duration::from_millis(100))
+    }
+
+    let ctx = Arc::new(Ctx {
+        secrets: children.clone(),
+        reconciles: reconciles.clone(),
+    });
+    let controller = Controller::new(parents.clone(), watcher::Config::default())
+        .owns(children.clone(), watcher::Config::default())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {});
+    let task = tokio::spawn(controller);
+
+    let parent: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+    parents
+        .create(&PostParams::default(), &parent)
+        .await
+        .unwrap();
+    let mut child = None;
+    for _ in 0..500 {
+        child = children.get_opt("p-child").await.unwrap();
+        if child.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(child.is_some(), "controller created the child");
+    // Let the controller settle, then touch the child: it must reconcile the parent again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = reconciles.load(Ordering::SeqCst);
+    children
+        .patch(
+            "p-child",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"touched": "yes"}}})),
+        )
+        .await
+        .unwrap();
+    let mut grew = false;
+    for _ in 0..500 {
+        if reconciles.load(Ordering::SeqCst) > settled {
+            grew = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(grew, "a child change reconciles the owner");
+    task.abort();
+    emu.shutdown().await;
+}
