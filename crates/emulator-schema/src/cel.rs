@@ -177,6 +177,12 @@ impl NodeRules {
                         .message
                         .strip_prefix("rule evaluation error: ")
                         .unwrap_or(&failure.message);
+                    // NB: cel-go words runtime errors in lower case ("no such key: a").
+                    let mut chars = cause.chars();
+                    let cause: String = chars
+                        .next()
+                        .map(|c| c.to_lowercase().chain(chars).collect())
+                        .unwrap_or_default();
                     let detail = format!("{cause} evaluating rule: {}", meta.error_string());
                     out.push(error::invalid_shown(path.to_field(), &type_word, &detail));
                 }
@@ -335,8 +341,15 @@ pub(crate) fn walk(
         return;
     }
     let old = old.filter(|o| !o.is_null());
+    let unchanged = old == Some(value);
     if let Some(rules) = &node.rules {
-        rules.evaluate(node, value, old, path, old == Some(value), out);
+        rules.evaluate(node, value, old, path, unchanged, out);
+    }
+    // NB: rules inside allOf branches judge the same value, worded with this node's type.
+    for branch in &node.all_of {
+        if let Some(rules) = &branch.rules {
+            rules.evaluate(node, value, old, path, unchanged, out);
+        }
     }
     match value {
         Value::Array(items) => {

@@ -131,6 +131,35 @@ pub enum SchemaError {
     },
 }
 
+impl SchemaError {
+    /// Where in the CRD version's `schema` the problem is, e.g.
+    /// `openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule`; prefix it with
+    /// `spec.versions[i].schema.` for a StatusCause field.
+    pub fn field(&self) -> &str {
+        match self {
+            SchemaError::NotAnObject { field }
+            | SchemaError::UnknownType { field, .. }
+            | SchemaError::InvalidPattern { field, .. }
+            | SchemaError::InvalidRule { field, .. }
+            | SchemaError::InvalidMessageExpression { field, .. }
+            | SchemaError::InvalidFieldPath { field, .. } => field,
+        }
+    }
+
+    /// The message without its field, e.g. `Invalid value: "self.a >": compilation
+    /// failed: ...` (a StatusCause message).
+    pub fn detail(&self) -> String {
+        let full = self.to_string();
+        match full
+            .strip_prefix(self.field())
+            .and_then(|rest| rest.strip_prefix(": "))
+        {
+            Some(detail) => detail.to_string(),
+            None => full,
+        }
+    }
+}
+
 /// `Required value[: detail]`.
 pub(crate) fn required(field: String, detail: &str) -> FieldError {
     FieldError {

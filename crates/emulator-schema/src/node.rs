@@ -171,6 +171,7 @@ impl Node {
         };
         node.rules = NodeRules::compile(raw, &node, at)?;
         node.rules_below = node.rules.is_some()
+            || node.all_of.iter().any(|b| b.rules.is_some())
             || node.properties.values().any(|p| p.rules_below)
             || node.items.as_deref().is_some_and(|i| i.rules_below)
             || node.additional_schema().is_some_and(|a| a.rules_below);

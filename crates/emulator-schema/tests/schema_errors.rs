@@ -18,6 +18,16 @@ fn rule_that_does_not_compile_rejects_the_schema_with_its_location() {
         ),
         "{message}"
     );
+    assert_eq!(
+        err.field(),
+        "openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+    );
+    assert!(
+        err.detail()
+            .starts_with(r#"Invalid value: "self.a >": compilation failed: "#),
+        "{}",
+        err.detail()
+    );
 }
 
 #[test]
