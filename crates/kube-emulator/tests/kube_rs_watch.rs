@@ -178,16 +178,17 @@ async fn reflector_follows_changes_and_survives_dropped_watches_and_410() {
 async fn metadata_watcher_sees_secrets_without_their_data() {
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::ListParams;
-    use kube::runtime::metadata_watcher;
+    use kube::core::PartialObjectMeta;
     let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
     let client = emu.client().await;
-    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     let s: Secret = serde_json::from_value(json!({"metadata": {"name": "cs", "labels": {"k": "v"}}, "stringData": {"clientSecret": "x"}})).unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let listed = secrets.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     assert_eq!(listed.items[0].metadata.name.as_deref(), Some("cs"));
-    let mut stream = metadata_watcher(secrets.clone(), watcher::Config::default())
+    let meta: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, "default");
+    let mut stream = watcher(meta, watcher::Config::default())
         .applied_objects()
         .boxed();
     let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
