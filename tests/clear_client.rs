@@ -50,6 +50,8 @@ enum CannedBody {
         chunk: usize,
         chunks: usize,
     },
+    /// Sends the start of a body, then nothing more.
+    Stalled,
 }
 
 impl Canned {
@@ -125,6 +127,12 @@ async fn answer(
                     Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; chunk]))
                 }));
             Body::from_stream(stream)
+        }
+        CannedBody::Stalled => {
+            let start = futures::stream::iter([Ok::<_, std::io::Error>(
+                axum::body::Bytes::from_static(b"{\"access_token\":"),
+            )]);
+            Body::from_stream(futures::StreamExt::chain(start, futures::stream::pending()))
         }
     };
     let mut response = (canned.status, body).into_response();
@@ -375,6 +383,24 @@ async fn slow_server_times_out() {
     assert_no_leak(&err);
     assert_eq!(err, ClearError::Timeout);
     assert!(err.may_have_minted());
+}
+
+#[tokio::test]
+async fn body_that_stalls_after_the_headers_times_out() {
+    let mut canned = Canned::json(200, "");
+    canned.body = CannedBody::Stalled;
+    let server = TestServer::start(canned).await;
+    let client = ClearClient::new(ClearClientConfig {
+        request_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap();
+    let err = client
+        .mint(&server.base, &secret(), now())
+        .await
+        .unwrap_err();
+    assert_no_leak(&err);
+    assert_eq!(err, ClearError::Timeout);
 }
 
 #[tokio::test]
