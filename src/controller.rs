@@ -1,0 +1,188 @@
+//! The controller: a kube-runtime `Controller` over ClearApiClients (all namespaces, or the
+//! configured ones), woken by the operator's own Secrets and by the client-secret Secrets the
+//! resources reference. Secrets are watched as metadata only, so no token or client secret
+//! sits in any cache. With leader election, only the Lease holder runs it.
+
+use std::{future::Future, sync::Arc};
+
+use futures::{FutureExt, StreamExt, future::join_all};
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller,
+        controller::Config as RunConfig,
+        reflector::{ObjectRef, Store},
+        watcher,
+    },
+};
+use tokio::sync::{oneshot, watch};
+use tracing::{info, warn};
+
+use crate::{
+    leader::{LeaderElector, LeaseConfig},
+    reconcile::{Context, error_policy, reconcile},
+    resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+};
+
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Namespaces to watch; empty means all.
+    pub namespaces: Vec<String>,
+    /// Resources reconciled at once.
+    pub concurrency: u16,
+    /// `None` runs without leader election (a single replica).
+    pub leader_election: Option<LeaseConfig>,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            namespaces: Vec::new(),
+            concurrency: 4,
+            leader_election: None,
+        }
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. With leader election it campaigns for the
+/// Lease, runs while leading, stops when leadership is lost, and campaigns again.
+pub async fn run(
+    ctx: Arc<Context>,
+    config: ControllerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let Some(lease) = config.leader_election.clone() else {
+        ctx.metrics.set_leader(true);
+        run_term(&ctx, &config, wait_true(stop_rx)).await;
+        return;
+    };
+
+    let (leader_tx, mut leader_rx) = watch::channel(false);
+    let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone());
+    let campaign = tokio::spawn(elector.run(leader_tx, wait_true(stop_rx.clone())));
+    loop {
+        tokio::select! {
+            changed = leader_rx.wait_for(|leading| *leading) => if changed.is_err() { break },
+            () = wait_true(stop_rx.clone()) => break,
+        }
+        ctx.metrics.set_leader(true);
+        info!("leading: starting the controller");
+        let mut lost = leader_rx.clone();
+        let term_end = {
+            let stop = stop_rx.clone();
+            async move {
+                tokio::select! {
+                    _ = lost.wait_for(|leading| !*leading) => {}
+                    () = wait_true(stop) => {}
+                }
+            }
+        };
+        run_term(&ctx, &config, term_end).await;
+        ctx.metrics.set_leader(false);
+        info!("controller stopped");
+        if *stop_rx.borrow() {
+            break;
+        }
+    }
+    let _ = campaign.await;
+}
+
+async fn wait_true(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|v| *v).await;
+}
+
+/// One leadership term: a controller per watched scope, all stopped together when `end`
+/// resolves (in-flight reconciles finish first, so no call to Clear is cut off midway).
+async fn run_term(
+    ctx: &Arc<Context>,
+    config: &ControllerConfig,
+    end: impl Future<Output = ()> + Send + 'static,
+) {
+    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    };
+    let mut stoppers = Vec::new();
+    let mut stores = Vec::new();
+    let mut runs = Vec::new();
+    for scope in scopes {
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        stoppers.push(stop_tx);
+        let controller =
+            build(ctx, config, scope.as_deref()).graceful_shutdown_on(stop_rx.map(|_| ()));
+        stores.push(controller.store());
+        let run = controller
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|result| async move {
+                if let Err(error) = result {
+                    warn!(%error, "controller event");
+                }
+            });
+        runs.push(run);
+    }
+    ctx.directory.set_stores(stores);
+    tokio::spawn(async move {
+        end.await;
+        for stop in stoppers {
+            let _ = stop.send(());
+        }
+    });
+    join_all(runs).await;
+}
+
+fn build(
+    ctx: &Arc<Context>,
+    config: &ControllerConfig,
+    namespace: Option<&str>,
+) -> Controller<ClearApiClient> {
+    let client = ctx.client.clone();
+    let (clients, secrets): (Api<ClearApiClient>, Api<PartialObjectMeta<Secret>>) = match namespace
+    {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    let controller = Controller::new(clients, watcher::Config::default())
+        .with_config(RunConfig::default().concurrency(config.concurrency));
+    let store = controller.store();
+    let own = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    controller
+        .watches(secrets.clone(), own, map_own_secret)
+        .watches(secrets, watcher::Config::default(), move |secret| {
+            map_referenced_secret(&store, &secret)
+        })
+}
+
+/// The operator's own Secret → the ClearApiClient named by its client label.
+fn map_own_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ClearApiClient>> {
+    let owner = secret.labels().get(CLIENT_LABEL)?;
+    Some(ObjectRef::new(owner).within(&secret.namespace()?))
+}
+
+/// Any Secret → the ClearApiClients in its namespace that read it as their client secret or
+/// write it as their target (a foreign target Secret going away ends a TargetConflict).
+pub fn map_referenced_secret(
+    store: &Store<ClearApiClient>,
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ClearApiClient>> {
+    let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .iter()
+        .filter(|cac| cac.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|cac| cac.spec.client_secret_ref.name == name || cac.target_secret_name() == name)
+        .map(|cac| ObjectRef::from_obj(cac.as_ref()))
+        .collect()
+}
