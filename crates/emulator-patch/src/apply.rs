@@ -48,6 +48,13 @@ pub(crate) fn server_side_apply(
         Ty::Unknown => schema::root_or_unknown(&live_object),
         known => known,
     };
+    if opts.subresource.is_none()
+        && ty.field("status").ty == Ty::Status
+        && let Some(map) = config.as_object_mut()
+    {
+        // Built-in kinds with a status subresource ignore status on the main endpoint.
+        map.remove("status");
+    }
     let field = root_field(ty);
 
     let mut merged = live_object.clone();
@@ -245,6 +252,7 @@ fn prune(value: &mut Value, last: &FieldSet, keep: &FieldSet, field: Field, keys
                 } else if !owned.children.is_empty()
                     && let Some(child) = map.get_mut(name)
                     && prune(child, owned, kept, field.ty.field(name), &[])
+                    && !kept.member
                 {
                     map.remove(name);
                 }

@@ -149,18 +149,31 @@ pub(crate) fn value_element(value: &Value) -> String {
     format!("v:{value}")
 }
 
-/// The path element of a keyed list item: its key fields, sorted by name. Absent keys are
-/// left out (kube-apiserver would have defaulted them, e.g. `protocol`).
+/// Key fields with a schema default: kube-apiserver keys items by the defaulted value, so an
+/// applied port without `protocol` is the same item as the stored, defaulted `TCP` one.
+const KEY_DEFAULTS: [(&str, &str); 1] = [("protocol", "TCP")];
+
+/// The path element of a keyed list item: its key fields, sorted by name. Absent keys take
+/// their default when they have one and are left out otherwise.
 pub(crate) fn key_element(item: &Value, keys: &[&str]) -> Option<String> {
     let mut names: Vec<&str> = keys.to_vec();
     names.sort_unstable();
     let mut parts = Vec::new();
+    let mut given = false;
     for name in names {
-        if let Some(value) = item.get(name).filter(|v| !v.is_null()) {
-            parts.push(format!("{}:{value}", Value::String(name.to_string())));
-        }
+        let value = match item.get(name).filter(|v| !v.is_null()) {
+            Some(value) => {
+                given = true;
+                value.clone()
+            }
+            None => match KEY_DEFAULTS.iter().find(|(key, _)| *key == name) {
+                Some((_, default)) => Value::String((*default).to_string()),
+                None => continue,
+            },
+        };
+        parts.push(format!("{}:{value}", Value::String(name.to_string())));
     }
-    if parts.is_empty() {
+    if !given {
         return None;
     }
     Some(format!("k:{{{}}}", parts.join(",")))
@@ -262,6 +275,12 @@ mod tests {
             display_path(&path),
             r#".spec.ports[containerPort=80,protocol="TCP"].name"#
         );
+        let defaulted = json!({"containerPort": 80});
+        assert_eq!(
+            key_element(&defaulted, &["containerPort", "protocol"]).as_deref(),
+            Some(r#"k:{"containerPort":80,"protocol":"TCP"}"#)
+        );
+        assert_eq!(key_element(&json!({"name": "x"}), &["protocol"]), None);
         let finalizer = vec![
             "f:metadata".to_string(),
             "f:finalizers".to_string(),

@@ -458,3 +458,76 @@ fn keyed_lists_merge_items_from_different_managers_and_order_new_items_last() {
         json!([{"port": 80, "protocol": "TCP", "targetPort": 8080}, {"port": 9090, "protocol": "TCP"}])
     );
 }
+
+#[test]
+fn ports_applied_without_protocol_match_the_stored_defaulted_ports() {
+    let chart = json!({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "s"},
+        "spec": {"ports": [{"port": 80, "targetPort": "http"}]}
+    });
+    let mut live = stored(server_side_apply(None, &chart, &opts("helm", T1)).expect("create"));
+    // The emulator defaults protocol on write, as kube-apiserver does.
+    live["spec"]["ports"][0]["protocol"] = json!("TCP");
+    let again = server_side_apply(Some(&live), &chart, &forced("helm", T2)).expect("upgrade");
+    assert_eq!(again, live, "same item, no duplicate port");
+    assert_eq!(
+        entry(&again, "helm", "Apply")["fieldsV1"]["f:spec"]["f:ports"],
+        json!({"k:{\"port\":80,\"protocol\":\"TCP\"}": {".": {}, "f:port": {}, "f:targetPort": {}}})
+    );
+}
+
+#[test]
+fn status_in_a_main_endpoint_apply_of_a_built_in_kind_is_ignored() {
+    let mut config = deployment_config(1, "x");
+    config["status"] = json!({"replicas": 5});
+    let created = server_side_apply(None, &config, &opts("kubectl", T1)).expect("create");
+    assert!(created.get("status").is_none(), "{created}");
+    assert!(
+        entry(&created, "kubectl", "Apply")["fieldsV1"]
+            .get("f:status")
+            .is_none()
+    );
+}
+
+#[test]
+fn a_label_dropped_from_the_configuration_goes_even_if_someone_else_created_the_labels_map() {
+    let mut created = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": {"x": "1"}}
+    });
+    record_update(None, &mut created, "creator", None, T1);
+    let live = stored(created);
+    let with_label = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "c", "labels": {"mine": "2"}}
+    });
+    let live = server_side_apply(Some(&live), &with_label, &opts("me", T2)).expect("apply");
+    assert_eq!(live["metadata"]["labels"], json!({"x": "1", "mine": "2"}));
+    let without = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}});
+    let next = server_side_apply(Some(&live), &without, &opts("me", T3)).expect("apply");
+    assert_eq!(next["metadata"]["labels"], json!({"x": "1"}));
+}
+
+#[test]
+fn an_env_var_dropped_from_a_container_is_removed_and_the_container_kept() {
+    let mut config = deployment_config(1, "x");
+    config["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}]);
+    let live = stored(server_side_apply(None, &config, &opts("helm", T1)).expect("create"));
+    config["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "A", "value": "1"}]);
+    let next = server_side_apply(Some(&live), &config, &opts("helm", T2)).expect("apply");
+    assert_eq!(
+        next["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "app", "image": "x", "env": [{"name": "A", "value": "1"}]}])
+    );
+    config["spec"]["template"]["spec"]["containers"][0]
+        .as_object_mut()
+        .expect("container")
+        .remove("env");
+    let last = server_side_apply(Some(&next), &config, &opts("helm", T3)).expect("apply");
+    assert_eq!(
+        last["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "app", "image": "x"}])
+    );
+}
