@@ -37,6 +37,8 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
 /// Keeps a live Clear API access token in a Secret: minted from the client secret,
 /// renewed before it expires, regenerated on request.
+// NB: kube's derive takes one `printcolumn(...)` per column, which clippy reads as repeats.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "clear-operator.io",
