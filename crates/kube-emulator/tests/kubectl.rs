@@ -1,0 +1,488 @@
+//! The real kubectl against the emulator: apply (client- and server-side), get, describe,
+//! label, annotate, delete, get -w, wait, api-resources, explain, and schema/CEL
+//! rejections of custom resources, each asserting what kubectl prints.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kube_emulator::{Emulator, EmulatorOptions};
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+const CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/clearapiclient-crd.yaml"
+);
+
+/// A running emulator plus a kubeconfig and cache directory of its own.
+struct Cluster {
+    emu: Emulator,
+    dir: PathBuf,
+    kubeconfig: PathBuf,
+}
+
+struct Out {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn kubectl_missing() -> bool {
+    if Path::new(KUBECTL).exists() {
+        return false;
+    }
+    println!("SKIPPED: {KUBECTL} is not installed, the kubectl conformance tests did not run");
+    true
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+        let dir = std::env::temp_dir().join(format!(
+            "kube-emulator-kubectl-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(&kubeconfig, emu.kubeconfig_yaml()).unwrap();
+        Cluster {
+            emu,
+            dir,
+            kubeconfig,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(KUBECTL);
+        cmd.args(args)
+            .arg(format!("--cache-dir={}", self.dir.join("cache").display()))
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("HOME", &self.dir)
+            .stdin(Stdio::null())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    async fn run(&self, args: &[&str]) -> Out {
+        let out = tokio::time::timeout(Duration::from_secs(30), self.command(args).output())
+            .await
+            .expect("kubectl finished in time")
+            .expect("kubectl runs");
+        Out {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    async fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(
+            out.ok,
+            "kubectl {args:?} failed:\n{}\n{}",
+            out.stdout, out.stderr
+        );
+        out.stdout
+    }
+
+    async fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args).await;
+        assert!(!out.ok, "kubectl {args:?} should fail:\n{}", out.stdout);
+        out.stderr
+    }
+
+    fn write(&self, name: &str, content: &str) -> String {
+        let p = self.dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p.display().to_string()
+    }
+
+    async fn stop(self) {
+        self.emu.shutdown().await;
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const SECRET_AND_CM: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: s1
+  labels: {app: demo}
+stringData:
+  token: abc
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: c1
+data:
+  k: v
+";
+
+const VALID_CR: &str = "apiVersion: clear-operator.io/v1alpha1
+kind: ClearApiClient
+metadata:
+  name: demo
+spec:
+  environment: sandbox
+  workspace: ws-1
+  products: [GST, E_INVOICE]
+";
+
+fn rv_of(c: &Cluster, resource: &str, name: &str) -> String {
+    c.emu.object(resource, Some("default"), name).unwrap()["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[tokio::test]
+async fn client_side_apply_twice_reports_unchanged_and_keeps_resource_version() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let cm = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: v\n",
+    );
+    assert_eq!(
+        c.ok(&["apply", "-f", &cm]).await.trim(),
+        "configmap/c1 created"
+    );
+    let rv = rv_of(&c, "configmaps", "c1");
+    assert_eq!(
+        c.ok(&["apply", "-f", &cm]).await.trim(),
+        "configmap/c1 unchanged"
+    );
+    assert_eq!(rv_of(&c, "configmaps", "c1"), rv);
+    let changed = c.write(
+        "cm2.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c1\ndata:\n  k: w\n",
+    );
+    assert_eq!(
+        c.ok(&["apply", "-f", &changed]).await.trim(),
+        "configmap/c1 configured"
+    );
+    assert_ne!(rv_of(&c, "configmaps", "c1"), rv);
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn server_side_apply_twice_keeps_resource_version() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write("objs.yaml", SECRET_AND_CM);
+    let out = c.ok(&["apply", "--server-side", "-f", &f]).await;
+    assert!(out.contains("secret/s1 serverside-applied"), "{out}");
+    assert!(out.contains("configmap/c1 serverside-applied"), "{out}");
+    let rv = rv_of(&c, "secrets", "s1");
+    c.ok(&["apply", "--server-side", "-f", &f]).await;
+    assert_eq!(
+        rv_of(&c, "secrets", "s1"),
+        rv,
+        "a second identical apply writes nothing"
+    );
+    let secret = c.emu.object("secrets", Some("default"), "s1").unwrap();
+    assert_eq!(secret["data"]["token"], "YWJj");
+    let managers: Vec<&str> = secret["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["manager"].as_str().unwrap())
+        .collect();
+    assert!(managers.contains(&"kubectl"), "{managers:?}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn get_describe_label_annotate_and_delete_work_on_builtins() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write("objs.yaml", SECRET_AND_CM);
+    c.ok(&["apply", "-f", &f]).await;
+    let table = c.ok(&["get", "secrets"]).await;
+    let mut lines = table.lines();
+    assert_eq!(
+        lines.next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["NAME", "TYPE", "DATA", "AGE"]
+    );
+    let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["s1", "Opaque", "1"]);
+
+    let yaml = c.ok(&["get", "secret", "s1", "-o", "yaml"]).await;
+    assert!(yaml.contains("token: YWJj"), "{yaml}");
+    assert!(yaml.contains("app: demo"), "{yaml}");
+
+    let described = c.ok(&["describe", "secret", "s1"]).await;
+    assert!(described.contains("Name:         s1"), "{described}");
+    assert!(described.contains("token:  3 bytes"), "{described}");
+
+    assert_eq!(
+        c.ok(&["label", "secret", "s1", "tier=backend"])
+            .await
+            .trim(),
+        "secret/s1 labeled"
+    );
+    assert_eq!(
+        c.ok(&["annotate", "secret", "s1", "note=one"]).await.trim(),
+        "secret/s1 annotated"
+    );
+    let err = c.fails(&["annotate", "secret", "s1", "note=two"]).await;
+    assert!(err.contains("already has a value (one)"), "{err}");
+    c.ok(&["annotate", "--overwrite", "secret", "s1", "note=two"])
+        .await;
+    let s = c.emu.object("secrets", Some("default"), "s1").unwrap();
+    assert_eq!(s["metadata"]["labels"]["tier"], "backend");
+    assert_eq!(s["metadata"]["annotations"]["note"], "two");
+    let selected = c
+        .ok(&["get", "secrets", "-l", "tier=backend", "-o", "name"])
+        .await;
+    assert_eq!(selected.trim(), "secret/s1");
+
+    assert_eq!(
+        c.ok(&["delete", "secret", "s1"]).await.trim(),
+        "secret \"s1\" deleted"
+    );
+    let err = c.fails(&["get", "secret", "s1"]).await;
+    assert!(
+        err.contains("Error from server (NotFound): secrets \"s1\" not found"),
+        "{err}"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn get_watch_prints_each_change() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: w1\ndata:\n  k: v\n",
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    let mut child = c
+        .command(&["get", "configmaps", "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Wait for the initial listing before changing anything.
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("w1") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "kubectl get -w ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    c.ok(&["label", "configmap", "w1", "x=y"]).await;
+    c.ok(&["delete", "configmap", "w1"]).await;
+    while !seen.contains("DELETED") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stdout.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "kubectl get -w ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    child.kill().await.unwrap();
+    let events: Vec<&str> = seen
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|w| ["ADDED", "MODIFIED", "DELETED"].contains(w))
+        .collect();
+    assert_eq!(events, ["ADDED", "MODIFIED", "DELETED"], "{seen}");
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn custom_resources_get_printer_columns_wait_and_explain() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    c.ok(&["apply", "-f", CRD]).await;
+    c.ok(&[
+        "wait",
+        "--for=condition=Established",
+        "crd/clearapiclients.clear-operator.io",
+        "--timeout=10s",
+    ])
+    .await;
+    let cr = c.write("cr.yaml", VALID_CR);
+    assert_eq!(
+        c.ok(&["apply", "-f", &cr]).await.trim(),
+        "clearapiclient.clear-operator.io/demo created"
+    );
+    assert_eq!(
+        c.ok(&["apply", "-f", &cr]).await.trim(),
+        "clearapiclient.clear-operator.io/demo unchanged"
+    );
+    let table = c.ok(&["get", "cac"]).await;
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["NAME", "READY", "ENVIRONMENT", "WORKSPACE", "AGE"]);
+
+    let mut waiter = c
+        .command(&[
+            "wait",
+            "--for=condition=Ready",
+            "clearapiclient/demo",
+            "--timeout=20s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.ok(&[
+        "patch",
+        "clearapiclient",
+        "demo",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"conditions":[{"type":"Ready","status":"True","reason":"Issued"}]}}"#,
+    ])
+    .await;
+    let mut out = String::new();
+    waiter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(waiter.wait().await.unwrap().success());
+    assert_eq!(
+        out.trim(),
+        "clearapiclient.clear-operator.io/demo condition met"
+    );
+    let row = c.ok(&["get", "cac", "demo", "--no-headers"]).await;
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[..4], ["demo", "True", "sandbox", "ws-1"]);
+
+    let explained = c.ok(&["explain", "clearapiclients.spec"]).await;
+    assert!(
+        explained.contains("What token to keep and where."),
+        "{explained}"
+    );
+    assert!(
+        explained.contains("environment\t<string> -required-"),
+        "{explained}"
+    );
+
+    let mut deleter = c
+        .command(&[
+            "wait",
+            "--for=delete",
+            "clearapiclient/demo",
+            "--timeout=20s",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.ok(&["delete", "clearapiclient", "demo", "--wait=false"])
+        .await;
+    let mut out = String::new();
+    deleter
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .await
+        .unwrap();
+    assert!(deleter.wait().await.unwrap().success());
+    assert_eq!(
+        out.trim(),
+        "clearapiclient.clear-operator.io/demo condition met"
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_custom_resources_are_rejected_with_schema_and_cel_messages() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    c.ok(&["apply", "-f", CRD]).await;
+    let cel = c.write(
+        "cel.yaml",
+        "apiVersion: clear-operator.io/v1alpha1\nkind: ClearApiClient\nmetadata:\n  name: bad\nspec:\n  environment: sandbox\n  workspace: ws\n  region: eu\n  products: [GST]\n",
+    );
+    let err = c.fails(&["apply", "-f", &cel]).await;
+    assert_eq!(
+        err.trim(),
+        "The ClearApiClient \"bad\" is invalid: spec: Invalid value: \"object\": baseUrl is required outside the india region"
+    );
+    let schema = c.write(
+        "schema.yaml",
+        "apiVersion: clear-operator.io/v1alpha1\nkind: ClearApiClient\nmetadata:\n  name: bad2\nspec:\n  environment: prod\n  products: [GST]\n",
+    );
+    for args in [
+        vec!["apply", "-f", &schema],
+        vec!["apply", "--server-side", "-f", &schema],
+        vec!["create", "-f", &schema],
+    ] {
+        let err = c.fails(&args).await;
+        assert!(
+            err.contains("The ClearApiClient \"bad2\" is invalid: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("* spec.environment: Unsupported value: \"prod\": supported values: \"sandbox\", \"production\""),
+            "{err}"
+        );
+        assert!(err.contains("* spec.workspace: Required value"), "{err}");
+    }
+    assert!(
+        c.emu
+            .objects("clear-operator.io/clearapiclients", None)
+            .is_empty()
+    );
+    c.stop().await;
+}
+
+#[tokio::test]
+async fn api_resources_lists_builtins_and_registered_crds() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    c.ok(&["apply", "-f", CRD]).await;
+    let out = c.ok(&["api-resources", "--no-headers"]).await;
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let has = |name: &str, api: &str| rows.iter().any(|r| r[0] == name && r.contains(&api));
+    for (name, api) in [
+        ("secrets", "v1"),
+        ("namespaces", "v1"),
+        ("deployments", "apps/v1"),
+        ("leases", "coordination.k8s.io/v1"),
+        ("events", "events.k8s.io/v1"),
+        ("customresourcedefinitions", "apiextensions.k8s.io/v1"),
+        ("clearapiclients", "clear-operator.io/v1alpha1"),
+    ] {
+        assert!(has(name, api), "{name} {api} missing from:\n{out}");
+    }
+    c.stop().await;
+}
