@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "clear-operator", version, about = "Keeps Clear (ClearTax) API access tokens alive in Kubernetes Secrets")]
+#[command(
+    name = "clear-operator",
+    version,
+    about = "Keeps Clear (ClearTax) API access tokens alive in Kubernetes Secrets"
+)]
 pub struct Cli {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "CLEAR_OPERATOR_LOG_FORMAT")]
@@ -18,10 +22,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the controller (KUBECONFIG or in-cluster configuration).
+    Run(RunArgs),
     /// Print the ClearApiClient CustomResourceDefinition as YAML.
     Crd,
     /// Ask for a new token now (revokes the current one): sets the regenerate annotation.
     Regenerate(RegenerateArgs),
+    /// Local sandbox: Kubernetes API emulator + Clear simulator + operator in one process.
+    Dev(DevArgs),
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,0 +1,146 @@
+//! Assembles a running operator from the command line: Clear client, metrics and health
+//! server, reconcile context, leader election, controller. Shared by `run` and `dev`.
+
+use std::{sync::Arc, time::Duration};
+
+use kube::{Api, Client, api::ListParams, runtime::events::Reporter};
+use prometheus_client::registry::Registry;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::{
+    clear::{ClearClient, ClearClientConfig, ClearError},
+    cli::RunArgs,
+    clock::SystemClock,
+    controller::{self, ControllerConfig},
+    http::{self, Health},
+    leader::LeaseConfig,
+    metrics::Metrics,
+    reconcile::{Context, Settings, decide::Policy},
+    resource::ClearApiClient,
+};
+
+/// Name under which Events are reported and the Lease is held.
+pub const CONTROLLER_NAME: &str = "clear-operator";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error("failed to build the Clear client: {0}")]
+    ClearClient(#[source] ClearError),
+    #[error(
+        "failed to list ClearApiClients (is the CRD installed? `clear-operator crd | kubectl apply -f -`): {0}"
+    )]
+    CrdMissing(#[source] kube::Error),
+    #[error("failed to serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// Runs until `shutdown` is cancelled.
+pub async fn run(
+    client: Client,
+    args: RunArgs,
+    shutdown: CancellationToken,
+) -> Result<(), OperatorError> {
+    check_crd_served(&client, &args.namespaces).await?;
+
+    let mut registry = Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let health = Health::new();
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .map_err(|source| OperatorError::Metrics {
+            addr: args.metrics_addr,
+            source,
+        })?;
+    let metrics_addr = listener.local_addr().unwrap_or(args.metrics_addr);
+    let server = tokio::spawn(http::serve_on(
+        listener,
+        Arc::new(registry),
+        health.clone(),
+        shutdown.clone().cancelled_owned(),
+    ));
+
+    let clear = ClearClient::new(ClearClientConfig {
+        request_timeout: Duration::from_secs(args.clear_timeout_secs),
+        ca_bundle: args.ca_bundle.clone(),
+        ..ClearClientConfig::default()
+    })
+    .map_err(OperatorError::ClearClient)?;
+    let identity = replica_identity();
+    let settings = Settings {
+        allow_http: args.allow_http,
+        policy: Policy {
+            mint_budget: args.mint_budget,
+        },
+    };
+    let reporter = Reporter {
+        controller: CONTROLLER_NAME.into(),
+        instance: Some(identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        clear,
+        Arc::new(SystemClock),
+        metrics,
+        settings,
+        reporter,
+    ));
+    let leader_election = (!args.no_leader_election).then(|| {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone())
+    });
+    let config = ControllerConfig {
+        namespaces: args.namespaces.clone(),
+        concurrency: args.concurrency,
+        leader_election,
+    };
+    info!(
+        %identity,
+        %metrics_addr,
+        namespaces = ?config.namespaces,
+        mint_budget = args.mint_budget,
+        allow_http = args.allow_http,
+        "clear-operator starting"
+    );
+    // Ready means "this replica is healthy", leader or standby, so a rollout of two
+    // replicas does not wait on the one that is not leading.
+    health.set_ready(true);
+    controller::run(ctx, config, shutdown.clone().cancelled_owned()).await;
+    health.set_ready(false);
+    shutdown.cancel();
+    match server.await {
+        Ok(Ok(())) | Err(_) => Ok(()),
+        Ok(Err(source)) => Err(OperatorError::Metrics {
+            addr: metrics_addr,
+            source,
+        }),
+    }
+}
+
+/// Fails early, with the fix in the message, when the CRD is not installed.
+async fn check_crd_served(client: &Client, namespaces: &[String]) -> Result<(), OperatorError> {
+    let api: Api<ClearApiClient> = match namespaces.first() {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    api.list_metadata(&ListParams::default().limit(1))
+        .await
+        .map(|_| ())
+        .map_err(OperatorError::CrdMissing)
+}
+
+/// The pod name when in a cluster, the host name elsewhere, plus a random suffix so that two
+/// processes on one host never share a Lease identity.
+fn replica_identity() -> String {
+    use rand::Rng;
+    let base = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| CONTROLLER_NAME.to_string());
+    format!("{base}-{:06x}", rand::thread_rng().gen_range(0..0x100_0000))
+}
