@@ -1,12 +1,18 @@
-//! `x-kubernetes-validations` CEL rules of one schema node: compiled once with
-//! `kube-cel` (which binds `self`/`oldSelf` with Kubernetes' value conversion and
-//! function library), evaluated per object, and their failures worded as
-//! kube-apiserver's CEL validator words them.
+//! `x-kubernetes-validations` CEL rules of one schema node: compiled once with the
+//! `cel` crate, evaluated with `kube-cel`'s Kubernetes function library and `self` /
+//! `oldSelf` bound as apiserver binds them ([`crate::celvalue`]), and their failures
+//! worded as kube-apiserver's CEL validator words them.
 
-use kube_cel::{CompilationError, CompiledSchema, ErrorKind, Rule};
+use std::sync::Arc;
+
+use kube_cel::{
+    KubeCelExt, Rule,
+    cel::{Context, Program, Value as Cel, objects::OptionalValue},
+};
 use serde_json::Value;
 
 use crate::{
+    celvalue::to_cel,
     error::{self, FieldError, SchemaError},
     node::Node,
     render::{FieldPath, quote},
@@ -15,24 +21,28 @@ use crate::{
 /// The apiserver's cap on an evaluated `messageExpression`.
 const MAX_MESSAGE_EXPRESSION_BYTES: usize = 5 * 1024;
 
-/// Keys under which a schema node nests other nodes.
-const NESTING_KEYS: [&str; 4] = ["properties", "allOf", "anyOf", "oneOf"];
+thread_local! {
+    /// Registering the Kubernetes function library is costly; each thread does it once
+    /// and every evaluation opens a child scope of it.
+    static BASE_CONTEXT: Context<'static> = Context::default().with_all();
+}
 
 /// The rules of one node.
 pub(crate) struct NodeRules {
-    /// This node's schema with every nested `x-kubernetes-validations` removed, so
-    /// kube-cel evaluates exactly this node's rules while still seeing the nested
-    /// properties it needs to convert values (escaping, formats, maps).
-    compiled: CompiledSchema,
-    metas: Vec<RuleMeta>,
+    rules: Vec<CompiledRule>,
 }
 
 impl std::fmt::Debug for NodeRules {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NodeRules")
-            .field("rules", &self.metas)
-            .finish()
+        let metas: Vec<&RuleMeta> = self.rules.iter().map(|r| &r.meta).collect();
+        f.debug_struct("NodeRules").field("rules", &metas).finish()
     }
+}
+
+struct CompiledRule {
+    program: Program,
+    message_program: Option<Program>,
+    meta: RuleMeta,
 }
 
 /// What the apiserver needs besides the program to word a failure.
@@ -40,10 +50,10 @@ impl std::fmt::Debug for NodeRules {
 struct RuleMeta {
     rule: String,
     message: String,
-    has_message_expression: bool,
     reason: Option<String>,
     field_path: Vec<PathStep>,
     uses_old_self: bool,
+    optional_old_self: bool,
 }
 
 /// One step of a normalised rule `fieldPath`.
@@ -65,7 +75,7 @@ impl NodeRules {
         if list.is_empty() {
             return Ok(None);
         }
-        let mut metas = Vec::with_capacity(list.len());
+        let mut rules = Vec::with_capacity(list.len());
         for (i, entry) in list.iter().enumerate() {
             let field = format!("{at}.x-kubernetes-validations[{i}]");
             let rule: Rule =
@@ -74,6 +84,25 @@ impl NodeRules {
                     rule: entry.to_string(),
                     detail: e.to_string(),
                 })?;
+            let program = Program::compile(&rule.rule).map_err(|e| SchemaError::InvalidRule {
+                field: format!("{field}.rule"),
+                rule: rule.rule.clone(),
+                detail: e.to_string(),
+            })?;
+            let message_program = match rule
+                .message_expression
+                .as_deref()
+                .filter(|m| !m.trim().is_empty())
+            {
+                Some(expression) => Some(Program::compile(expression).map_err(|e| {
+                    SchemaError::InvalidMessageExpression {
+                        field: format!("{field}.messageExpression"),
+                        expression: expression.to_string(),
+                        detail: e.to_string(),
+                    }
+                })?),
+                None => None,
+            };
             let field_path = match rule.field_path.as_deref().filter(|p| !p.is_empty()) {
                 Some(path) => parse_field_path(path, node).map_err(|detail| {
                     SchemaError::InvalidFieldPath {
@@ -84,115 +113,95 @@ impl NodeRules {
                 })?,
                 None => Vec::new(),
             };
-            metas.push(RuleMeta {
-                message: rule.message.clone().unwrap_or_default(),
-                has_message_expression: rule
-                    .message_expression
-                    .as_deref()
-                    .is_some_and(|m| !m.is_empty()),
-                reason: rule.reason.clone(),
-                field_path,
-                uses_old_self: false,
-                rule: rule.rule,
+            let uses_old_self = program.references().has_variable("oldSelf");
+            rules.push(CompiledRule {
+                program,
+                message_program,
+                meta: RuleMeta {
+                    message: rule.message.unwrap_or_default(),
+                    reason: rule.reason,
+                    field_path,
+                    uses_old_self,
+                    optional_old_self: rule.optional_old_self == Some(true),
+                    rule: rule.rule,
+                },
             });
         }
-        let mut stripped = raw.clone();
-        strip_nested_rules(&mut stripped);
-        let compiled = kube_cel::compile_schema(&stripped);
-        for (i, result) in compiled.validations.iter().enumerate() {
-            let field = format!("{at}.x-kubernetes-validations[{i}]");
-            match result {
-                Ok(program) => metas[i].uses_old_self = program.is_transition_rule,
-                Err(CompilationError::MessageExpressionParse {
-                    message_expression,
-                    source,
-                    ..
-                }) => {
-                    return Err(SchemaError::InvalidMessageExpression {
-                        field: format!("{field}.messageExpression"),
-                        expression: message_expression.clone(),
-                        detail: source.to_string(),
-                    });
-                }
-                Err(CompilationError::Parse { rule, source }) => {
-                    return Err(SchemaError::InvalidRule {
-                        field: format!("{field}.rule"),
-                        rule: rule.clone(),
-                        detail: source.to_string(),
-                    });
-                }
-                Err(other) => {
-                    return Err(SchemaError::InvalidRule {
-                        field,
-                        rule: metas[i].rule.clone(),
-                        detail: other.to_string(),
-                    });
-                }
-            }
-        }
-        Ok(Some(Self { compiled, metas }))
+        Ok(Some(Self { rules }))
     }
 
-    /// Evaluate this node's rules on `value` (never null), `old` being the correlated
-    /// stored value on update. `unchanged` ratchets errors of rules that do not use
-    /// `oldSelf`, as apiserver does for values equal to their stored value.
+    /// Evaluate this node's rules on `value` (never null), found at `path`; `old` is the
+    /// correlated stored value on update. `unchanged` ratchets failures of rules that do
+    /// not use `oldSelf`, as apiserver does for values equal to their stored value.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn evaluate(
         &self,
         node: &Node,
+        is_resource: bool,
         value: &Value,
         old: Option<&Value>,
         path: &FieldPath,
         unchanged: bool,
         out: &mut Vec<FieldError>,
     ) {
-        let Err(failures) = kube_cel::validate_compiled(&self.compiled, value, old) else {
-            return;
-        };
         let type_word = quote(node.type_word());
-        for failure in failures.iter() {
-            let Some(meta) = self.metas.iter().find(|m| m.rule == failure.rule) else {
-                out.push(error::invalid_shown(
-                    path.to_field(),
-                    &type_word,
-                    &failure.message,
-                ));
-                continue;
-            };
-            if unchanged && !meta.uses_old_self {
-                continue;
-            }
-            match failure.kind {
-                ErrorKind::ValidationFailure => {
-                    let detail = meta.detail(&failure.message);
-                    let field = meta.apply_field_path(path).to_field();
-                    out.push(error_for_reason(
-                        meta.reason.as_deref(),
-                        field,
-                        &type_word,
-                        &detail,
-                    ));
+        let self_value = to_cel(value, node, is_resource);
+        let old_value = old.map(|o| to_cel(o, node, is_resource));
+        BASE_CONTEXT.with(|base| {
+            for compiled in &self.rules {
+                let meta = &compiled.meta;
+                if meta.uses_old_self && old_value.is_none() && !meta.optional_old_self {
+                    continue;
                 }
-                ErrorKind::EvaluationError => {
-                    let cause = failure
-                        .message
-                        .strip_prefix("rule evaluation error: ")
-                        .unwrap_or(&failure.message);
-                    // NB: cel-go words runtime errors in lower case ("no such key: a").
-                    let mut chars = cause.chars();
-                    let cause: String = chars
-                        .next()
-                        .map(|c| c.to_lowercase().chain(chars).collect())
-                        .unwrap_or_default();
-                    let detail = format!("{cause} evaluating rule: {}", meta.error_string());
-                    out.push(error::invalid_shown(path.to_field(), &type_word, &detail));
+                let mut scope = base.new_inner_scope();
+                scope.add_variable_from_value("self", self_value.clone());
+                if meta.uses_old_self {
+                    let bound = match (&old_value, meta.optional_old_self) {
+                        (Some(old), false) => old.clone(),
+                        (Some(old), true) => Cel::Opaque(Arc::new(OptionalValue::of(old.clone()))),
+                        (None, _) => Cel::Opaque(Arc::new(OptionalValue::none())),
+                    };
+                    scope.add_variable_from_value("oldSelf", bound);
                 }
-                _ => out.push(error::invalid_shown(
-                    path.to_field(),
-                    &type_word,
-                    &failure.message,
-                )),
+                match compiled.program.execute(&scope) {
+                    Ok(Cel::Bool(true)) => {}
+                    Ok(Cel::Bool(false)) => {
+                        if unchanged && !meta.uses_old_self {
+                            continue;
+                        }
+                        let evaluated =
+                            compiled.message_program.as_ref().map(|p| p.execute(&scope));
+                        let detail = meta.detail(evaluated);
+                        let field = meta.apply_field_path(path).to_field();
+                        out.push(error_for_reason(
+                            meta.reason.as_deref(),
+                            field,
+                            &type_word,
+                            &detail,
+                        ));
+                    }
+                    Ok(other) => {
+                        let detail = format!(
+                            "rule evaluated to {} instead of bool evaluating rule: {}",
+                            other.type_of(),
+                            meta.error_string()
+                        );
+                        out.push(error::invalid_shown(path.to_field(), &type_word, &detail));
+                    }
+                    Err(e) => {
+                        // NB: cel-go words runtime errors in lower case ("no such key: a").
+                        let cause = e.to_string();
+                        let mut chars = cause.chars();
+                        let cause: String = chars
+                            .next()
+                            .map(|c| c.to_lowercase().chain(chars).collect())
+                            .unwrap_or_default();
+                        let detail = format!("{cause} evaluating rule: {}", meta.error_string());
+                        out.push(error::invalid_shown(path.to_field(), &type_word, &detail));
+                    }
+                }
             }
-        }
+        });
     }
 }
 
@@ -218,15 +227,15 @@ impl RuleMeta {
     }
 
     /// The failure detail: the evaluated `messageExpression` when it gave a usable
-    /// one-line string, else the static message.
-    fn detail(&self, evaluated: &str) -> String {
-        if self.has_message_expression {
-            let evaluated = evaluated.trim();
-            if !evaluated.is_empty()
-                && !evaluated.contains('\n')
-                && evaluated.len() <= MAX_MESSAGE_EXPRESSION_BYTES
+    /// one-line string, else the static message (apiserver's fallbacks).
+    fn detail(&self, evaluated: Option<kube_cel::cel::ResolveResult>) -> String {
+        if let Some(Ok(Cel::String(message))) = evaluated {
+            let message = message.trim();
+            if !message.is_empty()
+                && !message.contains('\n')
+                && message.len() <= MAX_MESSAGE_EXPRESSION_BYTES
             {
-                return evaluated.to_string();
+                return message.to_string();
             }
         }
         self.message_or_default()
@@ -255,34 +264,6 @@ fn error_for_reason(
         Some(crate::error::reasons::DUPLICATE) => error::duplicate_shown(field, type_word),
         _ => error::invalid_shown(field, type_word, detail),
     }
-}
-
-/// Remove `x-kubernetes-validations` below the top of `schema`.
-fn strip_nested_rules(schema: &mut Value) {
-    fn strip_all(value: &mut Value) {
-        if let Some(obj) = value.as_object_mut() {
-            obj.remove("x-kubernetes-validations");
-        }
-        descend(value);
-    }
-    fn descend(value: &mut Value) {
-        let Some(obj) = value.as_object_mut() else {
-            return;
-        };
-        for key in NESTING_KEYS {
-            match obj.get_mut(key) {
-                Some(Value::Object(props)) => props.values_mut().for_each(strip_all),
-                Some(Value::Array(list)) => list.iter_mut().for_each(strip_all),
-                _ => {}
-            }
-        }
-        for key in ["items", "additionalProperties", "not"] {
-            if let Some(child) = obj.get_mut(key).filter(|c| c.is_object()) {
-                strip_all(child);
-            }
-        }
-    }
-    descend(schema);
 }
 
 /// Normalise a rule `fieldPath` (`.spec.x`, `.m['key.with.dots']`) against the schema,
@@ -332,6 +313,7 @@ fn parse_field_path(path: &str, node: &Node) -> Result<Vec<PathStep>, String> {
 /// by key), so transition rules run only where a stored counterpart exists.
 pub(crate) fn walk(
     node: &Node,
+    is_resource: bool,
     value: &Value,
     old: Option<&Value>,
     path: &FieldPath,
@@ -343,12 +325,12 @@ pub(crate) fn walk(
     let old = old.filter(|o| !o.is_null());
     let unchanged = old == Some(value);
     if let Some(rules) = &node.rules {
-        rules.evaluate(node, value, old, path, unchanged, out);
+        rules.evaluate(node, is_resource, value, old, path, unchanged, out);
     }
     // NB: rules inside allOf branches judge the same value, worded with this node's type.
     for branch in &node.all_of {
         if let Some(rules) = &branch.rules {
-            rules.evaluate(node, value, old, path, unchanged, out);
+            rules.evaluate(node, is_resource, value, old, path, unchanged, out);
         }
     }
     match value {
@@ -362,7 +344,14 @@ pub(crate) fn walk(
             for (i, item) in items.iter().enumerate() {
                 let old_item =
                     old_items.and_then(|o| crate::listtype::correlate_item(node, item, o));
-                walk(item_schema, item, old_item, &path.index(i), out);
+                walk(
+                    item_schema,
+                    item_schema.embedded_resource,
+                    item,
+                    old_item,
+                    &path.index(i),
+                    out,
+                );
             }
         }
         Value::Object(map) => {
@@ -386,10 +375,12 @@ pub(crate) fn walk(
                 } else {
                     path.child(key)
                 };
+                let old_value = old_map.and_then(|o| o.get(key));
                 walk(
                     schema,
+                    schema.embedded_resource,
                     &map[key],
-                    old_map.and_then(|o| o.get(key)),
+                    old_value,
                     &child_path,
                     out,
                 );

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod cel;
+mod celvalue;
 mod defaults;
 mod error;
 mod formats;
@@ -77,7 +78,7 @@ impl StructuralSchema {
             if errors.iter().any(FieldError::blocks_cel) {
                 errors.push(error::invalid(root.to_field(), &Value::Null, CEL_SKIPPED));
             } else {
-                cel::walk(&self.root, obj, old, &root, &mut errors);
+                cel::walk(&self.root, true, obj, old, &root, &mut errors);
             }
         }
         errors

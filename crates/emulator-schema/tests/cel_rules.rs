@@ -307,3 +307,105 @@ fn rules_inside_all_of_branches_are_evaluated() {
     );
     assert_eq!(errors, [r#"spec: Invalid value: "object": n must be even"#]);
 }
+
+#[test]
+fn underscores_in_names_bind_as_apiserver_escapes_them() {
+    let schema = json!({"type": "object", "properties": {
+        "client_id": {"type": "string"},
+        "__internal": {"type": "string"},
+        "namespace": {"type": "string"}
+    },
+    "x-kubernetes-validations": [{
+        "rule": "self.client_id == 'a' && self.__underscores__internal == 'b' && self.__namespace__ == 'c'",
+        "message": "escaped names are reachable"
+    }]});
+    assert!(
+        spec_errors(
+            schema.clone(),
+            json!({"client_id": "a", "__internal": "b", "namespace": "c"})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        spec_errors(
+            schema,
+            json!({"client_id": "x", "__internal": "b", "namespace": "c"})
+        ),
+        [r#"spec: Invalid value: "object": escaped names are reachable"#]
+    );
+}
+
+#[test]
+fn optional_old_self_is_an_optional_on_create_and_update() {
+    let schema = schema_with_spec(json!({"type": "object", "properties": {
+        "tier": {"type": "string",
+            "x-kubernetes-validations": [{
+                "rule": "!oldSelf.hasValue() || self == oldSelf.value() || self == 'gold'",
+                "optionalOldSelf": true,
+                "message": "tier only moves to gold"
+            }]}
+    }}));
+    let old = object_with_spec(json!({"tier": "silver"}));
+    assert!(admit(&schema, old.clone()).1.is_empty());
+    assert!(
+        schema
+            .validate(&object_with_spec(json!({"tier": "gold"})), Some(&old))
+            .is_empty()
+    );
+    assert_eq!(
+        lines(&schema.validate(&object_with_spec(json!({"tier": "bronze"})), Some(&old))),
+        [r#"spec.tier: Invalid value: "string": tier only moves to gold"#]
+    );
+}
+
+#[test]
+fn number_fields_are_doubles_and_date_times_are_timestamps() {
+    let schema = json!({"type": "object", "properties": {
+        "ratio": {"type": "number"},
+        "notBefore": {"type": "string", "format": "date-time"},
+        "notAfter": {"type": "string", "format": "date-time"}
+    },
+    "x-kubernetes-validations": [
+        {"rule": "self.ratio / 2.0 < 1.0", "message": "ratio below 2"},
+        {"rule": "self.notBefore < self.notAfter", "message": "notBefore must precede notAfter"}
+    ]});
+    assert!(
+        spec_errors(
+            schema.clone(),
+            json!({"ratio": 1, "notBefore": "2026-01-01T00:00:00Z", "notAfter": "2026-01-01T01:00:00+00:30"})
+        )
+        .is_empty()
+    );
+    assert_eq!(
+        spec_errors(
+            schema,
+            json!({"ratio": 3, "notBefore": "2026-01-02T00:00:00Z", "notAfter": "2026-01-01T00:00:00Z"})
+        ),
+        [
+            r#"spec: Invalid value: "object": ratio below 2"#,
+            r#"spec: Invalid value: "object": notBefore must precede notAfter"#
+        ]
+    );
+}
+
+#[test]
+fn fields_preserved_without_a_schema_are_invisible_to_rules() {
+    let errors = spec_errors(
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true, "properties": {"known": {"type": "string"}},
+            "x-kubernetes-validations": [{"rule": "!has(self.extra)", "message": "only declared fields are visible"}]}),
+        json!({"known": "a", "extra": 1}),
+    );
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn root_rules_see_only_name_and_generate_name_of_metadata() {
+    let schema = StructuralSchema::new(&json!({"type": "object",
+        "properties": {"spec": {"type": "object"}},
+        "x-kubernetes-validations": [{"rule": "!has(self.metadata.namespace) && self.metadata.name == 'sample' && self.kind == 'Sample'",
+            "message": "metadata is trimmed"}]
+    }))
+    .unwrap();
+    let (_, errors) = admit(&schema, object_with_spec(json!({})));
+    assert!(errors.is_empty(), "{errors:?}");
+}
