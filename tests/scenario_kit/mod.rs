@@ -1,0 +1,486 @@
+//! Shared harness of the scenario tests: a Kubernetes API emulator and a Clear simulator in
+//! process, the operator's reconciler wired to both with one manual clock driving the
+//! operator and the simulator, and checks that no client secret or token leaks into logs,
+//! Events or status.
+#![allow(dead_code)]
+
+use std::{
+    io::Write,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use chrono::{DateTime, Utc};
+use clear_operator::{
+    clear::{ClearClient, ClearClientConfig},
+    clock::ManualClock,
+    controller::{self, ControllerConfig},
+    metrics::Metrics,
+    reconcile::{self, Context, Settings, decide::Policy, secret::keys},
+    resource::ClearApiClient,
+};
+use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::{
+    api::core::v1::Secret,
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, Patch, PatchParams, PostParams},
+    runtime::{WatchStreamExt, controller::Action, events::Reporter, reflector, watcher},
+};
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+
+pub const NS: &str = "default";
+
+/// Everything the suite logged, for the leak check.
+fn log_buffer() -> &'static Mutex<Vec<u8>> {
+    static BUFFER: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
+    BUFFER.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+struct BufferWriter;
+
+impl Write for BufferWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        log_buffer()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture_logs() {
+    static INIT: OnceLock<()> = OnceLock::new();
+    INIT.get_or_init(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("debug,hyper=info,hyper_util=info,tower=info,h2=info,rustls=info")
+            .with_writer(|| BufferWriter)
+            .with_ansi(false)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+    });
+}
+
+pub fn captured_logs() -> String {
+    String::from_utf8_lossy(
+        &log_buffer()
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    )
+    .into_owned()
+}
+
+fn to_chrono(t: Timestamp) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.as_second(), t.subsec_nanosecond() as u32).expect("in range")
+}
+
+pub struct Kit {
+    pub emulator: Emulator,
+    pub sandbox: SandboxHandle,
+    pub client: kube::Client,
+    pub clock: ManualClock,
+    sandbox_clock: Arc<clear_sandbox::ManualClock>,
+    pub ctx: Arc<Context>,
+    pub cacs: Api<ClearApiClient>,
+    pub secrets: Api<Secret>,
+    /// Every client secret and token the test saw, for the leak check.
+    confidential: Mutex<Vec<String>>,
+    reflector_stop: Option<oneshot::Sender<()>>,
+}
+
+pub struct KitOptions {
+    pub clients: Vec<ClientConfig>,
+    pub policy: Policy,
+    pub start: Timestamp,
+}
+
+impl Default for KitOptions {
+    fn default() -> Self {
+        Self {
+            clients: Vec::new(),
+            policy: Policy::default(),
+            start: "2026-11-25T10:00:00Z".parse().unwrap(),
+        }
+    }
+}
+
+impl Kit {
+    pub async fn start(clients: Vec<ClientConfig>) -> Kit {
+        Self::start_with(KitOptions {
+            clients,
+            ..KitOptions::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: KitOptions) -> Kit {
+        capture_logs();
+        let emulator = Emulator::start(EmulatorOptions::default())
+            .await
+            .expect("emulator starts");
+        let client = emulator.client().await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &ClearApiClient::crd())
+            .await
+            .expect("CRD registers");
+
+        let sandbox_clock = Arc::new(clear_sandbox::ManualClock::new(to_chrono(options.start)));
+        let confidential: Vec<String> = options
+            .clients
+            .iter()
+            .map(|c| c.client_secret.expose().to_string())
+            .collect();
+        let sandbox =
+            Sandbox::start(SandboxConfig::new(options.clients).with_clock(sandbox_clock.clone()))
+                .await
+                .expect("sandbox starts");
+
+        let clock = ManualClock::new(options.start);
+        let ctx = Arc::new(new_context(&client, &clock, options.policy));
+        let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+
+        // The directory the conflict check reads, fed like the controller's own store.
+        let (reader, writer) = reflector::store();
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let stream = reflector::reflector(
+            writer,
+            watcher(
+                Api::<ClearApiClient>::all(client.clone()),
+                watcher::Config::default(),
+            ),
+        )
+        .applied_objects()
+        .take_until(stop_rx);
+        tokio::spawn(stream.for_each(|_| async {}));
+        ctx.directory.set_stores(vec![reader.clone()]);
+        reader.wait_until_ready().await.expect("reflector starts");
+
+        Kit {
+            emulator,
+            sandbox,
+            client,
+            clock,
+            sandbox_clock,
+            ctx,
+            cacs,
+            secrets,
+            confidential: Mutex::new(confidential),
+            reflector_stop: Some(stop_tx),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.sandbox.url().to_string()
+    }
+
+    /// Moves the operator's and the simulator's clocks together.
+    pub fn advance(&self, by: SignedDuration) {
+        self.clock.advance(by);
+        self.sandbox_clock.set_to(to_chrono(jiff_now(&self.clock)));
+    }
+
+    pub fn set_time(&self, to: &str) {
+        let t: Timestamp = to.parse().unwrap();
+        self.clock.set(t);
+        self.sandbox_clock.set_to(to_chrono(t));
+    }
+
+    pub fn now(&self) -> Timestamp {
+        jiff_now(&self.clock)
+    }
+
+    pub fn remember(&self, value: &str) {
+        self.confidential.lock().unwrap().push(value.to_string());
+    }
+
+    /// Creates (or replaces) the client-secret Secret.
+    pub async fn put_client_secret(&self, name: &str, key: &str, value: &str) {
+        self.remember(value);
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "stringData": {key: value},
+        }))
+        .unwrap();
+        let _ = self.secrets.delete(name, &DeleteParams::default()).await;
+        self.secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("client secret created");
+    }
+
+    /// A spec pointing at the simulator.
+    pub fn spec(&self, secret_name: &str) -> Value {
+        json!({
+            "environment": "sandbox",
+            "baseUrl": self.url(),
+            "workspace": "ws-1",
+            "products": ["GST", "E_INVOICE"],
+            "clientSecretRef": {"name": secret_name},
+        })
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) -> ClearApiClient {
+        self.create_with_meta(name, json!({}), spec).await
+    }
+
+    pub async fn create_with_meta(&self, name: &str, meta: Value, spec: Value) -> ClearApiClient {
+        let mut metadata = json!({"name": name, "namespace": NS});
+        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), meta.as_object()) {
+            m.extend(extra.clone());
+        }
+        let obj: ClearApiClient = serde_json::from_value(json!({
+            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+            "metadata": metadata, "spec": spec,
+        }))
+        .unwrap();
+        let created = self
+            .cacs
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("resource created");
+        self.wait_in_directory(name).await;
+        created
+    }
+
+    /// Waits until the conflict-check directory has seen the resource.
+    pub async fn wait_in_directory(&self, name: &str) {
+        for _ in 0..500 {
+            if self
+                .ctx
+                .directory
+                .all()
+                .iter()
+                .any(|c| c.name_any() == name)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("resource {name} never reached the directory");
+    }
+
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.cacs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("spec patched");
+    }
+
+    pub async fn annotate(&self, name: &str, key: &str, value: &str) {
+        self.cacs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"metadata": {"annotations": {key: value}}})),
+            )
+            .await
+            .expect("annotated");
+    }
+
+    /// One reconcile of `name`, as the controller would run it on any event.
+    pub async fn reconcile(&self, name: &str) -> Action {
+        let obj = self.cacs.get(name).await.expect("resource exists");
+        reconcile::reconcile(Arc::new(obj), self.ctx.clone())
+            .await
+            .expect("reconcile succeeds")
+    }
+
+    /// Several reconciles in a row: spurious events must not change anything.
+    pub async fn reconcile_times(&self, name: &str, times: usize) {
+        for _ in 0..times {
+            self.reconcile(name).await;
+        }
+    }
+
+    pub async fn get(&self, name: &str) -> ClearApiClient {
+        self.cacs.get(name).await.expect("resource exists")
+    }
+
+    pub async fn ready(&self, name: &str) -> (String, String) {
+        let cac = self.get(name).await;
+        let condition = cac
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .expect("Ready condition present");
+        (condition.status, condition.reason)
+    }
+
+    pub async fn target(&self, name: &str) -> Option<Secret> {
+        self.secrets.get_opt(name).await.expect("secret read")
+    }
+
+    pub fn data(secret: &Secret, key: &str) -> String {
+        String::from_utf8(secret.data.as_ref().expect("data")[key].0.clone()).expect("utf-8")
+    }
+
+    /// The token stored in the target Secret (remembered for the leak check).
+    pub async fn token_in(&self, name: &str) -> String {
+        let secret = self.target(name).await.expect("target Secret exists");
+        let token = Self::data(&secret, keys::ACCESS_TOKEN);
+        self.remember(&token);
+        token
+    }
+
+    /// Calls to Clear's token endpoint made with `secret`.
+    pub fn calls(&self, secret: &str) -> u64 {
+        self.sandbox.call_counts(secret).total
+    }
+
+    pub fn all_calls(&self) -> u64 {
+        self.sandbox.total_call_counts().total
+    }
+
+    /// Events (events.k8s.io) recorded about `name`, as (type, reason, note).
+    pub fn events(&self, name: &str) -> Vec<(String, String, String)> {
+        self.emulator
+            .objects("events.k8s.io/events", Some(NS))
+            .into_iter()
+            .filter(|e| e["regarding"]["name"] == name)
+            .map(|e| {
+                let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
+                (s(&e["type"]), s(&e["reason"]), s(&e["note"]))
+            })
+            .collect()
+    }
+
+    pub fn event_reasons(&self, name: &str) -> Vec<String> {
+        self.events(name)
+            .into_iter()
+            .map(|(_, reason, _)| reason)
+            .collect()
+    }
+
+    /// No client secret or token seen by this test appears in the logs, in any Event, or
+    /// in any ClearApiClient (status included).
+    pub fn assert_no_leaks(&self) {
+        // Current tokens of the simulator count too, even if they never reached a Secret.
+        let known: Vec<String> = self.confidential.lock().unwrap().clone();
+        for value in known {
+            if let Some(issued) = self.sandbox.current_token(&value) {
+                self.remember(issued.token.expose());
+            }
+        }
+        let logs = captured_logs();
+        let events =
+            serde_json::to_string(&self.emulator.objects("events.k8s.io/events", None)).unwrap();
+        let core_events = serde_json::to_string(&self.emulator.objects("events", None)).unwrap();
+        let resources = serde_json::to_string(
+            &self
+                .emulator
+                .objects("clear-operator.io/clearapiclients", None),
+        )
+        .unwrap();
+        for value in self.confidential.lock().unwrap().iter() {
+            assert!(
+                !logs.contains(value.as_str()),
+                "a confidential value appears in the logs"
+            );
+            assert!(
+                !events.contains(value.as_str()),
+                "a confidential value appears in an Event"
+            );
+            assert!(
+                !core_events.contains(value.as_str()),
+                "a confidential value appears in an Event"
+            );
+            assert!(
+                !resources.contains(value.as_str()),
+                "a confidential value appears in a ClearApiClient"
+            );
+        }
+    }
+
+    /// Runs the real controller (no leader election) until the returned sender is used.
+    pub fn run_controller(
+        &self,
+        ctx: Arc<Context>,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let config = ControllerConfig {
+            concurrency: 4,
+            ..ControllerConfig::default()
+        };
+        let handle = tokio::spawn(controller::run(ctx, config, async move {
+            let _ = rx.await;
+        }));
+        (tx, handle)
+    }
+
+    /// A fresh operator context (as after a restart) sharing this kit's clock.
+    pub fn new_context(&self, policy: Policy) -> Arc<Context> {
+        Arc::new(new_context(&self.client, &self.clock, policy))
+    }
+
+    /// Waits until `check` holds for the resource (the controller runs in the background).
+    pub async fn wait_for(&self, name: &str, what: &str, check: impl Fn(&ClearApiClient) -> bool) {
+        for _ in 0..1000 {
+            if let Some(cac) = self.cacs.get_opt(name).await.unwrap()
+                && check(&cac)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{name} never reached: {what}");
+    }
+
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.reflector_stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.sandbox.shutdown().await;
+        self.emulator.shutdown().await;
+    }
+}
+
+fn jiff_now(clock: &ManualClock) -> Timestamp {
+    use clear_operator::clock::Clock;
+    clock.now()
+}
+
+fn new_context(client: &kube::Client, clock: &ManualClock, policy: Policy) -> Context {
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Arc::new(Metrics::register(&mut registry));
+    let clear = ClearClient::new(ClearClientConfig {
+        request_timeout: Duration::from_secs(5),
+        ..ClearClientConfig::default()
+    })
+    .expect("clear client builds");
+    Context::new(
+        client.clone(),
+        clear,
+        Arc::new(clock.clone()),
+        metrics,
+        Settings {
+            allow_http: true,
+            policy,
+        },
+        Reporter {
+            controller: "clear-operator".into(),
+            instance: None,
+        },
+    )
+}
+
+/// Whether the resource's Ready condition has this status.
+pub fn is_ready(cac: &ClearApiClient, status: &str) -> bool {
+    cac.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == status)
+}

@@ -1,0 +1,352 @@
+//! Scenarios of a token's life against the Kubernetes API emulator and the Clear simulator:
+//! issue, renewal, regeneration, client-secret rotation, configuration and metadata
+//! changes, deletion of the Secret and of the resource. Each counts the exact calls to Clear.
+
+mod scenario_kit;
+
+use std::time::Duration;
+
+use clear_operator::{
+    reconcile::secret::{self, keys},
+    resource::{CLIENT_LABEL, MANAGED_BY_LABEL, REGENERATE_ANNOTATION},
+};
+use clear_sandbox::ClientConfig;
+use jiff::SignedDuration;
+use kube::api::DeleteParams;
+use scenario_kit::Kit;
+use serde_json::json;
+
+const SECRET: &str = "cs-lifecycle-0001";
+
+fn client(lifetime: Duration) -> ClientConfig {
+    ClientConfig::new(SECRET, "ws-1")
+        .with_products(["GST", "E_INVOICE"])
+        .with_lifetime(lifetime)
+}
+
+async fn kit_with_token(lifetime: Duration) -> Kit {
+    let kit = Kit::start(vec![client(lifetime)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    kit
+}
+
+#[tokio::test]
+async fn create_writes_a_secret_with_all_keys_and_is_ready_after_one_call() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    assert_eq!(kit.calls(SECRET), 1);
+
+    let secret = kit.target("billing").await.expect("target Secret written");
+    let token = kit.token_in("billing").await;
+    assert!(
+        kit.sandbox.is_token_valid(&token),
+        "the stored token is live"
+    );
+    assert_eq!(Kit::data(&secret, keys::VALID_TILL), "2026-11-25T22:00:00Z");
+    assert_eq!(Kit::data(&secret, keys::BASE_URL), kit.url());
+    assert_eq!(Kit::data(&secret, keys::ENVIRONMENT), "sandbox");
+    assert_eq!(Kit::data(&secret, keys::WORKSPACE), "ws-1");
+    assert_eq!(Kit::data(&secret, keys::PRODUCTS), "GST,E_INVOICE");
+    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    let labels = secret.metadata.labels.clone().unwrap();
+    assert_eq!(labels[MANAGED_BY_LABEL], "clear-operator");
+    assert_eq!(labels[CLIENT_LABEL], "billing");
+    let owners = secret.metadata.owner_references.clone().unwrap();
+    assert_eq!(owners[0].kind, "ClearApiClient");
+
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.mints_today, 1);
+    assert_eq!(status.mint_started_at, None);
+    assert_eq!(status.secret_name.as_deref(), Some("billing"));
+    assert_eq!(
+        status.valid_till.unwrap().0.to_string(),
+        "2026-11-25T22:00:00Z"
+    );
+    assert_eq!(
+        status.renewal_time.unwrap().0.to_string(),
+        "2026-11-25T18:00:00Z"
+    );
+    assert_eq!(kit.event_reasons("billing"), vec!["Issued".to_string()]);
+
+    kit.reconcile_times("billing", 5).await;
+    assert_eq!(kit.calls(SECRET), 1, "spurious reconciles mint nothing");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn short_lived_tokens_are_renewed_at_renewal_time_and_no_earlier() {
+    // 30 minute tokens: renewal a third of the lifetime before expiry, at +20m.
+    let kit = kit_with_token(Duration::from_secs(1800)).await;
+    let first = kit.token_in("billing").await;
+
+    kit.advance(SignedDuration::from_secs(20 * 60 - 1));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "no renewal one second early");
+
+    kit.advance(SignedDuration::from_secs(1));
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 2, "renewed exactly at renewal time");
+    let second = kit.token_in("billing").await;
+    assert_ne!(first, second);
+    assert!(kit.sandbox.is_token_valid(&second));
+    assert!(
+        !kit.sandbox.is_token_valid(&first),
+        "minting revoked the old token"
+    );
+    assert!(
+        kit.event_reasons("billing")
+            .contains(&"Renewed".to_string())
+    );
+
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn regenerate_annotation_mints_exactly_one_new_token_once() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let old = kit.token_in("billing").await;
+
+    kit.annotate("billing", REGENERATE_ANNOTATION, "2026-11-25-a")
+        .await;
+    kit.reconcile_times("billing", 4).await;
+    assert_eq!(kit.calls(SECRET), 2, "one regeneration, honoured once");
+    let new = kit.token_in("billing").await;
+    assert!(
+        !kit.sandbox.is_token_valid(&old),
+        "the old token is rejected by Clear"
+    );
+    assert!(kit.sandbox.is_token_valid(&new));
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(
+        status.last_regenerate_request.as_deref(),
+        Some("2026-11-25-a")
+    );
+    assert!(
+        kit.event_reasons("billing")
+            .contains(&"Regenerated".to_string())
+    );
+
+    kit.annotate("billing", REGENERATE_ANNOTATION, "2026-11-25-b")
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 3, "a new value regenerates again");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn regenerate_value_present_at_creation_is_honoured_by_the_first_mint() {
+    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let meta = json!({"annotations": {REGENERATE_ANNOTATION: "from-the-start"}});
+    kit.create_with_meta("billing", meta, kit.spec("clear-secret"))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn changed_client_secret_mints_once_with_the_new_secret() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    const ROTATED: &str = "cs-lifecycle-0002";
+    kit.sandbox.rotate_client_secret(SECRET, ROTATED).unwrap();
+    kit.put_client_secret("clear-secret", "clientSecret", ROTATED)
+        .await;
+
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "the old secret is not used again");
+    assert_eq!(kit.calls(ROTATED), 1, "one call with the new secret");
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    let secret = kit.target("billing").await.unwrap();
+    let fingerprint =
+        &secret.metadata.annotations.unwrap()[secret::CLIENT_SECRET_FINGERPRINT_ANNOTATION];
+    assert_eq!(fingerprint, &clear_operator::clear::fingerprint_of(ROTATED));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn never_expiring_tokens_are_never_renewed() {
+    let kit = Kit::start(vec![ClientConfig::new(SECRET, "ws-1").never_expires()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(Kit::data(&secret, keys::VALID_TILL), "");
+
+    kit.advance(SignedDuration::from_hours(24 * 400));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn environment_change_mints_once() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    kit.patch_spec("billing", json!({"environment": "production"}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(Kit::data(&secret, keys::ENVIRONMENT), "production");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn label_and_product_changes_update_the_secret_without_minting() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let token = kit.token_in("billing").await;
+    kit.patch_spec(
+        "billing",
+        json!({"products": ["GST"], "target": {"labels": {"team": "payments"}, "annotations": {"note": "x"}}}),
+    )
+    .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "no call for metadata changes");
+
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(secret.metadata.labels.as_ref().unwrap()["team"], "payments");
+    assert_eq!(secret.metadata.annotations.as_ref().unwrap()["note"], "x");
+    assert_eq!(Kit::data(&secret, keys::PRODUCTS), "GST");
+    assert_eq!(
+        Kit::data(&secret, keys::ACCESS_TOKEN),
+        token,
+        "the token is carried over"
+    );
+    assert!(kit.sandbox.is_token_valid(&token));
+
+    kit.patch_spec("billing", json!({"target": {"labels": null}}))
+        .await;
+    kit.reconcile("billing").await;
+    let secret = kit.target("billing").await.unwrap();
+    assert!(
+        !secret
+            .metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .contains_key("team"),
+        "a removed label goes away"
+    );
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleted_target_secret_is_recreated_with_one_call_and_an_event() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    kit.token_in("billing").await;
+    kit.secrets
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    let recreated: Vec<_> = kit
+        .events("billing")
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "SecretRecreated")
+        .collect();
+    assert_eq!(recreated.len(), 1);
+    assert!(
+        recreated[0].2.contains("only in that Secret"),
+        "{}",
+        recreated[0].2
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    // A crash between "counted" and "outcome recorded" leaves the operator's own
+    // mintStartedAt behind (written with its field manager, as the operator does).
+    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
+    status["mintStartedAt"] = json!("2026-11-25T10:00:00Z");
+    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
+    kit.cacs
+        .patch_status(
+            "billing",
+            &kube::api::PatchParams::apply("clear-operator").force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.mint_started_at, None);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_the_resource_collects_the_secret_with_delete_policy() {
+    let kit = kit_with_token(Duration::from_secs(3600)).await;
+    kit.cacs
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if kit.target("billing").await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        kit.target("billing").await.is_none(),
+        "owned Secret garbage-collected"
+    );
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
+    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["target"] = json!({"deletionPolicy": "Retain", "name": "kept-token"});
+    kit.create("billing", spec).await;
+    kit.reconcile("billing").await;
+    assert!(
+        kit.target("kept-token")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .is_none()
+    );
+    kit.cacs
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        kit.target("kept-token").await.is_some(),
+        "retained Secret outlives the resource"
+    );
+    kit.token_in("kept-token").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
