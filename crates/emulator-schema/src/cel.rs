@@ -12,9 +12,10 @@ use kube_cel::{
 use serde_json::Value;
 
 use crate::{
+    celcheck::undefined_field,
     celvalue::to_cel,
     error::{self, FieldError, SchemaError},
-    node::Node,
+    node::{Node, ROOT_AT},
     render::{FieldPath, quote},
 };
 
@@ -113,6 +114,17 @@ impl NodeRules {
                 })?,
                 None => Vec::new(),
             };
+            let optional_old_self = rule.optional_old_self == Some(true);
+            let is_resource = node.embedded_resource || at == ROOT_AT;
+            if let Some(undefined) =
+                undefined_field(program.expression(), node, is_resource, optional_old_self)
+            {
+                return Err(SchemaError::InvalidRule {
+                    field: format!("{field}.rule"),
+                    rule: rule.rule.clone(),
+                    detail: format!("ERROR: <input>: undefined field '{undefined}'"),
+                });
+            }
             let uses_old_self = program.references().has_variable("oldSelf");
             rules.push(CompiledRule {
                 program,
@@ -122,7 +134,7 @@ impl NodeRules {
                     reason: rule.reason,
                     field_path,
                     uses_old_self,
-                    optional_old_self: rule.optional_old_self == Some(true),
+                    optional_old_self,
                     rule: rule.rule,
                 },
             });

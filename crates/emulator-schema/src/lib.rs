@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod cel;
+mod celcheck;
 mod celvalue;
 mod defaults;
 mod error;
@@ -42,7 +43,7 @@ impl StructuralSchema {
     /// no field.
     pub fn new(open_api_v3_schema: &Value) -> Result<Self, SchemaError> {
         Ok(Self {
-            root: Node::compile(open_api_v3_schema, "openAPIV3Schema")?,
+            root: Node::compile(open_api_v3_schema, node::ROOT_AT)?,
         })
     }
 

@@ -68,6 +68,9 @@ pub(crate) struct Node {
     pub rules_below: bool,
 }
 
+/// Where the root of a CRD version's schema is, as schema error paths name it.
+pub(crate) const ROOT_AT: &str = "openAPIV3Schema";
+
 const KNOWN_TYPES: [&str; 6] = ["array", "boolean", "integer", "number", "object", "string"];
 
 impl Node {

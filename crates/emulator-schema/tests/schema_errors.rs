@@ -98,3 +98,33 @@ fn compiled_schema_can_be_shared_across_threads() {
     let failures: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(failures, [1, 0, 0, 0]);
 }
+
+#[test]
+fn rule_selecting_an_undeclared_field_rejects_the_schema() {
+    let err = StructuralSchema::new(&json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"replicas": {"type": "integer"}, "template": {"type": "object", "properties": {"image": {"type": "string"}}}},
+        "x-kubernetes-validations": [{"rule": "has(self.template) && self.template.imag != ''"}]}}}))
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "has(self.template) && self.template.imag != ''": compilation failed: ERROR: <input>: undefined field 'imag'"#
+    );
+}
+
+#[test]
+fn rules_on_maps_preserved_fields_and_resource_roots_are_not_refused() {
+    let schema = StructuralSchema::new(&json!({"type": "object",
+        "properties": {
+            "spec": {"type": "object", "properties": {
+                "labels": {"type": "object", "additionalProperties": {"type": "string"},
+                    "x-kubernetes-validations": [{"rule": "!has(self.anything) || self.anything != ''"}]},
+                "raw": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                    "x-kubernetes-validations": [{"rule": "!has(self.whatever)"}]},
+                "items": {"type": "array", "items": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                    "x-kubernetes-validations": [{"rule": "self.all(i, i.n > 0)"}]}
+            }}
+        },
+        "x-kubernetes-validations": [{"rule": "self.metadata.name != '' && self.kind == 'K' && has(self.spec)"}]
+    }));
+    assert!(schema.is_ok(), "{:?}", schema.err());
+}
