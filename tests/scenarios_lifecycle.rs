@@ -73,6 +73,10 @@ async fn create_writes_a_secret_with_all_keys_and_is_ready_after_one_call() {
 
     kit.reconcile_times("billing", 5).await;
     assert_eq!(kit.calls(SECRET), 1, "spurious reconciles mint nothing");
+    assert!(
+        scenario_kit::captured_logs().contains("new token written"),
+        "the leak check reads the operator's real log output"
+    );
     kit.assert_no_leaks();
     kit.shutdown().await;
 }

@@ -2,8 +2,6 @@
 //! recorded in status). Variant names double as metric labels; messages never carry a
 //! Secret's data.
 
-use kube::runtime::finalizer;
-
 use crate::clear::ClearError;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,22 +52,6 @@ impl Error {
     /// Whether retrying soon may help (API hiccups) or only a change of the object can.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::InvalidObject { .. })
-    }
-
-    /// Flattens the finalizer helper's wrapper back into our own error.
-    pub fn from_finalizer(err: finalizer::Error<Error>) -> Self {
-        match err {
-            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
-                Self::Finalizer(e)
-            }
-            finalizer::Error::UnnamedObject => Self::InvalidObject {
-                detail: "has no name",
-            },
-            finalizer::Error::InvalidFinalizer => Self::InvalidObject {
-                detail: "has an unusable finalizer list",
-            },
-        }
     }
 }
 

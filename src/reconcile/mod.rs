@@ -24,7 +24,6 @@ use kube::{
     runtime::{
         controller::Action,
         events::{Recorder, Reporter},
-        finalizer::{Event as FinalizerEvent, finalizer},
     },
 };
 use tracing::{debug, info, instrument, warn};
@@ -133,22 +132,31 @@ async fn reconcile_with_finalizer(
         detail: "has no namespace",
     })?;
     let api: Api<ClearApiClient> = Api::namespaced(ctx.client.clone(), &namespace);
+    let has_finalizer = obj.finalizers().iter().any(|f| f == REVOKE_FINALIZER);
+    let deleting = obj.meta().deletion_timestamp.is_some();
     if obj.spec.revoke_on_delete {
-        return finalizer(&api, REVOKE_FINALIZER, obj, |event| async {
-            match event {
-                FinalizerEvent::Apply(obj) => apply(&obj, &api, ctx).await,
-                FinalizerEvent::Cleanup(obj) => revoke_on_delete(&obj, &api, ctx).await,
+        if deleting {
+            if has_finalizer {
+                // Only a successful (or deliberately skipped) revoke releases the resource.
+                revoke_on_delete(&obj, &api, ctx).await?;
+                set_finalizer(&api, &obj, false).await?;
             }
-        })
-        .await
-        .map_err(Error::from_finalizer);
+            return Ok(Action::await_change());
+        }
+        if !has_finalizer {
+            // NB: the finalizer goes on before any token exists, so no token can be handed
+            // out without the promise to revoke it; the patch wakes the controller again.
+            set_finalizer(&api, &obj, true).await?;
+            return Ok(Action::await_change());
+        }
+        return apply(&obj, &api, ctx).await;
     }
     // NB: the finalizer is only held while revokeOnDelete is true; once it is false, a
     // leftover finalizer would block deletion for nothing.
-    if obj.finalizers().iter().any(|f| f == REVOKE_FINALIZER) {
-        remove_finalizer(&api, &obj).await?;
+    if has_finalizer {
+        set_finalizer(&api, &obj, false).await?;
     }
-    if obj.meta().deletion_timestamp.is_some() {
+    if deleting {
         forget(ctx, &namespace, &obj.name_any());
         return Ok(Action::await_change());
     }
@@ -564,15 +572,25 @@ async fn revoke_on_delete(
     Ok(Action::await_change())
 }
 
-/// Removes the revoke-on-delete finalizer, guarded by the resourceVersion read.
-async fn remove_finalizer(api: &Api<ClearApiClient>, obj: &ClearApiClient) -> Result<(), Error> {
-    let remaining: Vec<&String> = obj
+/// Adds or removes the revoke-on-delete finalizer. The merge patch carries the
+/// resourceVersion read, so a concurrent change of the list fails (and is retried) instead
+/// of being overwritten.
+async fn set_finalizer(
+    api: &Api<ClearApiClient>,
+    obj: &ClearApiClient,
+    present: bool,
+) -> Result<(), Error> {
+    let mut finalizers: Vec<&str> = obj
         .finalizers()
         .iter()
+        .map(String::as_str)
         .filter(|f| *f != REVOKE_FINALIZER)
         .collect();
+    if present {
+        finalizers.push(REVOKE_FINALIZER);
+    }
     let patch = serde_json::json!({
-        "metadata": {"finalizers": remaining, "resourceVersion": obj.resource_version()}
+        "metadata": {"finalizers": finalizers, "resourceVersion": obj.resource_version()}
     });
     api.patch(
         &obj.name_any(),

@@ -1,0 +1,201 @@
+//! Scenarios with the real controller running against the emulator: watches wake it, a
+//! restarted operator mints nothing for resources that are Ready, the revoke-on-delete
+//! finalizer revokes once, and a deleted Secret is noticed and recreated.
+
+mod scenario_kit;
+
+use std::time::Duration;
+
+use clear_operator::{reconcile::decide::Policy, resource::REVOKE_FINALIZER};
+use clear_sandbox::ClientConfig;
+use kube::{ResourceExt, api::DeleteParams};
+use scenario_kit::{Kit, is_ready};
+
+fn client(secret: &str) -> ClientConfig {
+    ClientConfig::new(secret, "ws-1").with_lifetime(Duration::from_secs(12 * 3600))
+}
+
+#[tokio::test]
+async fn controller_issues_a_token_and_recovers_when_the_client_secret_appears() {
+    const SECRET: &str = "cs-controller-0001";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.wait_for("billing", "ClientSecretMissing", |c| {
+        c.status.as_ref().is_some_and(|s| {
+            s.conditions
+                .iter()
+                .any(|c| c.reason == "ClientSecretMissing")
+        })
+    })
+    .await;
+    assert_eq!(kit.all_calls(), 0);
+
+    // Only the metadata watch on Secrets can wake the controller here.
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
+        .await;
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.token_in("billing").await;
+
+    // The target Secret's deletion is seen through the watch on the operator's Secrets.
+    kit.secrets
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        if kit.target("billing").await.is_some() && kit.calls(SECRET) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        kit.target("billing").await.is_some(),
+        "the Secret was recreated"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kit.calls(SECRET), 2, "recreated with exactly one call");
+    kit.token_in("billing").await;
+
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn restarted_operator_over_ready_resources_makes_no_call() {
+    const N: usize = 5;
+    let secrets: Vec<String> = (0..N).map(|i| format!("cs-restart-{i:04}")).collect();
+    let kit = Kit::start(secrets.iter().map(|s| client(s)).collect()).await;
+    for (i, secret) in secrets.iter().enumerate() {
+        kit.put_client_secret(&format!("secret-{i}"), "clientSecret", secret)
+            .await;
+        kit.create(&format!("client-{i}"), kit.spec(&format!("secret-{i}")))
+            .await;
+    }
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    for i in 0..N {
+        kit.wait_for(&format!("client-{i}"), "Ready", |c| is_ready(c, "True"))
+            .await;
+    }
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    assert_eq!(kit.all_calls(), N as u64);
+
+    // A brand-new operator process: nothing in memory, everything from the cluster.
+    kit.emulator.requests().reset();
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    for _ in 0..1000 {
+        let reconciled = (0..N).all(|i| {
+            kit.emulator.requests().entries().iter().any(|e| {
+                e.verb == "get"
+                    && e.resource == "clearapiclients"
+                    && e.name.as_deref() == Some(&format!("client-{i}"))
+            })
+        });
+        if reconciled {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    assert_eq!(
+        kit.all_calls(),
+        N as u64,
+        "the restart made no call to Clear"
+    );
+    for i in 0..N {
+        assert!(is_ready(&kit.get(&format!("client-{i}")).await, "True"));
+        kit.token_in(&format!("client-{i}")).await;
+    }
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
+    const SECRET: &str = "cs-revoke-0001";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["revokeOnDelete"] = serde_json::json!(true);
+    kit.create("billing", spec).await;
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    kit.wait_for("billing", "Ready with the finalizer", |c| {
+        is_ready(c, "True") && c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
+    })
+    .await;
+    let handed_out = kit.token_in("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+
+    kit.cacs
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    for _ in 0..1000 {
+        if kit.cacs.get_opt("billing").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        kit.cacs.get_opt("billing").await.unwrap().is_none(),
+        "the finalizer was released"
+    );
+    assert_eq!(kit.calls(SECRET), 2, "exactly one revoking call");
+    assert!(
+        !kit.sandbox.is_token_valid(&handed_out),
+        "the handed-out token is revoked"
+    );
+    assert!(
+        kit.event_reasons("billing")
+            .contains(&"Revoked".to_string())
+    );
+
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn turning_revoke_on_delete_off_removes_the_finalizer() {
+    const SECRET: &str = "cs-revoke-0002";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["revokeOnDelete"] = serde_json::json!(true);
+    kit.create("billing", spec).await;
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    kit.wait_for("billing", "the finalizer", |c| {
+        c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
+    })
+    .await;
+    kit.patch_spec("billing", serde_json::json!({"revokeOnDelete": false}))
+        .await;
+    kit.wait_for("billing", "no finalizer", |c| c.finalizers().is_empty())
+        .await;
+    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
+        .await;
+    kit.cacs
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(kit.cacs.get_opt("billing").await.unwrap().is_none());
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "no revoking call without revokeOnDelete"
+    );
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

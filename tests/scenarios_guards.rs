@@ -1,0 +1,395 @@
+//! Scenarios where the operator must hold back: missing or rejected client secrets, rate
+//! limits, Clear outages, the daily budget, Secrets and client secrets it must not touch,
+//! and specs the schema or the operator refuses. Each counts the exact calls to Clear.
+
+mod scenario_kit;
+
+use std::time::Duration;
+
+use clear_operator::reconcile::decide::Policy;
+use clear_operator::resource::ClearApiClient;
+use clear_sandbox::{ClientConfig, Fault, FaultScope};
+use jiff::SignedDuration;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, CustomResourceExt,
+    api::{DynamicObject, PostParams},
+};
+use scenario_kit::{Kit, KitOptions};
+use serde_json::json;
+
+const SECRET: &str = "cs-guards-0001";
+
+fn client() -> ClientConfig {
+    ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600))
+}
+
+#[tokio::test]
+async fn missing_client_secret_makes_no_call_and_recovers_when_created() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.all_calls(), 0);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClientSecretMissing".into())
+    );
+
+    kit.put_client_secret("clear-secret", "wrongKey", SECRET)
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.all_calls(), 0, "a missing key is missing too");
+    assert_eq!(kit.ready("billing").await.1, "ClientSecretMissing");
+
+    kit.put_client_secret("clear-secret", "clientSecret", "")
+        .await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.all_calls(), 0, "an empty key is missing too");
+
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let warnings: Vec<_> = kit
+        .events("billing")
+        .into_iter()
+        .filter(|(kind, reason, _)| kind == "Warning" && reason == "ClientSecretMissing")
+        .collect();
+    assert_eq!(warnings.len(), 1, "told once, not on every reconcile");
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejected_client_secret_is_not_retried_until_it_changes() {
+    let kit = Kit::start(vec![client()]).await;
+    const UNKNOWN: &str = "cs-guards-unknown";
+    kit.put_client_secret("clear-secret", "clientSecret", UNKNOWN)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(UNKNOWN), 1);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClientSecretRejected".into())
+    );
+
+    for _ in 0..6 {
+        kit.advance(SignedDuration::from_mins(10));
+        kit.reconcile("billing").await;
+    }
+    assert_eq!(kit.calls(UNKNOWN), 1, "no retry storm with the same secret");
+
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1, "a new secret is tried at once");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn rate_limit_waits_until_midnight_utc_without_calls() {
+    let kit = Kit::start(vec![client().with_daily_quota(1)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let first = kit.token_in("billing").await;
+
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "again",
+    )
+    .await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 2, "the second call is refused with 429");
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(
+        status.next_retry_time.unwrap().0.to_string(),
+        "2026-11-26T00:00:00Z"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "RateLimited".into())
+    );
+    assert!(
+        kit.sandbox.is_token_valid(&first),
+        "the failed call left the old token in place"
+    );
+    assert_eq!(kit.token_in("billing").await, first);
+
+    kit.set_time("2026-11-25T23:59:59Z");
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "no call before 00:00 UTC");
+
+    kit.set_time("2026-11-26T00:00:00Z");
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 3, "one call once the quota reset");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_with_growing_backoff_and_recover() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.sandbox
+        .inject_fault(FaultScope::Secret(SECRET.into()), Fault::ServerError, 3);
+
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClearUnavailable".into())
+    );
+    let mut previous_wait = SignedDuration::ZERO;
+    for attempt in 2..=4 {
+        let status = kit.get("billing").await.status.unwrap();
+        let wait = status.next_retry_time.unwrap().0.duration_since(kit.now());
+        assert!(
+            wait > previous_wait,
+            "backoff grows: {wait:?} after {previous_wait:?}"
+        );
+        previous_wait = wait;
+        kit.reconcile_times("billing", 2).await;
+        assert_eq!(kit.calls(SECRET), attempt - 1, "no call during the backoff");
+        kit.advance(wait);
+        kit.reconcile("billing").await;
+        assert_eq!(kit.calls(SECRET), attempt);
+    }
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.failed_attempts, 0);
+    assert_eq!(status.mints_today, 4);
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
+    let kit = Kit::start_with(KitOptions {
+        clients: vec![client()],
+        policy: Policy { mint_budget: 2 },
+        ..KitOptions::default()
+    })
+    .await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "one",
+    )
+    .await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 2);
+
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "two",
+    )
+    .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "budget spent: no call");
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "BudgetExhausted".into())
+    );
+
+    kit.set_time("2026-11-26T00:00:00Z");
+    kit.reconcile("billing").await;
+    assert_eq!(
+        kit.calls(SECRET),
+        3,
+        "the budget rolls over with the UTC day"
+    );
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn unowned_target_secret_is_a_target_conflict_and_stays_byte_identical() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let foreign: Secret = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "billing", "namespace": "default", "labels": {"app": "other"}},
+        "stringData": {"accessToken": "somebody-elses"},
+    }))
+    .unwrap();
+    kit.secrets
+        .create(&PostParams::default(), &foreign)
+        .await
+        .unwrap();
+    let before = kit
+        .emulator
+        .object("secrets", Some("default"), "billing")
+        .unwrap();
+
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.all_calls(), 0);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "TargetConflict".into())
+    );
+    let after = kit
+        .emulator
+        .object("secrets", Some("default"), "billing")
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "the foreign Secret is untouched, resourceVersion included"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_resources_sharing_a_client_secret_mint_once_and_the_newer_conflicts() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("first", kit.spec("clear-secret")).await;
+    // Creation timestamps have second precision: make the second one clearly newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    kit.create("second", kit.spec("clear-secret")).await;
+
+    kit.reconcile("first").await;
+    kit.reconcile_times("second", 3).await;
+    kit.reconcile_times("first", 2).await;
+    assert_eq!(kit.calls(SECRET), 1, "one call in total");
+    assert_eq!(kit.ready("first").await, ("True".into(), "Issued".into()));
+    assert_eq!(
+        kit.ready("second").await,
+        ("False".into(), "Conflict".into())
+    );
+    assert!(kit.target("second").await.is_none());
+    let token = kit.token_in("first").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn newer_resource_reconciled_first_still_yields_to_the_older_one() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("first", kit.spec("clear-secret")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    kit.create("second", kit.spec("clear-secret")).await;
+
+    // The older one has never been reconciled, so no status names its secret yet: the
+    // newer one mints; then the older one takes the secret over and the newer one stops.
+    kit.reconcile("second").await;
+    kit.reconcile("first").await;
+    kit.reconcile_times("second", 2).await;
+    kit.reconcile_times("first", 2).await;
+    assert_eq!(kit.ready("first").await, ("True".into(), "Issued".into()));
+    assert_eq!(kit.ready("second").await.1, "Conflict");
+    assert_eq!(
+        kit.calls(SECRET),
+        2,
+        "the takeover costs one call, then nothing more"
+    );
+    kit.token_in("first").await;
+    kit.token_in("second").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn plain_http_base_url_is_an_invalid_spec_without_allow_http() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    let strict = kit.new_context(Policy::default());
+    let strict = {
+        let mut ctx = std::sync::Arc::try_unwrap(strict).ok().unwrap();
+        ctx.settings.allow_http = false;
+        std::sync::Arc::new(ctx)
+    };
+    strict.directory.set_stores(Vec::new());
+    let obj = kit.get("billing").await;
+    clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), strict)
+        .await
+        .unwrap();
+    assert_eq!(kit.all_calls(), 0);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "InvalidSpec".into())
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_are_rejected_by_the_schema() {
+    let kit = Kit::start(vec![client()]).await;
+    let raw: Api<DynamicObject> = Api::namespaced_with(
+        kit.client.clone(),
+        "default",
+        &ClearApiClient::api_resource(),
+    );
+    let cases = [
+        (
+            "no-products",
+            json!({"environment": "sandbox", "workspace": "w", "products": [], "clientSecretRef": {"name": "s"}}),
+        ),
+        (
+            "bad-env",
+            json!({"environment": "staging", "workspace": "w", "products": ["GST"], "clientSecretRef": {"name": "s"}}),
+        ),
+        (
+            "lower-product",
+            json!({"environment": "sandbox", "workspace": "w", "products": ["gst"], "clientSecretRef": {"name": "s"}}),
+        ),
+        (
+            "ksa-no-url",
+            json!({"environment": "production", "region": "ksa", "workspace": "w", "products": ["GST"], "clientSecretRef": {"name": "s"}}),
+        ),
+        (
+            "bad-duration",
+            json!({"environment": "sandbox", "workspace": "w", "products": ["GST"], "clientSecretRef": {"name": "s"}, "renewBefore": "1 day"}),
+        ),
+        (
+            "empty-workspace",
+            json!({"environment": "sandbox", "workspace": "", "products": ["GST"], "clientSecretRef": {"name": "s"}}),
+        ),
+    ];
+    for (name, spec) in cases {
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+            "metadata": {"name": name, "namespace": "default"}, "spec": spec,
+        }))
+        .unwrap();
+        let result = raw.create(&PostParams::default(), &obj).await;
+        match result {
+            Err(kube::Error::Api(status)) => assert_eq!(status.code, 422, "{name}: {status:?}"),
+            other => panic!(
+                "{name} should be rejected, got {:?}",
+                other.map(|o| o.metadata.name)
+            ),
+        }
+    }
+    assert_eq!(kit.all_calls(), 0);
+    kit.shutdown().await;
+}
