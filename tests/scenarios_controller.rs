@@ -199,3 +199,69 @@ async fn turning_revoke_on_delete_off_removes_the_finalizer() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minting() {
+    const SECRET: &str = "cs-replicas-0001";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let (stop_a, run_a) = kit.run_replica(kit.new_context(Policy::default()), "pod-a");
+    let (stop_b, run_b) = kit.run_replica(kit.new_context(Policy::default()), "pod-b");
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kit.calls(SECRET), 1, "only the leader minted");
+    kit.token_in("billing").await;
+
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(kit.client.clone(), "default");
+    let holder = |lease: k8s_openapi::api::coordination::v1::Lease| {
+        lease.spec.and_then(|s| s.holder_identity)
+    };
+    let first =
+        holder(leases.get("clear-operator").await.unwrap()).expect("a leader holds the Lease");
+    let (stop_leader, run_leader, stop_standby, run_standby) = if first == "pod-a" {
+        (stop_a, run_a, stop_b, run_b)
+    } else {
+        (stop_b, run_b, stop_a, run_a)
+    };
+    stop_leader.send(()).unwrap();
+    run_leader.await.unwrap();
+    for _ in 0..1000 {
+        let now = holder(leases.get("clear-operator").await.unwrap());
+        if now.is_some() && now.as_deref() != Some(first.as_str()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let second = holder(leases.get("clear-operator").await.unwrap());
+    assert!(
+        second.is_some() && second.as_deref() != Some(first.as_str()),
+        "the standby took over"
+    );
+
+    // The new leader reconciles (a regeneration proves it) and the handover itself minted nothing.
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "after-handover",
+    )
+    .await;
+    kit.wait_for("billing", "regenerated", |c| {
+        c.status
+            .as_ref()
+            .and_then(|s| s.last_regenerate_request.as_deref())
+            == Some("after-handover")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    kit.token_in("billing").await;
+    stop_standby.send(()).unwrap();
+    run_standby.await.unwrap();
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -354,3 +354,65 @@ async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
+    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(kit.client.clone(), "default");
+    let deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "consumer"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "consumer"}},
+            "template": {
+                "metadata": {"labels": {"app": "consumer"}},
+                "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+            }
+        }
+    }))
+    .unwrap();
+    deployments
+        .create(&Default::default(), &deployment)
+        .await
+        .unwrap();
+    let mut spec = kit.spec("clear-secret");
+    spec["rolloutRestartTargets"] = json!([
+        {"kind": "Deployment", "name": "consumer"},
+        {"kind": "StatefulSet", "name": "absent"}
+    ]);
+    kit.create("billing", spec).await;
+    kit.reconcile("billing").await;
+
+    let restarted = deployments.get("consumer").await.unwrap();
+    let annotations = restarted
+        .spec
+        .unwrap()
+        .template
+        .metadata
+        .unwrap()
+        .annotations
+        .unwrap();
+    assert_eq!(
+        annotations["kubectl.kubernetes.io/restartedAt"],
+        "2026-11-25T10:00:00Z"
+    );
+    let events = kit.events("billing");
+    assert!(
+        events
+            .iter()
+            .any(|(kind, reason, _)| kind == "Normal" && reason == "Restarted")
+    );
+    assert!(events.iter().any(|(kind, reason, note)| kind == "Warning"
+        && reason == "RestartTargetMissing"
+        && note.contains("absent")));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1, "no new token, no restart");
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

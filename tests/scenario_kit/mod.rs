@@ -425,6 +425,27 @@ impl Kit {
         (tx, handle)
     }
 
+    /// Runs a replica with leader election on the Lease `clear-operator` (short lease so
+    /// that handovers take about a second).
+    pub fn run_replica(
+        &self,
+        ctx: Arc<Context>,
+        identity: &str,
+    ) -> (oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = oneshot::channel::<()>();
+        let mut lease = clear_operator::leader::LeaseConfig::new(NS, "clear-operator", identity);
+        lease.lease_duration = Duration::from_secs(3);
+        let config = ControllerConfig {
+            concurrency: 4,
+            leader_election: Some(lease),
+            ..ControllerConfig::default()
+        };
+        let handle = tokio::spawn(controller::run(ctx, config, async move {
+            let _ = rx.await;
+        }));
+        (tx, handle)
+    }
+
     /// A fresh operator context (as after a restart) sharing this kit's clock.
     pub fn new_context(&self, policy: Policy) -> Arc<Context> {
         Arc::new(new_context(&self.client, &self.clock, policy))
