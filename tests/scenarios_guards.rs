@@ -177,6 +177,58 @@ async fn server_errors_are_retried_with_growing_backoff_and_recover() {
 }
 
 #[tokio::test]
+async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backoff() {
+    let kit = Kit::start_with(KitOptions {
+        clients: vec![client()],
+        clear_timeout: Duration::from_millis(500),
+        ..KitOptions::default()
+    })
+    .await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let first = kit.token_in("billing").await;
+
+    // Clear mints (revoking the stored token) but the answer arrives after the timeout.
+    let delay = Fault::Delay(Duration::from_millis(1500));
+    kit.sandbox
+        .inject_fault(FaultScope::Secret(SECRET.into()), delay, 1);
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "slow",
+    )
+    .await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 2);
+    assert!(
+        !kit.sandbox.is_token_valid(&first),
+        "Clear did mint and revoke"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClearUnavailable".into())
+    );
+    let status = kit.get("billing").await.status.unwrap();
+    assert!(
+        status.mint_started_at.is_some(),
+        "the lost outcome is remembered"
+    );
+
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 2, "no call during the backoff");
+    kit.advance(SignedDuration::from_mins(1));
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 3, "one replacement after the backoff");
+    let replaced = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&replaced));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
 async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
     let kit = Kit::start_with(KitOptions {
         clients: vec![client()],

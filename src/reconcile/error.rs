@@ -18,6 +18,9 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    /// NB: sanitized like the client secret: this read returns the token.
+    #[error("failed to read the token in target Secret {name}: {detail}")]
+    ReadStoredToken { name: String, detail: String },
     #[error("failed to apply target Secret {name}: {source}")]
     ApplySecret {
         name: String,
@@ -41,6 +44,7 @@ impl Error {
             Self::ReadResource(_) => "ReadResource",
             Self::ReadClientSecret { .. } => "ReadClientSecret",
             Self::ReadTargetSecret { .. } => "ReadTargetSecret",
+            Self::ReadStoredToken { .. } => "ReadStoredToken",
             Self::ApplySecret { .. } => "ApplySecret",
             Self::PatchStatus(_) => "PatchStatus",
             Self::Finalizer(_) => "Finalizer",

@@ -248,9 +248,9 @@ async fn keep(
         let current = secrets
             .get_opt(&target)
             .await
-            .map_err(|source| Error::ReadTargetSecret {
+            .map_err(|e| Error::ReadStoredToken {
                 name: target.clone(),
-                source,
+                detail: error::sanitize(&e),
             })?;
         if let Some(token) = current.as_ref().and_then(secret::stored_token) {
             apply_secret(ctx, cac, base_url.as_str(), &token, record).await?;

@@ -101,6 +101,8 @@ pub struct KitOptions {
     pub clients: Vec<ClientConfig>,
     pub policy: Policy,
     pub start: Timestamp,
+    /// Total timeout of one call to Clear.
+    pub clear_timeout: Duration,
 }
 
 impl Default for KitOptions {
@@ -109,6 +111,7 @@ impl Default for KitOptions {
             clients: Vec::new(),
             policy: Policy::default(),
             start: "2026-11-25T10:00:00Z".parse().unwrap(),
+            clear_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -145,7 +148,12 @@ impl Kit {
                 .expect("sandbox starts");
 
         let clock = ManualClock::new(options.start);
-        let ctx = Arc::new(new_context(&client, &clock, options.policy));
+        let ctx = Arc::new(new_context(
+            &client,
+            &clock,
+            options.policy,
+            options.clear_timeout,
+        ));
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
 
@@ -448,7 +456,12 @@ impl Kit {
 
     /// A fresh operator context (as after a restart) sharing this kit's clock.
     pub fn new_context(&self, policy: Policy) -> Arc<Context> {
-        Arc::new(new_context(&self.client, &self.clock, policy))
+        Arc::new(new_context(
+            &self.client,
+            &self.clock,
+            policy,
+            Duration::from_secs(5),
+        ))
     }
 
     /// Waits until `check` holds for the resource (the controller runs in the background).
@@ -484,11 +497,16 @@ fn jiff_now(clock: &ManualClock) -> Timestamp {
     clock.now()
 }
 
-fn new_context(client: &kube::Client, clock: &ManualClock, policy: Policy) -> Context {
+fn new_context(
+    client: &kube::Client,
+    clock: &ManualClock,
+    policy: Policy,
+    timeout: Duration,
+) -> Context {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
     let clear = ClearClient::new(ClearClientConfig {
-        request_timeout: Duration::from_secs(5),
+        request_timeout: timeout,
         ..ClearClientConfig::default()
     })
     .expect("clear client builds");
