@@ -229,6 +229,33 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
 }
 
 #[tokio::test]
+async fn failing_secret_write_after_a_mint_backs_off_instead_of_minting_in_a_loop() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.emulator.faults().fail_next("patch", "secrets", 1, 500);
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert!(kit.target("billing").await.is_none());
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "SecretApplyFailed".into())
+    );
+
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "no call during the backoff");
+    kit.advance(SignedDuration::from_mins(1));
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
 async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
     let kit = Kit::start_with(KitOptions {
         clients: vec![client()],

@@ -285,7 +285,8 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
     // A crash between "counted" and "outcome recorded" leaves the operator's own
     // mintStartedAt behind (written with its field manager, as the operator does).
     let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
-    status["mintStartedAt"] = json!("2026-11-25T10:00:00Z");
+    kit.advance(SignedDuration::from_mins(1));
+    status["mintStartedAt"] = json!("2026-11-25T10:01:00Z");
     let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
     kit.cacs
         .patch_status(
@@ -299,6 +300,34 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
     assert_eq!(kit.calls(SECRET), 2);
     let status = kit.get("billing").await.status.unwrap();
     assert_eq!(status.mint_started_at, None);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn lost_status_update_after_a_written_token_mints_nothing() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    // The token reached the Secret (issued 10:00:00) but the status still says a call
+    // started at 09:59:59: only the status update was lost.
+    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
+    status["mintStartedAt"] = json!("2026-11-25T09:59:59Z");
+    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
+    kit.cacs
+        .patch_status(
+            "billing",
+            &kube::api::PatchParams::apply("clear-operator").force(),
+            &kube::api::Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(
+        kit.get("billing").await.status.unwrap().mint_started_at,
+        None
+    );
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.token_in("billing").await;
     kit.assert_no_leaks();
     kit.shutdown().await;
 }

@@ -239,7 +239,7 @@ fn mint_reason(
     fingerprint: &str,
     now: Timestamp,
 ) -> Option<MintReason> {
-    if obs.status.mint_started_at.is_some() {
+    if call_outcome_lost(obs) {
         return Some(MintReason::Interrupted);
     }
     let record = match &obs.target {
@@ -275,6 +275,17 @@ fn mint_reason(
     None
 }
 
+/// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret
+/// holds no token issued since. (The Secret is written before status, so a token issued
+/// after the call started means the call succeeded and only the status update was lost:
+/// nothing to redo.)
+fn call_outcome_lost(obs: &Observed) -> bool {
+    let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0) else {
+        return false;
+    };
+    !matches!(&obs.target, TargetState::Ours { token: Some(record), .. } if record.issued_at >= started)
+}
+
 /// Whether status says a token was written to this same target Secret before.
 fn had_token_in(obs: &Observed) -> bool {
     obs.status.token_fingerprint.is_some()
@@ -291,7 +302,7 @@ fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
             why: "no token is stored",
         };
     };
-    if obs.status.mint_started_at.is_some() {
+    if call_outcome_lost(obs) {
         return TokenHealth::Unusable {
             why: "a call to Clear may have revoked the stored token",
         };
@@ -564,6 +575,14 @@ mod tests {
                 |o| o.status.mint_started_at = time("2026-11-25T05:59:00Z"),
                 NOW,
                 Some(MintReason::Interrupted),
+            ),
+            (
+                "a call whose token reached the Secret only lost its status update",
+                |o| {
+                    o.status.mint_started_at = time("2026-11-25T00:00:00Z");
+                },
+                NOW,
+                None,
             ),
             (
                 "metadata drift alone re-applies without minting",

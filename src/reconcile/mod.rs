@@ -446,8 +446,40 @@ async fn mint(
         regenerate: fetched.observed.regenerate_request.clone(),
         token_fingerprint: issued.token.fingerprint(),
     };
-    apply_secret(ctx, cac, base_url.as_str(), &issued.token, &record).await?;
+    let applied = apply_secret(ctx, cac, base_url.as_str(), &issued.token, &record).await;
     drop(issued);
+    if let Err(Error::ApplySecret {
+        name: target,
+        source,
+    }) = applied
+    {
+        // NB: the new token is lost and the stored one revoked; retrying at once would mint
+        // in a loop if the write keeps failing (RBAC, quota), so it backs off like a failure.
+        let attempt = counted.failed_attempts.saturating_add(1);
+        let next_retry = now + schedule::transient_backoff(attempt, schedule::random_jitter());
+        let failure = MintFailure {
+            reason: status::reasons::SECRET_APPLY_FAILED,
+            message: format!(
+                "failed to write the new token to Secret {target}: {}",
+                error::sanitize(&source)
+            ),
+            next_retry: Some(next_retry),
+            may_have_minted: true,
+        };
+        let next = status::mint_failed(&counted, &failure, health, generation, ctx.clock.now());
+        status::apply(api, &name, Some(&counted), &next)
+            .await
+            .map_err(Error::PatchStatus)?;
+        warn!(secret = %target, error = %error::sanitize(&source), "failed to write the new token; retrying with backoff");
+        let notice = Notice::MintFailed {
+            reason: failure.reason,
+            message: failure.message.clone(),
+        };
+        events::publish(&ctx.recorder, &cac.object_ref(&()), notice).await;
+        ctx.metrics.set_ready(&namespace, &name, false);
+        return Ok(Some(next_retry));
+    }
+    applied?;
     let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
     let target = cac.target_secret_name();
     let done = status::minted(&counted, &record, renewal, &target, generation, issued_at);

@@ -33,6 +33,9 @@ pub mod reasons {
     pub const TARGET_CONFLICT: &str = "TargetConflict";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
+    /// Clear minted but the Secret could not be written: the token is lost (and the stored
+    /// one revoked); retried with backoff.
+    pub const SECRET_APPLY_FAILED: &str = "SecretApplyFailed";
 }
 
 /// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
@@ -122,6 +125,9 @@ pub fn kept(
     let mut status = prev.clone();
     record_token(&mut status, record, renewal, secret_name);
     clear_failures(&mut status);
+    // NB: keeping a token means no call is in flight; a mark left by a call whose token did
+    // reach the Secret is cleared here.
+    status.mint_started_at = None;
     status.observed_generation = generation;
     let message = describe_validity(record.valid_till, renewal);
     set_ready(&mut status, true, reasons::ISSUED, message, generation, now);
@@ -286,6 +292,7 @@ fn reason_constant(reason: &str) -> &'static str {
         reasons::RATE_LIMITED,
         reasons::CLEAR_UNAVAILABLE,
         reasons::CLEAR_RESPONSE_INVALID,
+        reasons::SECRET_APPLY_FAILED,
     ]
     .into_iter()
     .find(|r| *r == reason)
