@@ -113,16 +113,19 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
             "Seeded Secret {DEMO_NAMESPACE}/{DEMO_CLIENT_SECRET_NAME} (the client secret) and ClearApiClient {DEMO_NAMESPACE}/{DEMO_NAME}"
         ));
         let view = Arc::new(SandboxView(sandbox.clone()));
-        let narrator = narrate(client.clone(), view.clone(), shutdown.clone());
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let narrator = narrate(client.clone(), view.clone(), shutdown.clone(), ready_tx);
         if args.exit_when_ready {
             let timeout = Duration::from_secs(args.ready_timeout_secs);
-            let ready = wait_until_ready(&client, timeout).await;
+            // NB: wait for the narrator, not for the condition alone, so that what the user
+            // reads ("issued", "written", "live") is printed before we exit.
+            let ready = match tokio::time::timeout(timeout, ready_rx).await {
+                Ok(Ok(())) => check_token_live(&client, &view).await,
+                _ => Err(DevError::NotReady(timeout)),
+            };
             shutdown.cancel();
             let _ = narrator.await;
-            match ready {
-                Ok(()) => check_token_live(&client, &view).await,
-                Err(e) => Err(e),
-            }
+            ready
         } else {
             say(
                 "Try: kubectl get cac -A; kubectl describe cac -n demo gst-demo; clear-operator regenerate gst-demo -n demo. Ctrl-C stops everything.",
@@ -287,19 +290,6 @@ fn ready_condition(
         .find(|c| c.type_ == "Ready")
 }
 
-async fn wait_until_ready(client: &Client, timeout: Duration) -> Result<(), DevError> {
-    let api: Api<ClearApiClient> = Api::namespaced(client.clone(), DEMO_NAMESPACE);
-    let ready = |obj: Option<&ClearApiClient>| obj.is_some_and(is_ready);
-    tokio::time::timeout(timeout, await_condition(api, DEMO_NAME, ready))
-        .await
-        .map_err(|_| DevError::NotReady(timeout))?
-        .map_err(|e| DevError::Kube {
-            step: "watch the demo ClearApiClient",
-            source: kube::Error::Service(Box::new(e)),
-        })?;
-    Ok(())
-}
-
 /// What the demo may ask the simulator: only whether the token in a Secret is live.
 struct SandboxView(Arc<SandboxHandle>);
 
@@ -336,10 +326,12 @@ async fn wait_for_ctrl_c(shutdown: &CancellationToken) {
 }
 
 /// Prints one plain line per meaningful change of the demo resource.
+/// `ready` fires once the resource is Ready with a token the simulator confirms is live.
 fn narrate(
     client: Client,
     sandbox: Arc<SandboxView>,
     shutdown: CancellationToken,
+    ready: tokio::sync::oneshot::Sender<()>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let api: Api<ClearApiClient> = Api::namespaced(client.clone(), DEMO_NAMESPACE);
@@ -347,6 +339,7 @@ fn narrate(
         let config = watcher::Config::default().fields(&format!("metadata.name={DEMO_NAME}"));
         let mut stream = watcher(api, config).applied_objects().boxed();
         let mut narrator = Narrator::default();
+        let mut ready = Some(ready);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -355,16 +348,23 @@ fn narrate(
                         for line in narrator.observe(&cac) {
                             say(&line);
                         }
-                        if narrator.take_new_token() {
+                        let new_token = narrator.take_new_token();
+                        let awaiting_ready = ready.is_some() && is_ready(&cac) && narrator.token.is_some();
+                        if new_token || awaiting_ready {
                             let live = match secrets.get(&cac.target_secret_name()).await {
                                 Ok(secret) => sandbox.is_live(&secret),
                                 Err(_) => false,
                             };
-                            say(if live {
-                                "Clear simulator: the token in the Secret is live (any previous one is now revoked)."
-                            } else {
-                                "Clear simulator: the token in the Secret is NOT live."
-                            });
+                            if new_token {
+                                say(if live {
+                                    "Clear simulator: the token in the Secret is live (any previous one is now revoked)."
+                                } else {
+                                    "Clear simulator: the token in the Secret is NOT live."
+                                });
+                            }
+                            if live && is_ready(&cac) && let Some(ready) = ready.take() {
+                                let _ = ready.send(());
+                            }
                         }
                     }
                     Ok(None) => break,

@@ -1,0 +1,190 @@
+//! Apply-to-Secret latency: from `create ClearApiClient` answered by the API server to the
+//! operator's token Secret appearing in a watch, over N resources (default 200), on the
+//! emulator + simulator with the real operator in-process. Also counts Clear calls (must
+//! equal N) and reports the total. Prints figures; asserts nothing about time.
+//!
+//! `cargo bench --bench apply_to_secret` (env: BENCH_RESOURCES, BENCH_CONCURRENCY).
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+use clear_operator::{
+    cli::RunArgs,
+    dev::install_crd,
+    operator,
+    resource::{
+        ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
+        Environment, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Product, Region,
+    },
+};
+use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::{ByteString, api::core::v1::Secret};
+use kube::{
+    Api,
+    api::{ObjectMeta, PostParams},
+    runtime::{WatchStreamExt, watcher},
+};
+use kube_emulator::{Emulator, EmulatorOptions};
+use tokio_util::sync::CancellationToken;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let n = env_usize("BENCH_RESOURCES", 200);
+    let concurrency = env_usize("BENCH_CONCURRENCY", 4) as u16;
+    let emulator = Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("emulator starts");
+    let secrets_of = |i: usize| format!("bench-secret-{i:04}");
+    let sandbox = Sandbox::start(SandboxConfig::new(
+        (0..n)
+            .map(|i| {
+                ClientConfig::new(secrets_of(i), "bench-ws")
+                    .with_products(["GST"])
+                    .with_lifetime(Duration::from_secs(3600))
+            })
+            .collect(),
+    ))
+    .await
+    .expect("simulator starts");
+    let client = emulator.client().await;
+    install_crd(&client).await.expect("CRD installs");
+
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    for i in 0..n {
+        let s = Secret {
+            metadata: ObjectMeta {
+                name: Some(format!("client-secret-{i:04}")),
+                ..ObjectMeta::default()
+            },
+            data: Some(BTreeMap::from([(
+                DEFAULT_CLIENT_SECRET_KEY.to_string(),
+                ByteString(secrets_of(i).into_bytes()),
+            )])),
+            ..Secret::default()
+        };
+        secrets
+            .create(&PostParams::default(), &s)
+            .await
+            .expect("client secret");
+    }
+
+    let shutdown = CancellationToken::new();
+    let operator = tokio::spawn(operator::run(
+        client.clone(),
+        RunArgs {
+            namespaces: Vec::new(),
+            allow_http: true,
+            mint_budget: 250,
+            concurrency,
+            metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            no_leader_election: true,
+            leader_election_namespace: None,
+            lease_name: "clear-operator".into(),
+            ca_bundle: None,
+            clear_timeout_secs: 10,
+        },
+        shutdown.clone(),
+    ));
+
+    // Record when each token Secret first appears.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch_api = secrets.clone();
+    let watch_task = tokio::spawn(async move {
+        let cfg =
+            watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+        let mut stream = watcher(watch_api, cfg).applied_objects().boxed();
+        while let Ok(Some(s)) = stream.try_next().await {
+            if tx
+                .send((s.metadata.name.unwrap_or_default(), Instant::now()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), "default");
+    let mut created = BTreeMap::new();
+    let started = Instant::now();
+    for i in 0..n {
+        let name = format!("bench-{i:04}");
+        let cac = ClearApiClient::new(
+            &name,
+            ClearApiClientSpec {
+                environment: Environment::Sandbox,
+                region: Region::India,
+                base_url: Some(sandbox.url().to_string()),
+                workspace: "bench-ws".into(),
+                products: vec![Product("GST".into())],
+                client_secret_ref: ClientSecretRef {
+                    name: format!("client-secret-{i:04}"),
+                    key: DEFAULT_CLIENT_SECRET_KEY.into(),
+                },
+                target: None,
+                renew_before: None,
+                revoke_on_delete: false,
+                rollout_restart_targets: Vec::new(),
+            },
+        );
+        cacs.create(&PostParams::default(), &cac)
+            .await
+            .expect("create ClearApiClient");
+        created.insert(name, Instant::now());
+    }
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while seen.len() < n && Instant::now() < deadline {
+        if let Ok(Some((name, at))) = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await
+        {
+            seen.entry(name).or_insert(at);
+        } else {
+            break;
+        }
+    }
+    let total = started.elapsed();
+    let mut latencies: Vec<Duration> = seen
+        .iter()
+        .filter_map(|(name, at)| created.get(name).map(|c| at.saturating_duration_since(*c)))
+        .collect();
+    latencies.sort();
+    // Let the operator settle, then count calls: a second look must have minted nothing more.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let calls = sandbox.total_call_counts().total;
+    println!("resources            {n} (operator concurrency {concurrency})");
+    println!(
+        "secrets written      {}/{n} in {:.2}s",
+        seen.len(),
+        total.as_secs_f64()
+    );
+    if !latencies.is_empty() {
+        println!(
+            "apply → Secret       p50 {:?}  p90 {:?}  p99 {:?}  max {:?}",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.9),
+            percentile(&latencies, 0.99),
+            latencies.last().unwrap()
+        );
+    }
+    println!("Clear calls          {calls} (expected {n})");
+    shutdown.cancel();
+    let _ = operator.await;
+    watch_task.abort();
+    sandbox.shutdown().await.ok();
+    emulator.shutdown().await;
+}
