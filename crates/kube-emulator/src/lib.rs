@@ -13,6 +13,7 @@ mod kinds;
 mod kubeconfig;
 mod list;
 mod openapi;
+mod protobuf;
 mod registry;
 mod selectors;
 mod server;
@@ -59,6 +60,9 @@ pub struct EmulatorOptions {
     pub watch_history: usize,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
+    /// Report Deployments, StatefulSets and DaemonSets as fully rolled out (no pods run
+    /// here; `helm --wait` needs this). Off: their status is left alone.
+    pub ready_workloads: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -67,6 +71,7 @@ impl Default for EmulatorOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
+            ready_workloads: false,
         }
     }
 }
@@ -119,6 +124,7 @@ impl Emulator {
             })?;
         let addr = listener.local_addr().map_err(Error::LocalAddr)?;
         let mut state = State::new(opts.watch_history);
+        state.ready_workloads = opts.ready_workloads;
         seed(&mut state);
         let state = Arc::new(Mutex::new(state));
         let shutdown = CancellationToken::new();

@@ -23,6 +23,9 @@ struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 10)]
     bookmark_interval_secs: u64,
+    /// Report Deployments, StatefulSets and DaemonSets as rolled out (for helm --wait).
+    #[arg(long)]
+    ready_workloads: bool,
 }
 
 #[tokio::main]
@@ -37,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
     let opts = EmulatorOptions {
         listen: args.listen,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_secs.max(1)),
+        ready_workloads: args.ready_workloads,
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(opts).await?;

@@ -16,7 +16,7 @@ use crate::status::ApiError;
 use crate::store::State;
 use crate::verbs::{self, DeleteParams, PatchType, Selection, Target, WriteParams};
 use crate::watch::{self, WatchParams};
-use crate::{discovery, list, openapi, table};
+use crate::{discovery, list, openapi, protobuf, table};
 
 /// Everything a request handler needs.
 pub struct Shared {
@@ -312,6 +312,9 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
     let body_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
     let parse_body = || -> Result<Value, ApiError> {
         let base = body_type.split(';').next().unwrap_or("").trim();
+        if base == protobuf::CONTENT_TYPE {
+            return protobuf::decode(&body);
+        }
         if !matches!(base, "" | "application/json" | "application/yaml" | "*/*") {
             return Err(ApiError::unsupported_media_type(base));
         }

@@ -416,6 +416,9 @@ fn create_object(
     if !managed_done {
         emulator_patch::record_update(None, &mut obj, &p.manager, None, &now);
     }
+    if state.ready_workloads {
+        kinds::roll_out(&rt, &mut obj);
+    }
     if p.dry_run {
         obj["metadata"]["resourceVersion"] = json!("");
         return Ok(present(&rt, &t.version, &obj));
@@ -557,6 +560,9 @@ fn commit_update(
     if rt.tracks_generation && spec_changed(&old, &new) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
         new["metadata"]["generation"] = json!(g + 1);
+    }
+    if state.ready_workloads && !t.is_status() {
+        kinds::roll_out(&rt, &mut new);
     }
     if same_object(&old, &new) {
         return Ok(present(&rt, &t.version, &old));
@@ -770,8 +776,13 @@ impl DeleteParams {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(base);
         }
-        let v: Value = serde_json::from_slice(body)
-            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        let v: Value = if body.starts_with(b"k8s\0") {
+            crate::protobuf::decode_delete_options(body)?
+        } else {
+            serde_json::from_slice(body).map_err(|e| {
+                ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
+            })?
+        };
         if let Some(p) = v["propagationPolicy"].as_str() {
             base.propagation = Some(p.to_string());
         }

@@ -486,3 +486,57 @@ async fn api_resources_lists_builtins_and_registered_crds() {
     }
     c.stop().await;
 }
+
+#[tokio::test]
+async fn create_generators_send_protobuf_that_the_emulator_decodes() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    assert_eq!(
+        c.ok(&["create", "namespace", "team"]).await.trim(),
+        "namespace/team created"
+    );
+    assert_eq!(
+        c.ok(&[
+            "create",
+            "secret",
+            "generic",
+            "cs",
+            "-n",
+            "team",
+            "--from-literal=clientSecret=abc"
+        ])
+        .await
+        .trim(),
+        "secret/cs created"
+    );
+    c.ok(&[
+        "create",
+        "configmap",
+        "cm",
+        "-n",
+        "team",
+        "--from-literal=a=b",
+    ])
+    .await;
+    c.ok(&["create", "serviceaccount", "bot", "-n", "team"])
+        .await;
+    let secret = c.emu.object("secrets", Some("team"), "cs").unwrap();
+    assert_eq!(secret["data"]["clientSecret"], "YWJj");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(
+        c.emu.object("configmaps", Some("team"), "cm").unwrap()["data"]["a"],
+        "b"
+    );
+    let ns = c.emu.object("namespaces", None, "team").unwrap();
+    assert!(ns["metadata"].get("generateName").is_none(), "{ns}");
+
+    assert_eq!(
+        c.ok(&["delete", "namespace", "team"]).await.trim(),
+        "namespace \"team\" deleted"
+    );
+    assert!(c.emu.objects("secrets", Some("team")).is_empty());
+    assert!(c.emu.object("namespaces", None, "team").is_none());
+    c.stop().await;
+}
