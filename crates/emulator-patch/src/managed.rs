@@ -121,9 +121,52 @@ pub(crate) fn take(object: &mut Value) -> Option<Value> {
         .remove("managedFields")
 }
 
+/// kube-apiserver keeps at most this many Update entries.
+const MAX_UPDATE_MANAGERS: usize = 10;
+/// The manager the oldest Update entries are folded into past the cap.
+const ANCIENT: &str = "ancient-changes";
+
+/// Folds the oldest Update entries into per-apiVersion "ancient-changes" entries until at
+/// most [`MAX_UPDATE_MANAGERS`] remain, as kube-apiserver does to bound managedFields.
+fn cap_updates(entries: &mut Vec<Entry>) {
+    let mut updates: Vec<usize> = (0..entries.len())
+        .filter(|&i| entries[i].operation == UPDATE)
+        .collect();
+    if updates.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updates.sort_by(|&a, &b| entries[a].time.cmp(&entries[b].time));
+    let mut remaining = updates.len();
+    let mut first_of_version: Vec<(String, usize)> = Vec::new();
+    let mut gone = vec![false; entries.len()];
+    for i in updates {
+        if remaining <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        match first_of_version.iter().find(|(v, _)| *v == version) {
+            Some(&(_, bucket)) => {
+                let merged = entries[i].fields.clone();
+                let time = entries[i].time.clone();
+                let target = &mut entries[bucket];
+                target.manager = ANCIENT.to_string();
+                target.subresource = None;
+                target.fields.union_with(&merged);
+                target.time = time;
+                gone[i] = true;
+                remaining -= 1;
+            }
+            None => first_of_version.push((version, i)),
+        }
+    }
+    let mut flags = gone.into_iter();
+    entries.retain(|_| !flags.next().unwrap_or(false));
+}
+
 /// Writes `entries` into `object` in kube-apiserver's order, dropping empty ones.
 pub(crate) fn write(object: &mut Value, mut entries: Vec<Entry>) {
     entries.retain(|e| !e.fields.is_empty());
+    cap_updates(&mut entries);
     entries.sort_by(|a, b| {
         (
             &a.operation,
@@ -241,6 +284,45 @@ mod tests {
         assert!(!entry(UPDATE, "v1").same_owner(&entry(APPLY, "v1")));
         assert_eq!(entry(UPDATE, "apps/v1").describe(), r#""m" using apps/v1"#);
         assert_eq!(entry(APPLY, "apps/v1").describe(), r#""m""#);
+    }
+
+    #[test]
+    fn more_than_ten_update_managers_fold_the_oldest_into_ancient_changes() {
+        let mut entries: Vec<Entry> = (0..12)
+            .map(|i| Entry {
+                manager: format!("m{i:02}"),
+                operation: UPDATE.into(),
+                api_version: "v1".into(),
+                time: Some(format!("2026-01-01T00:00:{i:02}Z")),
+                subresource: None,
+                fields: FieldSet::from_json(&json!({"f:data": {format!("f:k{i}"): {}}}))
+                    .expect("valid"),
+            })
+            .collect();
+        entries.push(Entry {
+            manager: "applier".into(),
+            operation: APPLY.into(),
+            api_version: "v1".into(),
+            time: Some("2026-01-01T00:00:00Z".into()),
+            subresource: None,
+            fields: FieldSet::leaf(),
+        });
+        let mut object = json!({"metadata": {}});
+        write(&mut object, entries);
+        let written = read(&object).expect("valid");
+        let updates: Vec<&Entry> = written.iter().filter(|e| e.operation == UPDATE).collect();
+        assert_eq!(updates.len(), 10);
+        let ancient = written
+            .iter()
+            .find(|e| e.manager == ANCIENT)
+            .expect("bucket entry");
+        assert_eq!(
+            ancient.fields.to_json(),
+            json!({"f:data": {"f:k0": {}, "f:k1": {}, "f:k2": {}}})
+        );
+        assert_eq!(ancient.time.as_deref(), Some("2026-01-01T00:00:02Z"));
+        assert!(written.iter().any(|e| e.manager == "applier"));
+        assert!(written.iter().any(|e| e.manager == "m11"));
     }
 
     #[test]
