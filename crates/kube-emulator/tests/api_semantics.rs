@@ -1,0 +1,468 @@
+//! API conventions beyond plain CRUD: generateName, dryRun, deletecollection, foreground
+//! deletion, JSON and strategic merge patches, selector-filtered watches, streaming
+//! lists, watch timeouts, Leases and events.k8s.io Events, Tables, aggregated discovery,
+//! and the binary's first line and kubeconfig.
+
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::{Value, json};
+
+async fn start() -> (Emulator, kube::Client) {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emu.client().await;
+    (emu, client)
+}
+
+fn cm(name: &str, labels: Value) -> ConfigMap {
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": labels}, "data": {"a": "b"}}),
+    )
+    .unwrap()
+}
+
+async fn raw(client: &kube::Client, method: &str, path: &str, accept: &str) -> (Value, String) {
+    let req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("Accept", accept)
+        .body(Vec::new())
+        .unwrap();
+    let text = client.request_text(req).await.unwrap();
+    (serde_json::from_str(&text).unwrap(), text)
+}
+
+#[tokio::test]
+async fn generate_name_gets_a_random_suffix() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let obj: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"generateName": "tok-"}})).unwrap();
+    let a = api.create(&PostParams::default(), &obj).await.unwrap();
+    let b = api.create(&PostParams::default(), &obj).await.unwrap();
+    let (na, nb) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
+    assert!(na.starts_with("tok-") && na.len() == 9, "{na}");
+    assert_ne!(na, nb);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn dry_run_create_and_delete_store_nothing() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let pp = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let out = api.create(&pp, &cm("d", json!({}))).await.unwrap();
+    assert_eq!(out.metadata.name.as_deref(), Some("d"));
+    assert!(api.get_opt("d").await.unwrap().is_none());
+    api.create(&PostParams::default(), &cm("d", json!({})))
+        .await
+        .unwrap();
+    let dp = DeleteParams {
+        dry_run: true,
+        ..DeleteParams::default()
+    };
+    api.delete("d", &dp).await.unwrap();
+    assert!(api.get_opt("d").await.unwrap().is_some());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn delete_collection_removes_only_selected_objects() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    for (n, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        api.create(&PostParams::default(), &cm(n, json!({"app": app})))
+            .await
+            .unwrap();
+    }
+    api.delete_collection(
+        &DeleteParams::default(),
+        &ListParams::default().labels("app=x"),
+    )
+    .await
+    .unwrap();
+    let left: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|c| c.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["c"]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn foreground_deletion_waits_for_dependents() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let owner = api
+        .create(&PostParams::default(), &cm("owner", json!({})))
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let dep: Secret = serde_json::from_value(json!({"metadata": {
+        "name": "dep", "finalizers": ["test/hold"],
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
+                             "uid": owner.metadata.uid.unwrap(), "blockOwnerDeletion": true}]}}))
+    .unwrap();
+    secrets.create(&PostParams::default(), &dep).await.unwrap();
+    api.delete("owner", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let held = api.get("owner").await.unwrap();
+    assert!(held.metadata.deletion_timestamp.is_some());
+    assert_eq!(held.metadata.finalizers.unwrap(), ["foregroundDeletion"]);
+    assert!(
+        secrets
+            .get("dep")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    secrets
+        .patch(
+            "dep",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(secrets.get_opt("dep").await.unwrap().is_none());
+    assert!(api.get_opt("owner").await.unwrap().is_none());
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn json_patch_applies_and_a_failed_test_op_changes_nothing() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("j", json!({})))
+        .await
+        .unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "add", "path": "/data/c", "value": "d"},
+        {"op": "remove", "path": "/data/a"},
+    ]))
+    .unwrap();
+    let out = api
+        .patch("j", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    assert_eq!(
+        out.data.unwrap(),
+        [("c".to_string(), "d".to_string())].into()
+    );
+    let failing: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "test", "path": "/data/c", "value": "nope"},
+        {"op": "add", "path": "/data/e", "value": "f"},
+    ]))
+    .unwrap();
+    assert!(
+        api.patch("j", &PatchParams::default(), &Patch::<()>::Json(failing))
+            .await
+            .is_err()
+    );
+    assert!(!api.get("j").await.unwrap().data.unwrap().contains_key("e"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn strategic_merge_patch_merges_containers_by_name_and_deployments_default_replicas() {
+    let (emu, client) = start().await;
+    let api: Api<Deployment> = Api::namespaced(client, "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "a", "image": "a:1"}, {"name": "b", "image": "b:1"}]}}},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &d).await.unwrap();
+    assert_eq!(created.spec.as_ref().unwrap().replicas, Some(1));
+    assert_eq!(created.metadata.generation, Some(1));
+    let patch =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "image": "b:2"}]}}}});
+    let out = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(patch))
+        .await
+        .unwrap();
+    let containers = out.spec.unwrap().template.spec.unwrap().containers;
+    let images: Vec<(String, String)> = containers
+        .into_iter()
+        .map(|c| (c.name, c.image.unwrap()))
+        .collect();
+    assert_eq!(
+        images,
+        [("a".into(), "a:1".into()), ("b".into(), "b:2".into())]
+    );
+    assert_eq!(out.metadata.generation, Some(2));
+    assert!(
+        out.status.is_none(),
+        "status is left alone without ready_workloads"
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn ready_workloads_option_reports_deployments_rolled_out() {
+    let emu = Emulator::start(EmulatorOptions {
+        ready_workloads: true,
+        ..EmulatorOptions::default()
+    })
+    .await
+    .unwrap();
+    let api: Api<Deployment> = Api::namespaced(emu.client().await, "default");
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "a"}]}}},
+    }))
+    .unwrap();
+    let out = api.create(&PostParams::default(), &d).await.unwrap();
+    let status = out.status.unwrap();
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(status.available_replicas, Some(2));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn selector_watch_turns_label_changes_into_added_and_deleted() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("x", json!({"app": "no"})))
+        .await
+        .unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default().labels("app=yes").disable_bookmarks();
+    let mut stream = api.watch(&wp, &rv).await.unwrap().boxed();
+    for v in ["yes", "no"] {
+        api.patch(
+            "x",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"app": v}}})),
+        )
+        .await
+        .unwrap();
+    }
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        kinds.push(match ev {
+            WatchEvent::Added(_) => "ADDED",
+            WatchEvent::Deleted(_) => "DELETED",
+            WatchEvent::Modified(_) => "MODIFIED",
+            _ => "OTHER",
+        });
+    }
+    assert_eq!(kinds, ["ADDED", "DELETED"]);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_events_then_changes() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &cm("before", json!({})))
+        .await
+        .unwrap();
+    let cfg = watcher::Config::default().streaming_lists();
+    let mut stream = watcher(api.clone(), cfg).applied_objects().boxed();
+    let first = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.metadata.name.as_deref(), Some("before"));
+    api.create(&PostParams::default(), &cm("after", json!({})))
+        .await
+        .unwrap();
+    let second = tokio::time::timeout(Duration::from_secs(5), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(second.metadata.name.as_deref(), Some("after"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_ends_at_the_requested_timeout() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let wp = WatchParams::default().timeout(1).disable_bookmarks();
+    let mut stream = api.watch(&wp, &rv).await.unwrap().boxed();
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.try_next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(end.is_none(), "the server closed the watch");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn leases_and_events_k8s_io_are_served() {
+    let (emu, client) = start().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("leader", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    let mut stale = created;
+    stale.spec.as_mut().unwrap().holder_identity = Some("c".into());
+    let err = leases
+        .replace("leader", &PostParams::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err:?}"
+    );
+
+    let events: Api<Event> = Api::namespaced(client, "default");
+    let ev: Event = serde_json::from_value(json!({"metadata": {"generateName": "x-"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Issued", "note": "token issued",
+        "type": "Normal", "action": "Mint", "reportingController": "clear-operator",
+        "reportingInstance": "clear-operator-1",
+        "regarding": {"kind": "ClearApiClient", "name": "demo", "namespace": "default"}}))
+    .unwrap();
+    events.create(&PostParams::default(), &ev).await.unwrap();
+    assert_eq!(
+        emu.objects("events.k8s.io/events", Some("default")).len(),
+        1
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn tables_and_aggregated_discovery_answer_in_kubectl_formats() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let s: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "t"}, "stringData": {"a": "b", "c": "d"}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &s).await.unwrap();
+    let (table, _) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/default/secrets",
+        "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+    )
+    .await;
+    assert_eq!(table["kind"], "Table");
+    let cols: Vec<&str> = table["columnDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(cols, ["Name", "Type", "Data", "Age"]);
+    assert_eq!(table["rows"][0]["cells"][0], "t");
+    assert_eq!(table["rows"][0]["cells"][2], 2);
+    assert_eq!(table["rows"][0]["object"]["kind"], "PartialObjectMetadata");
+
+    let (disc, _) = raw(
+        &client,
+        "GET",
+        "/apis",
+        "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json",
+    )
+    .await;
+    assert_eq!(disc["kind"], "APIGroupDiscoveryList");
+    let apps = disc["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["metadata"]["name"] == "apps")
+        .unwrap();
+    let deploy = apps["versions"][0]["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "deployments")
+        .unwrap();
+    assert_eq!(deploy["scope"], "Namespaced");
+    assert_eq!(deploy["subresources"][0]["subresource"], "status");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn binary_prints_its_url_first_and_writes_a_working_kubeconfig() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = std::env::temp_dir().join(format!("kube-emulator-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let kubeconfig = dir.join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_kube-emulator"))
+        .args(["--listen", "127.0.0.1:0", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let yaml = std::fs::read_to_string(&kubeconfig).unwrap();
+    let kc = kube::config::Kubeconfig::from_yaml(&yaml).unwrap();
+    assert_eq!(kc.current_context.as_deref(), Some("kube-emulator"));
+    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let nss: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client);
+    let names: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|n| n.metadata.name.unwrap())
+        .collect();
+    assert!(names.contains(&"default".to_string()) && names.contains(&"kube-system".to_string()));
+    child.kill().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
