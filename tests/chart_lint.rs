@@ -507,6 +507,12 @@ fn every_optional_object_renders_when_enabled() {
             .contains("clear_operator_token_expiry_timestamp_seconds - time()) < 3600")
     );
     assert!(expr_of("ClearApiClientNotReady").contains("clear_operator_client_ready == 0"));
+    for alert in ["ClearTokenExpiringSoon", "ClearApiClientNotReady"] {
+        assert!(
+            expr_of(alert).contains("and on (instance) (clear_operator_leader == 1)"),
+            "{alert} must look at the leading replica only"
+        );
+    }
     assert_eq!(
         rules
             .as_array()
@@ -720,5 +726,61 @@ fn dockerfile_builds_the_operator_and_runs_it_as_non_root() {
     assert_eq!(
         only(&objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
         65532
+    );
+}
+
+/// Parses the rendered container arguments with the operator's own command line, so a flag
+/// the chart passes that the binary does not know fails here rather than in a crash loop.
+fn parse_run_args(
+    objects: &[Value],
+) -> (
+    clear_operator::telemetry::LogFormat,
+    clear_operator::cli::RunArgs,
+) {
+    use clap::Parser;
+    use clear_operator::cli::{Cli, Command};
+    let argv = std::iter::once("clear-operator".to_string()).chain(args(objects));
+    let cli = Cli::try_parse_from(argv)
+        .unwrap_or_else(|e| panic!("the chart's arguments do not parse: {e}"));
+    match cli.command {
+        Command::Run(run) => (cli.log_format, run),
+        other => panic!("the chart runs {other:?}, not `run`"),
+    }
+}
+
+#[test]
+fn default_arguments_parse_with_the_operators_command_line() {
+    let (log_format, run) = parse_run_args(&render(&[]));
+    assert_eq!(log_format, clear_operator::telemetry::LogFormat::Json);
+    assert_eq!(run.metrics_addr, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(
+        run.leader_election_namespace.as_deref(),
+        Some(RELEASE_NAMESPACE)
+    );
+    assert_eq!(run.lease_name, FULLNAME);
+    assert!(!run.no_leader_election);
+    assert_eq!(run.mint_budget, 250);
+    assert!(run.namespaces.is_empty());
+    assert!(!run.allow_http);
+    assert_eq!(run.ca_bundle, None);
+}
+
+#[test]
+fn every_optional_argument_parses_with_the_operators_command_line() {
+    let mut extra = vec![
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+        "--set",
+        "operator.logFormat=text",
+    ];
+    extra.extend_from_slice(EVERYTHING_ON);
+    let (log_format, run) = parse_run_args(&render(&extra));
+    assert_eq!(log_format, clear_operator::telemetry::LogFormat::Text);
+    assert_eq!(run.namespaces, vec!["team-a", "team-b"]);
+    assert_eq!(run.mint_budget, 120);
+    assert!(run.allow_http);
+    assert_eq!(
+        run.ca_bundle,
+        Some(PathBuf::from("/etc/clear-operator/ca/bundle.pem"))
     );
 }
