@@ -3,7 +3,7 @@
 //! resources reference. Secrets are watched as metadata only, so no token or client secret
 //! sits in any cache. With leader election, only the Lease holder runs it.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::{FutureExt, StreamExt, future::join_all};
 use k8s_openapi::api::core::v1::Secret;
@@ -25,6 +25,9 @@ use crate::{
     reconcile::{Context, error_policy, reconcile},
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
+
+/// How often metrics and claims of deleted resources are dropped.
+const FORGET_SWEEP: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -129,6 +132,16 @@ async fn run_term(
         runs.push(run);
     }
     ctx.directory.set_stores(stores);
+    let sweeper = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(FORGET_SWEEP);
+            loop {
+                every.tick().await;
+                ctx.forget_deleted();
+            }
+        })
+    };
     tokio::spawn(async move {
         end.await;
         for stop in stoppers {
@@ -136,6 +149,7 @@ async fn run_term(
         }
     });
     join_all(runs).await;
+    sweeper.abort();
 }
 
 fn build(
@@ -185,4 +199,75 @@ pub fn map_referenced_secret(
         .filter(|cac| cac.spec.client_secret_ref.name == name || cac.target_secret_name() == name)
         .map(|cac| ObjectRef::from_obj(cac.as_ref()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use kube::runtime::{reflector, watcher};
+
+    use super::*;
+    use crate::reconcile::test_support::client;
+
+    fn secret_meta(
+        namespace: &str,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> PartialObjectMeta<Secret> {
+        let mut meta: PartialObjectMeta<Secret> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": name, "namespace": namespace}
+        }))
+        .unwrap();
+        meta.metadata.labels = Some(
+            labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+        meta
+    }
+
+    #[test]
+    fn secrets_map_back_to_the_resources_reading_or_writing_them() {
+        let (store, mut writer) = reflector::store();
+        let mut billing = client("billing");
+        billing.spec.client_secret_ref.name = "shared-secret".into();
+        let mut payroll = client("payroll");
+        payroll.spec.client_secret_ref.name = "shared-secret".into();
+        let mut other_ns = client("elsewhere");
+        other_ns.metadata.namespace = Some("other".into());
+        other_ns.spec.client_secret_ref.name = "shared-secret".into();
+        for cac in [billing, payroll, other_ns] {
+            writer.apply_watcher_event(&watcher::Event::Apply(cac));
+        }
+        let mut names: Vec<String> =
+            map_referenced_secret(&store, &secret_meta("default", "shared-secret", &[]))
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+        names.sort();
+        assert_eq!(names, vec!["billing", "payroll"], "same namespace only");
+        let target: Vec<String> =
+            map_referenced_secret(&store, &secret_meta("default", "billing", &[]))
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+        assert_eq!(
+            target,
+            vec!["billing"],
+            "the target Secret maps to its writer"
+        );
+        assert!(
+            map_referenced_secret(&store, &secret_meta("default", "unrelated", &[])).is_empty()
+        );
+    }
+
+    #[test]
+    fn own_secrets_map_back_by_their_client_label() {
+        let labelled = secret_meta("default", "token", &[(CLIENT_LABEL, "billing")]);
+        let reference = map_own_secret(labelled).unwrap();
+        assert_eq!(reference.name, "billing");
+        assert_eq!(reference.namespace.as_deref(), Some("default"));
+        assert!(map_own_secret(secret_meta("default", "token", &[])).is_none());
+    }
 }

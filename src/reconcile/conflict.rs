@@ -163,7 +163,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reconcile::test_support::ts;
+    use crate::reconcile::test_support::{client, ts};
 
     fn claimant(ns: &str, name: &str, created: &str) -> Claimant {
         Claimant {
@@ -204,6 +204,66 @@ mod tests {
             Some(a.clone())
         );
         assert_eq!(older_claimant(&a, "fp", vec![(b, Some("fp"))]), None);
+    }
+
+    fn directory_with(
+        names: &[(&str, &str, Option<&str>)],
+    ) -> (
+        Directory,
+        kube::runtime::reflector::store::Writer<ClearApiClient>,
+    ) {
+        let (reader, mut writer) = kube::runtime::reflector::store();
+        for (name, created, fingerprint) in names {
+            let mut cac = client(name);
+            cac.metadata.creation_timestamp = Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(created)),
+            );
+            cac.status = Some(crate::resource::ClearApiClientStatus {
+                client_secret_fingerprint: fingerprint.map(str::to_string),
+                ..Default::default()
+            });
+            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cac));
+        }
+        let directory = Directory::default();
+        directory.set_stores(vec![reader]);
+        (directory, writer)
+    }
+
+    #[test]
+    fn conflict_is_found_from_other_resources_status_in_the_directory() {
+        let (directory, _writer) = directory_with(&[
+            ("first", "2026-11-25T00:00:00Z", Some("fp")),
+            ("second", "2026-11-25T00:00:05Z", None),
+        ]);
+        let registry = Registry::default();
+        let second = claimant("default", "second", "2026-11-25T00:00:05Z");
+        let first = claimant("default", "first", "2026-11-25T00:00:00Z");
+        assert_eq!(
+            registry
+                .find_conflict(&directory, &second, "fp")
+                .map(|c| c.name),
+            Some("first".into())
+        );
+        assert_eq!(registry.find_conflict(&directory, &first, "fp"), None);
+    }
+
+    #[test]
+    fn a_claim_made_in_process_counts_before_the_status_reaches_the_cache() {
+        // Neither status names the secret yet (the first mint is still in flight).
+        let (directory, _writer) = directory_with(&[
+            ("first", "2026-11-25T00:00:00Z", None),
+            ("second", "2026-11-25T00:00:05Z", None),
+        ]);
+        let registry = Registry::default();
+        let first = claimant("default", "first", "2026-11-25T00:00:00Z");
+        let second = claimant("default", "second", "2026-11-25T00:00:05Z");
+        registry.claim(&first, "fp");
+        assert_eq!(
+            registry.find_conflict(&directory, &second, "fp"),
+            Some(first.clone())
+        );
+        registry.forget("default", "first");
+        assert_eq!(registry.find_conflict(&directory, &second, "fp"), None);
     }
 
     #[test]

@@ -71,6 +71,8 @@ pub struct Context {
     /// The ClearApiClients the controller knows, for the conflict check.
     pub directory: Directory,
     pub registry: Registry,
+    /// Resources this process exported per-resource metrics for.
+    exported: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 impl Context {
@@ -91,6 +93,7 @@ impl Context {
             settings,
             directory: Directory::default(),
             registry: Registry::default(),
+            exported: std::sync::Mutex::default(),
         }
     }
 }
@@ -99,6 +102,9 @@ impl Context {
 #[instrument(skip(obj, ctx), fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
 pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = std::time::Instant::now();
+    if let (Some(namespace), None) = (obj.namespace(), &obj.meta().deletion_timestamp) {
+        ctx.exported_lock().insert((namespace, obj.name_any()));
+    }
     let result = reconcile_with_finalizer(obj, &ctx).await;
     let outcome = match &result {
         Ok(_) => "ok",
@@ -637,6 +643,35 @@ async fn set_finalizer(
 fn forget(ctx: &Context, namespace: &str, name: &str) {
     ctx.metrics.forget(namespace, name);
     ctx.registry.forget(namespace, name);
+    ctx.exported_lock()
+        .remove(&(namespace.to_string(), name.to_string()));
+}
+
+impl Context {
+    fn exported_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(String, String)>> {
+        self.exported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Drops the metrics and claims of resources that are gone from the controller's view.
+    /// NB: kube-runtime does not reconcile a deleted object that has no finalizer, so this
+    /// sweep (run periodically by the controller) is where their series disappear.
+    pub fn forget_deleted(&self) {
+        let present: std::collections::BTreeSet<(String, String)> = self
+            .directory
+            .all()
+            .iter()
+            .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
+            .collect();
+        let gone: Vec<(String, String)> =
+            self.exported_lock().difference(&present).cloned().collect();
+        for (namespace, name) in gone {
+            forget(self, &namespace, &name);
+        }
+    }
 }
 
 /// Requeue at `at` (when given), but never later than [`RESYNC`] from now.
