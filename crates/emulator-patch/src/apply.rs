@@ -207,29 +207,107 @@ fn merge(live: &mut Value, config: &Value, field: Field) {
                     *live = config.clone();
                     return;
                 };
-                let live_keys: Vec<String> = live_keys.into_iter().map(|(k, _)| k).collect();
+                let lhs: Vec<String> = live_keys.into_iter().map(|(k, _)| k).collect();
+                let rhs: Vec<String> = config_keys.into_iter().map(|(k, _)| k).collect();
                 let item_field = Field {
                     ty: field.ty,
                     list: List::Atomic,
                 };
-                for (key, item) in config_keys {
-                    match live_keys.iter().position(|k| *k == key) {
-                        Some(at) => merge(&mut live[at], item, item_field),
-                        None => live.push(item.clone()),
+                let mut old = std::mem::take(live)
+                    .into_iter()
+                    .map(Some)
+                    .collect::<Vec<_>>();
+                for step in merge_order(&lhs, &rhs) {
+                    match step {
+                        Step::Live(i) => live.extend(old[i].take()),
+                        Step::Config(j) => {
+                            let mut item = match lhs.iter().position(|k| *k == rhs[j]) {
+                                Some(i) => old[i].take().unwrap_or(Value::Null),
+                                None => Value::Null,
+                            };
+                            if item.is_null() {
+                                item = config[j].clone();
+                            } else {
+                                merge(&mut item, &config[j], item_field);
+                            }
+                            live.push(item);
+                        }
                     }
                 }
             }
             List::Set => {
-                for item in config {
-                    if !live.contains(item) {
-                        live.push(item.clone());
-                    }
+                let lhs: Vec<String> = live.iter().map(value_element).collect();
+                let rhs: Vec<String> = config.iter().map(value_element).collect();
+                let old = std::mem::take(live);
+                for step in merge_order(&lhs, &rhs) {
+                    live.push(match step {
+                        Step::Live(i) => old[i].clone(),
+                        Step::Config(j) => config[j].clone(),
+                    });
                 }
             }
             List::Atomic => *live = config.clone(),
         },
         (live, config) => *live = config.clone(),
     }
+}
+
+/// Where one item of a merged list comes from.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// A live item the configuration does not mention.
+    Live(usize),
+    /// A configured item, merged with its live counterpart if there is one.
+    Config(usize),
+}
+
+/// The order of a merged associative list (structured-merge-diff's): configured items in
+/// configuration order, live-only items kept where they stood relative to them.
+fn merge_order(lhs: &[String], rhs: &[String]) -> Vec<Step> {
+    let mut shared = rhs.iter().filter(|k| lhs.contains(k)).peekable();
+    let mut done_rhs = vec![false; rhs.len()];
+    let mut out = Vec::with_capacity(lhs.len() + rhs.len());
+    let (mut l, mut r) = (0, 0);
+    while l < lhs.len() || r < rhs.len() {
+        if l < lhs.len() && r < rhs.len() {
+            if lhs[l] == rhs[r] {
+                out.push(Step::Config(r));
+                done_rhs[r] = true;
+                shared.next();
+                l += 1;
+                r += 1;
+                continue;
+            }
+            let in_rhs = rhs.contains(&lhs[l]);
+            if in_rhs && shared.peek().is_some_and(|next| **next != lhs[l]) {
+                l += 1;
+                continue;
+            }
+        }
+        if l < lhs.len() {
+            match rhs.iter().position(|k| *k == lhs[l]) {
+                None => {
+                    out.push(Step::Live(l));
+                    l += 1;
+                    continue;
+                }
+                Some(j) if done_rhs[j] => {
+                    l += 1;
+                    continue;
+                }
+                Some(_) => {}
+            }
+        }
+        if r < rhs.len() {
+            out.push(Step::Config(r));
+            done_rhs[r] = true;
+            if shared.peek().is_some_and(|next| **next == rhs[r]) {
+                shared.next();
+            }
+            r += 1;
+        }
+    }
+    out
 }
 
 /// Removes from `value` what `last` owned and nothing in `keep` still claims. Returns true
@@ -336,4 +414,40 @@ fn conflict_error(entries: &[Entry], conflicts: &[(usize, FieldSet)]) -> PatchEr
         )
     };
     PatchError::Conflict { message, causes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn order(lhs: &[&str], rhs: &[&str]) -> Vec<String> {
+        let (l, r) = (keys(lhs), keys(rhs));
+        merge_order(&l, &r)
+            .into_iter()
+            .map(|step| match step {
+                Step::Live(i) => l[i].clone(),
+                Step::Config(j) => r[j].clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merged_lists_follow_the_configuration_order_and_keep_live_only_items_in_place() {
+        assert_eq!(
+            order(&["a", "s", "b"], &["a", "b", "c"]),
+            ["a", "s", "b", "c"]
+        );
+        assert_eq!(order(&["a", "b"], &["b", "a"]), ["b", "a"]);
+        assert_eq!(order(&["x", "a", "b"], &["b", "a"]), ["x", "b", "a"]);
+        assert_eq!(order(&[], &["a", "b"]), ["a", "b"]);
+        assert_eq!(order(&["a", "b"], &[]), ["a", "b"]);
+        assert_eq!(
+            order(&["a", "b", "c"], &["c", "new", "a"]),
+            ["b", "c", "new", "a"]
+        );
+    }
 }

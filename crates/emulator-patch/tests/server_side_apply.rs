@@ -531,3 +531,18 @@ fn an_env_var_dropped_from_a_container_is_removed_and_the_container_kept() {
         json!([{"name": "app", "image": "x"}])
     );
 }
+
+#[test]
+fn reordering_env_in_the_configuration_reorders_the_live_list() {
+    let mut config = deployment_config(1, "x");
+    config["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "$(A)"}]);
+    let live = stored(server_side_apply(None, &config, &opts("helm", T1)).expect("create"));
+    config["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]);
+    let next = server_side_apply(Some(&live), &config, &opts("helm", T2)).expect("apply");
+    assert_eq!(
+        next["spec"]["template"]["spec"]["containers"][0]["env"],
+        json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"}])
+    );
+}
