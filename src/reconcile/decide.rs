@@ -195,23 +195,19 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         return wait(Blocker::Conflict { with: with.clone() }, None, None);
     }
 
-    let Some(reason) = mint_reason(obs, spec, fingerprint, now) else {
-        let TargetState::Ours {
-            token: Some(record),
-            drifted,
-        } = &obs.target
-        else {
-            unreachable!("mint_reason is None only when the Secret is ours and holds a token")
-        };
-        return Decision::Keep {
-            refresh_secret: *drifted,
-            record: record.clone(),
-            renewal_time: schedule::renewal_time(
-                record.issued_at,
-                record.valid_till,
-                spec.renew_before,
-            ),
-        };
+    let reason = match need(obs, spec, fingerprint, now) {
+        Need::Mint(reason) => reason,
+        Need::Keep { record, drifted } => {
+            return Decision::Keep {
+                refresh_secret: drifted,
+                record: record.clone(),
+                renewal_time: schedule::renewal_time(
+                    record.issued_at,
+                    record.valid_till,
+                    spec.renew_before,
+                ),
+            };
+        }
     };
 
     if let Some(blocker) = backoff(&obs.status, fingerprint, now) {
@@ -232,47 +228,50 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
     Decision::Mint { reason, health }
 }
 
-/// The first reason, in order of urgency, to replace the stored token; `None` keeps it.
-fn mint_reason(
-    obs: &Observed,
-    spec: &ValidSpec,
-    fingerprint: &str,
-    now: Timestamp,
-) -> Option<MintReason> {
+/// Whether the stored token can stay, or the first reason (in order of urgency) to replace it.
+enum Need<'a> {
+    Keep {
+        record: &'a TokenRecord,
+        drifted: bool,
+    },
+    Mint(MintReason),
+}
+
+fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timestamp) -> Need<'a> {
     if call_outcome_lost(obs) {
-        return Some(MintReason::Interrupted);
+        return Need::Mint(MintReason::Interrupted);
     }
-    let record = match &obs.target {
+    let (record, drifted) = match &obs.target {
         TargetState::Ours {
             token: Some(record),
-            ..
-        } => record,
-        TargetState::Absent if had_token_in(obs) => return Some(MintReason::SecretDeleted),
-        _ => return Some(MintReason::NoToken),
+            drifted,
+        } => (record, *drifted),
+        TargetState::Absent if had_token_in(obs) => return Need::Mint(MintReason::SecretDeleted),
+        _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
-        return Some(MintReason::ClientSecretChanged);
+        return Need::Mint(MintReason::ClientSecretChanged);
     }
     if record.config_hash != spec.config_hash {
-        return Some(MintReason::ConfigChanged);
+        return Need::Mint(MintReason::ConfigChanged);
     }
     if let Some(value) = &obs.regenerate_request {
         let honoured = record.regenerate.as_ref() == Some(value)
             || obs.status.last_regenerate_request.as_ref() == Some(value);
         if !honoured {
-            return Some(MintReason::RegenerateRequested {
+            return Need::Mint(MintReason::RegenerateRequested {
                 value: value.clone(),
             });
         }
     }
     if record.valid_till.is_some_and(|till| now >= till) {
-        return Some(MintReason::Expired);
+        return Need::Mint(MintReason::Expired);
     }
     let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
     if renewal.is_some_and(|at| now >= at) {
-        return Some(MintReason::RenewalDue);
+        return Need::Mint(MintReason::RenewalDue);
     }
-    None
+    Need::Keep { record, drifted }
 }
 
 /// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret

@@ -365,7 +365,10 @@ async fn mint(
         &fetched.base_url,
         &fetched.observed.spec,
     ) else {
-        unreachable!("decide mints only with a valid spec and a readable client secret")
+        // decide() mints only with a valid spec and a readable client secret.
+        return Err(Error::InvalidObject {
+            detail: "was to be minted for without a valid spec and client secret",
+        });
     };
     let fingerprint = client_secret.fingerprint();
     let lock = ctx.registry.lock_for(&fingerprint);
@@ -557,29 +560,22 @@ async fn revoke_on_delete(
         why: format!("the token was not revoked on delete: {why}"),
     };
     let status = &fetched.observed.status;
-    let outcome = match (&fetched.client_secret, &fetched.base_url) {
-        _ if status.token_fingerprint.is_none() => Some(skip("no token was ever issued")),
-        _ if fetched.observed.conflict_with.is_some() => Some(skip(
+    let notice = match (&fetched.client_secret, &fetched.base_url) {
+        _ if status.token_fingerprint.is_none() => skip("no token was ever issued"),
+        _ if fetched.observed.conflict_with.is_some() => skip(
             "an older ClearApiClient uses the same client secret and minting would revoke its token",
-        )),
-        (None, _) => Some(skip("the client secret is missing")),
-        (_, None) => Some(skip("the spec has no usable base URL")),
+        ),
+        (None, _) => skip("the client secret is missing"),
+        (_, None) => skip("the spec has no usable base URL"),
         (Some(secret), _)
             if status.last_failure_reason.as_deref()
                 == Some(status::reasons::CLIENT_SECRET_REJECTED)
                 && status.client_secret_fingerprint.as_deref()
                     == Some(secret.fingerprint().as_str()) =>
         {
-            Some(skip("Clear rejected the client secret"))
+            skip("Clear rejected the client secret")
         }
-        _ => None,
-    };
-    let notice = match outcome {
-        Some(notice) => notice,
-        None => {
-            let (Some(secret), Some(base_url)) = (&fetched.client_secret, &fetched.base_url) else {
-                unreachable!("checked above")
-            };
+        (Some(secret), Some(base_url)) => {
             let lock = ctx.registry.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
             let started = std::time::Instant::now();
