@@ -100,12 +100,40 @@ pub fn apply_merge_patch(target: &mut Value, patch: &Value) {
 /// RFC 6902 JSON patch. A document that is not a patch is `Invalid` (400); a patch that
 /// fails to apply (failed `test`, missing path) is `Invalid` with a message starting with
 /// [`JSON_PATCH_APPLY_FAILED`] (422, see [`PatchError::status_code`]). On error `target` is
-/// left unchanged.
+/// left unchanged. As in kube-apiserver, `test` with value `null` passes for a missing
+/// member (kube-rs' finalizer helper relies on it).
 pub fn apply_json_patch(target: &mut Value, patch: &Value) -> Result<(), PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::Invalid(format!("failed to decode json patch: {e}")))?;
-    keeping_server_metadata(target, |t| json_patch::patch(t, &ops))
-        .map_err(|e| PatchError::Invalid(format!("{JSON_PATCH_APPLY_FAILED}: {e}")))
+    let mut patched = target.clone();
+    keeping_server_metadata(&mut patched, |t| {
+        for (index, op) in ops.0.iter().enumerate() {
+            if let json_patch::PatchOperation::Test(test) = op
+                && test.value.is_null()
+                && missing_member(t, test.path.as_str())
+            {
+                continue;
+            }
+            json_patch::patch(t, std::slice::from_ref(op)).map_err(|e| {
+                PatchError::Invalid(format!(
+                    "{JSON_PATCH_APPLY_FAILED}: operation {index}: {}",
+                    e.kind
+                ))
+            })?;
+        }
+        Ok(())
+    })?;
+    *target = patched;
+    Ok(())
+}
+
+/// Whether `pointer` names an absent member of an existing object.
+fn missing_member(doc: &Value, pointer: &str) -> bool {
+    let Some((parent, last)) = pointer.rsplit_once('/') else {
+        return false;
+    };
+    let key = last.replace("~1", "/").replace("~0", "~");
+    matches!(doc.pointer(parent), Some(Value::Object(map)) if !map.contains_key(&key))
 }
 
 /// Strategic merge patch. `api_version` like "apps/v1", `kind` like "Deployment"; kinds

@@ -149,3 +149,46 @@ fn json_patch_cannot_change_uid() {
     .expect("patch applies");
     assert_eq!(target["metadata"]["uid"], "0b6f0c3e-1");
 }
+
+#[test]
+fn kube_rs_finalizer_patch_tests_null_for_absent_finalizers_then_adds_them() {
+    let mut target = config_map();
+    apply_json_patch(
+        &mut target,
+        &json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/cleanup"]}
+        ]),
+    )
+    .expect("null test passes for a missing member");
+    assert_eq!(
+        target["metadata"]["finalizers"],
+        json!(["example.com/cleanup"])
+    );
+
+    // The same patch again now fails its test: someone else added finalizers meanwhile.
+    let err = apply_json_patch(
+        &mut target,
+        &json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["example.com/cleanup"]}
+        ]),
+    )
+    .expect_err("finalizers exist now");
+    assert_eq!(err.status_code(), 422);
+}
+
+#[test]
+fn kube_rs_finalizer_removal_patch_tests_the_list_then_removes_by_index() {
+    let mut target = config_map();
+    target["metadata"]["finalizers"] = json!(["a", "example.com/cleanup"]);
+    apply_json_patch(
+        &mut target,
+        &json!([
+            {"op": "test", "path": "/metadata/finalizers/1", "value": "example.com/cleanup"},
+            {"op": "remove", "path": "/metadata/finalizers/1"}
+        ]),
+    )
+    .expect("patch applies");
+    assert_eq!(target["metadata"]["finalizers"], json!(["a"]));
+}
