@@ -1,7 +1,8 @@
-# syntax=docker/dockerfile:1
-# clear-operator image: a static-ish Rust binary on a slim Debian base, running as non-root.
-# Build: docker build -t clear-operator:dev .   (image names carry no registry host here;
-# tag and push to yours, then set the chart's image.repository).
+# clear-operator image: the Rust binary on a slim Debian base, running as non-root.
+# Build (BuildKit, the default builder, for the cache mounts):
+#   docker build -t clear-operator:dev .
+# Image names here carry no registry host: tag and push to yours, then set the chart's
+# image.repository.
 
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
