@@ -445,3 +445,31 @@ async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn reconciles_at_sub_second_times_settle_and_then_write_nothing() {
+    let kit = scenario_kit::Kit::start_with(scenario_kit::KitOptions {
+        clients: vec![client(Duration::from_secs(12 * 3600))],
+        start: "2026-11-25T10:00:00.654321Z".parse().unwrap(),
+        ..Default::default()
+    })
+    .await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    kit.advance(SignedDuration::from_millis(1700));
+    kit.reconcile("billing").await;
+    kit.emulator.requests().reset();
+    kit.advance(SignedDuration::from_millis(2300));
+    kit.reconcile_times("billing", 3).await;
+    let writes = kit.emulator.requests().writes();
+    assert!(
+        writes.is_empty(),
+        "a settled resource is not rewritten: {writes:?}"
+    );
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -121,7 +121,7 @@ pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) 
     if let Error::Revoke(clear_error) = error
         && let FailureClass::RateLimited { retry_at } = clear_error.class()
     {
-        return requeue_at(Some(retry_at), ctx.clock.now());
+        return requeue_at(Some(retry_at), now_seconds(&ctx));
     }
     if error.is_transient() {
         Action::requeue(Duration::from_secs(30))
@@ -180,7 +180,7 @@ async fn apply(
         forget(ctx, obj.namespace().as_deref().unwrap_or_default(), &name);
         return Ok(Action::await_change());
     };
-    let now = ctx.clock.now();
+    let now = now_seconds(ctx);
     let decision = decide(&fetched.observed, now, &ctx.settings.policy);
     debug!(decision = decision_label(&decision), "decided");
     let next = match decision {
@@ -220,7 +220,7 @@ async fn apply(
         }
         Decision::Mint { reason, health } => mint(ctx, api, &fetched, reason, &health, now).await?,
     };
-    Ok(requeue_at(next, ctx.clock.now()))
+    Ok(requeue_at(next, now_seconds(ctx)))
 }
 
 fn decision_label(decision: &Decision) -> &'static str {
@@ -428,7 +428,8 @@ async fn mint(
                 next_retry,
                 may_have_minted: error.may_have_minted(),
             };
-            let next = status::mint_failed(&counted, &failure, health, generation, ctx.clock.now());
+            let next =
+                status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
             status::apply(api, &name, Some(&counted), &next)
                 .await
                 .map_err(Error::PatchStatus)?;
@@ -444,7 +445,7 @@ async fn mint(
         }
     };
 
-    let issued_at = ctx.clock.now();
+    let issued_at = now_seconds(ctx);
     let record = TokenRecord {
         issued_at,
         valid_till: issued.valid_till,
@@ -475,7 +476,7 @@ async fn mint(
             next_retry: Some(next_retry),
             may_have_minted: true,
         };
-        let next = status::mint_failed(&counted, &failure, health, generation, ctx.clock.now());
+        let next = status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
         status::apply(api, &name, Some(&counted), &next)
             .await
             .map_err(Error::PatchStatus)?;
@@ -579,7 +580,7 @@ async fn revoke_on_delete(
             let lock = ctx.registry.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
             let started = std::time::Instant::now();
-            let result = ctx.clear.mint(base_url, secret, ctx.clock.now()).await;
+            let result = ctx.clear.mint(base_url, secret, now_seconds(ctx)).await;
             match result {
                 // NB: the new token is dropped right here, never written anywhere.
                 Ok(_discarded) => {
@@ -668,6 +669,13 @@ impl Context {
             forget(self, &namespace, &name);
         }
     }
+}
+
+/// The clock, to the second: what status and annotations can hold, so that what the
+/// operator computes equals what it reads back.
+fn now_seconds(ctx: &Context) -> Timestamp {
+    let now = ctx.clock.now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
 /// Requeue at `at` (when given), but never later than [`RESYNC`] from now.

@@ -322,7 +322,11 @@ pub async fn apply(
     current: Option<&ClearApiClientStatus>,
     status: &ClearApiClientStatus,
 ) -> Result<(), kube::Error> {
-    if current == Some(status) {
+    // NB: compared as serialized, i.e. as stored: times are kept to the second, so an
+    // in-memory status with sub-second times would never equal the stored one and every
+    // reconcile would write (and wake itself) again.
+    let serialized = |s: &ClearApiClientStatus| serde_json::to_value(s).ok();
+    if current.is_some_and(|c| serialized(c) == serialized(status)) {
         return Ok(());
     }
     let patch = serde_json::json!({
