@@ -27,10 +27,26 @@ pub fn normalize(
             obj["status"]["phase"] = json!(if terminating { "Terminating" } else { "Active" });
         }
         ("", "services") => service(obj, old, state),
-        ("", "pods") if obj["status"]["phase"].is_null() => {
-            obj["status"]["phase"] = json!("Pending");
+        ("", "pods") => {
+            pod_spec(&mut obj["spec"]);
+            if obj["status"]["phase"].is_null() {
+                obj["status"]["phase"] = json!("Pending");
+            }
         }
-        ("apps", "deployments") => {
+        ("apps", _) => {
+            if obj["spec"]["template"]["spec"].is_object() {
+                pod_spec(&mut obj["spec"]["template"]["spec"]);
+            }
+            workload(rt, obj);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn workload(rt: &ResourceType, obj: &mut Value) {
+    match rt.resource.as_str() {
+        "deployments" => {
             default(obj, "/spec/replicas", json!(1));
             default(obj, "/spec/revisionHistoryLimit", json!(10));
             default(obj, "/spec/progressDeadlineSeconds", json!(600));
@@ -38,12 +54,44 @@ pub fn normalize(
                 obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
             }
         }
-        ("apps", "statefulsets") | ("apps", "replicasets") => {
+        "statefulsets" | "replicasets" => {
             default(obj, "/spec/replicas", json!(1));
         }
         _ => {}
     }
-    Ok(())
+}
+
+/// The pod-spec defaults apiserver fills in, which `kubectl describe` shows.
+fn pod_spec(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default(spec, "/restartPolicy", json!("Always"));
+    default(spec, "/dnsPolicy", json!("ClusterFirst"));
+    default(spec, "/schedulerName", json!("default-scheduler"));
+    default(spec, "/terminationGracePeriodSeconds", json!(30));
+    default(spec, "/securityContext", json!({}));
+    for list in ["containers", "initContainers"] {
+        if let Some(cs) = spec[list].as_array_mut() {
+            for c in cs {
+                let image = c["image"].as_str().unwrap_or("");
+                let latest = !image.rsplit('/').next().unwrap_or("").contains(':')
+                    || image.ends_with(":latest");
+                default(
+                    c,
+                    "/imagePullPolicy",
+                    json!(if latest { "Always" } else { "IfNotPresent" }),
+                );
+                default(c, "/terminationMessagePath", json!("/dev/termination-log"));
+                default(c, "/terminationMessagePolicy", json!("File"));
+                if let Some(ports) = c["ports"].as_array_mut() {
+                    for p in ports {
+                        default(p, "/protocol", json!("TCP"));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// What the workload controllers would report once every replica is up: the status

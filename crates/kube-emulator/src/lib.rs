@@ -81,7 +81,7 @@ pub struct Emulator {
     shared: Arc<Shared>,
     url: String,
     addr: SocketAddr,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 fn seed(state: &mut State) {
@@ -155,7 +155,7 @@ impl Emulator {
             shared,
             url,
             addr,
-            task,
+            task: Some(task),
         })
     }
 
@@ -235,13 +235,25 @@ impl Emulator {
     }
 
     /// Stop serving and end every watch.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(mut self) {
         self.shared.shutdown.cancel();
         self.shared
             .state
             .lock()
             .expect("store lock")
             .close_watches();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    /// A test that panics before `shutdown` still stops the server and its watches.
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        if let Ok(mut st) = self.shared.state.lock() {
+            st.close_watches();
+        }
     }
 }

@@ -466,3 +466,37 @@ async fn binary_prints_its_url_first_and_writes_a_working_kubeconfig() {
     child.kill().await.unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn kube_rs_recorder_publishes_and_updates_event_series() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
+    let (emu, client) = start().await;
+    let reporter = Reporter {
+        controller: "clear-operator".into(),
+        instance: Some("clear-operator-0".into()),
+    };
+    let recorder = Recorder::new(client, reporter);
+    let reference = ObjectReference {
+        api_version: Some("clear-operator.io/v1alpha1".into()),
+        kind: Some("ClearApiClient".into()),
+        name: Some("demo".into()),
+        namespace: Some("default".into()),
+        uid: Some("0f6a1c2e-0000-4000-8000-000000000001".into()),
+        ..ObjectReference::default()
+    };
+    let ev = RecorderEvent {
+        type_: EventType::Normal,
+        reason: "Issued".into(),
+        note: Some("token issued".into()),
+        action: "Mint".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+    recorder.publish(&ev, &reference).await.unwrap();
+    let stored = emu.objects("events.k8s.io/events", Some("default"));
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0]["reason"], "Issued");
+    assert_eq!(stored[0]["series"]["count"], 2);
+    emu.shutdown().await;
+}
