@@ -684,6 +684,39 @@ fn install_notes_tell_the_next_steps() {
             "NOTES lack {expected:?}:\n{notes}"
         );
     }
+    // The example users paste is a valid ClearApiClient, and its heredoc ends where bash
+    // expects (the terminator alone at the start of a line).
+    let example = notes
+        .split_once("<<'YAML'\n")
+        .and_then(|(_, rest)| rest.split_once("\nYAML\n"))
+        .map(|(yaml, _)| yaml)
+        .expect("NOTES carry a ClearApiClient heredoc ending in a bare YAML line");
+    let resource: clear_operator::resource::ClearApiClient =
+        serde_yaml::from_str(example).expect("the NOTES example is a valid ClearApiClient");
+    assert_eq!(resource.spec.client_secret_ref.name, "clear-client-secret");
+    assert_eq!(resource.target_secret_name(), "billing");
+}
+
+#[test]
+fn install_notes_name_the_watched_namespace() {
+    let output = helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "--dry-run=client",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    ]);
+    let text = stdout_of(&output, "helm install --dry-run=client");
+    let notes = text.split("NOTES:").nth(1).expect("NOTES");
+    assert!(
+        notes.contains("It watches ClearApiClients in: team-a, team-b."),
+        "{notes}"
+    );
+    assert!(notes.contains("kubectl -n team-a get cac"), "{notes}");
+    assert!(!notes.contains("NAMESPACE"), "{notes}");
 }
 
 #[test]
