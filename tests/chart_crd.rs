@@ -5,6 +5,8 @@
 use std::{fs, path::Path};
 
 const CRD_FILE: &str = "clearapiclients.clear-operator.io.yaml";
+/// How to bring both copies up to date with the code.
+const REGENERATE: &str = "cargo run -q -- crd | tee crds/clearapiclients.clear-operator.io.yaml > charts/clear-operator/crds/clearapiclients.clear-operator.io.yaml";
 
 fn read(relative: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(relative);
@@ -33,7 +35,7 @@ fn committed_crd_matches_the_rust_types() {
     let generated = clear_operator::resource::crd_yaml();
     assert!(
         read(&format!("crds/{CRD_FILE}")) == generated,
-        "crds/{CRD_FILE} is stale: regenerate it with `cargo run -q -- crd > crds/{CRD_FILE}`"
+        "crds/{CRD_FILE} is stale; regenerate both copies: {REGENERATE}"
     );
 }
 
@@ -42,7 +44,7 @@ fn chart_crd_matches_the_rust_types() {
     let generated = clear_operator::resource::crd_yaml();
     assert!(
         read(&format!("charts/clear-operator/crds/{CRD_FILE}")) == generated,
-        "charts/clear-operator/crds/{CRD_FILE} is stale: copy crds/{CRD_FILE} over it"
+        "charts/clear-operator/crds/{CRD_FILE} is stale; regenerate both copies: {REGENERATE}"
     );
 }
 
@@ -57,7 +59,7 @@ fn chart_ships_exactly_the_committed_crds() {
     for name in &committed {
         assert!(
             read(&format!("crds/{name}")) == read(&format!("charts/clear-operator/crds/{name}")),
-            "charts/clear-operator/crds/{name} differs from crds/{name}"
+            "charts/clear-operator/crds/{name} differs from crds/{name}; copy crds/{name} over it"
         );
     }
 }
