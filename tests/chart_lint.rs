@@ -817,3 +817,64 @@ fn every_optional_argument_parses_with_the_operators_command_line() {
         Some(PathBuf::from("/etc/clear-operator/ca/bundle.pem"))
     );
 }
+
+/// Every built-in object the chart renders, read into the Kubernetes API types and written
+/// back: a misspelt field is dropped on the way (and so differs), a wrong type fails to read.
+fn assert_round_trips_through_the_api_types(objects: &[Value]) {
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{Service, ServiceAccount},
+        networking::v1::NetworkPolicy,
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
+    };
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(object: &Value) -> Value {
+        let typed: T = serde_json::from_value(object.clone()).unwrap_or_else(|e| {
+            panic!(
+                "{} does not read as its API type: {e}\n{object}",
+                object["kind"]
+            )
+        });
+        serde_json::to_value(typed).unwrap()
+    }
+
+    let mut checked = 0;
+    for object in objects {
+        let back = match object["kind"].as_str().unwrap() {
+            "Deployment" => round_trip::<Deployment>(object),
+            "Service" => round_trip::<Service>(object),
+            "ServiceAccount" => round_trip::<ServiceAccount>(object),
+            "NetworkPolicy" => round_trip::<NetworkPolicy>(object),
+            "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(object),
+            "ClusterRole" => round_trip::<ClusterRole>(object),
+            "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(object),
+            "Role" => round_trip::<Role>(object),
+            "RoleBinding" => round_trip::<RoleBinding>(object),
+            "CustomResourceDefinition" => round_trip::<CustomResourceDefinition>(object),
+            // Prometheus Operator kinds have no types here; their fields are asserted above.
+            "ServiceMonitor" | "PrometheusRule" => continue,
+            other => panic!("the chart renders a {other} this test does not know"),
+        };
+        assert_eq!(
+            &back, object,
+            "{} has fields its API type does not know",
+            object["kind"]
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "only {checked} objects checked");
+}
+
+#[test]
+fn default_render_uses_only_fields_the_kubernetes_api_knows() {
+    assert_round_trips_through_the_api_types(&render(&["--include-crds"]));
+}
+
+#[test]
+fn full_render_uses_only_fields_the_kubernetes_api_knows() {
+    let mut extra = vec!["--set", "watchNamespaces={team-a,team-b}"];
+    extra.extend_from_slice(EVERYTHING_ON);
+    assert_round_trips_through_the_api_types(&render(&extra));
+}
