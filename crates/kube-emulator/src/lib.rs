@@ -97,18 +97,13 @@ fn seed(state: &mut State) {
             "kind": "Namespace",
             "metadata": {
                 "name": name,
-                "uid": format!("00000000-0000-4000-8000-{:012}", name.len()),
+                "uid": verbs::new_uid(),
                 "creationTimestamp": now,
                 "labels": {"kubernetes.io/metadata.name": name},
             },
             "spec": {"finalizers": ["kubernetes"]},
             "status": {"phase": "Active"},
         });
-        let mut obj = obj;
-        obj["metadata"]["uid"] = json!(format!(
-            "{:08x}-0000-4000-8000-000000000000",
-            name.len() * 7919
-        ));
         state.put(&ns_rt, obj);
     }
 }

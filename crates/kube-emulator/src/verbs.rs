@@ -54,7 +54,7 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-fn new_uid() -> String {
+pub fn new_uid() -> String {
     let mut b: [u8; 16] = rand::thread_rng().r#gen();
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;

@@ -500,3 +500,16 @@ async fn kube_rs_recorder_publishes_and_updates_event_series() {
     assert_eq!(stored[0]["series"]["count"], 2);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn dependent_created_with_only_missing_owners_is_collected() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let orphan: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dangling",
+        "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "gone",
+                             "uid": "7d5b3e0a-0000-4000-8000-00000000dead"}]}}))
+    .unwrap();
+    api.create(&PostParams::default(), &orphan).await.unwrap();
+    assert!(api.get_opt("dangling").await.unwrap().is_none());
+    emu.shutdown().await;
+}
