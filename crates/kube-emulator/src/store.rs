@@ -146,14 +146,13 @@ impl State {
         }
         // A dependent whose owners are all gone is collected, as the real collector does
         // when it meets one.
-        if let Some(refs) = obj["metadata"]["ownerReferences"].as_array() {
-            if !refs.is_empty()
-                && refs
-                    .iter()
-                    .all(|r| !self.uids.contains_key(r["uid"].as_str().unwrap_or("")))
-            {
-                self.gc_pending = true;
-            }
+        if let Some(refs) = obj["metadata"]["ownerReferences"].as_array()
+            && !refs.is_empty()
+            && refs
+                .iter()
+                .all(|r| !self.uids.contains_key(r["uid"].as_str().unwrap_or("")))
+        {
+            self.gc_pending = true;
         }
         self.record(&rt.key(), rv, kind, obj.clone(), old, &key.0);
         obj
