@@ -50,9 +50,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start(name: &str) -> Cluster {
-        let emulator = Emulator::start(EmulatorOptions::default())
-            .await
-            .expect("emulator starts");
+        Self::start_with(name, EmulatorOptions::default()).await
+    }
+
+    async fn start_with(name: &str, options: EmulatorOptions) -> Cluster {
+        let emulator = Emulator::start(options).await.expect("emulator starts");
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
             .join(format!("helm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -473,5 +475,81 @@ async fn helm_installs_the_operator_chart_and_its_crd() {
         "clearapiclients.clear-operator.io",
     );
 
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_wait_returns_once_the_operator_chart_has_rolled_out() {
+    let cluster = Cluster::start_with(
+        "wait",
+        EmulatorOptions {
+            ready_workloads: true,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let chart = operator_chart();
+    let chart = chart.to_str().unwrap();
+    cluster
+        .helm_ok(&["install", "ops", chart, "--wait", "--timeout", "60s"])
+        .await;
+    cluster
+        .helm_ok(&[
+            "upgrade",
+            "ops",
+            chart,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--set",
+            "replicaCount=2",
+            "--set",
+            "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
+        ])
+        .await;
+    let deployment = cluster.must("apps/deployments", Some("default"), "ops-clear-operator");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["status"]["readyReplicas"], 2);
+    cluster.must(
+        "policy/poddisruptionbudgets",
+        Some("default"),
+        "ops-clear-operator",
+    );
+    assert_eq!(
+        cluster.release_records("default", "ops"),
+        vec![
+            ("sh.helm.release.v1.ops.v1".into(), "superseded".into()),
+            ("sh.helm.release.v1.ops.v2".into(), "deployed".into()),
+        ]
+    );
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn helm_wait_times_out_while_the_deployment_has_no_ready_pods() {
+    // Without ready_workloads nothing plays the kubelet, so the Deployment never becomes
+    // available: helm --wait must really wait, and fail, rather than return at once.
+    let cluster = Cluster::start("wait-timeout").await;
+    let chart = operator_chart();
+    let output = cluster
+        .helm(&[
+            "install",
+            "ops",
+            chart.to_str().unwrap(),
+            "--wait",
+            "--timeout",
+            "2s",
+        ])
+        .await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "helm --wait returned success");
+    assert!(
+        stderr.contains("context deadline exceeded") || stderr.contains("timed out"),
+        "{stderr}"
+    );
+    assert_eq!(
+        cluster.release_records("default", "ops"),
+        vec![("sh.helm.release.v1.ops.v1".into(), "failed".into())]
+    );
     cluster.stop().await;
 }
