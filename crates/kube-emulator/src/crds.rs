@@ -153,6 +153,7 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
         has_status,
         tracks_generation: true,
         crd: Some(versions),
+        storage: None,
     })
 }
 

@@ -6,6 +6,7 @@
 
 mod crds;
 mod discovery;
+mod events;
 mod faults;
 mod gc;
 mod jsonpath;
@@ -203,11 +204,14 @@ impl Emulator {
     pub fn objects(&self, resource: &str, namespace: Option<&str>) -> Vec<Value> {
         let (group, res) = resource.rsplit_once('/').unwrap_or(("", resource));
         let st = self.shared.state.lock().expect("store lock");
-        let key = (group.to_string(), res.to_string());
-        st.collection(&key)
+        let Some(rt) = st.registry.get(group, res).cloned() else {
+            return Vec::new();
+        };
+        let version = rt.storage_version().to_string();
+        st.collection(&rt.key())
             .map(|c| {
                 c.range(namespace, None)
-                    .map(|(_, o)| (**o).clone())
+                    .map(|(_, o)| verbs::present(&rt, &version, o))
                     .collect()
             })
             .unwrap_or_default()
@@ -217,11 +221,12 @@ impl Emulator {
     pub fn object(&self, resource: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
         let (group, res) = resource.rsplit_once('/').unwrap_or(("", resource));
         let st = self.shared.state.lock().expect("store lock");
+        let rt = st.registry.get(group, res).cloned()?;
         st.get(
-            &(group.to_string(), res.to_string()),
+            &rt.key(),
             &(namespace.unwrap_or("").to_string(), name.to_string()),
         )
-        .map(|o| (**o).clone())
+        .map(|o| verbs::present(&rt, rt.storage_version(), o))
     }
 
     /// The current global resourceVersion.

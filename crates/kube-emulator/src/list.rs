@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::status::ApiError;
 use crate::store::{ObjKey, State};
 use crate::table;
-use crate::verbs::{Selection, Target};
+use crate::verbs::{self, Selection, Target};
 
 /// Paging state carried in `continue`.
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -106,7 +106,7 @@ pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
     } else {
         t.rt.api_version(&t.version)
     };
-    let same_version = t.version == t.rt.storage_version();
+    let same_version = t.version == t.rt.storage_version() && !t.rt.is_alias();
     let mut md = json!({ "resourceVersion": page.resource_version });
     if let Some(c) = &page.continue_token {
         md["continue"] = json!(c);
@@ -136,9 +136,7 @@ pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
         } else if same_version {
             serde_json::to_writer(&mut out, item.as_ref()).ok();
         } else {
-            let mut v = (**item).clone();
-            v["apiVersion"] = json!(api_version);
-            serde_json::to_writer(&mut out, &v).ok();
+            serde_json::to_writer(&mut out, &verbs::present(&t.rt, &t.version, item)).ok();
         }
     }
     out.extend_from_slice(b"]}");

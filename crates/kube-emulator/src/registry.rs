@@ -35,11 +35,25 @@ pub struct ResourceType {
     pub tracks_generation: bool,
     /// Set for custom resources; holds per-version schemas.
     pub crd: Option<Vec<CrdVersion>>,
+    /// Set when objects are stored in another type's collection.
+    pub storage: Option<TypeKey>,
 }
 
 impl ResourceType {
-    pub fn key(&self) -> TypeKey {
+    /// Identity in the registry: (group, resource).
+    pub fn id(&self) -> TypeKey {
         (self.group.clone(), self.resource.clone())
+    }
+
+    /// Where its objects are stored: its own collection, or the one it shares (events.k8s.io
+    /// Events live with core Events, as in apiserver).
+    pub fn key(&self) -> TypeKey {
+        self.storage.clone().unwrap_or_else(|| self.id())
+    }
+
+    /// Whether objects are converted between this type's form and a shared storage form.
+    pub fn is_alias(&self) -> bool {
+        self.storage.is_some()
     }
 
     pub fn api_version(&self, version: &str) -> String {
@@ -310,6 +324,8 @@ impl Registry {
                 has_status: bt.status,
                 tracks_generation: bt.generation,
                 crd: None,
+                storage: (bt.group == "events.k8s.io")
+                    .then(|| (String::new(), "events".to_string())),
             });
         }
         reg
@@ -317,7 +333,7 @@ impl Registry {
 
     pub fn insert(&mut self, rt: ResourceType) -> Arc<ResourceType> {
         let rt = Arc::new(rt);
-        self.types.insert(rt.key(), rt.clone());
+        self.types.insert(rt.id(), rt.clone());
         rt
     }
 

@@ -289,7 +289,16 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
     let selection = || -> Result<Selection, ApiError> {
         Ok(Selection {
             labels: crate::selectors::LabelSelector::parse(q("labelSelector").unwrap_or(""))?,
-            fields: crate::selectors::FieldSelector::parse(q("fieldSelector").unwrap_or(""))?,
+            fields: {
+                let raw = q("fieldSelector").unwrap_or("");
+                if rt.is_alias() {
+                    crate::selectors::FieldSelector::parse(&crate::events::field_selector_to_core(
+                        raw,
+                    ))?
+                } else {
+                    crate::selectors::FieldSelector::parse(raw)?
+                }
+            },
         })
     };
     let wants_table = table::wants_table(&accept);

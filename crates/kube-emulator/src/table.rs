@@ -151,6 +151,19 @@ pub fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
             column("Data", "string", "", "The number of entries", 0),
             age,
         ],
+        ("", "events") => vec![
+            column(
+                "Last Seen",
+                "string",
+                "",
+                "Time since the event was last seen",
+                0,
+            ),
+            column("Type", "string", "", "Normal or Warning", 0),
+            column("Reason", "string", "", "Why the event happened", 0),
+            column("Object", "string", "", "What the event is about", 0),
+            column("Message", "string", "", "A human-readable description", 0),
+        ],
         _ => vec![name, age],
     }
 }
@@ -193,6 +206,36 @@ fn cells(rt: &ResourceType, version: &str, obj: &Value) -> Vec<Value> {
             ),
             age(obj),
         ],
+        ("", "events") => {
+            let md = &obj["metadata"];
+            let seen = [
+                &obj["series"]["lastObservedTime"],
+                &obj["lastTimestamp"],
+                &obj["eventTime"],
+                &md["creationTimestamp"],
+            ]
+            .into_iter()
+            .find_map(|v| v.as_str())
+            .and_then(|ts| DateTime::parse_from_rfc3339(ts).ok())
+            .map_or(json!("<unknown>"), |t| {
+                json!(human_duration(
+                    (Utc::now() - t.with_timezone(&Utc)).num_seconds()
+                ))
+            });
+            let io = &obj["involvedObject"];
+            let object = format!(
+                "{}/{}",
+                io["kind"].as_str().unwrap_or("").to_lowercase(),
+                io["name"].as_str().unwrap_or("")
+            );
+            vec![
+                seen,
+                obj["type"].clone(),
+                obj["reason"].clone(),
+                json!(object),
+                obj["message"].clone(),
+            ]
+        }
         _ => vec![name, age(obj)],
     }
 }

@@ -79,6 +79,9 @@ fn random_suffix() -> String {
 
 /// The stored object as the requested version presents it.
 pub fn present(rt: &ResourceType, version: &str, obj: &Value) -> Value {
+    if rt.is_alias() {
+        return crate::events::from_core(obj);
+    }
     let mut out = obj.clone();
     out["apiVersion"] = json!(rt.api_version(version));
     out
@@ -251,9 +254,17 @@ fn check_kind(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
             t.rt.kind
         )));
     }
-    obj["apiVersion"] = json!(t.rt.api_version(t.rt.storage_version()));
-    obj["kind"] = json!(t.rt.kind);
     Ok(())
+}
+
+/// The form objects are stored in: the storage version, or core/v1 for events.k8s.io Events.
+fn storage_form(rt: &ResourceType, obj: &mut Value) {
+    if rt.is_alias() {
+        crate::events::to_core(obj);
+    } else {
+        obj["apiVersion"] = json!(rt.api_version(rt.storage_version()));
+        obj["kind"] = json!(rt.kind);
+    }
 }
 
 fn check_namespace(t: &Target, obj: &mut Value) -> Result<(), ApiError> {
@@ -334,6 +345,7 @@ fn create_object(
 ) -> Result<Value, ApiError> {
     let rt = t.rt.clone();
     check_kind(t, &mut obj)?;
+    storage_form(&rt, &mut obj);
     check_namespace(t, &mut obj)?;
     let md = metadata_mut(&mut obj)?;
     let mut name = md
@@ -484,8 +496,7 @@ fn commit_update(
         return Err(ApiError::conflict(&rt, &name));
     }
     metadata_mut(&mut new)?;
-    new["apiVersion"] = json!(rt.api_version(rt.storage_version()));
-    new["kind"] = json!(rt.kind);
+    storage_form(&rt, &mut new);
     if t.is_status() {
         let mut merged = (*old).clone();
         match new.get("status") {

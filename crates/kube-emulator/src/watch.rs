@@ -54,7 +54,7 @@ impl Emitter {
             );
             return tbl;
         }
-        if self.t.version == self.t.rt.storage_version() {
+        if self.t.version == self.t.rt.storage_version() && !self.t.rt.is_alias() {
             obj.clone()
         } else {
             present(&self.t.rt, &self.t.version, obj)

@@ -540,3 +540,60 @@ async fn create_generators_send_protobuf_that_the_emulator_decodes() {
     assert!(c.emu.object("namespaces", None, "team").is_none());
     c.stop().await;
 }
+
+#[tokio::test]
+async fn events_from_the_kube_rs_recorder_show_in_get_events_and_describe() {
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    c.ok(&["apply", "-f", CRD]).await;
+    let cr = c.write("cr.yaml", VALID_CR);
+    c.ok(&["apply", "-f", &cr]).await;
+    let stored = c
+        .emu
+        .object("clear-operator.io/clearapiclients", Some("default"), "demo")
+        .unwrap();
+    let reference = ObjectReference {
+        api_version: Some("clear-operator.io/v1alpha1".into()),
+        kind: Some("ClearApiClient".into()),
+        name: Some("demo".into()),
+        namespace: Some("default".into()),
+        uid: stored["metadata"]["uid"].as_str().map(str::to_string),
+        ..ObjectReference::default()
+    };
+    let reporter = Reporter {
+        controller: "clear-operator".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(c.emu.client().await, reporter);
+    let ev = Event {
+        type_: EventType::Normal,
+        reason: "Issued".into(),
+        note: Some("token issued, valid till tomorrow".into()),
+        action: "Mint".into(),
+        secondary: None,
+    };
+    recorder.publish(&ev, &reference).await.unwrap();
+
+    let events = c.ok(&["get", "events"]).await;
+    let header: Vec<&str> = events.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    );
+    assert!(
+        events
+            .contains("Normal   Issued   clearapiclient/demo   token issued, valid till tomorrow"),
+        "{events}"
+    );
+    let described = c.ok(&["describe", "clearapiclient", "demo"]).await;
+    assert!(described.contains("Issued"), "{described}");
+    assert!(
+        described.contains("token issued, valid till tomorrow"),
+        "{described}"
+    );
+    c.stop().await;
+}
