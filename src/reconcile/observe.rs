@@ -117,6 +117,9 @@ pub fn check_spec(
         Ok(url) => url,
         Err(e) => return (None, Err(e.to_string())),
     };
+    if let Err(detail) = secret::check_writable(cac) {
+        return (Some(base_url), Err(detail));
+    }
     let renew_before = match spec
         .renew_before
         .as_deref()

@@ -241,6 +241,66 @@ pub fn metadata_drifted(cac: &ClearApiClient, base_url: &str, actual: &ObjectMet
         || differs(&annotations, actual_annotations)
 }
 
+/// Why the Secret the spec describes could not be written, checked before any mint (a
+/// mint whose Secret is then refused would revoke the old token for nothing).
+pub fn check_writable(cac: &ClearApiClient) -> Result<(), String> {
+    let name = cac.name_any();
+    if !is_label_value(&name) {
+        return Err(format!(
+            "the resource name is used as the {CLIENT_LABEL} label value and must be at most 63 characters"
+        ));
+    }
+    let target = cac.spec.target.clone().unwrap_or_default();
+    if let Some((key, value)) = target
+        .labels
+        .iter()
+        .find(|(k, v)| !is_qualified_name(k) || !is_label_value(v))
+    {
+        return Err(format!(
+            "target label {key}={value} is not a valid Kubernetes label"
+        ));
+    }
+    if let Some(key) = target.annotations.keys().find(|k| !is_qualified_name(k)) {
+        return Err(format!(
+            "target annotation key {key} is not a valid Kubernetes annotation key"
+        ));
+    }
+    Ok(())
+}
+
+/// `[prefix/]name`: prefix a DNS subdomain, name at most 63 alphanumerics, `-`, `_`, `.`.
+fn is_qualified_name(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    && !part.starts_with('-')
+                    && !part.ends_with('-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
+}
+
+/// At most 63 alphanumerics, `-`, `_`, `.`, starting and ending alphanumeric (or empty).
+fn is_label_value(value: &str) -> bool {
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    value.is_empty()
+        || (value.len() <= 63
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && alnum(value.chars().next())
+            && alnum(value.chars().last()))
+}
+
 /// The token currently stored in a Secret, for re-applying the Secret without minting.
 pub fn stored_token(secret: &Secret) -> Option<AccessToken> {
     let bytes = secret.data.as_ref()?.get(keys::ACCESS_TOKEN)?;
@@ -411,6 +471,48 @@ mod tests {
         let mut edited = applied.metadata.clone();
         edited.labels.as_mut().unwrap().remove(CLIENT_LABEL);
         assert!(metadata_drifted(&cac, "https://x", &edited));
+    }
+
+    #[test]
+    fn specs_whose_secret_kubernetes_would_refuse_are_caught_before_minting() {
+        assert_eq!(check_writable(&client("billing")), Ok(()));
+        assert!(
+            check_writable(&client(&"a".repeat(64))).is_err(),
+            "name too long for a label value"
+        );
+        let mut labelled = client("billing");
+        let target = labelled.spec.target.get_or_insert_with(Default::default);
+        target
+            .labels
+            .insert("example.com/team".into(), "payments".into());
+        target
+            .annotations
+            .insert("note".into(), "any text at all".into());
+        assert_eq!(check_writable(&labelled), Ok(()));
+        for (key, value) in [
+            ("bad key", "x"),
+            ("team", "-x"),
+            ("Example.com/team", "x"),
+            ("team", "a b"),
+        ] {
+            let mut bad = client("billing");
+            bad.spec
+                .target
+                .get_or_insert_with(Default::default)
+                .labels
+                .insert(key.into(), value.into());
+            assert!(
+                check_writable(&bad).is_err(),
+                "{key}={value} should be refused"
+            );
+        }
+        let mut bad = client("billing");
+        bad.spec
+            .target
+            .get_or_insert_with(Default::default)
+            .annotations
+            .insert("/x".into(), "v".into());
+        assert!(check_writable(&bad).is_err());
     }
 
     #[test]
