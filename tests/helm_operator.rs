@@ -2,7 +2,10 @@
 //! charts/clear-operator into the Kubernetes API emulator (CRD, RBAC, Deployment), then the
 //! operator binary started exactly as the installed Deployment says (its args and env, read
 //! back from the emulator), then a ClearApiClient whose token comes from the Clear simulator.
-//! Proves the chart's arguments, environment, Lease name and metric names match the binary.
+//! Proves the chart's arguments, environment, Lease name and metric names match the binary,
+//! and that every API request the operator made is allowed by the RBAC the chart installed
+//! (the emulator does not enforce RBAC, so the test checks its request log against the
+//! installed Roles and bindings the way the API server's authorizer would).
 //!
 //! There are no pods here, so the test plays the kubelet: only `--metrics-addr` changes, from
 //! the pod's 0.0.0.0:8080 to a free loopback port.
@@ -20,6 +23,7 @@ use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DynamicObject, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use kube_emulator::RequestEntry;
 use kube_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
 
@@ -179,8 +183,124 @@ async fn eventually<T>(
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
+/// One rule of a Role or ClusterRole bound to the operator's ServiceAccount, and where it
+/// applies (`None`: every namespace and cluster-scoped resources).
+#[derive(Debug)]
+struct Grant {
+    namespace: Option<String>,
+    groups: Vec<String>,
+    resources: Vec<String>,
+    verbs: Vec<String>,
+    names: Vec<String>,
+}
+
+impl Grant {
+    fn allows(&self, request: &RequestEntry) -> bool {
+        let scoped = match &self.namespace {
+            None => true,
+            Some(ns) => request.namespace.as_deref() == Some(ns.as_str()),
+        };
+        // As in Kubernetes, a rule limited to names never allows create, list or watch.
+        let named = self.names.is_empty()
+            || request
+                .name
+                .as_ref()
+                .is_some_and(|n| self.names.contains(n) && request.verb != "create");
+        scoped
+            && named
+            && self.groups.contains(&request.group)
+            && self.resources.contains(&request.resource_path())
+            && self.verbs.contains(&request.verb)
+    }
+}
+
+fn strings(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The rules the installed bindings give the operator's ServiceAccount.
+fn grants_of_the_operator(emulator: &Emulator) -> Vec<Grant> {
+    let binds_operator = |binding: &Value| {
+        binding["subjects"].as_array().is_some_and(|subjects| {
+            subjects.iter().any(|s| {
+                s["kind"] == "ServiceAccount"
+                    && s["name"] == FULLNAME
+                    && s["namespace"] == RELEASE_NAMESPACE
+            })
+        })
+    };
+    let mut grants = Vec::new();
+    let mut add = |role: Option<Value>, namespace: Option<String>| {
+        let role = role.expect("a binding refers to a role helm installed");
+        for rule in role["rules"].as_array().into_iter().flatten() {
+            grants.push(Grant {
+                namespace: namespace.clone(),
+                groups: strings(&rule["apiGroups"]),
+                resources: strings(&rule["resources"]),
+                verbs: strings(&rule["verbs"]),
+                names: strings(&rule["resourceNames"]),
+            });
+        }
+    };
+    for binding in emulator.objects("rbac.authorization.k8s.io/clusterrolebindings", None) {
+        if binds_operator(&binding) {
+            let name = binding["roleRef"]["name"].as_str().unwrap();
+            add(
+                emulator.object("rbac.authorization.k8s.io/clusterroles", None, name),
+                None,
+            );
+        }
+    }
+    for binding in emulator.objects("rbac.authorization.k8s.io/rolebindings", None) {
+        if binds_operator(&binding) {
+            let namespace = binding["metadata"]["namespace"].as_str().unwrap();
+            let name = binding["roleRef"]["name"].as_str().unwrap();
+            let role = if binding["roleRef"]["kind"] == "ClusterRole" {
+                emulator.object("rbac.authorization.k8s.io/clusterroles", None, name)
+            } else {
+                emulator.object("rbac.authorization.k8s.io/roles", Some(namespace), name)
+            };
+            add(role, Some(namespace.to_string()));
+        }
+    }
+    grants
+}
+
+fn assert_rbac_allows_every_request(emulator: &Emulator, requests: &[RequestEntry]) {
+    let grants = grants_of_the_operator(emulator);
+    let denied: Vec<&RequestEntry> = requests
+        .iter()
+        .filter(|r| !grants.iter().any(|g| g.allows(r)))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the chart's RBAC would forbid these requests of the operator:\n{denied:#?}\ngrants:\n{grants:#?}"
+    );
+    // Not vacuous: the operator did watch, elect itself and write its Secret.
+    for (verb, resource) in [
+        ("watch", "clearapiclients"),
+        ("create", "leases"),
+        ("patch", "secrets"),
+    ] {
+        assert!(
+            requests
+                .iter()
+                .any(|r| r.verb == verb && r.resource == resource),
+            "the operator made no {verb} on {resource}: {requests:#?}"
+        );
+    }
+}
+
+/// Installs the chart with `sets`, runs the operator as deployed, and follows one
+/// ClearApiClient in `default` from creation to a live token.
+async fn install_and_run_the_operator(sets: &[&str]) {
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
@@ -190,14 +310,17 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
     ]))
     .await
     .expect("simulator starts");
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("helm-operator-{}", std::process::id()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "helm-operator-{}-{}",
+        std::process::id(),
+        sets.len()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).unwrap();
 
-    // Move 1 and 2: the chart installs the CRD and the operator.
+    // Moves 1 and 2: the chart installs the CRD and the operator.
     let namespaces: Api<Namespace> = Api::all(client.clone());
     namespaces
         .create(
@@ -207,50 +330,19 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
         .await
         .unwrap();
     let chart = repo_root().join("charts/clear-operator");
-    helm(
-        &dir,
-        &[
-            "install",
-            RELEASE,
-            chart.to_str().unwrap(),
-            "--namespace",
-            RELEASE_NAMESPACE,
-            "--set",
-            "operator.allowHttp=true",
-        ],
-    )
-    .await;
-    let deployment = emulator
-        .object("apps/deployments", Some(RELEASE_NAMESPACE), FULLNAME)
-        .expect("helm created the Deployment");
-    let metrics_addr = free_loopback_addr();
-    let operator = start_as_deployed(&deployment, &kubeconfig, &metrics_addr);
+    let mut install = vec![
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+        "operator.allowHttp=true",
+    ];
+    install.extend_from_slice(sets);
+    helm(&dir, &install).await;
 
-    eventually("/readyz to answer 200", &operator, async || {
-        (http_get(&metrics_addr, "/readyz", None)?.0 == 200).then_some(())
-    })
-    .await;
-    assert_eq!(
-        http_get(&metrics_addr, "/healthz", None).map(|r| r.0),
-        Some(200)
-    );
-
-    // The chart's Lease name and namespace are the ones the binary elects itself on.
-    let lease = eventually("the leader Lease", &operator, async || {
-        emulator.object(
-            "coordination.k8s.io/leases",
-            Some(RELEASE_NAMESPACE),
-            FULLNAME,
-        )
-    })
-    .await;
-    let holder = lease["spec"]["holderIdentity"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(holder.starts_with(POD_NAME), "lease held by {holder:?}");
-
-    // Move 3: a client secret and a ClearApiClient give a Secret with a live token.
+    // Move 3, before the operator starts so that every request logged from here on is its own.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     secrets
         .create(
@@ -285,8 +377,41 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
     .await
     .unwrap();
 
+    let deployment = emulator
+        .object("apps/deployments", Some(RELEASE_NAMESPACE), FULLNAME)
+        .expect("helm created the Deployment");
+    emulator.requests().reset();
+    let metrics_addr = free_loopback_addr();
+    let operator = start_as_deployed(&deployment, &kubeconfig, &metrics_addr);
+
+    eventually("/readyz to answer 200", &operator, async || {
+        (http_get(&metrics_addr, "/readyz", None)?.0 == 200).then_some(())
+    })
+    .await;
+    assert_eq!(
+        http_get(&metrics_addr, "/healthz", None).map(|r| r.0),
+        Some(200)
+    );
+
+    // The chart's Lease name and namespace are the ones the binary elects itself on.
+    let lease = eventually("the leader Lease", &operator, async || {
+        emulator.object(
+            "coordination.k8s.io/leases",
+            Some(RELEASE_NAMESPACE),
+            FULLNAME,
+        )
+    })
+    .await;
+    let holder = lease["spec"]["holderIdentity"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(holder.starts_with(POD_NAME), "lease held by {holder:?}");
+
+    // Read in process, not over HTTP, so the request log holds the operator's requests only.
     let token = eventually("the token Secret", &operator, async || {
-        let secret = secrets.get_opt("billing").await.ok()??;
+        let secret: Secret =
+            serde_json::from_value(emulator.object("secrets", Some("default"), "billing")?).ok()?;
         let bytes = secret.data?.remove("accessToken")?.0;
         String::from_utf8(bytes).ok().filter(|t| !t.is_empty())
     })
@@ -300,11 +425,6 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
         whoami.map(|r| r.0),
         Some(200),
         "the stored token is not live"
-    );
-    assert_eq!(
-        sandbox.call_counts(CLIENT_SECRET).total,
-        1,
-        "exactly one call to Clear"
     );
 
     // The series the chart's PrometheusRule alerts on exist under those names.
@@ -321,9 +441,18 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
     ] {
         assert!(metrics.contains(series), "no {series} in:\n{metrics}");
     }
+    assert_eq!(
+        sandbox.call_counts(CLIENT_SECRET).total,
+        1,
+        "exactly one call to Clear"
+    );
+
+    let requests = emulator.requests().entries();
+    let logs = operator.logs();
+    drop(operator);
+    assert_rbac_allows_every_request(&emulator, &requests);
 
     // --log-format json from the chart: every line is a JSON object, none carries a secret.
-    let logs = operator.logs();
     assert!(!logs.is_empty(), "the operator logged nothing");
     for line in &logs {
         let parsed: Value = serde_json::from_str(line)
@@ -335,7 +464,6 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
         );
     }
 
-    drop(operator);
     helm(
         &dir,
         &["uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE],
@@ -349,4 +477,14 @@ async fn operator_installed_by_helm_runs_as_deployed_and_issues_a_token() {
     let _ = std::fs::remove_dir_all(&dir);
     sandbox.shutdown().await.expect("simulator stops");
     emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_installed_cluster_wide_issues_a_token_within_its_rbac() {
+    install_and_run_the_operator(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_installed_for_one_namespace_issues_a_token_within_its_rbac() {
+    install_and_run_the_operator(&["--set", "watchNamespaces={default}"]).await;
 }
