@@ -265,3 +265,49 @@ async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minti
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn dropped_watches_and_a_full_relist_make_no_call() {
+    const SECRET: &str = "cs-relist-0001";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
+        .await;
+    assert_eq!(kit.calls(SECRET), 1);
+
+    // Watches end and their resourceVersions are too old to resume: every watcher relists,
+    // and every object shows up again as if new.
+    kit.emulator.requests().reset();
+    kit.emulator.faults().compact_history();
+    kit.emulator.faults().close_watches();
+    for _ in 0..1000 {
+        let relisted = kit
+            .emulator
+            .requests()
+            .entries()
+            .iter()
+            .any(|e| e.verb == "list" && e.resource == "clearapiclients");
+        if relisted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let relisted = kit
+        .emulator
+        .requests()
+        .entries()
+        .iter()
+        .any(|e| e.verb == "list" && e.resource == "clearapiclients");
+    assert!(relisted, "the controller relisted");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(kit.calls(SECRET), 1, "the relist made no call to Clear");
+    assert!(is_ready(&kit.get("billing").await, "True"));
+    stop.send(()).unwrap();
+    run.await.unwrap();
+    kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
