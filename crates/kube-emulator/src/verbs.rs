@@ -136,6 +136,29 @@ fn is_dns_label(s: &str) -> bool {
     is_dns_subdomain(s) && !s.contains('.') && s.len() <= 63
 }
 
+/// Empty metadata lists and maps are absent in apiserver's answers (Go's omitempty).
+fn tidy_metadata(obj: &mut Value) {
+    if let Some(md) = obj["metadata"].as_object_mut() {
+        for k in [
+            "finalizers",
+            "ownerReferences",
+            "labels",
+            "annotations",
+            "managedFields",
+        ] {
+            let empty = match md.get(k) {
+                Some(Value::Array(a)) => a.is_empty(),
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Null) => true,
+                _ => false,
+            };
+            if empty {
+                md.remove(k);
+            }
+        }
+    }
+}
+
 /// Light validation of metadata apiserver would reject: name format, label and
 /// annotation keys, label values.
 fn validate_metadata(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
@@ -395,6 +418,7 @@ fn create_object(
     {
         m.remove("status");
     }
+    tidy_metadata(&mut obj);
     let causes = validate_metadata(&rt, &obj);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&rt, &name, &causes));
@@ -541,6 +565,7 @@ fn commit_update(
             md.remove("managedFields");
         }
     }
+    tidy_metadata(&mut new);
     let causes = validate_metadata(&rt, &new);
     if !causes.is_empty() {
         return Err(ApiError::invalid(&rt, &name, &causes));

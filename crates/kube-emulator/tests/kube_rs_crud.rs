@@ -243,3 +243,26 @@ async fn namespace_deletion_removes_its_contents() {
     assert!(emu.object("namespaces", None, "team").is_none());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn emptied_metadata_lists_are_dropped_like_apiserver_omitempty() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cm: ConfigMap = serde_json::from_value(
+        json!({"metadata": {"name": "f", "finalizers": ["a/b"], "labels": {"x": "y"}}}),
+    )
+    .unwrap();
+    api.create(&PostParams::default(), &cm).await.unwrap();
+    let ops: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+        {"op": "remove", "path": "/metadata/labels/x"},
+    ]))
+    .unwrap();
+    api.patch("f", &PatchParams::default(), &Patch::<()>::Json(ops))
+        .await
+        .unwrap();
+    let stored = emu.object("configmaps", Some("default"), "f").unwrap();
+    assert!(stored["metadata"].get("finalizers").is_none(), "{stored}");
+    assert!(stored["metadata"].get("labels").is_none(), "{stored}");
+    emu.shutdown().await;
+}
