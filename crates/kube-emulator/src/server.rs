@@ -317,6 +317,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
             .unwrap_or_else(|| manager_from_user_agent(ua)),
         explicit_manager: q("fieldManager").is_some_and(|m| !m.is_empty()),
         force: q("force") == Some("true"),
+        strict: q("fieldValidation") == Some("Strict"),
     };
     let body_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
     let parse_body = || -> Result<Value, ApiError> {

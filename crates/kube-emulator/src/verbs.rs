@@ -48,6 +48,9 @@ pub struct WriteParams {
     pub manager: String,
     pub explicit_manager: bool,
     pub force: bool,
+    /// `fieldValidation=Strict` (kubectl's default): unknown fields are an error instead
+    /// of being pruned silently.
+    pub strict: bool,
 }
 
 pub fn now() -> String {
@@ -234,8 +237,41 @@ fn validate_metadata(rt: &ResourceType, obj: &Value) -> Vec<Cause> {
     causes
 }
 
+/// Paths present in `before` that pruning removed, as apiserver names them (`spec.foo`,
+/// `spec.items[0].bar`).
+fn unknown_fields(before: &Value, after: &Value, path: &str, out: &mut Vec<String>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            for (k, bv) in b {
+                match a.get(k) {
+                    Some(av) => unknown_fields(bv, av, &join(k), out),
+                    None => out.push(join(k)),
+                }
+            }
+        }
+        (Value::Array(b), Value::Array(a)) if a.len() == b.len() => {
+            for (i, (bv, av)) in b.iter().zip(a).enumerate() {
+                unknown_fields(bv, av, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Defaulting, pruning and schema validation of a custom resource.
-fn custom_schema(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
+fn custom_schema(
+    t: &Target,
+    obj: &mut Value,
+    old: Option<&Value>,
+    strict: bool,
+) -> Result<(), ApiError> {
     let Some(v) = t.rt.crd_version(&t.version) else {
         return Ok(());
     };
@@ -243,7 +279,24 @@ fn custom_schema(t: &Target, obj: &mut Value, old: Option<&Value>) -> Result<(),
         return Ok(());
     };
     schema.apply_defaults(obj);
+    let before = strict.then(|| obj.clone());
     schema.prune(obj);
+    if let Some(before) = before {
+        let mut unknown = Vec::new();
+        unknown_fields(&before, obj, "", &mut unknown);
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{f}\""))
+                .collect();
+            return Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                list.join(", "),
+                kind = t.rt.kind,
+                version = t.version,
+            )));
+        }
+    }
     let errors = schema.validate(obj, old);
     if errors.is_empty() {
         return Ok(());
@@ -424,7 +477,7 @@ fn create_object(
         return Err(ApiError::invalid(&rt, &name, &causes));
     }
     if rt.is_custom() {
-        custom_schema(&t, &mut obj, None)?;
+        custom_schema(&t, &mut obj, None, p.strict)?;
     } else {
         kinds::normalize(&rt, &mut obj, None, state)?;
     }
@@ -571,7 +624,7 @@ fn commit_update(
         return Err(ApiError::invalid(&rt, &name, &causes));
     }
     if rt.is_custom() {
-        custom_schema(t, &mut new, Some(&old))?;
+        custom_schema(t, &mut new, Some(&old), p.strict)?;
     } else {
         kinds::normalize(&rt, &mut new, Some(&old), state)?;
     }
