@@ -151,6 +151,107 @@ pub fn columns(rt: &ResourceType, version: &str) -> Vec<Value> {
             column("Data", "string", "", "The number of entries", 0),
             age,
         ],
+        ("apps", "deployments") => vec![
+            name,
+            column(
+                "Ready",
+                "string",
+                "",
+                "Number of the pod with ready state",
+                0,
+            ),
+            column(
+                "Up-to-date",
+                "integer",
+                "",
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+                0,
+            ),
+            column(
+                "Available",
+                "integer",
+                "",
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+                0,
+            ),
+            age,
+        ],
+        ("apps", "statefulsets") => vec![
+            name,
+            column(
+                "Ready",
+                "string",
+                "",
+                "Number of the pod with ready state",
+                0,
+            ),
+            age,
+        ],
+        ("", "services") => vec![
+            name,
+            column("Type", "string", "", "The type of the service", 0),
+            column(
+                "Cluster-IP",
+                "string",
+                "",
+                "The cluster IP of the service",
+                0,
+            ),
+            column(
+                "External-IP",
+                "string",
+                "",
+                "The external IP of the service",
+                0,
+            ),
+            column("Port(s)", "string", "", "The ports of the service", 0),
+            age,
+        ],
+        ("", "pods") => vec![
+            name,
+            column(
+                "Ready",
+                "string",
+                "",
+                "The aggregate readiness state of this pod for accepting traffic.",
+                0,
+            ),
+            column(
+                "Status",
+                "string",
+                "",
+                "The aggregate status of the containers in this pod.",
+                0,
+            ),
+            column(
+                "Restarts",
+                "string",
+                "",
+                "The number of times the containers in this pod have been restarted.",
+                0,
+            ),
+            age,
+        ],
+        ("", "serviceaccounts") => vec![
+            name,
+            column(
+                "Secrets",
+                "string",
+                "",
+                "The number of secrets referenced",
+                0,
+            ),
+            age,
+        ],
+        ("coordination.k8s.io", "leases") => vec![
+            name,
+            column("Holder", "string", "", "The holder of the lease", 0),
+            age,
+        ],
+        ("apiextensions.k8s.io", "customresourcedefinitions") => vec![
+            name,
+            column("Created At", "date", "", "The creation timestamp", 0),
+        ],
         ("", "events") => vec![
             column(
                 "Last Seen",
@@ -206,6 +307,71 @@ fn cells(rt: &ResourceType, version: &str, obj: &Value) -> Vec<Value> {
             ),
             age(obj),
         ],
+        ("apps", "deployments") | ("apps", "statefulsets") => {
+            let st = &obj["status"];
+            let want = obj["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = json!(format!(
+                "{}/{}",
+                st["readyReplicas"].as_i64().unwrap_or(0),
+                want
+            ));
+            if rt.resource == "statefulsets" {
+                return vec![name, ready, age(obj)];
+            }
+            vec![
+                name,
+                ready,
+                json!(st["updatedReplicas"].as_i64().unwrap_or(0)),
+                json!(st["availableReplicas"].as_i64().unwrap_or(0)),
+                age(obj),
+            ]
+        }
+        ("", "services") => {
+            let spec = &obj["spec"];
+            let ports: Vec<String> = spec["ports"]
+                .as_array()
+                .map(|ps| {
+                    ps.iter()
+                        .map(|p| {
+                            format!("{}/{}", p["port"], p["protocol"].as_str().unwrap_or("TCP"))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            vec![
+                name,
+                spec["type"].clone(),
+                json!(spec["clusterIP"].as_str().unwrap_or("<none>")),
+                json!("<none>"),
+                json!(if ports.is_empty() {
+                    "<none>".to_string()
+                } else {
+                    ports.join(",")
+                }),
+                age(obj),
+            ]
+        }
+        ("", "pods") => {
+            let n = obj["spec"]["containers"].as_array().map_or(0, Vec::len);
+            vec![
+                name,
+                json!(format!("0/{n}")),
+                obj["status"]["phase"].clone(),
+                json!("0"),
+                age(obj),
+            ]
+        }
+        ("", "serviceaccounts") => vec![
+            name,
+            json!(obj["secrets"].as_array().map_or(0, Vec::len)),
+            age(obj),
+        ],
+        ("coordination.k8s.io", "leases") => {
+            vec![name, obj["spec"]["holderIdentity"].clone(), age(obj)]
+        }
+        ("apiextensions.k8s.io", "customresourcedefinitions") => {
+            vec![name, obj["metadata"]["creationTimestamp"].clone()]
+        }
         ("", "events") => {
             let md = &obj["metadata"];
             let seen = [

@@ -597,3 +597,62 @@ async fn events_from_the_kube_rs_recorder_show_in_get_events_and_describe() {
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn get_prints_apiserver_columns_for_workloads_and_services() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write(
+        "web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: a, image: nginx, ports: [{containerPort: 80}]}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+",
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    let out = c.ok(&["get", "deployments,services"]).await;
+    let words: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        words[0],
+        ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"],
+        "{out}"
+    );
+    assert_eq!(
+        &words[1][..4],
+        ["deployment.apps/web", "0/1", "0", "0"],
+        "{out}"
+    );
+    assert_eq!(
+        words[3],
+        [
+            "NAME",
+            "TYPE",
+            "CLUSTER-IP",
+            "EXTERNAL-IP",
+            "PORT(S)",
+            "AGE"
+        ],
+        "{out}"
+    );
+    assert_eq!(words[4][1], "ClusterIP", "{out}");
+    assert!(words[4][2].starts_with("10.96."), "{out}");
+    assert_eq!(words[4][4], "80/TCP", "{out}");
+    c.stop().await;
+}
