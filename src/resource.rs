@@ -31,7 +31,8 @@ pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
 /// (`--allow-http`), which the schema cannot know.
 pub const BASE_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s?#]*)?$";
 /// A Kubernetes object name (DNS-1123 subdomain).
-pub const OBJECT_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+pub const OBJECT_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 /// A Secret data key.
 pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
 
@@ -50,13 +51,35 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
     namespaced,
     status = "ClearApiClientStatus",
     doc = "A Clear (ClearTax) API client whose access token the operator keeps in a Secret.",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", priority = "1"),
-    printcolumn(name = "Environment", type_ = "string", json_path = ".spec.environment"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Environment",
+        type_ = "string",
+        json_path = ".spec.environment"
+    ),
     printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspace"),
     printcolumn(name = "Valid Till", type_ = "date", json_path = ".status.validTill"),
-    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secretName", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Secret",
+        type_ = "string",
+        json_path = ".status.secretName",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
@@ -120,7 +143,9 @@ pub struct ClearApiClientSpec {
 /// A product name, upper snake case.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(transparent)]
-pub struct Product(#[schemars(regex(pattern = PRODUCT_PATTERN), length(min = 1, max = 64))] pub String);
+pub struct Product(
+    #[schemars(regex(pattern = PRODUCT_PATTERN), length(min = 1, max = 64))] pub String,
+);
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -273,7 +298,11 @@ impl ClearApiClient {
     }
 
     pub fn deletion_policy(&self) -> DeletionPolicy {
-        self.spec.target.as_ref().map(|t| t.deletion_policy).unwrap_or_default()
+        self.spec
+            .target
+            .as_ref()
+            .map(|t| t.deletion_policy)
+            .unwrap_or_default()
     }
 }
 

@@ -32,7 +32,8 @@ pub async fn request_regeneration(
 ) -> Result<String, RegenerateError> {
     let value = value.unwrap_or_else(|| jiff::Timestamp::now().to_string());
     let api: Api<ClearApiClient> = Api::namespaced(client, namespace);
-    let patch = serde_json::json!({ "metadata": { "annotations": { REGENERATE_ANNOTATION: value } } });
+    let patch =
+        serde_json::json!({ "metadata": { "annotations": { REGENERATE_ANNOTATION: value } } });
     match api
         .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
