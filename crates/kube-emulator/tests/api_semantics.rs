@@ -513,3 +513,48 @@ async fn dependent_created_with_only_missing_owners_is_collected() {
     assert!(api.get_opt("dangling").await.unwrap().is_none());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_conflicts_between_managers_unless_forced() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cfg = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"k": v}});
+    api.patch(
+        "shared",
+        &PatchParams::apply("alice"),
+        &Patch::Apply(cfg("a")),
+    )
+    .await
+    .unwrap();
+    let err = api
+        .patch(
+            "shared",
+            &PatchParams::apply("bob"),
+            &Patch::Apply(cfg("b")),
+        )
+        .await
+        .unwrap_err();
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert_eq!(s.reason, "Conflict");
+            assert!(
+                s.message.contains("conflict with \"alice\""),
+                "{}",
+                s.message
+            );
+            assert!(s.message.contains(".data.k"), "{}", s.message);
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let forced = api
+        .patch(
+            "shared",
+            &PatchParams::apply("bob").force(),
+            &Patch::Apply(cfg("b")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.data.unwrap()["k"], "b");
+    emu.shutdown().await;
+}
