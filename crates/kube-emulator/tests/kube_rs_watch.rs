@@ -213,3 +213,51 @@ async fn metadata_watcher_sees_secrets_without_their_data() {
     assert_eq!(second.metadata.labels.unwrap()["k"], "w");
     emu.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_watchers_each_receive_every_event_in_order() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let rv = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut watchers = Vec::new();
+    for _ in 0..50 {
+        let stream = api
+            .watch(&WatchParams::default().disable_bookmarks(), &rv)
+            .await
+            .unwrap()
+            .boxed();
+        watchers.push(stream);
+    }
+    assert_eq!(emu.faults().open_watches(), 50);
+    for i in 0..40 {
+        api.create(&PostParams::default(), &cm(&format!("c{i:02}"), "x"))
+            .await
+            .unwrap();
+    }
+    let tasks: Vec<_> = watchers
+        .into_iter()
+        .map(|mut s| {
+            tokio::spawn(async move {
+                let mut names = Vec::new();
+                while names.len() < 40 {
+                    match tokio::time::timeout(Duration::from_secs(10), s.try_next()).await {
+                        Ok(Ok(Some(WatchEvent::Added(c)))) => names.push(c.metadata.name.unwrap()),
+                        other => panic!("unexpected {other:?}"),
+                    }
+                }
+                names
+            })
+        })
+        .collect();
+    let want: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), want);
+    }
+    emu.shutdown().await;
+}
