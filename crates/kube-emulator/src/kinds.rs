@@ -16,7 +16,11 @@ pub fn normalize(
     state: &mut State,
 ) -> Result<(), ApiError> {
     match (rt.group.as_str(), rt.resource.as_str()) {
-        ("", "secrets") => secret(rt, obj)?,
+        ("", "secrets") => {
+            secret(rt, obj)?;
+            immutable(rt, obj, old, &["data", "type"])?;
+        }
+        ("", "configmaps") => immutable(rt, obj, old, &["data", "binaryData"])?,
         ("", "namespaces") => {
             let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
             obj["metadata"]["labels"]["kubernetes.io/metadata.name"] = json!(name);
@@ -156,6 +160,41 @@ fn default(obj: &mut Value, pointer: &str, value: Value) {
     }
 }
 
+/// Secrets and ConfigMaps marked `immutable: true` keep their contents (and the mark).
+fn immutable(
+    rt: &ResourceType,
+    obj: &Value,
+    old: Option<&Value>,
+    fields: &[&str],
+) -> Result<(), ApiError> {
+    let Some(old) = old.filter(|o| o["immutable"] == json!(true)) else {
+        return Ok(());
+    };
+    let name = obj["metadata"]["name"].as_str().unwrap_or("");
+    let mut causes = Vec::new();
+    for f in fields {
+        if old.get(*f) != obj.get(*f) {
+            causes.push(Cause {
+                reason: "FieldValueForbidden".into(),
+                message: "Forbidden: field is immutable when `immutable` is set".into(),
+                field: (*f).to_string(),
+            });
+        }
+    }
+    if obj["immutable"] != json!(true) {
+        causes.push(Cause {
+            reason: "FieldValueForbidden".into(),
+            message: "Forbidden: field is immutable when `immutable` is set".into(),
+            field: "immutable".into(),
+        });
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(rt, name, &causes))
+    }
+}
+
 fn secret(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
     if let Some(Value::Object(string_data)) =
         obj.as_object_mut().and_then(|m| m.remove("stringData"))
@@ -270,6 +309,24 @@ mod tests {
         assert_eq!(obj["data"]["a"], json!("eA=="));
         assert!(obj.get("stringData").is_none());
         assert_eq!(obj["type"], json!("Opaque"));
+    }
+
+    #[test]
+    fn immutable_secret_rejects_data_changes_but_not_label_changes() {
+        let reg = Registry::with_builtins();
+        let rt = reg.get("", "secrets").unwrap().clone();
+        let mut state = State::new(10);
+        let old = json!({"metadata": {"name": "s"}, "type": "Opaque", "immutable": true, "data": {"a": "eA=="}});
+        let mut relabelled = old.clone();
+        relabelled["metadata"]["labels"] = json!({"x": "y"});
+        normalize(&rt, &mut relabelled, Some(&old), &mut state).unwrap();
+        let mut changed = old.clone();
+        changed["data"]["a"] = json!("eQ==");
+        let err = normalize(&rt, &mut changed, Some(&old), &mut state).unwrap_err();
+        assert_eq!(
+            err.message,
+            "Secret \"s\" is invalid: data: Forbidden: field is immutable when `immutable` is set"
+        );
     }
 
     #[test]
