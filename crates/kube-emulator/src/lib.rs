@@ -4,6 +4,7 @@
 //! Start it in-process with [`Emulator::start`] or run the `kube-emulator` binary.
 #![forbid(unsafe_code)]
 
+mod builtin_schemas;
 mod crds;
 mod discovery;
 mod events;

@@ -1,6 +1,7 @@
 //! OpenAPI documents, as much as kubectl needs: the v3 index of group-versions and one
-//! document per group-version (custom resources carry their CRD schema, so `kubectl
-//! explain` works on them). The v2 document is not served (404), which kubectl tolerates.
+//! document per group-version, carrying the built-in kinds' upstream schemas and each
+//! CRD's own, so `kubectl explain` works on both. The v2 document is not served (404),
+//! which kubectl tolerates.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,11 +37,17 @@ fn index(reg: &Registry) -> Value {
     json!({ "paths": paths })
 }
 
+/// Changes when the group-version's types or CRD schemas change, so kubectl refetches.
 fn document_hash(reg: &Registry, group: &str, version: &str) -> String {
     use std::hash::{Hash, Hasher};
-    let doc = document(reg, group, version);
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    doc.to_string().hash(&mut h);
+    for rt in reg.types_in(group, version) {
+        rt.kind.hash(&mut h);
+        rt.resource.hash(&mut h);
+        if let Some(v) = rt.crd_version(version) {
+            v.raw_schema.as_ref().map(Value::to_string).hash(&mut h);
+        }
+    }
     format!("{:016X}", h.finish())
 }
 
@@ -58,23 +65,38 @@ fn document(reg: &Registry, group: &str, version: &str) -> Value {
     let mut paths = serde_json::Map::new();
     for rt in reg.types_in(group, version) {
         let gvk = json!([{ "group": group, "version": version, "kind": rt.kind }]);
-        let mut schema = rt
-            .crd_version(version)
-            .and_then(|v| v.raw_schema.clone())
-            .unwrap_or_else(|| json!({ "type": "object", "description": format!("{} is a {} resource served by kube-emulator.", rt.kind, rt.resource) }));
-        if let Some(m) = schema.as_object_mut() {
-            m.insert("x-kubernetes-group-version-kind".into(), gvk);
-            let props = m.entry("properties").or_insert_with(|| json!({}));
-            if let Some(p) = props.as_object_mut() {
-                p.entry("apiVersion").or_insert_with(|| json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
-                p.entry("kind").or_insert_with(|| json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
-                p.entry("metadata").or_insert_with(
-                    || json!({"type": "object", "description": "Standard object's metadata."}),
-                );
+        let name = if rt.is_custom() {
+            let mut schema = rt
+                .crd_version(version)
+                .and_then(|v| v.raw_schema.clone())
+                .unwrap_or_else(|| json!({ "type": "object" }));
+            if let Some(m) = schema.as_object_mut() {
+                m.insert("x-kubernetes-group-version-kind".into(), gvk);
+                let props = m.entry("properties").or_insert_with(|| json!({}));
+                if let Some(p) = props.as_object_mut() {
+                    p.entry("apiVersion").or_insert_with(|| json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}));
+                    p.entry("kind").or_insert_with(|| json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}));
+                    p.entry("metadata").or_insert_with(
+                        || json!({"type": "object", "description": "Standard object's metadata."}),
+                    );
+                }
             }
-        }
-        let name = schema_name(group, version, &rt.kind);
-        schemas.insert(name.clone(), schema);
+            let name = schema_name(group, version, &rt.kind);
+            schemas.insert(name.clone(), schema);
+            name
+        } else if let Some((root, defs)) =
+            crate::builtin_schemas::for_kind(group, version, &rt.kind)
+        {
+            schemas.extend(defs);
+            root
+        } else {
+            let name = schema_name(group, version, &rt.kind);
+            schemas.insert(
+                name.clone(),
+                json!({"type": "object", "x-kubernetes-group-version-kind": gvk}),
+            );
+            name
+        };
         let base = if rt.namespaced {
             format!(
                 "/{}/namespaces/{{namespace}}/{}/{{name}}",

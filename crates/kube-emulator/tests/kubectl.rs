@@ -656,3 +656,26 @@ spec:
     assert_eq!(words[4][4], "80/TCP", "{out}");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn explain_describes_builtin_kinds_from_upstream_schemas() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let out = c.ok(&["explain", "secret"]).await;
+    assert!(out.contains("KIND:       Secret"), "{out}");
+    assert!(
+        out.contains("Secret holds secret data of a certain type."),
+        "{out}"
+    );
+    assert!(out.contains("stringData\t<map[string]string>"), "{out}");
+    let nested = c
+        .ok(&["explain", "deployment.spec.template.spec.containers.ports"])
+        .await;
+    assert!(
+        nested.contains("containerPort\t<integer> -required-"),
+        "{nested}"
+    );
+    c.stop().await;
+}

@@ -1,0 +1,146 @@
+//! OpenAPI v3 schemas of the built-in kinds, generated once from k8s-openapi's JSON
+//! schemas (the upstream descriptions), so `kubectl explain secret` works.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use k8s_openapi::api::{apps, coordination, core, events, networking, policy, rbac};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value};
+
+/// Every generated definition, and the definition name of each (group, kind).
+struct Schemas {
+    definitions: Map<String, Value>,
+    roots: BTreeMap<(&'static str, &'static str), String>,
+}
+
+fn add<T: JsonSchema>(
+    g: &mut SchemaGenerator,
+    roots: &mut BTreeMap<(&'static str, &'static str), String>,
+    group: &'static str,
+    kind: &'static str,
+) {
+    g.subschema_for::<T>();
+    roots.insert((group, kind), T::schema_name().into_owned());
+}
+
+fn schemas() -> &'static Schemas {
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut g = SchemaSettings::openapi3().into_generator();
+        let mut roots = BTreeMap::new();
+        let r = &mut roots;
+        add::<core::v1::Namespace>(&mut g, r, "", "Namespace");
+        add::<core::v1::Secret>(&mut g, r, "", "Secret");
+        add::<core::v1::ConfigMap>(&mut g, r, "", "ConfigMap");
+        add::<core::v1::ServiceAccount>(&mut g, r, "", "ServiceAccount");
+        add::<core::v1::Service>(&mut g, r, "", "Service");
+        add::<core::v1::Event>(&mut g, r, "", "Event");
+        add::<core::v1::Pod>(&mut g, r, "", "Pod");
+        add::<apps::v1::Deployment>(&mut g, r, "apps", "Deployment");
+        add::<apps::v1::StatefulSet>(&mut g, r, "apps", "StatefulSet");
+        add::<apps::v1::DaemonSet>(&mut g, r, "apps", "DaemonSet");
+        add::<apps::v1::ReplicaSet>(&mut g, r, "apps", "ReplicaSet");
+        add::<rbac::v1::Role>(&mut g, r, "rbac.authorization.k8s.io", "Role");
+        add::<rbac::v1::RoleBinding>(&mut g, r, "rbac.authorization.k8s.io", "RoleBinding");
+        add::<rbac::v1::ClusterRole>(&mut g, r, "rbac.authorization.k8s.io", "ClusterRole");
+        add::<rbac::v1::ClusterRoleBinding>(
+            &mut g,
+            r,
+            "rbac.authorization.k8s.io",
+            "ClusterRoleBinding",
+        );
+        add::<coordination::v1::Lease>(&mut g, r, "coordination.k8s.io", "Lease");
+        add::<policy::v1::PodDisruptionBudget>(&mut g, r, "policy", "PodDisruptionBudget");
+        add::<networking::v1::NetworkPolicy>(&mut g, r, "networking.k8s.io", "NetworkPolicy");
+        add::<events::v1::Event>(&mut g, r, "events.k8s.io", "Event");
+        add::<CustomResourceDefinition>(
+            &mut g,
+            r,
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+        );
+        let definitions = g
+            .take_definitions(true)
+            .into_iter()
+            .collect::<Map<String, Value>>();
+        Schemas { definitions, roots }
+    })
+}
+
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "$ref" {
+                    if let Some(name) = x
+                        .as_str()
+                        .and_then(|s| s.strip_prefix("#/components/schemas/"))
+                    {
+                        out.push(name.to_string());
+                    }
+                } else {
+                    refs(x, out);
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+/// The root definition name of a built-in kind and every definition it reaches, with the
+/// root marked by `x-kubernetes-group-version-kind`.
+pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<(String, Map<String, Value>)> {
+    let s = schemas();
+    let root = s
+        .roots
+        .iter()
+        .find(|((g, k), _)| *g == group && *k == kind)
+        .map(|(_, name)| name.clone())?;
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![root.clone()];
+    let mut out = Map::new();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let Some(def) = s.definitions.get(&name) else {
+            continue;
+        };
+        refs(def, &mut todo);
+        out.insert(name, def.clone());
+    }
+    if let Some(Value::Object(m)) = out.get_mut(&root) {
+        m.insert(
+            "x-kubernetes-group-version-kind".into(),
+            serde_json::json!([{ "group": group, "version": version, "kind": kind }]),
+        );
+    }
+    Some((root, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_schema_carries_upstream_descriptions_and_reaches_object_meta() {
+        let (root, defs) = for_kind("", "v1", "Secret").unwrap();
+        assert_eq!(root, "io.k8s.api.core.v1.Secret");
+        let secret = &defs[&root];
+        assert!(
+            secret["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("Secret holds secret data")
+        );
+        assert!(defs.contains_key("io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"));
+        assert_eq!(
+            secret["x-kubernetes-group-version-kind"][0]["kind"],
+            "Secret"
+        );
+    }
+}
