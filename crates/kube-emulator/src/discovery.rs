@@ -104,6 +104,17 @@ fn legacy_resource(rt: &ResourceType) -> Vec<Value> {
         r["categories"] = json!(rt.categories);
     }
     let mut out = vec![r];
+    if crate::scale::supported(rt) {
+        out.push(json!({
+            "name": format!("{}/scale", rt.resource),
+            "singularName": "",
+            "namespaced": rt.namespaced,
+            "group": "autoscaling",
+            "version": "v1",
+            "kind": "Scale",
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
     if rt.has_status {
         out.push(json!({
             "name": format!("{}/status", rt.resource),
@@ -138,7 +149,7 @@ pub fn resource_list(reg: &Registry, group: &str, version: &str) -> Option<Value
         .flat_map(|rt| {
             let mut rs = legacy_resource(rt);
             if !has_status_in(rt, version) {
-                rs.truncate(1);
+                rs.retain(|r| !r["name"].as_str().is_some_and(|n| n.ends_with("/status")));
             }
             rs
         })
@@ -162,12 +173,23 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
     if !rt.categories.is_empty() {
         r["categories"] = json!(rt.categories);
     }
+    let mut subs = Vec::new();
     if has_status_in(rt, version) {
-        r["subresources"] = json!([{
+        subs.push(json!({
             "subresource": "status",
             "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
             "verbs": ["get", "patch", "update"],
-        }]);
+        }));
+    }
+    if crate::scale::supported(rt) {
+        subs.push(json!({
+            "subresource": "scale",
+            "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if !subs.is_empty() {
+        r["subresources"] = Value::Array(subs);
     }
     r
 }

@@ -17,6 +17,7 @@ mod list;
 mod openapi;
 mod protobuf;
 mod registry;
+mod scale;
 mod selectors;
 mod server;
 mod status;

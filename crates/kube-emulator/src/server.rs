@@ -16,7 +16,7 @@ use crate::status::ApiError;
 use crate::store::State;
 use crate::verbs::{self, DeleteParams, PatchType, Selection, Target, WriteParams};
 use crate::watch::{self, WatchParams};
-use crate::{discovery, list, openapi, protobuf, table};
+use crate::{discovery, list, openapi, protobuf, scale, table};
 
 /// Everything a request handler needs.
 pub struct Shared {
@@ -242,6 +242,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
                 None => rt.has_status,
             },
             "finalize" => rt.resource == "namespaces" && rt.group.is_empty(),
+            "scale" => scale::supported(&rt),
             _ => false,
         };
         if !ok {
@@ -353,6 +354,25 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         }
         json_response(code, obj)
     };
+    if target.subresource.as_deref() == Some("scale") {
+        let mut st = shared.state.lock().expect("store lock");
+        let out = match verb {
+            "get" => scale::get(&st, &target)?,
+            "update" => scale::write(&mut st, &target, &body, None, &write)?,
+            "patch" => {
+                let ct = header_str(&parts.headers, header::CONTENT_TYPE);
+                let ptype = PatchType::from_content_type(ct)
+                    .ok_or_else(|| ApiError::unsupported_media_type(ct))?;
+                scale::write(&mut st, &target, &body, Some(ptype), &write)?
+            }
+            _ => {
+                return Err(ApiError::method_not_allowed(
+                    "the server does not allow this method on the requested resource",
+                ));
+            }
+        };
+        return Ok(json_response(StatusCode::OK, &out));
+    }
     match verb {
         "get" => {
             let st = shared.state.lock().expect("store lock");

@@ -555,6 +555,17 @@ pub fn update(
     commit_update(state, t, old, body, p, false)
 }
 
+/// Store `new` in place of `old` through the ordinary update path (used by `/scale`).
+pub fn replace(
+    state: &mut State,
+    t: &Target,
+    old: Arc<Value>,
+    new: Value,
+    p: &WriteParams,
+) -> Result<Value, ApiError> {
+    commit_update(state, t, old, new, p, false)
+}
+
 /// The shared tail of update and patch: subresource handling, defaulting, validation,
 /// managedFields, generation, no-op detection, finalization, storing.
 fn commit_update(

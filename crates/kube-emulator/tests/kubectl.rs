@@ -679,3 +679,38 @@ async fn explain_describes_builtin_kinds_from_upstream_schemas() {
     );
     c.stop().await;
 }
+
+#[tokio::test]
+async fn scale_sets_replicas_through_the_scale_subresource() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write(
+        "web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: a, image: nginx}]}
+",
+    );
+    c.ok(&["apply", "-f", &f]).await;
+    assert_eq!(
+        c.ok(&["scale", "deployment", "web", "--replicas=3"])
+            .await
+            .trim(),
+        "deployment.apps/web scaled"
+    );
+    let d = c
+        .emu
+        .object("apps/deployments", Some("default"), "web")
+        .unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(d["metadata"]["generation"], 2);
+    assert_eq!(c.emu.requests().count("patch", "deployments/scale"), 1);
+    c.stop().await;
+}
