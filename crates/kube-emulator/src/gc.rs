@@ -63,7 +63,8 @@ fn pass(state: &mut State, now: &str) -> bool {
                     continue;
                 }
             }
-            if deleting(obj) && finalizers(obj) == 0 {
+            // Namespaces go only once empty (below), whatever their finalizers.
+            if deleting(obj) && finalizers(obj) == 0 && *key != ns_key {
                 actions.push(Action::Remove(key.clone(), okey.clone()));
                 continue;
             }

@@ -266,3 +266,55 @@ async fn emptied_metadata_lists_are_dropped_like_apiserver_omitempty() {
     assert!(stored["metadata"].get("labels").is_none(), "{stored}");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn terminating_namespace_refuses_new_content_and_goes_when_finalizers_clear() {
+    let (emu, client) = start().await;
+    let nss: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "held"}})).unwrap();
+    nss.create(&PostParams::default(), &ns).await.unwrap();
+    let secrets: Api<Secret> = Api::namespaced(client, "held");
+    let mut s = secret("blocker", &[]);
+    s.metadata.finalizers = Some(vec!["test/hold".into()]);
+    secrets.create(&PostParams::default(), &s).await.unwrap();
+    nss.delete("held", &DeleteParams::default()).await.unwrap();
+    let terminating = nss.get("held").await.unwrap();
+    assert_eq!(
+        terminating.status.unwrap().phase.as_deref(),
+        Some("Terminating")
+    );
+    assert!(
+        secrets
+            .get("blocker")
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+
+    let err = api_error(
+        secrets
+            .create(&PostParams::default(), &secret("late", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 403);
+    assert_eq!(err.reason, "Forbidden");
+    assert!(
+        err.message.contains("because it is being terminated"),
+        "{}",
+        err.message
+    );
+
+    secrets
+        .patch(
+            "blocker",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert!(nss.get_opt("held").await.unwrap().is_none());
+    emu.shutdown().await;
+}
