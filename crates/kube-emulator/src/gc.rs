@@ -9,9 +9,12 @@ use serde_json::{Value, json};
 
 use crate::registry::TypeKey;
 use crate::store::{ObjKey, State};
+use crate::verbs;
 
 enum Action {
     Remove(TypeKey, ObjKey),
+    /// A deleted CRD whose objects are all gone: stop serving the type, drop the CRD.
+    RetireCrd(ObjKey),
     MarkDeleting(TypeKey, ObjKey),
     DropForegroundFinalizer(TypeKey, ObjKey),
 }
@@ -114,6 +117,27 @@ fn pass(state: &mut State, now: &str) -> bool {
             }
         }
     }
+    // Deleted CRDs whose objects are all gone stop being served.
+    let crd_key: TypeKey = (
+        "apiextensions.k8s.io".to_string(),
+        "customresourcedefinitions".to_string(),
+    );
+    if let Some(coll) = state.collection(&crd_key) {
+        for (okey, crd) in &coll.objects {
+            let cleaning = deleting(crd)
+                && crd["metadata"]["finalizers"]
+                    .as_array()
+                    .is_some_and(|f| f.iter().any(|x| x == verbs::CRD_CLEANUP_FINALIZER));
+            let type_key = verbs::crd_type_key(crd);
+            if cleaning
+                && state
+                    .collection(&type_key)
+                    .is_none_or(|c| c.objects.is_empty())
+            {
+                actions.push(Action::RetireCrd(okey.clone()));
+            }
+        }
+    }
     // Terminating namespaces that are empty go away.
     if let Some(coll) = state.collection(&ns_key) {
         for name in &terminating_ns {
@@ -134,6 +158,27 @@ fn pass(state: &mut State, now: &str) -> bool {
 
 fn apply(state: &mut State, action: Action, now: &str) {
     match action {
+        Action::RetireCrd(okey) => {
+            let crd_key: TypeKey = (
+                "apiextensions.k8s.io".to_string(),
+                "customresourcedefinitions".to_string(),
+            );
+            let Some(crd) = state.get(&crd_key, &okey).cloned() else {
+                return;
+            };
+            let type_key = verbs::crd_type_key(&crd);
+            state.drop_collection(&type_key);
+            state.registry.remove(&type_key);
+            let mut obj = (*crd).clone();
+            if let Some(f) = obj["metadata"]["finalizers"].as_array_mut() {
+                f.retain(|x| x != verbs::CRD_CLEANUP_FINALIZER);
+            }
+            if finalizers(&obj) == 0 {
+                state.remove(&crd_key, &okey);
+            } else if let Some(rt) = state.registry.get(&crd_key.0, &crd_key.1).cloned() {
+                state.put(&rt, obj);
+            }
+        }
         Action::Remove(key, okey) => {
             state.remove(&key, &okey);
         }

@@ -450,6 +450,11 @@ fn create_object(
     let mut t = t.clone();
     t.name = Some(name.clone());
     require_namespace(state, &t, true)?;
+    if rt.is_custom() && crd_terminating(state, &rt) {
+        return Err(ApiError::method_not_allowed(
+            "create not allowed while custom resource definition is terminating",
+        ));
+    }
     if state.get(&rt.key(), &t.okey()).is_some() {
         return Err(ApiError::already_exists(&rt, &name));
     }
@@ -964,13 +969,18 @@ pub fn delete(state: &mut State, t: &Target, d: &DeleteParams) -> Result<Value, 
         orphan_dependents(state, &uid);
     }
     let is_crd = rt.group == "apiextensions.k8s.io" && rt.resource == "customresourcedefinitions";
-    if is_crd {
-        remove_custom_type(state, &old);
-    }
     let mut finalizers: Vec<Value> = old["metadata"]["finalizers"]
         .as_array()
         .cloned()
         .unwrap_or_default();
+    if is_crd {
+        // As apiserver: the CRD stays (terminating) until its objects are gone, which
+        // waits for their own finalizers; the collector then stops serving the type.
+        delete_custom_objects(state, &old, &now);
+        if !finalizers.iter().any(|f| f == CRD_CLEANUP_FINALIZER) {
+            finalizers.push(json!(CRD_CLEANUP_FINALIZER));
+        }
+    }
     if propagation == "Foreground" && !finalizers.iter().any(|f| f == "foregroundDeletion") {
         finalizers.push(json!("foregroundDeletion"));
     }
@@ -1041,22 +1051,62 @@ fn orphan_dependents(state: &mut State, uid: &str) {
 }
 
 /// A CRD is being deleted: its objects go (DELETED events), then the type stops being served.
-fn remove_custom_type(state: &mut State, crd: &Value) {
-    let group = crd["spec"]["group"].as_str().unwrap_or("").to_string();
-    let plural = crd["spec"]["names"]["plural"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
-    let key = (group, plural);
-    let keys: Vec<ObjKey> = state
+/// Finalizer apiserver puts on a deleted CRD until its objects are gone.
+pub const CRD_CLEANUP_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+
+/// The (group, plural) a CRD serves.
+pub fn crd_type_key(crd: &Value) -> (String, String) {
+    (
+        crd["spec"]["group"].as_str().unwrap_or("").to_string(),
+        crd["spec"]["names"]["plural"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
+    )
+}
+
+/// Delete every object of a CRD's type: at once when it has no finalizers, else mark it.
+fn delete_custom_objects(state: &mut State, crd: &Value, now: &str) {
+    let key = crd_type_key(crd);
+    let Some(rt) = state.registry.get(&key.0, &key.1).cloned() else {
+        return;
+    };
+    let objects: Vec<(ObjKey, Arc<Value>)> = state
         .collection(&key)
-        .map(|c| c.objects.keys().cloned().collect())
+        .map(|c| {
+            c.objects
+                .iter()
+                .map(|(k, o)| (k.clone(), o.clone()))
+                .collect()
+        })
         .unwrap_or_default();
-    for k in keys {
-        state.remove(&key, &k);
+    for (k, o) in objects {
+        if o["metadata"]["finalizers"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            state.remove(&key, &k);
+        } else if o["metadata"].get("deletionTimestamp").is_none() {
+            let mut marked = (*o).clone();
+            marked["metadata"]["deletionTimestamp"] = json!(now);
+            marked["metadata"]["deletionGracePeriodSeconds"] = json!(0);
+            state.put(&rt, marked);
+        }
     }
-    state.drop_collection(&key);
-    state.registry.remove(&key);
+}
+
+/// Whether the CRD serving this custom type is being deleted.
+fn crd_terminating(state: &State, rt: &ResourceType) -> bool {
+    let crd_key = (
+        "apiextensions.k8s.io".to_string(),
+        "customresourcedefinitions".to_string(),
+    );
+    state
+        .get(
+            &crd_key,
+            &(String::new(), format!("{}.{}", rt.resource, rt.group)),
+        )
+        .is_some_and(|c| c["metadata"].get("deletionTimestamp").is_some())
 }
 
 /// Selection of a list, watch or deletecollection.

@@ -454,3 +454,53 @@ async fn controller_owning_secrets_reconciles_on_child_changes() {
     task.abort();
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn crd_deletion_waits_for_finalizers_of_its_objects() {
+    let (emu, client, api) = start_with_crd().await;
+    let mut held = cac("held", valid_spec());
+    held.metadata.finalizers = Some(vec!["clear-operator.io/revoke".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    api.create(&PostParams::default(), &cac("free", valid_spec()))
+        .await
+        .unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(client);
+    crds.delete(
+        "clearapiclients.clear-operator.io",
+        &DeleteParams::default(),
+    )
+    .await
+    .unwrap();
+
+    let crd = crds.get("clearapiclients.clear-operator.io").await.unwrap();
+    assert!(crd.metadata.deletion_timestamp.is_some());
+    assert!(api.get_opt("free").await.unwrap().is_none());
+    let marked = api.get("held").await.unwrap();
+    assert!(
+        marked.metadata.deletion_timestamp.is_some(),
+        "the operator sees its finalizer run"
+    );
+    let err = status_of(
+        api.create(&PostParams::default(), &cac("new", valid_spec()))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 405);
+
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    assert!(
+        crds.get_opt("clearapiclients.clear-operator.io")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let err = status_of(api.list(&Default::default()).await.unwrap_err());
+    assert_eq!(err.code, 404);
+    emu.shutdown().await;
+}
