@@ -990,7 +990,7 @@ pub fn delete(state: &mut State, t: &Target, d: &DeleteParams) -> Result<Value, 
             .remove(&rt.key(), &t.okey())
             .expect("object present under lock");
         gc::collect(state, &now);
-        return Ok(present(&rt, &t.version, &last));
+        return Ok(deleted_answer(&rt, &t.version, &last));
     }
     let mut obj = (*old).clone();
     let already = obj["metadata"].get("deletionTimestamp").is_some();
@@ -1017,6 +1017,30 @@ pub fn delete(state: &mut State, t: &Target, d: &DeleteParams) -> Result<Value, 
     gc::collect(state, &now);
     let current = state.get(&rt.key(), &t.okey()).cloned().unwrap_or(stored);
     Ok(present(&rt, &t.version, &current))
+}
+
+/// What an immediate delete answers: the deleted object for custom resources and Pods
+/// (apiserver's ReturnDeletedObject), a Success Status for other built-ins. kube-rs reads
+/// the Status as "gone now" and an object as "deletion in progress or done".
+fn deleted_answer(rt: &ResourceType, version: &str, last: &Value) -> Value {
+    if rt.is_custom() || (rt.group.is_empty() && rt.resource == "pods") {
+        return present(rt, version, last);
+    }
+    let mut details = json!({
+        "name": last["metadata"]["name"],
+        "kind": rt.resource,
+        "uid": last["metadata"]["uid"],
+    });
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
 }
 
 fn orphan_dependents(state: &mut State, uid: &str) {
@@ -1146,7 +1170,12 @@ pub fn delete_collection(
         let mut one = t.clone();
         one.namespace = (!ns.is_empty()).then_some(ns);
         one.name = Some(name);
+        let before = state
+            .get(&one.rt.key(), &one.okey())
+            .map(|o| present(&one.rt, &one.version, o));
         match delete(state, &one, d) {
+            // The list names what was deleted, even when a single delete answers a Status.
+            Ok(o) if o["kind"] == "Status" => items.extend(before),
             Ok(o) => items.push(o),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),

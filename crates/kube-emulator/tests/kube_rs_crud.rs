@@ -318,3 +318,25 @@ async fn terminating_namespace_refuses_new_content_and_goes_when_finalizers_clea
     assert!(nss.get_opt("held").await.unwrap().is_none());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn delete_answers_a_status_when_gone_and_the_object_while_finalizers_hold_it() {
+    let (emu, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, "default");
+    api.create(&PostParams::default(), &secret("now", &[]))
+        .await
+        .unwrap();
+    let gone = api.delete("now", &DeleteParams::default()).await.unwrap();
+    let status = gone.right().expect("immediate deletion answers a Status");
+    assert_eq!(
+        status.status,
+        Some(kube::core::response::StatusSummary::Success)
+    );
+    let mut held = secret("held", &[]);
+    held.metadata.finalizers = Some(vec!["test/hold".into()]);
+    api.create(&PostParams::default(), &held).await.unwrap();
+    let pending = api.delete("held", &DeleteParams::default()).await.unwrap();
+    let obj = pending.left().expect("a held object comes back");
+    assert!(obj.metadata.deletion_timestamp.is_some());
+    emu.shutdown().await;
+}
