@@ -460,3 +460,57 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         _ => Err(ApiError::method_not_allowed("unsupported verb")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_and_plus_decoded() {
+        let pairs =
+            url_pairs("labelSelector=app+in+%28a%2Cb%29,x&fieldSelector=metadata.name%3Dn&watch");
+        assert_eq!(pairs[0], ("labelSelector".into(), "app in (a,b),x".into()));
+        assert_eq!(pairs[1], ("fieldSelector".into(), "metadata.name=n".into()));
+        assert_eq!(pairs[2], ("watch".into(), String::new()));
+        assert_eq!(decode("100%"), "100%");
+    }
+
+    #[test]
+    fn namespace_paths_distinguish_the_namespace_itself_from_its_contents() {
+        let status = parse_resource_path("", "v1", &["namespaces", "team", "status"]).unwrap();
+        assert_eq!(
+            (
+                status.resource.as_str(),
+                status.name.as_deref(),
+                status.subresource.as_deref()
+            ),
+            ("namespaces", Some("team"), Some("status"))
+        );
+        let secrets = parse_resource_path("", "v1", &["namespaces", "team", "secrets"]).unwrap();
+        assert_eq!(
+            (
+                secrets.resource.as_str(),
+                secrets.namespace.as_deref(),
+                secrets.name
+            ),
+            ("secrets", Some("team"), None)
+        );
+        let scale = parse_resource_path(
+            "apps",
+            "v1",
+            &["namespaces", "d", "deployments", "web", "scale"],
+        )
+        .unwrap();
+        assert_eq!(scale.subresource.as_deref(), Some("scale"));
+        assert!(parse_resource_path("", "v1", &["a", "b", "c", "d"]).is_none());
+    }
+
+    #[test]
+    fn field_manager_defaults_to_the_user_agent_prefix() {
+        assert_eq!(
+            manager_from_user_agent("kubectl/v1.32.4 (linux/amd64) kubernetes/abc"),
+            "kubectl"
+        );
+        assert_eq!(manager_from_user_agent(""), "unknown");
+    }
+}
