@@ -261,3 +261,56 @@ async fn fifty_watchers_each_receive_every_event_in_order() {
     }
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn bounded_history_expires_resource_versions_older_than_it_keeps() {
+    let opts = EmulatorOptions {
+        watch_history: 5,
+        ..EmulatorOptions::default()
+    };
+    let emu = Emulator::start(opts).await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let start_rv = api
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    api.create(&PostParams::default(), &cm("a", "0"))
+        .await
+        .unwrap();
+    let mut rvs = Vec::new();
+    for i in 1..10 {
+        set(&api, "a", &i.to_string()).await;
+        rvs.push(
+            api.get("a")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version
+                .unwrap(),
+        );
+    }
+    // The last five events are kept: resuming just before them works, earlier fails.
+    let recent = &rvs[rvs.len() - 6];
+    let mut ok = api
+        .watch(&WatchParams::default().disable_bookmarks(), recent)
+        .await
+        .unwrap()
+        .boxed();
+    match ok.try_next().await.unwrap() {
+        Some(WatchEvent::Modified(c)) => assert_eq!(c.data.unwrap()["v"], "5"),
+        other => panic!("expected the retained event, got {other:?}"),
+    }
+    let mut old = api
+        .watch(&WatchParams::default().disable_bookmarks(), &start_rv)
+        .await
+        .unwrap()
+        .boxed();
+    match old.try_next().await.unwrap() {
+        Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
+        other => panic!("expected 410, got {other:?}"),
+    }
+    emu.shutdown().await;
+}
