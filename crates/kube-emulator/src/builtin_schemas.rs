@@ -122,6 +122,96 @@ pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<(String, Map<S
     Some((root, out))
 }
 
+/// Follow `$ref` (also wrapped in a one-element `allOf`, as schemars writes a reference
+/// that carries its own description) to the definition.
+fn resolve<'a>(defs: &'a Map<String, Value>, schema: &'a Value) -> &'a Value {
+    let mut cur = schema;
+    for _ in 0..16 {
+        if let Some(name) = cur["$ref"]
+            .as_str()
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+        {
+            match defs.get(name) {
+                Some(d) => cur = d,
+                None => return cur,
+            }
+        } else if let Some([only]) = cur["allOf"].as_array().map(Vec::as_slice) {
+            cur = only;
+        } else {
+            return cur;
+        }
+    }
+    cur
+}
+
+fn walk(
+    defs: &Map<String, Value>,
+    schema: &Value,
+    value: &mut Value,
+    path: &str,
+    prune: bool,
+    out: &mut Vec<String>,
+) {
+    let s = resolve(defs, schema);
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match value {
+        Value::Object(m) => {
+            let props = s["properties"].as_object();
+            let additional = s["additionalProperties"]
+                .as_object()
+                .map(|_| &s["additionalProperties"]);
+            let mut unknown = Vec::new();
+            for (k, v) in m.iter_mut() {
+                match (props.and_then(|p| p.get(k)), additional) {
+                    (Some(sub), _) => walk(defs, sub, v, &join(k), prune, out),
+                    (None, Some(add)) => walk(defs, add, v, &join(k), prune, out),
+                    (None, None) if props.is_some() => unknown.push(k.clone()),
+                    (None, None) => {}
+                }
+            }
+            for k in unknown {
+                out.push(join(&k));
+                if prune {
+                    m.remove(&k);
+                }
+            }
+        }
+        Value::Array(a) if s.get("items").is_some() => {
+            for (i, v) in a.iter_mut().enumerate() {
+                walk(defs, &s["items"], v, &format!("{path}[{i}]"), prune, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Fields of a built-in object its schema does not declare (`spec.replica`), as apiserver's
+/// strict decoding names them; with `prune`, they are also dropped, as typed decoding does.
+pub fn unknown_fields(group: &str, kind: &str, obj: &mut Value, prune: bool) -> Vec<String> {
+    let s = schemas();
+    let Some(root) = s
+        .roots
+        .iter()
+        .find(|((g, k), _)| *g == group && *k == kind)
+        .map(|(_, n)| n)
+    else {
+        return Vec::new();
+    };
+    let Some(schema) = s.definitions.get(root) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk(&s.definitions, schema, obj, "", prune, &mut out);
+    out.sort();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +231,31 @@ mod tests {
         assert_eq!(
             secret["x-kubernetes-group-version-kind"][0]["kind"],
             "Secret"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_found_through_refs_maps_and_lists() {
+        let mut d = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "d", "labels": {"any": "label"}, "bogus": 1},
+            "spec": {"replica": 2, "selector": {"matchLabels": {"a": "b"}},
+                     "template": {"spec": {"containers": [{"name": "c", "image": "i", "imagePullPolicy": "Always", "colour": "red"}]}}},
+        });
+        let found = unknown_fields("apps", "Deployment", &mut d, true);
+        assert_eq!(
+            found,
+            [
+                "metadata.bogus",
+                "spec.replica",
+                "spec.template.spec.containers[0].colour"
+            ]
+        );
+        assert!(d["spec"].get("replica").is_none());
+        assert_eq!(d["metadata"]["labels"]["any"], "label");
+        assert_eq!(
+            d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+            "Always"
         );
     }
 }

@@ -76,7 +76,7 @@ fn pod_spec(spec: &mut Value) {
     default(spec, "/terminationGracePeriodSeconds", json!(30));
     default(spec, "/securityContext", json!({}));
     for list in ["containers", "initContainers"] {
-        if let Some(cs) = spec[list].as_array_mut() {
+        if let Some(cs) = spec.get_mut(list).and_then(Value::as_array_mut) {
             for c in cs {
                 let image = c["image"].as_str().unwrap_or("");
                 let latest = !image.rsplit('/').next().unwrap_or("").contains(':')
@@ -88,7 +88,7 @@ fn pod_spec(spec: &mut Value) {
                 );
                 default(c, "/terminationMessagePath", json!("/dev/termination-log"));
                 default(c, "/terminationMessagePolicy", json!("File"));
-                if let Some(ports) = c["ports"].as_array_mut() {
+                if let Some(ports) = c.get_mut("ports").and_then(Value::as_array_mut) {
                     for p in ports {
                         default(p, "/protocol", json!("TCP"));
                     }
@@ -246,7 +246,7 @@ fn service(obj: &mut Value, old: Option<&Value>, state: &mut State) {
     if spec["sessionAffinity"].is_null() {
         spec["sessionAffinity"] = json!("None");
     }
-    if let Some(ports) = spec["ports"].as_array_mut() {
+    if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
         for p in ports {
             if p["protocol"].is_null() {
                 p["protocol"] = json!("TCP");

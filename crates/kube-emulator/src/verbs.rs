@@ -265,6 +265,35 @@ fn unknown_fields(before: &Value, after: &Value, path: &str, out: &mut Vec<Strin
     }
 }
 
+fn strict_decoding_error(t: &Target, unknown: &[String]) -> ApiError {
+    let list: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field \"{f}\""))
+        .collect();
+    ApiError::bad_request(format!(
+        "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+        list.join(", "),
+        kind = t.rt.kind,
+        version = t.version,
+    ))
+}
+
+/// Fields a built-in kind does not have: an error under strict field validation, else
+/// dropped, as apiserver's typed decoding does.
+fn builtin_fields(t: &Target, obj: &mut Value, strict: bool) -> Result<(), ApiError> {
+    // Stored objects are in storage form (core/v1 for events.k8s.io Events).
+    let group = if t.rt.is_alias() {
+        ""
+    } else {
+        t.rt.group.as_str()
+    };
+    let unknown = crate::builtin_schemas::unknown_fields(group, &t.rt.kind, obj, true);
+    if strict && !unknown.is_empty() {
+        return Err(strict_decoding_error(t, &unknown));
+    }
+    Ok(())
+}
+
 /// Defaulting, pruning and schema validation of a custom resource.
 fn custom_schema(
     t: &Target,
@@ -285,16 +314,7 @@ fn custom_schema(
         let mut unknown = Vec::new();
         unknown_fields(&before, obj, "", &mut unknown);
         if !unknown.is_empty() {
-            let list: Vec<String> = unknown
-                .iter()
-                .map(|f| format!("unknown field \"{f}\""))
-                .collect();
-            return Err(ApiError::bad_request(format!(
-                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
-                list.join(", "),
-                kind = t.rt.kind,
-                version = t.version,
-            )));
+            return Err(strict_decoding_error(t, &unknown));
         }
     }
     let errors = schema.validate(obj, old);
@@ -484,6 +504,7 @@ fn create_object(
     if rt.is_custom() {
         custom_schema(&t, &mut obj, None, p.strict)?;
     } else {
+        builtin_fields(&t, &mut obj, p.strict)?;
         kinds::normalize(&rt, &mut obj, None, state)?;
     }
     let crd_type =
@@ -642,6 +663,7 @@ fn commit_update(
     if rt.is_custom() {
         custom_schema(t, &mut new, Some(&old), p.strict)?;
     } else {
+        builtin_fields(t, &mut new, p.strict)?;
         kinds::normalize(&rt, &mut new, Some(&old), state)?;
     }
     let now = now();

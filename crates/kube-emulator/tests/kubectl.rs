@@ -714,3 +714,28 @@ spec:
     assert_eq!(c.emu.requests().count("patch", "deployments/scale"), 1);
     c.stop().await;
 }
+
+#[tokio::test]
+async fn misspelt_builtin_fields_are_rejected_under_strict_validation_and_dropped_otherwise() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let f = c.write(
+        "typo.yaml",
+        "apiVersion: v1
+kind: ConfigMap
+metadata: {name: typo}
+dta: {k: v}
+",
+    );
+    let err = c.fails(&["apply", "-f", &f]).await;
+    assert!(
+        err.contains("ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: unknown field \"dta\""),
+        "{err}"
+    );
+    c.ok(&["apply", "--validate=false", "-f", &f]).await;
+    let stored = c.emu.object("configmaps", Some("default"), "typo").unwrap();
+    assert!(stored.get("dta").is_none(), "{stored}");
+    c.stop().await;
+}
