@@ -23,6 +23,9 @@ struct Args {
     /// Seconds between watch bookmarks.
     #[arg(long, default_value_t = 10)]
     bookmark_interval_secs: u64,
+    /// Watch events kept per resource type; older resourceVersions get 410 Gone.
+    #[arg(long, default_value_t = 10_000)]
+    watch_history: usize,
     /// Report Deployments, StatefulSets and DaemonSets as rolled out (for helm --wait).
     #[arg(long)]
     ready_workloads: bool,
@@ -41,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
         listen: args.listen,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_secs.max(1)),
         ready_workloads: args.ready_workloads,
+        watch_history: args.watch_history,
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(opts).await?;
