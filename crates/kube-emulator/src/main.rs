@@ -45,7 +45,6 @@ async fn main() -> anyhow::Result<()> {
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_secs.max(1)),
         ready_workloads: args.ready_workloads,
         watch_history: args.watch_history,
-        ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(opts).await?;
     if let Some(path) = &args.kubeconfig_out {
