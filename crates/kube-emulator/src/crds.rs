@@ -154,6 +154,7 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
         tracks_generation: true,
         crd: Some(versions),
         storage: None,
+        review: false,
     })
 }
 

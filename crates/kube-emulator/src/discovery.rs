@@ -53,6 +53,14 @@ const VERBS: [&str; 8] = [
     "watch",
 ];
 
+fn verbs(rt: &ResourceType) -> Vec<&'static str> {
+    if rt.review {
+        vec!["create"]
+    } else {
+        VERBS.to_vec()
+    }
+}
+
 pub fn core_versions(server: &str) -> Value {
     json!({
         "kind": "APIVersions",
@@ -95,7 +103,7 @@ fn legacy_resource(rt: &ResourceType) -> Vec<Value> {
         "singularName": rt.singular,
         "namespaced": rt.namespaced,
         "kind": rt.kind,
-        "verbs": VERBS,
+        "verbs": verbs(rt),
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);
@@ -165,7 +173,7 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
         "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
         "singularResource": rt.singular,
-        "verbs": VERBS,
+        "verbs": verbs(rt),
     });
     if !rt.short_names.is_empty() {
         r["shortNames"] = json!(rt.short_names);

@@ -17,6 +17,7 @@ mod list;
 mod openapi;
 mod protobuf;
 mod registry;
+mod reviews;
 mod scale;
 mod selectors;
 mod server;

@@ -37,6 +37,8 @@ pub struct ResourceType {
     pub crd: Option<Vec<CrdVersion>>,
     /// Set when objects are stored in another type's collection.
     pub storage: Option<TypeKey>,
+    /// A create-only review (access and identity reviews): answered, never stored.
+    pub review: bool,
 }
 
 impl ResourceType {
@@ -297,6 +299,25 @@ const BUILTINS: &[Builtin] = &[
     ),
 ];
 
+/// Reviews `kubectl auth can-i` and `kubectl auth whoami` create.
+const REVIEWS: [(&str, &str, &str); 3] = [
+    (
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+    ),
+    (
+        "authorization.k8s.io",
+        "selfsubjectrulesreviews",
+        "SelfSubjectRulesReview",
+    ),
+    (
+        "authentication.k8s.io",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+    ),
+];
+
 /// All served types, keyed by (group, resource).
 #[derive(Default)]
 pub struct Registry {
@@ -326,6 +347,24 @@ impl Registry {
                 crd: None,
                 storage: (bt.group == "events.k8s.io")
                     .then(|| (String::new(), "events".to_string())),
+                review: false,
+            });
+        }
+        for (group, resource, kind) in REVIEWS {
+            reg.insert(ResourceType {
+                group: group.to_string(),
+                versions: vec!["v1".to_string()],
+                resource: resource.to_string(),
+                kind: kind.to_string(),
+                singular: String::new(),
+                namespaced: false,
+                short_names: Vec::new(),
+                categories: Vec::new(),
+                has_status: false,
+                tracks_generation: false,
+                crd: None,
+                storage: None,
+                review: true,
             });
         }
         reg

@@ -354,6 +354,23 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         }
         json_response(code, obj)
     };
+    if rt.review {
+        if verb != "create" {
+            return Err(ApiError::method_not_allowed(
+                "the server does not allow this method on the requested resource",
+            ));
+        }
+        // Typed clients send reviews as protobuf; the answer does not depend on the spec.
+        let review = if body_type.starts_with(protobuf::CONTENT_TYPE) {
+            serde_json::json!({})
+        } else {
+            parse_body()?
+        };
+        return Ok(json_response(
+            StatusCode::CREATED,
+            &crate::reviews::answer(&rt, review),
+        ));
+    }
     if target.subresource.as_deref() == Some("scale") {
         let mut st = shared.state.lock().expect("store lock");
         let out = match verb {

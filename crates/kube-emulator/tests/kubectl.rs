@@ -739,3 +739,30 @@ dta: {k: v}
     assert!(stored.get("dta").is_none(), "{stored}");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn auth_can_i_and_whoami_say_everything_is_allowed_for_the_one_user() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    assert_eq!(
+        c.ok(&["auth", "can-i", "delete", "secrets"]).await.trim(),
+        "yes"
+    );
+    let who = c.ok(&["auth", "whoami"]).await;
+    assert!(who.contains("Username    kube-emulator"), "{who}");
+    assert!(
+        c.emu
+            .requests()
+            .writes()
+            .iter()
+            .all(|w| w.resource.ends_with("reviews"))
+    );
+    assert!(
+        c.emu
+            .objects("authorization.k8s.io/selfsubjectaccessreviews", None)
+            .is_empty()
+    );
+    c.stop().await;
+}
