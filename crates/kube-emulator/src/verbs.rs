@@ -733,12 +733,21 @@ fn spec_changed(old: &Value, new: &Value) -> bool {
     without(old, &["metadata", "status"]) != without(new, &["metadata", "status"])
 }
 
+/// Whether a write changes nothing: the same object, and the same field ownership (a new
+/// manager taking over fields is a change; a refreshed timestamp alone is not).
 fn same_object(old: &Value, new: &Value) -> bool {
     let strip = |v: &Value| {
         let mut o = v.clone();
         if let Some(md) = o["metadata"].as_object_mut() {
-            md.remove("managedFields");
             md.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = md.get_mut("managedFields") {
+                for e in entries.iter_mut() {
+                    if let Some(m) = e.as_object_mut() {
+                        m.remove("time");
+                    }
+                }
+                entries.sort_by_key(|e| e.to_string());
+            }
         }
         o
     };

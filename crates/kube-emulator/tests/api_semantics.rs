@@ -558,3 +558,43 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
     assert_eq!(forced.data.unwrap()["k"], "b");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_second_manager_applying_the_same_values_is_recorded_once() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"k": "v"}});
+    let first = api
+        .patch("shared", &PatchParams::apply("alice"), &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    let shared = api
+        .patch("shared", &PatchParams::apply("bob"), &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    let managers: Vec<String> = shared
+        .metadata
+        .managed_fields
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    assert!(
+        managers.contains(&"alice".into()) && managers.contains(&"bob".into()),
+        "{managers:?}"
+    );
+    assert_ne!(
+        shared.metadata.resource_version, first.metadata.resource_version,
+        "ownership changed"
+    );
+    let again = api
+        .patch("shared", &PatchParams::apply("bob"), &Patch::Apply(&cfg))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.metadata.resource_version, shared.metadata.resource_version,
+        "nothing changed"
+    );
+    emu.shutdown().await;
+}
