@@ -283,7 +283,8 @@ const BUILTINS: &[Builtin] = &[
         "events",
         "Event",
         true,
-        &["ev"],
+        // As upstream: only core Events answer to "ev", or kubectl warns of ambiguity.
+        &[],
         false,
         false,
     ),
