@@ -56,10 +56,11 @@ pub(crate) fn go_float(f: f64) -> String {
 }
 
 /// How a value decoded into Go's `interface{}` prints as a `field.Error` bad value:
-/// strings quoted, numbers and booleans bare, `null` for nil, JSON for anything else.
+/// strings quoted, numbers and booleans bare, JSON for anything else. Go's `ErrorBody`
+/// turns a nil value into the string "null" and then prints it with `%q`, hence `"null"`.
 pub(crate) fn render_value(value: &Value) -> String {
     match value {
-        Value::Null => "null".to_string(),
+        Value::Null => quote("null"),
         Value::Bool(b) => b.to_string(),
         Value::Number(n) => render_number(n),
         Value::String(s) => quote(s),
@@ -172,6 +173,11 @@ mod tests {
             render_go_map(&[("port", &p), ("name", &a)]),
             "map[string]interface {}{\"name\":\"a\", \"port\":80}"
         );
+    }
+
+    #[test]
+    fn nil_bad_values_print_as_quoted_null_like_go_error_body() {
+        assert_eq!(render_value(&Value::Null), "\"null\"");
     }
 
     #[test]

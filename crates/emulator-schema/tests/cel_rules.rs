@@ -241,7 +241,7 @@ fn schema_errors_that_block_cel_add_the_apiserver_notice() {
         errors,
         [
             "spec.workspace: Required value",
-            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
         ]
     );
 }

@@ -222,6 +222,18 @@ fn set_lists_reject_each_repeated_value() {
 }
 
 #[test]
+fn a_repeated_null_in_a_set_list_prints_as_quoted_null() {
+    let errors = spec_errors(
+        json!({"type": "object", "properties": {
+            "tags": {"type": "array", "x-kubernetes-list-type": "set",
+                "items": {"type": "string", "nullable": true}}
+        }}),
+        json!({"tags": [null, "a", null]}),
+    );
+    assert_eq!(errors, [r#"spec.tags[2]: Duplicate value: "null""#]);
+}
+
+#[test]
 fn map_lists_reject_repeated_keys() {
     let schema = json!({"type": "object", "properties": {
         "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name", "port"],

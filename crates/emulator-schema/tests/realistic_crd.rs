@@ -71,7 +71,7 @@ fn missing_workspace_and_bad_enum_are_rejected_and_cel_is_skipped() {
         [
             r#"spec.environment: Unsupported value: "staging": supported values: "sandbox", "production""#,
             "spec.workspace: Required value",
-            "<nil>: Invalid value: null: some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"
+            r#"<nil>: Invalid value: "null": some validation rules were not checked because the object was invalid; correct the existing errors to complete validation"#
         ]
     );
 }
