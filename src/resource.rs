@@ -68,7 +68,9 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
         json_path = ".spec.environment"
     ),
     printcolumn(name = "Workspace", type_ = "string", json_path = ".spec.workspace"),
-    printcolumn(name = "Valid Till", type_ = "date", json_path = ".status.validTill"),
+    // NB: "string", not "date": a date column prints the time since, which is
+    // meaningless (kubectl shows "<invalid>") for an expiry in the future.
+    printcolumn(name = "Valid Till", type_ = "string", json_path = ".status.validTill"),
     printcolumn(
         name = "Secret",
         type_ = "string",
