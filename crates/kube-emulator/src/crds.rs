@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use emulator_schema::StructuralSchema;
+use emulator_schema::{SchemaError, StructuralSchema};
 use serde_json::{Value, json};
 
 use crate::registry::{CrdVersion, ResourceType, version_priority};
@@ -14,6 +14,21 @@ fn cause(field: &str, message: String) -> Cause {
         reason: "FieldValueInvalid".into(),
         message,
         field: field.into(),
+    }
+}
+
+/// The cause apiserver gives for an unusable schema: the error's own location under the
+/// version's `schema`, and its message without the location.
+fn schema_cause(version_index: usize, e: &SchemaError) -> Cause {
+    let detail = e.detail();
+    Cause {
+        reason: if detail.starts_with("Unsupported value") {
+            "FieldValueNotSupported".into()
+        } else {
+            "FieldValueInvalid".into()
+        },
+        field: format!("spec.versions[{version_index}].schema.{}", e.field()),
+        message: detail,
     }
 }
 
@@ -93,10 +108,7 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
             Some(s) => match StructuralSchema::new(s) {
                 Ok(compiled) => Some(Arc::new(compiled)),
                 Err(e) => {
-                    causes.push(cause(
-                        &format!("spec.versions[{i}].schema.openAPIV3Schema"),
-                        format!("Invalid value: {e}"),
-                    ));
+                    causes.push(schema_cause(i, &e));
                     None
                 }
             },

@@ -504,3 +504,45 @@ async fn crd_deletion_waits_for_finalizers_of_its_objects() {
     assert_eq!(err.code, 404);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn crd_with_a_rule_that_does_not_compile_names_the_rule_once_in_its_cause() {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let crds: Api<CustomResourceDefinition> = Api::all(emu.client().await);
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-validations": [{"rule": "self.a >"}]}
+                }}}}]
+        }
+    }))
+    .unwrap();
+    let err = status_of(crds.create(&PostParams::default(), &crd).await.unwrap_err());
+    assert_eq!(err.code, 422);
+    let cause = &err.details.unwrap().causes[0];
+    assert_eq!(
+        cause.field,
+        "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+    );
+    assert_eq!(cause.reason, "FieldValueInvalid");
+    assert!(
+        cause
+            .message
+            .starts_with(r#"Invalid value: "self.a >": compilation failed: "#),
+        "{}",
+        cause.message
+    );
+    assert!(
+        err.message.starts_with(
+            r#"CustomResourceDefinition.apiextensions.k8s.io "widgets.example.com" is invalid: spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.a >": compilation failed: "#
+        ),
+        "{}",
+        err.message
+    );
+    emu.shutdown().await;
+}
