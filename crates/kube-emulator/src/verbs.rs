@@ -778,8 +778,20 @@ impl PatchType {
     }
 }
 
+/// What apiserver says when a well-formed JSON patch does not apply (its generic 422).
+const JSON_PATCH_REFUSED: &str = "the server rejected our request due to an error in our request";
+
 fn patch_error(t: &Target, e: PatchError) -> ApiError {
+    let code = e.status_code();
     match e {
+        // apiserver answers a patch that does not apply with a bare generic 422, without
+        // the json-patch library's reason; the log keeps it for whoever debugs a test.
+        PatchError::Invalid(m) if code == 422 => {
+            tracing::debug!(reason = %m, "json patch did not apply");
+            let mut refused = ApiError::new(422, "Invalid", JSON_PATCH_REFUSED);
+            refused.details = Some(json!({}));
+            refused
+        }
         PatchError::Invalid(m) => ApiError::bad_request(m),
         PatchError::Unsupported(m) => ApiError::new(415, "UnsupportedMediaType", m),
         PatchError::Conflict { message, causes } => {

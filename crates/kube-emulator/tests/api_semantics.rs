@@ -598,3 +598,47 @@ async fn a_second_manager_applying_the_same_values_is_recorded_once() {
     );
     emu.shutdown().await;
 }
+
+fn api_status(e: kube::Error) -> kube::core::Status {
+    match e {
+        kube::Error::Api(s) => *s,
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn json_patch_that_does_not_apply_is_422_invalid_and_a_malformed_one_400() {
+    let (emu, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("j", json!({})))
+        .await
+        .unwrap();
+    for ops in [
+        json!([{"op": "test", "path": "/data/a", "value": "nope"}]),
+        json!([{"op": "remove", "path": "/data/missing"}]),
+        json!([{"op": "replace", "path": "/spec/x", "value": 1}]),
+    ] {
+        let ops: json_patch::Patch = serde_json::from_value(ops).unwrap();
+        let err = api_status(
+            api.patch("j", &PatchParams::default(), &Patch::<()>::Json(ops))
+                .await
+                .unwrap_err(),
+        );
+        assert_eq!(err.code, 422, "{err:?}");
+        assert_eq!(err.reason, "Invalid");
+        assert_eq!(
+            err.message,
+            "the server rejected our request due to an error in our request"
+        );
+    }
+    let req = http::Request::builder()
+        .method("PATCH")
+        .uri("/api/v1/namespaces/default/configmaps/j")
+        .header("Content-Type", "application/json-patch+json")
+        .body(br#"{"op": "add"}"#.to_vec())
+        .unwrap();
+    let err = api_status(client.request_text(req).await.unwrap_err());
+    assert_eq!(err.code, 400, "{err:?}");
+    assert_eq!(err.reason, "BadRequest");
+    emu.shutdown().await;
+}
