@@ -546,3 +546,42 @@ async fn crd_with_a_rule_that_does_not_compile_names_the_rule_once_in_its_cause(
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn kube_runtime_finalizer_helper_adds_its_first_finalizer_and_cleans_up() {
+    use kube::runtime::finalizer::{Event, finalizer};
+    const NAME: &str = "clear-operator.io/revoke";
+    let (emu, _client, api) = start_with_crd().await;
+    let created = api
+        .create(&PostParams::default(), &cac("f", valid_spec()))
+        .await
+        .unwrap();
+    assert!(created.metadata.finalizers.is_none());
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let run = |obj: DynamicObject| {
+        let seen = seen.clone();
+        let api = api.clone();
+        async move {
+            finalizer(&api, NAME, Arc::new(obj), |event| async move {
+                seen.lock().unwrap().push(match event {
+                    Event::Apply(_) => "apply",
+                    Event::Cleanup(_) => "cleanup",
+                });
+                Ok::<_, std::io::Error>(Action::await_change())
+            })
+            .await
+        }
+    };
+    // First call: the test-null-then-add patch, no reconcile yet.
+    run(created).await.unwrap();
+    let held = api.get("f").await.unwrap();
+    assert_eq!(held.metadata.finalizers, Some(vec![NAME.to_string()]));
+    run(held).await.unwrap();
+    api.delete("f", &DeleteParams::default()).await.unwrap();
+    let deleting = api.get("f").await.unwrap();
+    assert!(deleting.metadata.deletion_timestamp.is_some());
+    run(deleting).await.unwrap();
+    assert!(api.get_opt("f").await.unwrap().is_none());
+    assert_eq!(*seen.lock().unwrap(), ["apply", "cleanup"]);
+    emu.shutdown().await;
+}
