@@ -294,7 +294,8 @@ fn builtin_fields(t: &Target, obj: &mut Value, strict: bool) -> Result<(), ApiEr
     Ok(())
 }
 
-/// Defaulting, pruning and schema validation of a custom resource.
+/// Pruning, defaulting and schema validation of a custom resource, in apiserver's order
+/// (so strict field validation judges only what the request carried, never a default).
 fn custom_schema(
     t: &Target,
     obj: &mut Value,
@@ -307,7 +308,6 @@ fn custom_schema(
     let Some(schema) = &v.schema else {
         return Ok(());
     };
-    schema.apply_defaults(obj);
     let before = strict.then(|| obj.clone());
     schema.prune(obj);
     if let Some(before) = before {
@@ -317,6 +317,7 @@ fn custom_schema(
             return Err(strict_decoding_error(t, &unknown));
         }
     }
+    schema.apply_defaults(obj);
     let errors = schema.validate(obj, old);
     if errors.is_empty() {
         return Ok(());

@@ -585,3 +585,68 @@ async fn kube_runtime_finalizer_helper_adds_its_first_finalizer_and_cleans_up() 
     assert_eq!(*seen.lock().unwrap(), ["apply", "cleanup"]);
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn custom_resources_are_pruned_before_defaulting_so_strict_validation_judges_only_the_request()
+ {
+    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emu.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    // apiserver would refuse this default (it carries a field the schema does not declare);
+    // the emulator does not check defaults, which makes the order of the steps visible.
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "metadata": {"name": "gadgets.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {
+                        "size": {"type": "integer"},
+                        "limits": {"type": "object", "default": {"rate": 5, "burst": 10},
+                            "properties": {"rate": {"type": "integer"}}}
+                    }}
+                }}}}]
+        }
+    }))
+    .unwrap();
+    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "default",
+        &ApiResource {
+            group: "example.com".into(),
+            version: "v1".into(),
+            api_version: "example.com/v1".into(),
+            kind: "Gadget".into(),
+            plural: "gadgets".into(),
+        },
+    );
+    let strict = PatchParams {
+        field_validation: Some(kube::api::ValidationDirective::Strict),
+        ..PatchParams::apply("tester")
+    };
+    let applied = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "g"}, "spec": {"size": 1}});
+    let stored = api
+        .patch("g", &strict, &Patch::Apply(&applied))
+        .await
+        .unwrap();
+    assert_eq!(stored.data["spec"]["limits"]["rate"], 5, "defaulted");
+    let typo = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+        "metadata": {"name": "h"}, "spec": {"size": 1, "colour": "red"}});
+    let err = status_of(
+        api.patch("h", &strict, &Patch::Apply(&typo))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.code, 400);
+    assert!(
+        err.message
+            .ends_with(r#"strict decoding error: unknown field "spec.colour""#),
+        "{}",
+        err.message
+    );
+    emu.shutdown().await;
+}
