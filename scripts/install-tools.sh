@@ -36,5 +36,5 @@ command -v kubectl >/dev/null || { echo "kubectl is missing (it comes with the m
 
 "$bin/helm" version --short >&2
 "$bin/hadolint" --version >&2
-kubectl version --client 2>/dev/null | head -n1 >&2
+kubectl version --client >&2
 echo "$bin"
