@@ -650,3 +650,30 @@ async fn custom_resources_are_pruned_before_defaulting_so_strict_validation_judg
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_defaulted_field_the_applier_stops_applying_is_defaulted_again() {
+    let (emu, _client, api) = start_with_crd().await;
+    let pp = PatchParams::apply("tester");
+    let with_region = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        "metadata": {"name": "r"},
+        "spec": {"environment": "sandbox", "workspace": "w", "products": ["GST"],
+                 "region": "eu", "baseUrl": "https://eu.example"}});
+    let first = api
+        .patch("r", &pp, &Patch::Apply(&with_region))
+        .await
+        .unwrap();
+    assert_eq!(first.data["spec"]["region"], "eu");
+    let without = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        "metadata": {"name": "r"},
+        "spec": {"environment": "sandbox", "workspace": "w", "products": ["GST"]}});
+    let second = api.patch("r", &pp, &Patch::Apply(&without)).await.unwrap();
+    assert_eq!(second.data["spec"]["region"], "india", "{:?}", second.data);
+    assert!(second.data["spec"].get("baseUrl").is_none());
+    let third = api.patch("r", &pp, &Patch::Apply(&without)).await.unwrap();
+    assert_eq!(
+        third.metadata.resource_version, second.metadata.resource_version,
+        "re-applying the same configuration over a defaulted field writes nothing"
+    );
+    emu.shutdown().await;
+}

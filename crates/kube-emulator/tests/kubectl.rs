@@ -766,3 +766,78 @@ async fn auth_can_i_and_whoami_say_everything_is_allowed_for_the_one_user() {
     );
     c.stop().await;
 }
+
+fn deployment_yaml(env: &[(&str, &str)]) -> String {
+    let env: String = env
+        .iter()
+        .map(|(k, v)| format!("        - name: {k}\n          value: \"{v}\"\n"))
+        .collect();
+    format!(
+        "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  selector:
+    matchLabels: {{app: web}}
+  template:
+    metadata:
+      labels: {{app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+        env:
+{env}"
+    )
+}
+
+#[tokio::test]
+async fn server_side_apply_after_client_side_apply_takes_ownership_and_later_prunes() {
+    if kubectl_missing() {
+        return;
+    }
+    let c = Cluster::start().await;
+    let both = c.write("both.yaml", &deployment_yaml(&[("A", "1"), ("B", "2")]));
+    c.ok(&["apply", "-f", &both]).await;
+    let rv = rv_of(&c, "apps/deployments", "web");
+    // kubectl migrates client-side ownership with a JSON patch of managedFields, then
+    // applies the same manifest: only ownership changes, and that must be stored.
+    c.ok(&["apply", "--server-side", "-f", &both]).await;
+    let migrated = c
+        .emu
+        .object("apps/deployments", Some("default"), "web")
+        .unwrap();
+    assert_ne!(
+        migrated["metadata"]["resourceVersion"], rv,
+        "ownership changed"
+    );
+    let csa_owns_env = migrated["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| {
+            m["manager"] == "kubectl-client-side-apply"
+                && m["fieldsV1"].to_string().contains("f:env")
+        });
+    assert!(!csa_owns_env, "{}", migrated["metadata"]["managedFields"]);
+    let only_a = c.write("a.yaml", &deployment_yaml(&[("A", "1")]));
+    c.ok(&["apply", "--server-side", "-f", &only_a]).await;
+    let pruned = c
+        .emu
+        .object("apps/deployments", Some("default"), "web")
+        .unwrap();
+    let env = &pruned["spec"]["template"]["spec"]["containers"][0]["env"];
+    assert_eq!(*env, serde_json::json!([{"name": "A", "value": "1"}]));
+    // Fields apiserver defaults come back after the apply pruned them.
+    assert_eq!(pruned["spec"]["progressDeadlineSeconds"], 600, "{pruned}");
+    assert_eq!(pruned["spec"]["revisionHistoryLimit"], 10, "{pruned}");
+    let rv = pruned["metadata"]["resourceVersion"].clone();
+    c.ok(&["apply", "--server-side", "-f", &only_a]).await;
+    assert_eq!(
+        rv_of(&c, "apps/deployments", "web"),
+        rv,
+        "identical re-apply"
+    );
+    c.stop().await;
+}
