@@ -809,6 +809,21 @@ fn patch_error(t: &Target, e: PatchError) -> ApiError {
     }
 }
 
+/// As apiserver, an apply to the main endpoint of a custom resource with a status
+/// subresource neither sets nor claims `status` (emulator-patch knows this only for
+/// built-in kinds).
+fn drop_status_of_main_apply(t: &Target, applied: &mut Value) {
+    if t.subresource.is_none()
+        && t.rt.is_custom()
+        && t.rt
+            .crd_version(&t.version)
+            .is_some_and(|v| v.status_subresource)
+        && let Some(obj) = applied.as_object_mut()
+    {
+        obj.remove("status");
+    }
+}
+
 /// PATCH in any of the four patch types; apply creates a missing object.
 pub fn patch(
     state: &mut State,
@@ -848,6 +863,7 @@ pub fn patch(
                 )));
             }
             applied["metadata"]["name"] = json!(t.name());
+            drop_status_of_main_apply(t, &mut applied);
             let now = now();
             let opts = ApplyOptions {
                 manager: &p.manager,
@@ -893,6 +909,7 @@ pub fn patch(
             let mut applied = patch_doc;
             check_kind(t, &mut applied)?;
             applied["apiVersion"] = json!(t.rt.api_version(&t.version));
+            drop_status_of_main_apply(t, &mut applied);
             let now = now();
             let opts = ApplyOptions {
                 manager: &p.manager,

@@ -677,3 +677,52 @@ async fn a_defaulted_field_the_applier_stops_applying_is_defaulted_again() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn main_endpoint_apply_of_a_custom_resource_neither_sets_nor_claims_status() {
+    let (emu, _client, api) = start_with_crd().await;
+    let with_status = |secret: &str| {
+        json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+            "metadata": {"name": "s"}, "spec": valid_spec(),
+            "status": {"secretName": secret}})
+    };
+    let owns_status = |obj: &DynamicObject, manager: &str| {
+        obj.metadata
+            .managed_fields
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .any(|m| {
+                m.manager.as_deref() == Some(manager)
+                    && m.fields_v1.is_some_and(|f| f.0.get("f:status").is_some())
+            })
+    };
+    let created = api
+        .patch(
+            "s",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(&with_status("mine")),
+        )
+        .await
+        .unwrap();
+    assert!(created.data.get("status").is_none(), "{:?}", created.data);
+    assert!(!owns_status(&created, "tester"));
+
+    let status = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        "metadata": {"name": "s"}, "status": {"secretName": "operator"}});
+    api.patch_status("s", &PatchParams::apply("operator"), &Patch::Apply(&status))
+        .await
+        .unwrap();
+    // Another value for a status field the operator owns is no conflict: it is ignored.
+    let updated = api
+        .patch(
+            "s",
+            &PatchParams::apply("tester"),
+            &Patch::Apply(&with_status("mine")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.data["status"]["secretName"], "operator");
+    assert!(!owns_status(&updated, "tester"));
+    emu.shutdown().await;
+}
