@@ -340,3 +340,21 @@ async fn delete_answers_a_status_when_gone_and_the_object_while_finalizers_hold_
     assert!(obj.metadata.deletion_timestamp.is_some());
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn seeded_namespaces_each_have_their_own_uid() {
+    let (emu, client) = start().await;
+    let nss: Api<Namespace> = Api::all(client);
+    let uids: Vec<String> = nss
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|ns| ns.metadata.uid.unwrap())
+        .collect();
+    assert_eq!(uids.len(), 4, "{uids:?}");
+    let distinct: std::collections::BTreeSet<&String> = uids.iter().collect();
+    assert_eq!(distinct.len(), uids.len(), "{uids:?}");
+    emu.shutdown().await;
+}
