@@ -5,6 +5,8 @@
 //!
 //! `cargo bench --bench apply_to_secret` (env: BENCH_RESOURCES, BENCH_CONCURRENCY).
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     time::{Duration, Instant},
@@ -28,19 +30,8 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
+use support::{env_usize, percentile};
 use tokio_util::sync::CancellationToken;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench emulator` (env: EMU_SECRETS, EMU_WATCHERS, EMU_EVENTS).
 
+mod support;
+
 use std::{
     collections::BTreeMap,
     sync::Arc,
@@ -18,14 +20,8 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
+use support::{env_usize, percentile};
 use tokio::sync::Barrier;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn rss_mib() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -54,14 +50,6 @@ fn secret(name: String, i: usize) -> Secret {
         )])),
         ..Secret::default()
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx]
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
