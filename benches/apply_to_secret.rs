@@ -3,7 +3,9 @@
 //! emulator + simulator with the real operator in-process. Also counts Clear calls (must
 //! equal N) and reports the total. Prints figures; asserts nothing about time.
 //!
-//! `cargo bench --bench apply_to_secret` (env: BENCH_RESOURCES, BENCH_CONCURRENCY).
+//! Then BENCH_PACED more, one at a time, for the latency of a lone apply.
+//!
+//! `cargo bench --bench apply_to_secret` (env: BENCH_RESOURCES, BENCH_PACED, BENCH_CONCURRENCY).
 
 mod support;
 
@@ -36,13 +38,16 @@ use tokio_util::sync::CancellationToken;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n = env_usize("BENCH_RESOURCES", 200);
+    // Then this many more, one at a time: the latency of a lone apply, without a queue.
+    let paced = env_usize("BENCH_PACED", 50);
+    let total_clients = n + paced;
     let concurrency = env_usize("BENCH_CONCURRENCY", 4) as u16;
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
     let secrets_of = |i: usize| format!("bench-secret-{i:04}");
     let sandbox = Sandbox::start(SandboxConfig::new(
-        (0..n)
+        (0..total_clients)
             .map(|i| {
                 ClientConfig::new(secrets_of(i), "bench-ws")
                     .with_products(["GST"])
@@ -56,7 +61,7 @@ async fn main() {
     install_crd(&client).await.expect("CRD installs");
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    for i in 0..n {
+    for i in 0..total_clients {
         let s = Secret {
             metadata: ObjectMeta {
                 name: Some(format!("client-secret-{i:04}")),
@@ -111,16 +116,14 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), "default");
-    let mut created = BTreeMap::new();
-    let started = Instant::now();
-    for i in 0..n {
-        let name = format!("bench-{i:04}");
-        let cac = ClearApiClient::new(
-            &name,
+    let base_url = sandbox.url().to_string();
+    let resource = |i: usize| {
+        ClearApiClient::new(
+            &format!("bench-{i:04}"),
             ClearApiClientSpec {
                 environment: Environment::Sandbox,
                 region: Region::India,
-                base_url: Some(sandbox.url().to_string()),
+                base_url: Some(base_url.clone()),
                 workspace: "bench-ws".into(),
                 products: vec![Product("GST".into())],
                 client_secret_ref: ClientSecretRef {
@@ -132,11 +135,16 @@ async fn main() {
                 revoke_on_delete: false,
                 rollout_restart_targets: Vec::new(),
             },
-        );
+        )
+    };
+    let mut created = BTreeMap::new();
+    let started = Instant::now();
+    for i in 0..n {
+        let cac = resource(i);
         cacs.create(&PostParams::default(), &cac)
             .await
             .expect("create ClearApiClient");
-        created.insert(name, Instant::now());
+        created.insert(cac.metadata.name.unwrap(), Instant::now());
     }
     let mut seen = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -154,6 +162,25 @@ async fn main() {
         .filter_map(|(name, at)| created.get(name).map(|c| at.saturating_duration_since(*c)))
         .collect();
     latencies.sort();
+
+    let mut lone = Vec::new();
+    for i in n..total_clients {
+        let cac = resource(i);
+        let name = cac.metadata.name.clone().unwrap();
+        cacs.create(&PostParams::default(), &cac)
+            .await
+            .expect("create ClearApiClient");
+        let at_create = Instant::now();
+        while let Ok(Some((seen_name, at))) =
+            tokio::time::timeout(Duration::from_secs(10), rx.recv()).await
+        {
+            if seen_name == name {
+                lone.push(at.saturating_duration_since(at_create));
+                break;
+            }
+        }
+    }
+    lone.sort();
     // Let the operator settle, then count calls: a second look must have minted nothing more.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let calls = sandbox.total_call_counts().total;
@@ -172,7 +199,16 @@ async fn main() {
             latencies.last().unwrap()
         );
     }
-    println!("Clear calls          {calls} (expected {n})");
+    if !lone.is_empty() {
+        println!(
+            "lone apply → Secret  p50 {:?}  p99 {:?}  max {:?}  ({} resources, one at a time)",
+            percentile(&lone, 0.5),
+            percentile(&lone, 0.99),
+            lone.last().unwrap(),
+            lone.len()
+        );
+    }
+    println!("Clear calls          {calls} (expected {total_clients})");
     shutdown.cancel();
     let _ = operator.await;
     watch_task.abort();
