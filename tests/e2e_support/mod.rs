@@ -1,0 +1,492 @@
+//! Harness of the end-to-end suite: one Kubernetes API reached only through a `kube::Client`
+//! (a real cluster when `CLEAR_OPERATOR_E2E_KUBECONFIG` names a kubeconfig, otherwise an
+//! in-process kube-emulator), a throwaway namespace per test that is deleted even when the
+//! test fails, an in-process Clear simulator, and the real operator (`operator::run`) in the
+//! test process, watching only that namespace.
+//!
+//! Nothing here reads emulator state or injects faults: every check goes through the public
+//! Kubernetes API, so a test means the same thing on both back ends.
+#![allow(dead_code)]
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    panic::AssertUnwindSafe,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clear_operator::{
+    cli::RunArgs,
+    operator,
+    reconcile::secret::keys,
+    resource::{ClearApiClient, GROUP},
+};
+use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
+use futures::FutureExt;
+use k8s_openapi::{
+    api::core::v1::{Namespace, Secret},
+    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+};
+use kube::{
+    Api, Client, CustomResourceExt, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    config::{KubeConfigOptions, Kubeconfig},
+    runtime::{conditions, wait::await_condition},
+};
+use kube_emulator::{Emulator, EmulatorOptions};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+/// Names a kubeconfig whose current context is the real cluster to test against.
+pub const KUBECONFIG_ENV: &str = "CLEAR_OPERATOR_E2E_KUBECONFIG";
+/// Field manager of everything the suite itself applies (the CRD).
+const FIELD_MANAGER: &str = "clear-operator-e2e";
+/// Workspace and products the simulator's client is created for.
+pub const WORKSPACE: &str = "ws-e2e";
+pub const PRODUCTS: [&str; 2] = ["GST", "E_INVOICE"];
+
+/// Where the Kubernetes API comes from.
+enum Cluster {
+    Real,
+    /// Kept alive for the test; dropping it stops the server.
+    Emulator(Emulator),
+}
+
+/// One test's world: its namespace, a simulator holding one Clear client, and clients for
+/// the ClearApiClients and Secrets in that namespace.
+pub struct E2e {
+    pub client: Client,
+    config: kube::Config,
+    pub namespace: String,
+    pub sandbox: SandboxHandle,
+    client_secret: String,
+    pub cacs: Api<ClearApiClient>,
+    pub secrets: Api<Secret>,
+    real: bool,
+    _cluster: Cluster,
+}
+
+/// Runs `body` in a fresh namespace `e2e-<random>` and deletes that namespace afterwards,
+/// also when `body` panics (the panic is then resumed, so the test still fails).
+pub async fn with_temp_ns<F, Fut>(body: F)
+where
+    F: FnOnce(Arc<E2e>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let env = Arc::new(E2e::start().await);
+    let outcome = AssertUnwindSafe(body(env.clone())).catch_unwind().await;
+    // NB: the body's future (and every operator it started) is gone here; stopping the
+    // operators before the namespace goes keeps them from recreating what is being deleted.
+    env.delete_namespace().await;
+    if let Ok(env) = Arc::try_unwrap(env) {
+        let _ = env.sandbox.shutdown().await;
+        if let Cluster::Emulator(emulator) = env._cluster {
+            emulator.shutdown().await;
+        }
+    }
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+impl E2e {
+    async fn start() -> E2e {
+        let (config, cluster, real) = match std::env::var_os(KUBECONFIG_ENV) {
+            Some(path) => {
+                let kubeconfig = Kubeconfig::read_from(&path)
+                    .unwrap_or_else(|e| panic!("failed to read {KUBECONFIG_ENV}: {e}"));
+                let config =
+                    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                        .await
+                        .unwrap_or_else(|e| panic!("failed to load {KUBECONFIG_ENV}: {e}"));
+                (config, Cluster::Real, true)
+            }
+            None => {
+                let emulator = Emulator::start(EmulatorOptions::default())
+                    .await
+                    .expect("the kube-emulator starts");
+                (emulator.client_config(), Cluster::Emulator(emulator), false)
+            }
+        };
+        let client = Client::try_from(config.clone()).expect("a kube client builds");
+        install_crd_if_absent(&client).await;
+
+        let namespace = format!("e2e-{}", random_lowercase(8));
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let ns: Namespace = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace, "labels": {"app.kubernetes.io/part-of": "clear-operator-e2e"}},
+        }))
+        .expect("a namespace object");
+        namespaces
+            .create(&PostParams::default(), &ns)
+            .await
+            .expect("the test namespace is created");
+
+        // A fresh client secret per test: the simulator's call counts are then this test's.
+        let client_secret = format!("cs-e2e-{}", random_lowercase(32));
+        let sandbox = Sandbox::start(SandboxConfig::new(vec![
+            ClientConfig::new(client_secret.clone(), WORKSPACE)
+                .with_products(PRODUCTS)
+                .with_lifetime(Duration::from_secs(12 * 3600)),
+        ]))
+        .await
+        .expect("the Clear simulator starts");
+
+        E2e {
+            cacs: Api::namespaced(client.clone(), &namespace),
+            secrets: Api::namespaced(client.clone(), &namespace),
+            client,
+            config,
+            namespace,
+            sandbox,
+            client_secret,
+            real,
+            _cluster: cluster,
+        }
+    }
+
+    /// Whether the suite runs against a real cluster (slower: longer waits).
+    pub fn is_real_cluster(&self) -> bool {
+        self.real
+    }
+
+    async fn delete_namespace(&self) {
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        // NB: not awaited to completion: a real cluster finalizes namespaces in its own time.
+        if let Err(e) = namespaces
+            .delete(&self.namespace, &DeleteParams::default())
+            .await
+        {
+            eprintln!("failed to delete namespace {}: {e}", self.namespace);
+        }
+    }
+
+    /// Starts the real operator in this process, watching only this test's namespace.
+    pub fn start_operator(&self) -> RunningOperator {
+        let client = Client::try_from(self.config.clone()).expect("a kube client builds");
+        let args = RunArgs {
+            namespaces: vec![self.namespace.clone()],
+            allow_http: true,
+            mint_budget: 250,
+            concurrency: 4,
+            metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            no_leader_election: true,
+            leader_election_namespace: None,
+            lease_name: "clear-operator".to_string(),
+            ca_bundle: None,
+            clear_timeout_secs: 5,
+        };
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(operator::run(client, args, shutdown.clone()));
+        RunningOperator {
+            shutdown,
+            task: Some(task),
+        }
+    }
+
+    /// Creates the Secret holding the simulator's client secret, under `name`/`clientSecret`.
+    pub async fn put_client_secret(&self, name: &str) {
+        let secret: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name},
+            "stringData": {"clientSecret": self.client_secret},
+        }))
+        .expect("a Secret object");
+        self.secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("the client-secret Secret is created");
+    }
+
+    /// A spec pointing at the simulator, reading the client secret from `secret_name`.
+    pub fn spec(&self, secret_name: &str) -> Value {
+        json!({
+            "environment": "sandbox",
+            "baseUrl": self.sandbox.url(),
+            "workspace": WORKSPACE,
+            "products": PRODUCTS,
+            "clientSecretRef": {"name": secret_name},
+        })
+    }
+
+    pub async fn create(&self, name: &str, spec: Value) -> ClearApiClient {
+        let obj: ClearApiClient = serde_json::from_value(json!({
+            "apiVersion": format!("{GROUP}/v1alpha1"), "kind": "ClearApiClient",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("a ClearApiClient object");
+        self.cacs
+            .create(&PostParams::default(), &obj)
+            .await
+            .expect("the ClearApiClient is created")
+    }
+
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.cacs
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(&json!({"spec": spec})),
+            )
+            .await
+            .expect("the spec is patched");
+    }
+
+    /// Calls to Clear's token endpoint made with this test's client secret.
+    pub fn calls(&self) -> u64 {
+        self.sandbox.call_counts(&self.client_secret).total
+    }
+
+    /// Whether Clear (the simulator) accepts the token stored in Secret `name`.
+    pub async fn token_is_live(&self, name: &str) -> bool {
+        let token = self.token_in(name).await;
+        self.sandbox.is_token_valid(&token)
+    }
+
+    /// The token in Secret `name`. Never print it.
+    pub async fn token_in(&self, name: &str) -> String {
+        let secret = self
+            .secrets
+            .get(name)
+            .await
+            .expect("the token Secret exists");
+        data(&secret, keys::ACCESS_TOKEN).expect("the token Secret has an access token")
+    }
+
+    /// The current token in the simulator, for leak checks.
+    pub fn current_token(&self) -> Option<String> {
+        self.sandbox
+            .current_token(&self.client_secret)
+            .map(|t| t.token.expose().to_string())
+    }
+
+    /// How long to poll for an asynchronous effect before failing.
+    pub fn timeout(&self) -> Duration {
+        if self.real {
+            Duration::from_secs(120)
+        } else {
+            Duration::from_secs(20)
+        }
+    }
+
+    /// How long to keep watching that something does NOT happen (no extra call, no GC).
+    pub fn settle(&self) -> Duration {
+        if self.real {
+            Duration::from_secs(5)
+        } else {
+            Duration::from_millis(400)
+        }
+    }
+
+    pub async fn wait_settled(&self) {
+        tokio::time::sleep(self.settle()).await;
+    }
+
+    /// Polls until `check` holds on the ClearApiClient `name`; panics after the timeout.
+    pub async fn wait_for_cac(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(&ClearApiClient) -> bool,
+    ) -> ClearApiClient {
+        let cacs = self.cacs.clone();
+        let found = self
+            .poll(|| {
+                let cacs = cacs.clone();
+                let check = &check;
+                async move {
+                    cacs.get_opt(name)
+                        .await
+                        .ok()
+                        .flatten()
+                        .filter(|cac| check(cac))
+                }
+            })
+            .await;
+        match found {
+            Some(cac) => cac,
+            None => {
+                let last = self.cacs.get_opt(name).await.ok().flatten();
+                panic!(
+                    "ClearApiClient {name} never reached: {what}; last Ready condition: {:?}",
+                    last.as_ref().and_then(ready_condition)
+                );
+            }
+        }
+    }
+
+    /// Polls until the ClearApiClient `name` no longer exists; panics after the timeout.
+    pub async fn wait_until_cac_gone(&self, name: &str) {
+        let cacs = self.cacs.clone();
+        let gone = self
+            .poll(|| {
+                let cacs = cacs.clone();
+                async move { matches!(cacs.get_opt(name).await, Ok(None)).then_some(()) }
+            })
+            .await;
+        assert!(gone.is_some(), "ClearApiClient {name} was never deleted");
+    }
+
+    /// Polls until `check` holds on Secret `name` (`None`: absent); panics after the timeout.
+    pub async fn wait_for_secret(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(Option<&Secret>) -> bool,
+    ) -> Option<Secret> {
+        let secrets = self.secrets.clone();
+        let found = self
+            .poll(|| {
+                let secrets = secrets.clone();
+                let check = &check;
+                async move {
+                    let secret = secrets.get_opt(name).await.ok()?;
+                    check(secret.as_ref()).then_some(secret)
+                }
+            })
+            .await;
+        match found {
+            Some(secret) => secret,
+            None => panic!("Secret {name} never reached: {what}"),
+        }
+    }
+
+    async fn poll<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> Option<T>
+    where
+        Fut: Future<Output = Option<T>>,
+    {
+        let interval = if self.real {
+            Duration::from_millis(250)
+        } else {
+            Duration::from_millis(20)
+        };
+        let deadline = Instant::now() + self.timeout();
+        loop {
+            if let Some(found) = attempt().await {
+                return Some(found);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// No token or client secret in any ClearApiClient or Event of this namespace, read
+    /// through the API as a user with `kubectl get -o yaml` would.
+    pub async fn assert_no_leaks(&self, extra: &[String]) {
+        let mut confidential = vec![self.client_secret.clone()];
+        confidential.extend(self.current_token());
+        confidential.extend(extra.iter().cloned());
+        let mut visible = Vec::new();
+        let lp = ListParams::default();
+        let cacs = self.cacs.list(&lp).await.expect("ClearApiClients list");
+        visible.push(serde_json::to_string(&cacs.items).expect("serializes"));
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let events = events.list(&lp).await.expect("Events list");
+        visible.push(serde_json::to_string(&events.items).expect("serializes"));
+        let core: Api<k8s_openapi::api::core::v1::Event> =
+            Api::namespaced(self.client.clone(), &self.namespace);
+        let core = core.list(&lp).await.expect("core Events list");
+        visible.push(serde_json::to_string(&core.items).expect("serializes"));
+        for value in confidential.iter().filter(|v| v.len() >= 8) {
+            for text in &visible {
+                assert!(
+                    !text.contains(value.as_str()),
+                    "a token or client secret appears in a ClearApiClient or an Event"
+                );
+            }
+        }
+    }
+}
+
+/// An operator running in this process; dropping it (a failing test) cancels it.
+pub struct RunningOperator {
+    shutdown: CancellationToken,
+    task: Option<tokio::task::JoinHandle<Result<(), operator::OperatorError>>>,
+}
+
+impl RunningOperator {
+    /// Stops the operator and waits until it has exited cleanly.
+    pub async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("stopped once");
+        let exited = tokio::time::timeout(Duration::from_secs(30), task)
+            .await
+            .expect("the operator stops within 30s")
+            .expect("the operator task did not panic");
+        if let Err(e) = exited {
+            panic!("the operator exited with an error: {e}");
+        }
+    }
+}
+
+impl Drop for RunningOperator {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Server-side applies the CRD unless the cluster already has it, then waits until it is
+/// Established (so the operator's first list does not race its registration).
+async fn install_crd_if_absent(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = ClearApiClient::crd();
+    let name = crd.name_any();
+    let present = crds
+        .get_opt(&name)
+        .await
+        .expect("the CRD can be looked up")
+        .is_some();
+    if !present {
+        crds.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .expect("the CRD is applied");
+    }
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        await_condition(crds, &name, conditions::is_crd_established()),
+    )
+    .await
+    .expect("the CRD is Established within 60s")
+    .expect("the CRD can be watched");
+}
+
+/// A value of the Secret's `data`, as text.
+pub fn data(secret: &Secret, key: &str) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(key)?;
+    Some(String::from_utf8_lossy(&bytes.0).into_owned())
+}
+
+pub fn ready_condition(
+    cac: &ClearApiClient,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    cac.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .cloned()
+}
+
+/// Whether the Ready condition has this status and reason.
+pub fn is_ready_with(cac: &ClearApiClient, status: &str, reason: &str) -> bool {
+    ready_condition(cac).is_some_and(|c| c.status == status && c.reason == reason)
+}
+
+fn random_lowercase(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
