@@ -112,6 +112,17 @@ impl E2e {
         let client = Client::try_from(config.clone()).expect("a kube client builds");
         install_crd_if_absent(&client).await;
 
+        // NB: started before the namespace exists, so a failure here leaves nothing behind.
+        // A fresh client secret per test: the simulator's call counts are then this test's.
+        let client_secret = format!("cs-e2e-{}", random_lowercase(32));
+        let sandbox = Sandbox::start(SandboxConfig::new(vec![
+            ClientConfig::new(client_secret.clone(), WORKSPACE)
+                .with_products(PRODUCTS)
+                .with_lifetime(Duration::from_secs(12 * 3600)),
+        ]))
+        .await
+        .expect("the Clear simulator starts");
+
         let namespace = format!("e2e-{}", random_lowercase(8));
         let namespaces: Api<Namespace> = Api::all(client.clone());
         let ns: Namespace = serde_json::from_value(json!({
@@ -123,16 +134,6 @@ impl E2e {
             .create(&PostParams::default(), &ns)
             .await
             .expect("the test namespace is created");
-
-        // A fresh client secret per test: the simulator's call counts are then this test's.
-        let client_secret = format!("cs-e2e-{}", random_lowercase(32));
-        let sandbox = Sandbox::start(SandboxConfig::new(vec![
-            ClientConfig::new(client_secret.clone(), WORKSPACE)
-                .with_products(PRODUCTS)
-                .with_lifetime(Duration::from_secs(12 * 3600)),
-        ]))
-        .await
-        .expect("the Clear simulator starts");
 
         E2e {
             cacs: Api::namespaced(client.clone(), &namespace),
