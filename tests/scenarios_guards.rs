@@ -472,3 +472,59 @@ async fn invalid_specs_are_rejected_by_the_schema() {
     assert_eq!(kit.all_calls(), 0);
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak() {
+    use clear_operator::reconcile;
+    use std::sync::Arc;
+
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+
+    // Reading the client secret fails three times in a row (a flaky or forbidden API).
+    kit.emulator.faults().fail_next("get", "secrets", 3, 500);
+    let obj = Arc::new(kit.get("billing").await);
+    for expected_streak in 1..=3 {
+        let result = reconcile::reconcile(obj.clone(), kit.ctx.clone()).await;
+        assert!(result.is_err(), "the injected 500 fails the reconcile");
+        assert_eq!(
+            kit.ctx.failure_streak(scenario_kit::NS, "billing"),
+            expected_streak
+        );
+    }
+    let warnings: Vec<_> = kit
+        .events("billing")
+        .into_iter()
+        .filter(|(type_, reason, _)| type_ == "Warning" && reason == "ReadClientSecret")
+        .collect();
+    assert_eq!(warnings.len(), 1, "one Warning per streak: {warnings:?}");
+    assert!(
+        warnings[0]
+            .2
+            .contains("failed to read client secret Secret clear-secret"),
+        "{warnings:?}"
+    );
+
+    kit.reconcile("billing").await;
+    assert_eq!(kit.ctx.failure_streak(scenario_kit::NS, "billing"), 0);
+    assert_eq!(kit.calls(SECRET), 1, "API failures never cause a mint");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[test]
+fn retry_delays_double_from_five_seconds_up_to_five_minutes() {
+    use clear_operator::reconcile::retry_delay;
+    let secs: Vec<u64> = (1..=9).map(|n| retry_delay(n, true).as_secs()).collect();
+    assert_eq!(secs, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    assert_eq!(retry_delay(u32::MAX, true).as_secs(), 300);
+    assert_eq!(
+        retry_delay(1, false).as_secs(),
+        600,
+        "permanent errors wait for a change"
+    );
+}

@@ -21,12 +21,9 @@ pub enum Error {
     /// NB: sanitized like the client secret: this read returns the token.
     #[error("failed to read the token in target Secret {name}: {detail}")]
     ReadStoredToken { name: String, detail: String },
-    #[error("failed to apply target Secret {name}: {source}")]
-    ApplySecret {
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    /// NB: sanitized: the response to this apply is the Secret, token included.
+    #[error("failed to apply target Secret {name}: {detail}")]
+    ApplySecret { name: String, detail: String },
     #[error("failed to update the ClearApiClient status: {0}")]
     PatchStatus(#[source] kube::Error),
     #[error("failed to update the revoke-on-delete finalizer: {0}")]

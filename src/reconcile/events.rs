@@ -51,6 +51,12 @@ pub enum Notice {
     RevokeSkipped {
         why: String,
     },
+    /// A reconcile failed on the Kubernetes side (reading, writing); `reason` is the
+    /// error's variant name.
+    ReconcileFailed {
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl Notice {
@@ -107,6 +113,7 @@ impl Notice {
                 "Revoke",
             ),
             Self::RevokeSkipped { why } => (EventType::Warning, r::REVOKE_SKIPPED, why.clone(), "Revoke"),
+            Self::ReconcileFailed { reason, message } => (EventType::Warning, *reason, message.clone(), "Reconcile"),
         };
         Event {
             type_,

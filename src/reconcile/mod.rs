@@ -73,6 +73,9 @@ pub struct Context {
     pub registry: Registry,
     /// Resources this process exported per-resource metrics for.
     exported: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
+    /// errors only; it never feeds the mint decision, which stays a function of the cluster.
+    failures: std::sync::Mutex<std::collections::BTreeMap<(String, String), u32>>,
 }
 
 impl Context {
@@ -94,6 +97,7 @@ impl Context {
             directory: Directory::default(),
             registry: Registry::default(),
             exported: std::sync::Mutex::default(),
+            failures: std::sync::Mutex::default(),
         }
     }
 }
@@ -105,17 +109,52 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
     if let (Some(namespace), None) = (obj.namespace(), &obj.meta().deletion_timestamp) {
         ctx.exported_lock().insert((namespace, obj.name_any()));
     }
-    let result = reconcile_with_finalizer(obj, &ctx).await;
+    let result = reconcile_with_finalizer(obj.clone(), &ctx).await;
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.metric_label(),
     };
     ctx.metrics.observe_reconcile(outcome, started.elapsed());
+    let key = (obj.namespace().unwrap_or_default(), obj.name_any());
+    match &result {
+        Ok(_) => {
+            ctx.failures_lock().remove(&key);
+        }
+        Err(error) => {
+            let streak = {
+                let mut failures = ctx.failures_lock();
+                let streak = failures.entry(key).or_insert(0);
+                *streak = streak.saturating_add(1);
+                *streak
+            };
+            // NB: one Warning per streak, not per retry: the owner learns that the operator
+            // is stuck and why (often RBAC), without an Event every few seconds.
+            if streak == 1 {
+                let notice = Notice::ReconcileFailed {
+                    reason: error.metric_label(),
+                    message: error.to_string(),
+                };
+                events::publish(&ctx.recorder, &obj.object_ref(&()), notice).await;
+            }
+        }
+    }
     result
 }
 
-/// Requeue policy after a failed reconcile: API hiccups retry soon, a revoke blocked by the
-/// rate limit waits for the quota to reset.
+/// Delay before retrying after the `streak`-th consecutive failed reconcile: API hiccups
+/// retry soon, a persistent failure (RBAC, quota) backs off to a quiet pace.
+pub fn retry_delay(streak: u32, transient: bool) -> Duration {
+    const FIRST: Duration = Duration::from_secs(5);
+    const CAP: Duration = Duration::from_secs(300);
+    if !transient {
+        return Duration::from_secs(600);
+    }
+    let doublings = streak.saturating_sub(1).min(16);
+    FIRST.saturating_mul(1 << doublings).min(CAP)
+}
+
+/// Requeue policy after a failed reconcile: exponential per resource (see [`retry_delay`]);
+/// a revoke blocked by the rate limit waits for the quota to reset.
 pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(name = %obj.name_any(), namespace = obj.namespace().as_deref().unwrap_or(""), reason = error.metric_label(), %error, "reconcile failed");
     if let Error::Revoke(clear_error) = error
@@ -123,11 +162,8 @@ pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) 
     {
         return requeue_at(Some(retry_at), now_seconds(&ctx));
     }
-    if error.is_transient() {
-        Action::requeue(Duration::from_secs(30))
-    } else {
-        Action::requeue(Duration::from_secs(600))
-    }
+    let streak = ctx.failure_streak(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    Action::requeue(retry_delay(streak, error.is_transient()))
 }
 
 async fn reconcile_with_finalizer(
@@ -460,7 +496,7 @@ async fn mint(
     drop(issued);
     if let Err(Error::ApplySecret {
         name: target,
-        source,
+        detail,
     }) = applied
     {
         // NB: the new token is lost and the stored one revoked; retrying at once would mint
@@ -469,10 +505,7 @@ async fn mint(
         let next_retry = now + schedule::transient_backoff(attempt, schedule::random_jitter());
         let failure = MintFailure {
             reason: status::reasons::SECRET_APPLY_FAILED,
-            message: format!(
-                "failed to write the new token to Secret {target}: {}",
-                error::sanitize(&source)
-            ),
+            message: format!("failed to write the new token to Secret {target}: {detail}"),
             next_retry: Some(next_retry),
             may_have_minted: true,
         };
@@ -480,7 +513,7 @@ async fn mint(
         status::apply(api, &name, Some(&counted), &next)
             .await
             .map_err(Error::PatchStatus)?;
-        warn!(secret = %target, error = %error::sanitize(&source), "failed to write the new token; retrying with backoff");
+        warn!(secret = %target, error = %detail, "failed to write the new token; retrying with backoff");
         let notice = Notice::MintFailed {
             reason: failure.reason,
             message: failure.message.clone(),
@@ -539,7 +572,10 @@ async fn apply_secret(
             &Patch::Apply(&desired),
         )
         .await
-        .map_err(|source| Error::ApplySecret { name, source })?;
+        .map_err(|e| Error::ApplySecret {
+            name,
+            detail: error::sanitize(&e),
+        })?;
     Ok(())
 }
 
@@ -640,11 +676,28 @@ async fn set_finalizer(
 fn forget(ctx: &Context, namespace: &str, name: &str) {
     ctx.metrics.forget(namespace, name);
     ctx.registry.forget(namespace, name);
-    ctx.exported_lock()
-        .remove(&(namespace.to_string(), name.to_string()));
+    let key = (namespace.to_string(), name.to_string());
+    ctx.exported_lock().remove(&key);
+    ctx.failures_lock().remove(&key);
 }
 
 impl Context {
+    /// Consecutive failed reconciles of this resource (0 after a success).
+    pub fn failure_streak(&self, namespace: &str, name: &str) -> u32 {
+        self.failures_lock()
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn failures_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<(String, String), u32>> {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn exported_lock(
         &self,
     ) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<(String, String)>> {
