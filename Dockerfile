@@ -7,11 +7,12 @@
 FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 # NB: the whole workspace is copied because cargo needs every member's manifest to resolve
-# the lockfile, even when building only the operator package.
+# the lockfile, even when building only the operator package. --no-default-features leaves
+# out the `dev` subcommand and the emulator and simulator it embeds.
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked -p clear-operator \
+    cargo build --release --locked -p clear-operator --no-default-features \
     && install -D -m 0755 target/release/clear-operator /out/clear-operator
 
 FROM debian:bookworm-slim

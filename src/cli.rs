@@ -29,6 +29,7 @@ pub enum Command {
     /// Ask for a new token now (revokes the current one): sets the regenerate annotation.
     Regenerate(RegenerateArgs),
     /// Local sandbox: Kubernetes API emulator + Clear simulator + operator in one process.
+    #[cfg(feature = "dev")]
     Dev(DevArgs),
 }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod controller;
+#[cfg(feature = "dev")]
 pub mod dev;
 pub mod http;
 pub mod leader;

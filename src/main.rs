@@ -19,6 +19,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             clear_operator::operator::run(client, args, shutdown).await?;
         }
+        #[cfg(feature = "dev")]
         Command::Dev(args) => clear_operator::dev::run(args).await?,
         Command::Crd => print!("{}", crd_yaml()),
         Command::Regenerate(args) => {

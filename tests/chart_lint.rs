@@ -744,7 +744,7 @@ fn dockerfile_builds_the_operator_and_runs_it_as_non_root() {
         ]
     );
     for expected in [
-        "cargo build --release --locked -p clear-operator",
+        "cargo build --release --locked -p clear-operator --no-default-features",
         "USER 65532:65532",
         "ENTRYPOINT [\"/usr/local/bin/clear-operator\"]",
         "CMD [\"run\"]",
