@@ -58,7 +58,9 @@ async fn main() {
     .await
     .expect("simulator starts");
     let client = emulator.client().await;
-    install_crd(&client).await.expect("CRD installs");
+    install_crd(&client, Duration::from_secs(10))
+        .await
+        .expect("CRD installs");
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     for i in 0..total_clients {

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     cli::{DevArgs, RunArgs},
     operator,
+    reconcile::status::ready_condition,
     resource::{
         ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
         Environment, Product, Region,
@@ -91,7 +92,7 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     ));
 
     let client = emulator.client().await;
-    install_crd(&client).await?;
+    install_crd(&client, Duration::from_secs(10)).await?;
     say("CRD clearapiclients.clear-operator.io installed");
 
     let shutdown = CancellationToken::new();
@@ -189,8 +190,10 @@ fn write_kubeconfig(path: &Path, yaml: &str) -> Result<(), DevError> {
     std::fs::write(path, yaml).map_err(err)
 }
 
-/// Creates the CRD and waits until the emulator serves it.
-pub async fn install_crd(client: &Client) -> Result<(), DevError> {
+/// Creates the CRD unless the cluster already has it (an existing one is left alone) and
+/// waits up to `timeout` until it is Established, so a first list does not race its
+/// registration.
+pub async fn install_crd(client: &Client, timeout: Duration) -> Result<(), DevError> {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let crd = ClearApiClient::crd();
     let name = crd.name_any();
@@ -200,11 +203,11 @@ pub async fn install_crd(client: &Client) -> Result<(), DevError> {
         Err(e) => return Err(kube_step("create the CRD")(e)),
     }
     tokio::time::timeout(
-        Duration::from_secs(10),
+        timeout,
         await_condition(crds, &name, conditions::is_crd_established()),
     )
     .await
-    .map_err(|_| DevError::NotReady(Duration::from_secs(10)))?
+    .map_err(|_| DevError::NotReady(timeout))?
     .map_err(|e| DevError::Kube {
         step: "wait for the CRD",
         source: kube::Error::Service(Box::new(e)),
@@ -277,17 +280,7 @@ where
 }
 
 fn is_ready(cac: &ClearApiClient) -> bool {
-    ready_condition(cac).is_some_and(|c| c.status == "True")
-}
-
-fn ready_condition(
-    cac: &ClearApiClient,
-) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    cac.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
+    ready_condition(cac.status.as_ref()).is_some_and(|c| c.status == "True")
 }
 
 /// What the demo may ask the simulator: only whether the token in a Secret is live.
@@ -414,7 +407,7 @@ impl Narrator {
             self.token = Some(fp.clone());
             self.new_token = true;
         }
-        if let Some(cond) = ready_condition(cac) {
+        if let Some(cond) = ready_condition(cac.status.as_ref()) {
             let now = (cond.status.clone(), cond.reason.clone());
             if self.ready.as_ref() != Some(&now) {
                 lines.push(format!(

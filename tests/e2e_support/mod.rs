@@ -18,21 +18,21 @@ use std::{
 
 use clear_operator::{
     cli::RunArgs,
+    dev::install_crd,
     operator,
-    reconcile::secret::keys,
+    reconcile::{secret::keys, status},
     resource::{ClearApiClient, GROUP},
 };
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
 use futures::FutureExt;
 use k8s_openapi::{
     api::core::v1::{Namespace, Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    apimachinery::pkg::apis::meta::v1::Condition,
 };
 use kube::{
-    Api, Client, CustomResourceExt, ResourceExt,
+    Api, Client,
     api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
-    runtime::{conditions, wait::await_condition},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
@@ -40,8 +40,6 @@ use tokio_util::sync::CancellationToken;
 
 /// Names a kubeconfig whose current context is the real cluster to test against.
 pub const KUBECONFIG_ENV: &str = "CLEAR_OPERATOR_E2E_KUBECONFIG";
-/// Field manager of everything the suite itself applies (the CRD).
-const FIELD_MANAGER: &str = "clear-operator-e2e";
 /// Workspace and products the simulator's client is created for.
 pub const WORKSPACE: &str = "ws-e2e";
 pub const PRODUCTS: [&str; 2] = ["GST", "E_INVOICE"];
@@ -110,7 +108,9 @@ impl E2e {
             }
         };
         let client = Client::try_from(config.clone()).expect("a kube client builds");
-        install_crd_if_absent(&client).await;
+        install_crd(&client, Duration::from_secs(60))
+            .await
+            .expect("the CRD is installed and Established within 60s");
 
         // NB: started before the namespace exists, so a failure here leaves nothing behind.
         // A fresh client secret per test: the simulator's call counts are then this test's.
@@ -432,50 +432,14 @@ impl Drop for RunningOperator {
     }
 }
 
-/// Server-side applies the CRD unless the cluster already has it, then waits until it is
-/// Established (so the operator's first list does not race its registration).
-async fn install_crd_if_absent(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = ClearApiClient::crd();
-    let name = crd.name_any();
-    let present = crds
-        .get_opt(&name)
-        .await
-        .expect("the CRD can be looked up")
-        .is_some();
-    if !present {
-        crds.patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .expect("the CRD is applied");
-    }
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        await_condition(crds, &name, conditions::is_crd_established()),
-    )
-    .await
-    .expect("the CRD is Established within 60s")
-    .expect("the CRD can be watched");
-}
-
 /// A value of the Secret's `data`, as text.
 pub fn data(secret: &Secret, key: &str) -> Option<String> {
     let bytes = secret.data.as_ref()?.get(key)?;
     Some(String::from_utf8_lossy(&bytes.0).into_owned())
 }
 
-pub fn ready_condition(
-    cac: &ClearApiClient,
-) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    cac.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .cloned()
+pub fn ready_condition(cac: &ClearApiClient) -> Option<&Condition> {
+    status::ready_condition(cac.status.as_ref())
 }
 
 /// Whether the Ready condition has this status and reason.
