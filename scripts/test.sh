@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The project's test command (README "Quick start", and what .ci/run calls):
-# installs the tools the tests need, then format check, clippy, and the whole test suite.
+# The project's test command (README "Quick start", and what .ci/run calls): installs the
+# tools the tests need, then format check, clippy, the whole test suite on the in-process
+# kube-emulator, and then the suites that need a real Kubernetes control plane (built from
+# Go modules by scripts/control-plane.sh, started for this run and stopped after it).
+#   scripts/test.sh             everything
+#   SKIP_REAL_CLUSTER=1 scripts/test.sh    only the fast part (no Go build, no control plane)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export GOTOOLCHAIN=local
 
 tools_bin="$(./scripts/install-tools.sh | tail -n1)"
 export PATH="$tools_bin:$PATH"
@@ -13,5 +18,33 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo clippy, operator without the dev kit (as the container image builds it)"
 cargo clippy -p clear-operator --no-default-features --locked -- -D warnings
-echo "== cargo test"
+echo "== cargo test (kube-emulator)"
 cargo test --workspace --locked "$@"
+
+if [ -n "${SKIP_REAL_CLUSTER:-}" ]; then
+	echo "== real control plane: skipped (SKIP_REAL_CLUSTER is set)"
+	exit 0
+fi
+
+echo "== real control plane: etcd + kube-apiserver + kube-controller-manager"
+cp_dir="$PWD/target/control-plane"
+scripts/control-plane.sh down "$cp_dir" >/dev/null 2>&1 || true
+on_exit() {
+	status=$?
+	if [ "$status" -ne 0 ] && [ -d "$cp_dir/logs" ]; then
+		for log in "$cp_dir"/logs/kube-*.log "$cp_dir"/logs/etcd.log; do
+			echo "---- last lines of $log" >&2
+			tail -n 20 "$log" >&2 || true
+		done
+	fi
+	scripts/control-plane.sh down "$cp_dir" || true
+	exit "$status"
+}
+trap on_exit EXIT
+scripts/control-plane.sh up "$cp_dir"
+export CLEAR_OPERATOR_E2E_KUBECONFIG="$cp_dir/kubeconfig"
+export CLEAR_OPERATOR_E2E_AUDIT_LOG="$cp_dir/logs/audit.log"
+kubectl --kubeconfig "$cp_dir/kubeconfig" version
+
+echo "== e2e suite and real-cluster suite on the real control plane"
+cargo test --locked -p clear-operator --test e2e --test real_cluster "$@"

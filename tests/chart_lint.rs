@@ -150,33 +150,32 @@ fn expected_operator_rules() -> BTreeSet<(String, String, Vec<String>, Vec<Strin
         row(
             "clear-operator.io",
             "clearapiclients",
-            &["get", "list", "watch", "patch", "update"],
+            &["get", "list", "watch", "patch"],
         ),
-        row(
-            "clear-operator.io",
-            "clearapiclients/status",
-            &["get", "patch", "update"],
-        ),
-        row(
-            "clear-operator.io",
-            "clearapiclients/finalizers",
-            &["update"],
-        ),
-        row(
-            "",
-            "secrets",
-            &[
-                "get", "list", "watch", "create", "patch", "update", "delete",
-            ],
-        ),
-        row("", "events", &["create", "patch"]),
+        row("clear-operator.io", "clearapiclients/status", &["patch"]),
+        row("", "secrets", &["get", "list", "watch", "create", "patch"]),
         row("events.k8s.io", "events", &["create", "patch"]),
-        row("apps", "deployments", &["get", "patch"]),
-        row("apps", "statefulsets", &["get", "patch"]),
-        row("apps", "daemonsets", &["get", "patch"]),
     ]
     .into_iter()
     .collect()
+}
+
+/// The ClusterRole bound to the operator (not the ones aggregated into view/edit/admin).
+fn operator_cluster_role(objects: &[Value]) -> &Value {
+    of_kind(objects, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == FULLNAME)
+        .expect("the operator's ClusterRole")
+}
+
+fn is_aggregated(role: &Value) -> bool {
+    role["metadata"]["labels"]
+        .as_object()
+        .is_some_and(|labels| {
+            labels
+                .keys()
+                .any(|k| k.starts_with("rbac.authorization.k8s.io/aggregate-to-"))
+        })
 }
 
 fn leader_election_role(objects: &[Value]) -> &Value {
@@ -254,7 +253,7 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
         .collect()
     );
     assert_eq!(
-        rule_rows(only(&objects, "ClusterRole")),
+        rule_rows(operator_cluster_role(&objects)),
         expected_operator_rules()
     );
     let binding = only(&objects, "ClusterRoleBinding");
@@ -285,6 +284,7 @@ fn rbac_grants_no_wildcards_and_no_rights_beyond_the_list() {
         for role in of_kind(&objects, "ClusterRole")
             .into_iter()
             .chain(of_kind(&objects, "Role"))
+            .filter(|r| !is_aggregated(r))
         {
             for (group, resource, verbs, _) in rule_rows(role) {
                 assert!(
@@ -302,6 +302,85 @@ fn rbac_grants_no_wildcards_and_no_rights_beyond_the_list() {
 }
 
 #[test]
+fn default_rbac_grants_no_secret_update_or_delete_and_nothing_on_workloads() {
+    for extra in [&[][..], &["--set", "watchNamespaces={team-a}"][..]] {
+        let objects = render(extra);
+        for role in of_kind(&objects, "ClusterRole")
+            .into_iter()
+            .chain(of_kind(&objects, "Role"))
+            .filter(|r| !is_aggregated(r))
+        {
+            for (group, resource, verbs, _) in rule_rows(role) {
+                assert_ne!(group, "apps", "workload rights by default: {role}");
+                if resource == "secrets" {
+                    for verb in ["update", "delete"] {
+                        assert!(!verbs.contains(&verb.to_string()), "{verb} on secrets");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn rollout_restart_value_grants_patch_on_the_three_workload_kinds_only() {
+    let objects = render(&["--set", "rbac.rolloutRestart.enabled=true"]);
+    let workloads: BTreeSet<_> = rule_rows(operator_cluster_role(&objects))
+        .into_iter()
+        .filter(|(group, ..)| group == "apps")
+        .collect();
+    let row = |resource: &str| {
+        (
+            "apps".to_string(),
+            resource.to_string(),
+            vec!["patch".to_string()],
+            Vec::new(),
+        )
+    };
+    assert_eq!(
+        workloads,
+        [row("deployments"), row("statefulsets"), row("daemonsets")]
+            .into_iter()
+            .collect()
+    );
+}
+
+#[test]
+fn aggregated_roles_let_view_read_and_edit_manage_clear_api_clients() {
+    let objects = render(&[]);
+    let aggregated: Vec<&Value> = of_kind(&objects, "ClusterRole")
+        .into_iter()
+        .filter(|r| is_aggregated(r))
+        .collect();
+    let view = aggregated
+        .iter()
+        .find(|r| r["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true")
+        .expect("a role aggregated into view");
+    for (group, resource, verbs, _) in rule_rows(view) {
+        assert_eq!(group, "clear-operator.io");
+        assert!(resource.starts_with("clearapiclients"));
+        assert_eq!(verbs, ["get", "list", "watch"], "view only reads");
+    }
+    let edit = aggregated
+        .iter()
+        .find(|r| {
+            r["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+                && r["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"].is_null()
+        })
+        .expect("a role aggregated into edit");
+    let verbs: BTreeSet<String> = rule_rows(edit).into_iter().flat_map(|r| r.2).collect();
+    for verb in ["create", "update", "patch", "delete"] {
+        assert!(verbs.contains(verb), "edit cannot {verb} ClearApiClients");
+    }
+    let none = render(&["--set", "rbac.aggregateToDefaultRoles=false"]);
+    assert!(
+        of_kind(&none, "ClusterRole")
+            .iter()
+            .all(|r| !is_aggregated(r))
+    );
+}
+
+#[test]
 fn leader_election_lease_rights_stay_in_the_release_namespace() {
     let objects = render(&[]);
     let role = leader_election_role(&objects);
@@ -316,7 +395,7 @@ fn leader_election_lease_rights_stay_in_the_release_namespace() {
         (
             "coordination.k8s.io".to_string(),
             "leases".to_string(),
-            vec!["get".to_string(), "update".to_string(), "patch".to_string()],
+            vec!["get".to_string(), "update".to_string()],
             vec![FULLNAME.to_string()],
         ),
     ]
@@ -414,8 +493,11 @@ fn default_deployment_runs_the_operator_locked_down() {
 #[test]
 fn watched_namespaces_get_roles_instead_of_cluster_roles() {
     let objects = render(&["--set", "watchNamespaces={team-a,team-b}"]);
+    // Only the roles aggregated into view/edit/admin stay cluster-wide; they bind nobody.
     assert!(
-        of_kind(&objects, "ClusterRole").is_empty()
+        of_kind(&objects, "ClusterRole")
+            .iter()
+            .all(|r| is_aggregated(r))
             && of_kind(&objects, "ClusterRoleBinding").is_empty()
     );
 

@@ -18,6 +18,8 @@ pub mod event_reasons {
     pub const SECRET_REFRESHED: &str = "SecretRefreshed";
     pub const RESTARTED: &str = "Restarted";
     pub const RESTART_TARGET_MISSING: &str = "RestartTargetMissing";
+    pub const RESTART_FORBIDDEN: &str = "RestartForbidden";
+    pub const RESTART_FAILED: &str = "RestartFailed";
     pub const REVOKED: &str = "Revoked";
     pub const REVOKE_SKIPPED: &str = "RevokeSkipped";
 }
@@ -46,6 +48,18 @@ pub enum Notice {
     RestartTargetMissing {
         kind: String,
         name: String,
+    },
+    /// The API server answered 403: the operator was installed without the right to patch
+    /// workloads (the chart grants it only with `rbac.rolloutRestart.enabled=true`).
+    RestartForbidden {
+        kind: String,
+        name: String,
+    },
+    /// Any other failure of the restart patch (the API server's message, no secret in it).
+    RestartFailed {
+        kind: String,
+        name: String,
+        error: String,
     },
     Revoked,
     RevokeSkipped {
@@ -104,6 +118,22 @@ impl Notice {
                 EventType::Warning,
                 r::RESTART_TARGET_MISSING,
                 format!("{kind} {name} listed in rolloutRestartTargets was not found"),
+                "RolloutRestart",
+            ),
+            Self::RestartForbidden { kind, name } => (
+                EventType::Warning,
+                r::RESTART_FORBIDDEN,
+                format!(
+                    "the operator may not patch {kind} {name} listed in rolloutRestartTargets: \
+                     install the chart with rbac.rolloutRestart.enabled=true (or grant patch on \
+                     {kind}s to the operator's ServiceAccount)"
+                ),
+                "RolloutRestart",
+            ),
+            Self::RestartFailed { kind, name, error } => (
+                EventType::Warning,
+                r::RESTART_FAILED,
+                format!("failed to restart {kind} {name} listed in rolloutRestartTargets: {error}"),
                 "RolloutRestart",
             ),
             Self::Revoked => (

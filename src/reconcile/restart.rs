@@ -14,8 +14,8 @@ use crate::resource::{RolloutKind, RolloutRestartTarget};
 
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// Restarts each target; a missing target or a failed patch becomes a Warning notice, never a
-/// reconcile failure (the token is already in place).
+/// Restarts each target; a missing target, a forbidden or failed patch becomes a Warning
+/// notice naming what went wrong, never a reconcile failure (the token is already in place).
 pub async fn restart_targets(
     client: &Client,
     namespace: &str,
@@ -47,11 +47,19 @@ pub async fn restart_targets(
                     name: target.name.clone(),
                 })
             }
-            Err(error) => {
-                tracing::warn!(%kind, name = %target.name, %error, "failed to restart a rollout target");
-                notices.push(Notice::RestartTargetMissing {
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                tracing::warn!(%kind, name = %target.name, "forbidden to restart a rollout target");
+                notices.push(Notice::RestartForbidden {
                     kind,
                     name: target.name.clone(),
+                })
+            }
+            Err(error) => {
+                tracing::warn!(%kind, name = %target.name, %error, "failed to restart a rollout target");
+                notices.push(Notice::RestartFailed {
+                    kind,
+                    name: target.name.clone(),
+                    error: error.to_string(),
                 });
             }
         }

@@ -83,26 +83,35 @@ namespaces) and the per-namespace Roles (watchNamespaces). Least privilege:
 - events: both APIs, create/patch only.
 - workloads: get/patch only, to roll out restarts after a new token.
 */}}
+{{- /*
+Exactly what the operator calls, no more (tests/real_cluster checks this against
+kube-apiserver's audit log in both directions):
+- clearapiclients: list/watch (controller), get (each reconcile reads the resource fresh,
+  not from the cache),
+  patch (the revokeOnDelete finalizer);
+  status: patch (server-side apply).
+- secrets: get (client secret and token Secret, read only when needed), list/watch
+  (metadata only), patch (server-side apply of the token Secret) and create (what the
+  apiserver also checks when that apply creates the Secret). No update, no delete.
+- events.k8s.io events: create, and patch for a repeated event's series.
+- apps workloads: patch, only with rbac.rolloutRestart.enabled (rolloutRestartTargets).
+*/}}
 {{- define "clear-operator.namespacedRules" -}}
 - apiGroups: ["clear-operator.io"]
   resources: ["clearapiclients"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["clear-operator.io"]
   resources: ["clearapiclients/status"]
-  verbs: ["get", "patch", "update"]
-- apiGroups: ["clear-operator.io"]
-  resources: ["clearapiclients/finalizers"]
-  verbs: ["update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if .Values.rbac.rolloutRestart.enabled }}
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
+{{- end }}
 {{- end -}}
