@@ -42,6 +42,8 @@ build() {
 		echo "$out"
 		return
 	fi
+	# NB: Go is installed in /usr/local/go on our machines; a non-login shell may lack it on PATH.
+	command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
 	command -v go >/dev/null || die "go is not installed; the control plane is built from Go modules"
 	mkdir -p "$(dirname "$out")"
 	local minor="${kube_version#*.}"
