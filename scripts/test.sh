@@ -15,11 +15,15 @@ export PATH="$tools_bin:$PATH"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
+# NB: --all-targets leaves out test targets marked `test = false` (tests/real_cluster).
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p clear-operator --test real_cluster --locked -- -D warnings
 echo "== cargo clippy, operator without the dev kit (as the container image builds it)"
 cargo clippy -p clear-operator --no-default-features --locked -- -D warnings
 echo "== cargo test (kube-emulator)"
 cargo test --workspace --locked "$@"
+echo "== consumer examples: rotation tests (Python, Java) against the Clear simulator"
+examples/consumers/test.sh
 
 if [ -n "${SKIP_REAL_CLUSTER:-}" ]; then
 	echo "== real control plane: skipped (SKIP_REAL_CLUSTER is set)"

@@ -277,6 +277,8 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
     }
 }
 
+/// By default: no wildcards, no deletecollection or escalate, no update or delete on
+/// Secrets and nothing on workloads (restarts are opt-in).
 #[test]
 fn rbac_grants_no_wildcards_and_no_rights_beyond_the_list() {
     for extra in [&[][..], &["--set", "watchNamespaces={team-a}"][..]] {
@@ -296,21 +298,6 @@ fn rbac_grants_no_wildcards_and_no_rights_beyond_the_list() {
                         && !verbs.contains(&"escalate".to_string()),
                     "{resource}: {verbs:?}"
                 );
-            }
-        }
-    }
-}
-
-#[test]
-fn default_rbac_grants_no_secret_update_or_delete_and_nothing_on_workloads() {
-    for extra in [&[][..], &["--set", "watchNamespaces={team-a}"][..]] {
-        let objects = render(extra);
-        for role in of_kind(&objects, "ClusterRole")
-            .into_iter()
-            .chain(of_kind(&objects, "Role"))
-            .filter(|r| !is_aggregated(r))
-        {
-            for (group, resource, verbs, _) in rule_rows(role) {
                 assert_ne!(group, "apps", "workload rights by default: {role}");
                 if resource == "secrets" {
                     for verb in ["update", "delete"] {

@@ -36,10 +36,9 @@ pub fn tool(name: &str) -> PathBuf {
     path
 }
 
-/// Runs helm with `dir/kubeconfig` and helm's own state kept under `dir`; panics with
-/// helm's output when it fails.
-pub async fn helm(dir: &Path, args: &[&str]) -> String {
-    let output = tokio::process::Command::new(tool("helm"))
+/// Runs helm with `dir/kubeconfig` and helm's own state kept under `dir`.
+pub async fn helm_output(dir: &Path, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(tool("helm"))
         .args(args)
         .current_dir(dir)
         .env("KUBECONFIG", dir.join("kubeconfig"))
@@ -51,7 +50,12 @@ pub async fn helm(dir: &Path, args: &[&str]) -> String {
         .kill_on_drop(true)
         .output()
         .await
-        .expect("failed to run helm");
+        .expect("failed to run helm")
+}
+
+/// [`helm_output`], panicking with helm's output when it fails.
+pub async fn helm(dir: &Path, args: &[&str]) -> String {
+    let output = helm_output(dir, args).await;
     assert!(
         output.status.success(),
         "helm {} failed ({}):\n{}\n{}",

@@ -30,7 +30,7 @@ use crate::{
     audit,
     chart_support::{
         Operator, Pod, denied, eventually, free_loopback_addr, grants_of_service_account, helm,
-        http_get, repo_root, start_as_deployed, tool, unused,
+        helm_output, http_get, repo_root, start_as_deployed, tool, unused,
     },
     e2e_support::data,
 };
@@ -150,14 +150,23 @@ fn cac(name: &str, sandbox: &SandboxHandle, secret: &str, consumers: bool) -> Cl
     .unwrap()
 }
 
+/// Deployment, StatefulSet, DaemonSet: what `rolloutRestartTargets` may name.
+trait Workload:
+    kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+{
+}
+impl Workload for Deployment {}
+impl Workload for StatefulSet {}
+impl Workload for DaemonSet {}
+
 /// A workload of kind `K` named CONSUMER (an object only: there is no kubelet).
 async fn create_consumer<K>(client: &Client, namespace: &str)
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
+    K: Workload,
 {
     let mut spec = json!({
         "selector": {"matchLabels": {"app": CONSUMER}},
@@ -180,11 +189,7 @@ where
 /// The restartedAt annotation of a workload's pod template.
 async fn restarted_at<K>(client: &Client, namespace: &str) -> Option<String>
 where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
+    K: Workload,
 {
     let object = Api::<K>::namespaced(client.clone(), namespace)
         .get(CONSUMER)
@@ -261,19 +266,17 @@ async fn install_and_operate(scoped_to_tenant: bool, rollout_restart: bool) {
     )
     .await;
 
-    let _ = tokio::process::Command::new(tool("helm"))
-        .args([
+    // NB: clean-up runs after a failure too; its own failure must not hide the first one.
+    let _ = helm_output(
+        &install.dir,
+        &[
             "uninstall",
             &install.release,
             "--namespace",
             &install.release_ns,
-        ])
-        .env("KUBECONFIG", install.dir.join("kubeconfig"))
-        .env("HELM_CACHE_HOME", install.dir.join("cache"))
-        .env("HELM_CONFIG_HOME", install.dir.join("config"))
-        .env("HELM_DATA_HOME", install.dir.join("data"))
-        .output()
-        .await;
+        ],
+    )
+    .await;
     delete_namespace(&admin, &install.tenant_ns).await;
     delete_namespace(&admin, &install.release_ns).await;
     let _ = sandbox.shutdown().await;
