@@ -125,13 +125,13 @@ public final class RotationTest {
             long lastMint = mintTimes.get(mintTimes.size() - 1);
             // The robust consumer: no failed request, through every rotation, and the gap was
             // real (it did meet a revoked token and retried).
-            check(r.failures(Long.MIN_VALUE).isEmpty(), "robust consumer failed: " + r.failures(Long.MIN_VALUE));
+            check(r.failures(Long.MIN_VALUE).isEmpty(), "robust consumer failed: " + byOutcome(r.failures(Long.MIN_VALUE)));
             check(r.successes(lastMint, Long.MAX_VALUE) > 0, "robust consumer: no success after the last rotation");
             check(robust.retriesAfter401() > 0, "robust consumer never met a revoked token");
             // Re-reading without the retry is not enough: the file lags the mint.
             check(!rr.failures(Long.MIN_VALUE).isEmpty(), "reread-only consumer did not fail");
             check(rr.failures(Long.MIN_VALUE).stream().allMatch("401"::equals),
-                    "reread-only consumer failed with other than 401: " + rr.failures(Long.MIN_VALUE));
+                    "reread-only consumer failed with other than 401: " + byOutcome(rr.failures(Long.MIN_VALUE)));
             // The naive consumer works until the first rotation, and never after it.
             check(n.successes(Long.MIN_VALUE, firstMint) > 0, "naive consumer: no success before the first rotation");
             check(!n.failures(firstMint).isEmpty(), "naive consumer: no failure after the first rotation");
@@ -308,6 +308,12 @@ public final class RotationTest {
             }
         }
         Files.deleteIfExists(path);
+    }
+
+    /** {outcome=count}: a short failure message. */
+    static Map<String, Long> byOutcome(List<String> outcomes) {
+        return outcomes.stream().collect(java.util.stream.Collectors.groupingBy(o -> o, java.util.TreeMap::new,
+                java.util.stream.Collectors.counting()));
     }
 
     static long between(long[] range) {
