@@ -430,7 +430,7 @@ async fn invalid_custom_resources_are_rejected_with_schema_and_cel_messages() {
     let err = c.fails(&["apply", "-f", &cel]).await;
     assert_eq!(
         err.trim(),
-        "The ClearApiClient \"bad\" is invalid: spec: Invalid value: \"object\": baseUrl is required outside the india region"
+        "The ClearApiClient \"bad\" is invalid: spec: Invalid value: baseUrl is required outside the india region"
     );
     let schema = c.write(
         "schema.yaml",
