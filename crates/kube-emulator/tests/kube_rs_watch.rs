@@ -75,6 +75,15 @@ async fn raw_watch_sees_create_update_delete_in_order() {
 
 #[tokio::test]
 async fn watch_from_a_compacted_resource_version_gets_410_gone() {
+    // NB: watching a real server from resourceVersion 1 gave this 410 in 20 of 21 runs (the
+    // other answer was not captured): whether a version is gone there depends on etcd
+    // compaction and the watch cache's window, which a test cannot force.
+    if not_on_real_server(
+        "watch_from_a_compacted_resource_version_gets_410_gone",
+        "forces the emulator to forget its history; a real server's depends on etcd compaction",
+    ) {
+        return;
+    }
     let c = Cluster::start().await;
     let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let rv = api
@@ -87,15 +96,7 @@ async fn watch_from_a_compacted_resource_version_gets_410_gone() {
     api.create(&PostParams::default(), &cm("a", "1"))
         .await
         .unwrap();
-    // The emulator forgets its history on demand; a real server's watch cache starts long
-    // after resourceVersion 1, which is as expired there.
-    let rv = match &c.emu {
-        Some(emu) => {
-            emu.faults().compact_history();
-            rv
-        }
-        None => "1".to_string(),
-    };
+    c.emu().faults().compact_history();
     let mut stream = api
         .watch(&WatchParams::default(), &rv)
         .await
