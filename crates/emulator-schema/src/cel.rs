@@ -16,7 +16,7 @@ use crate::{
     celvalue::to_cel,
     error::{self, FieldError, SchemaError},
     node::{Node, ROOT_AT},
-    render::{FieldPath, quote},
+    render::{FieldPath, go_rule, quote},
 };
 
 /// The apiserver's cap on an evaluated `messageExpression`.
@@ -87,7 +87,7 @@ impl NodeRules {
                 })?;
             let program = Program::compile(&rule.rule).map_err(|e| SchemaError::InvalidRule {
                 field: format!("{field}.rule"),
-                rule: rule.rule.clone(),
+                rule: go_rule(entry),
                 detail: e.to_string(),
             })?;
             let message_program = match rule
@@ -98,7 +98,7 @@ impl NodeRules {
                 Some(expression) => Some(Program::compile(expression).map_err(|e| {
                     SchemaError::InvalidMessageExpression {
                         field: format!("{field}.messageExpression"),
-                        expression: expression.to_string(),
+                        expression: go_rule(entry),
                         detail: e.to_string(),
                     }
                 })?),
@@ -121,7 +121,7 @@ impl NodeRules {
             {
                 return Err(SchemaError::InvalidRule {
                     field: format!("{field}.rule"),
-                    rule: rule.rule.clone(),
+                    rule: go_rule(entry),
                     detail: format!("ERROR: <input>: undefined field '{undefined}'"),
                 });
             }
@@ -157,6 +157,12 @@ impl NodeRules {
         out: &mut Vec<FieldError>,
     ) {
         let type_word = quote(node.type_word());
+        // A failed rule shows the value itself, except for objects and arrays, where
+        // apiserver (1.35) omits it (`field.OmitValueType`); other errors show the type word.
+        let failed_value = match node.type_word() {
+            "object" | "array" => None,
+            _ => Some(crate::render::render_value(value)),
+        };
         let self_value = to_cel(value, node, is_resource);
         let old_value = old.map(|o| to_cel(o, node, is_resource));
         BASE_CONTEXT.with(|base| {
@@ -188,7 +194,7 @@ impl NodeRules {
                         out.push(error_for_reason(
                             meta.reason.as_deref(),
                             field,
-                            &type_word,
+                            failed_value.as_deref(),
                             &detail,
                         ));
                     }
@@ -267,14 +273,14 @@ impl RuleMeta {
 fn error_for_reason(
     reason: Option<&str>,
     field: String,
-    type_word: &str,
+    shown: Option<&str>,
     detail: &str,
 ) -> FieldError {
     match reason {
         Some(crate::error::reasons::FORBIDDEN) => error::forbidden(field, detail),
         Some(crate::error::reasons::REQUIRED) => error::required(field, detail),
-        Some(crate::error::reasons::DUPLICATE) => error::duplicate_shown(field, type_word),
-        _ => error::invalid_shown(field, type_word, detail),
+        Some(crate::error::reasons::DUPLICATE) => error::duplicate_omitting(field, shown),
+        _ => error::invalid_omitting(field, shown, detail),
     }
 }
 

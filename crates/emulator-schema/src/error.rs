@@ -94,30 +94,36 @@ pub enum SchemaError {
         detail: String,
     },
     /// An `x-kubernetes-validations` entry is malformed or its `rule` does not compile.
-    #[error(
-        "{field}: Invalid value: {}: compilation failed: {detail}",
-        quote(rule)
-    )]
+    #[error("{field}: Invalid value: {rule}: compilation failed: {detail}")]
     InvalidRule {
         /// Where in the schema.
         field: String,
-        /// The rule text.
+        /// The whole entry as apiserver shows it (its `ValidationRule` struct as Go JSON:
+        /// `{"Rule":"self.a \u003e","Message":"",...}`).
         rule: String,
         /// The CEL parser's complaint.
         detail: String,
     },
     /// A rule's `messageExpression` does not compile.
-    #[error(
-        "{field}: Invalid value: {}: messageExpression compilation failed: {detail}",
-        quote(expression)
-    )]
+    #[error("{field}: Invalid value: {expression}: messageExpression compilation failed: {detail}")]
     InvalidMessageExpression {
         /// Where in the schema.
         field: String,
-        /// The expression text.
+        /// The whole entry as apiserver shows it (see `InvalidRule`).
         expression: String,
         /// The CEL parser's complaint.
         detail: String,
+    },
+    /// A `default` holds fields its own schema would prune.
+    #[error(
+        "{field}: Invalid value: {}: must not have unknown fields",
+        render_value(value)
+    )]
+    UnprunedDefault {
+        /// Where in the schema (ends in `.default`).
+        field: String,
+        /// The default as written.
+        value: Value,
     },
     /// A rule's `fieldPath` does not name a field of the schema.
     #[error("{field}: Invalid value: {}: {detail}", quote(path))]
@@ -142,7 +148,8 @@ impl SchemaError {
             | SchemaError::InvalidPattern { field, .. }
             | SchemaError::InvalidRule { field, .. }
             | SchemaError::InvalidMessageExpression { field, .. }
-            | SchemaError::InvalidFieldPath { field, .. } => field,
+            | SchemaError::InvalidFieldPath { field, .. }
+            | SchemaError::UnprunedDefault { field, .. } => field,
         }
     }
 
@@ -184,6 +191,30 @@ pub(crate) fn invalid_shown(field: String, shown: &str, detail: &str) -> FieldEr
         reason: reasons::INVALID,
         field,
         message: with_detail(format!("Invalid value: {shown}"), detail),
+    }
+}
+
+/// `Invalid value[: <shown>][: detail]`: without `shown` as Go's `field.OmitValueType`.
+pub(crate) fn invalid_omitting(field: String, shown: Option<&str>, detail: &str) -> FieldError {
+    match shown {
+        Some(shown) => invalid_shown(field, shown, detail),
+        None => FieldError {
+            reason: reasons::INVALID,
+            field,
+            message: with_detail("Invalid value".to_string(), detail),
+        },
+    }
+}
+
+/// `Duplicate value[: <shown>]`: without `shown` as Go's `field.OmitValueType`.
+pub(crate) fn duplicate_omitting(field: String, shown: Option<&str>) -> FieldError {
+    match shown {
+        Some(shown) => duplicate_shown(field, shown),
+        None => FieldError {
+            reason: reasons::DUPLICATE,
+            field,
+            message: "Duplicate value".to_string(),
+        },
     }
 }
 

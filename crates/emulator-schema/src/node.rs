@@ -173,6 +173,17 @@ impl Node {
             rules_below: false,
         };
         node.rules = NodeRules::compile(raw, &node, at)?;
+        // apiserver refuses a default its own schema would prune (it never stores one)
+        if let Some(default) = &node.default {
+            let mut pruned = default.clone();
+            crate::prune::prune(&mut pruned, &node, node.embedded_resource);
+            if &pruned != default {
+                return Err(SchemaError::UnprunedDefault {
+                    field: format!("{at}.default"),
+                    value: default.clone(),
+                });
+            }
+        }
         node.rules_below = node.rules.is_some()
             || node.all_of.iter().any(|b| b.rules.is_some())
             || node.properties.values().any(|p| p.rules_below)
@@ -182,7 +193,7 @@ impl Node {
     }
 
     /// The type word kube-apiserver prints as the bad value of a CEL failure
-    /// (`Invalid value: "object": ...`).
+    /// of a CEL rule that could not be evaluated (`Invalid value: "object": ...`).
     pub(crate) fn type_word(&self) -> &str {
         &self.type_name
     }

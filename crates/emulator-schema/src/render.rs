@@ -8,6 +8,41 @@ use serde_json::Value;
 pub(crate) const NIL_PATH: &str = "<nil>";
 
 /// Go's `%q`: double-quoted, with `"`, `\` and control characters escaped.
+/// A JSON value as Go's `json.Marshal` writes it: compact, keys sorted, and `<`, `>`, `&`,
+/// U+2028, U+2029 escaped (they only occur inside strings, so replacing is safe).
+pub(crate) fn go_json(value: &Value) -> String {
+    value
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+}
+
+/// An `x-kubernetes-validations` entry as apiserver shows it in a CRD error: its internal
+/// `ValidationRule` struct through `json.Marshal` (Go field names, in declaration order).
+pub(crate) fn go_rule(entry: &Value) -> String {
+    let text = |key: &str| {
+        go_json(&Value::String(
+            entry[key].as_str().unwrap_or("").to_string(),
+        ))
+    };
+    let or_null = |key: &str| match &entry[key] {
+        Value::Null => "null".to_string(),
+        v => go_json(v),
+    };
+    format!(
+        r#"{{"Rule":{},"Message":{},"MessageExpression":{},"Reason":{},"FieldPath":{},"OptionalOldSelf":{}}}"#,
+        text("rule"),
+        text("message"),
+        text("messageExpression"),
+        or_null("reason"),
+        text("fieldPath"),
+        or_null("optionalOldSelf"),
+    )
+}
+
 pub(crate) fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');

@@ -13,10 +13,7 @@ fn failing_object_rule_reports_the_object_type_and_message() {
             "x-kubernetes-validations": [{"rule": "self.min <= self.max", "message": "min must not exceed max"}]}),
         json!({"min": 5, "max": 1}),
     );
-    assert_eq!(
-        errors,
-        [r#"spec: Invalid value: "object": min must not exceed max"#]
-    );
+    assert_eq!(errors, [r#"spec: Invalid value: min must not exceed max"#]);
 }
 
 #[test]
@@ -28,7 +25,7 @@ fn rule_without_message_reports_failed_rule() {
     );
     assert_eq!(
         errors,
-        [r#"spec.n: Invalid value: "integer": failed rule: self > 0"#]
+        [r#"spec.n: Invalid value: 0: failed rule: self > 0"#]
     );
 }
 
@@ -41,7 +38,7 @@ fn all_macro_checks_every_list_item() {
     assert!(spec_errors(schema.clone(), json!({"products": ["GST", "EWB"]})).is_empty());
     assert_eq!(
         spec_errors(schema, json!({"products": ["GST", "EINVOICE"]})),
-        [r#"spec.products: Invalid value: "array": product codes have at most 4 letters"#]
+        [r#"spec.products: Invalid value: product codes have at most 4 letters"#]
     );
 }
 
@@ -53,7 +50,7 @@ fn has_distinguishes_absent_fields() {
     assert!(spec_errors(schema.clone(), json!({"a": "x", "b": "y"})).is_empty());
     assert_eq!(
         spec_errors(schema, json!({"a": "x"})),
-        [r#"spec: Invalid value: "object": set a and b together"#]
+        [r#"spec: Invalid value: set a and b together"#]
     );
 }
 
@@ -64,7 +61,7 @@ fn matches_uses_regular_expressions() {
     assert!(spec_errors(schema.clone(), json!({"workspace": "acme-1"})).is_empty());
     assert_eq!(
         spec_errors(schema, json!({"workspace": "Acme!"})),
-        [r#"spec.workspace: Invalid value: "string": workspace is a lowercase slug"#]
+        [r#"spec.workspace: Invalid value: "Acme!": workspace is a lowercase slug"#]
     );
 }
 
@@ -84,11 +81,11 @@ fn kubernetes_url_functions_are_available() {
     );
     assert_eq!(
         spec_errors(schema.clone(), json!({"baseUrl": "http://api.example.com"})),
-        [r#"spec.baseUrl: Invalid value: "string": baseUrl must use https"#]
+        [r#"spec.baseUrl: Invalid value: "http://api.example.com": baseUrl must use https"#]
     );
     assert_eq!(
         spec_errors(schema, json!({"baseUrl": "not a url"})),
-        [r#"spec.baseUrl: Invalid value: "string": baseUrl must be a URL"#]
+        [r#"spec.baseUrl: Invalid value: "not a url": baseUrl must be a URL"#]
     );
 }
 
@@ -102,7 +99,7 @@ fn message_expression_words_the_failure_from_the_value() {
     );
     assert_eq!(
         errors,
-        [r#"spec: Invalid value: "object": replicas is 8, at most 5 allowed"#]
+        [r#"spec: Invalid value: replicas is 8, at most 5 allowed"#]
     );
 }
 
@@ -113,7 +110,7 @@ fn empty_message_expression_falls_back_to_the_message() {
             "x-kubernetes-validations": [{"rule": "self.replicas <= 5", "message": "too many", "messageExpression": "'  '"}]}),
         json!({"replicas": 8}),
     );
-    assert_eq!(errors, [r#"spec: Invalid value: "object": too many"#]);
+    assert_eq!(errors, [r#"spec: Invalid value: too many"#]);
 }
 
 #[test]
@@ -135,7 +132,7 @@ fn reason_and_field_path_shape_the_error() {
         [
             "spec.target.name: Required value: target needs a name",
             "spec.labels[owner]: Forbidden: owner is reserved",
-            r#"spec: Duplicate value: "object""#
+            r#"spec: Duplicate value"#
         ]
     );
     assert_eq!(errors[0].reason, reasons::REQUIRED);
@@ -157,8 +154,8 @@ fn rules_on_list_items_and_map_values_name_the_entry() {
             json!({"targets": [{"weight": 1}, {"weight": 0}], "quotas": {"gst": 300, "ewb": 10}})
         ),
         [
-            r#"spec.quotas[gst]: Invalid value: "integer": at most 288 a day"#,
-            r#"spec.targets[1]: Invalid value: "object": weight must be positive"#
+            r#"spec.quotas[gst]: Invalid value: 300: at most 288 a day"#,
+            r#"spec.targets[1]: Invalid value: weight must be positive"#
         ]
     );
 }
@@ -173,7 +170,7 @@ fn root_rules_see_metadata_and_report_a_nil_path() {
     let (_, errors) = admit(&schema, object_with_spec(json!({"workspace": "acme"})));
     assert_eq!(
         lines(&errors),
-        [r#"<nil>: Invalid value: "object": name must start with the workspace"#]
+        [r#"<nil>: Invalid value: name must start with the workspace"#]
     );
 }
 
@@ -194,7 +191,7 @@ fn transition_rules_run_on_update_only() {
     let changed = object_with_spec(json!({"workspace": "other"}));
     assert_eq!(
         lines(&schema.validate(&changed, Some(&old))),
-        [r#"spec.workspace: Invalid value: "string": workspace is immutable"#]
+        [r#"spec.workspace: Invalid value: "other": workspace is immutable"#]
     );
 }
 
@@ -226,7 +223,7 @@ fn map_list_items_correlate_with_their_stored_item_by_key() {
     let changed = object_with_spec(json!({"secrets": [{"name": "b", "key": "9"}]}));
     assert_eq!(
         lines(&schema.validate(&changed, Some(&old))),
-        [r#"spec.secrets[0]: Invalid value: "object": key is immutable"#]
+        [r#"spec.secrets[0]: Invalid value: key is immutable"#]
     );
 }
 
@@ -257,7 +254,7 @@ fn non_blocking_schema_errors_still_run_cel() {
         errors,
         [
             r#"spec.s: Invalid value: "b": spec.s in body should match '^a'"#,
-            r#"spec: Invalid value: "object": rule ran"#
+            r#"spec: Invalid value: rule ran"#
         ]
     );
 }
@@ -279,10 +276,7 @@ fn escaped_property_names_are_reachable_from_rules() {
             "x-kubernetes-validations": [{"rule": "self.max__dash__size < 10", "message": "max-size below 10"}]}),
         json!({"max-size": 12}),
     );
-    assert_eq!(
-        errors,
-        [r#"spec: Invalid value: "object": max-size below 10"#]
-    );
+    assert_eq!(errors, [r#"spec: Invalid value: max-size below 10"#]);
 }
 
 #[test]
@@ -305,7 +299,7 @@ fn rules_inside_all_of_branches_are_evaluated() {
             "allOf": [{"x-kubernetes-validations": [{"rule": "self.n % 2 == 0", "message": "n must be even"}]}]}),
         json!({"n": 3}),
     );
-    assert_eq!(errors, [r#"spec: Invalid value: "object": n must be even"#]);
+    assert_eq!(errors, [r#"spec: Invalid value: n must be even"#]);
 }
 
 #[test]
@@ -331,7 +325,7 @@ fn underscores_in_names_bind_as_apiserver_escapes_them() {
             schema,
             json!({"client_id": "x", "__internal": "b", "namespace": "c"})
         ),
-        [r#"spec: Invalid value: "object": escaped names are reachable"#]
+        [r#"spec: Invalid value: escaped names are reachable"#]
     );
 }
 
@@ -354,7 +348,7 @@ fn optional_old_self_is_an_optional_on_create_and_update() {
     );
     assert_eq!(
         lines(&schema.validate(&object_with_spec(json!({"tier": "bronze"})), Some(&old))),
-        [r#"spec.tier: Invalid value: "string": tier only moves to gold"#]
+        [r#"spec.tier: Invalid value: "bronze": tier only moves to gold"#]
     );
 }
 
@@ -382,8 +376,8 @@ fn number_fields_are_doubles_and_date_times_are_timestamps() {
             json!({"ratio": 3, "notBefore": "2026-01-02T00:00:00Z", "notAfter": "2026-01-01T00:00:00Z"})
         ),
         [
-            r#"spec: Invalid value: "object": ratio below 2"#,
-            r#"spec: Invalid value: "object": notBefore must precede notAfter"#
+            r#"spec: Invalid value: ratio below 2"#,
+            r#"spec: Invalid value: notBefore must precede notAfter"#
         ]
     );
 }

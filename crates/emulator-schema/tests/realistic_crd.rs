@@ -128,7 +128,7 @@ fn eu_sandbox_without_base_url_fails_the_cel_rule() {
     assert_eq!(
         lines(&errors),
         [
-            r#"spec.baseUrl: Invalid value: "object": baseUrl is required when region is eu and environment is sandbox"#
+            r#"spec.baseUrl: Invalid value: baseUrl is required when region is eu and environment is sandbox"#
         ]
     );
     let mut with_url = spec;

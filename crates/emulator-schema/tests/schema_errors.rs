@@ -14,7 +14,7 @@ fn rule_that_does_not_compile_rejects_the_schema_with_its_location() {
     let message = err.to_string();
     assert!(
         message.starts_with(
-            r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.a >": compilation failed: "#
+            r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {"Rule":"self.a \u003e","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>:1:9: Syntax error: "#
         ),
         "{message}"
     );
@@ -24,7 +24,7 @@ fn rule_that_does_not_compile_rejects_the_schema_with_its_location() {
     );
     assert!(
         err.detail()
-            .starts_with(r#"Invalid value: "self.a >": compilation failed: "#),
+            .starts_with(r#"Invalid value: {"Rule":"self.a \u003e","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: "#),
         "{}",
         err.detail()
     );
@@ -41,7 +41,8 @@ fn message_expression_that_does_not_compile_rejects_the_schema() {
     );
     assert!(
         err.to_string()
-            .starts_with("openAPIV3Schema.x-kubernetes-validations[0].messageExpression: ")
+            .starts_with(r#"openAPIV3Schema.x-kubernetes-validations[0].messageExpression: Invalid value: {"Rule":"true","Message":"","MessageExpression":"'a' +","Reason":null,"FieldPath":"","OptionalOldSelf":null}: messageExpression compilation failed: "#),
+        "{err}"
     );
 }
 
@@ -107,8 +108,27 @@ fn rule_selecting_an_undeclared_field_rejects_the_schema() {
     .unwrap_err();
     assert_eq!(
         err.to_string(),
-        r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "has(self.template) && self.template.imag != ''": compilation failed: ERROR: <input>: undefined field 'imag'"#
+        r#"openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {"Rule":"has(self.template) \u0026\u0026 self.template.imag != ''","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>: undefined field 'imag'"#
     );
+}
+
+#[test]
+fn a_default_its_schema_would_prune_rejects_the_schema() {
+    let err = StructuralSchema::new(
+        &json!({"type": "object", "properties": {"spec": {"type": "object",
+        "properties": {"limits": {"type": "object", "default": {"rate": 5, "burst": 10},
+            "properties": {"rate": {"type": "integer"}}}}}}}),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        r#"openAPIV3Schema.properties[spec].properties[limits].default: Invalid value: {"burst":10,"rate":5}: must not have unknown fields"#
+    );
+    // a default within its schema, or under preserve-unknown-fields, is fine
+    StructuralSchema::new(&json!({"type": "object", "properties": {
+        "a": {"type": "object", "default": {"rate": 5}, "properties": {"rate": {"type": "integer"}}},
+        "b": {"type": "object", "default": {"any": 1}, "x-kubernetes-preserve-unknown-fields": true}}}))
+    .unwrap();
 }
 
 #[test]

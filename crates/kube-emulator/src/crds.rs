@@ -17,9 +17,9 @@ fn cause(field: &str, message: String) -> Cause {
     }
 }
 
-/// The cause apiserver gives for an unusable schema: the error's own location under the
-/// version's `schema`, and its message without the location.
-fn schema_cause(version_index: usize, e: &SchemaError) -> Cause {
+/// The cause apiserver gives for an unusable schema: the error's own location under
+/// `schema_at`, and its message without the location.
+fn schema_cause(schema_at: &str, e: &SchemaError) -> Cause {
     let detail = e.detail();
     Cause {
         reason: if detail.starts_with("Unsupported value") {
@@ -27,7 +27,7 @@ fn schema_cause(version_index: usize, e: &SchemaError) -> Cause {
         } else {
             "FieldValueInvalid".into()
         },
-        field: format!("spec.versions[{version_index}].schema.{}", e.field()),
+        field: format!("{schema_at}.{}", e.field()),
         message: detail,
     }
 }
@@ -89,6 +89,12 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
             field: "spec.versions".into(),
         });
     }
+    // apiserver validates its internal form of the CRD, where a schema every version shares
+    // moved to `spec.validation` (one error then, not one per version).
+    let shared_schema = raw_versions
+        .iter()
+        .all(|v| v.get("schema") == raw_versions[0].get("schema"));
+    let mut shared_schema_reported = false;
     for (i, v) in raw_versions.iter().enumerate() {
         let vname = v["name"].as_str().unwrap_or("").to_string();
         if v["storage"].as_bool() == Some(true) {
@@ -108,7 +114,12 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
             Some(s) => match StructuralSchema::new(s) {
                 Ok(compiled) => Some(Arc::new(compiled)),
                 Err(e) => {
-                    causes.push(schema_cause(i, &e));
+                    if !shared_schema {
+                        causes.push(schema_cause(&format!("spec.versions[{i}].schema"), &e));
+                    } else if !shared_schema_reported {
+                        shared_schema_reported = true;
+                        causes.push(schema_cause("spec.validation", &e));
+                    }
                     None
                 }
             },

@@ -181,18 +181,19 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
     if !rt.categories.is_empty() {
         r["categories"] = json!(rt.categories);
     }
+    // in name order, as apiserver lists them (scale before status)
     let mut subs = Vec::new();
-    if has_status_in(rt, version) {
-        subs.push(json!({
-            "subresource": "status",
-            "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
-            "verbs": ["get", "patch", "update"],
-        }));
-    }
     if crate::scale::supported(rt) {
         subs.push(json!({
             "subresource": "scale",
             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+            "verbs": ["get", "patch", "update"],
+        }));
+    }
+    if has_status_in(rt, version) {
+        subs.push(json!({
+            "subresource": "status",
+            "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
             "verbs": ["get", "patch", "update"],
         }));
     }

@@ -82,7 +82,9 @@ fn pass(state: &mut State, now: &str) -> bool {
             for r in refs {
                 let uid = r["uid"].as_str().unwrap_or("");
                 owners_with_dependents.insert(uid.to_string());
-                if let Some((okind, owner_key)) = state.uids.get(uid) {
+                // As apiserver's garbage collector, an owner is looked up by name and must
+                // carry the reference's uid: a reference naming another object is dangling.
+                if let Some((okind, owner_key)) = state.owner_of(r) {
                     let owner = state.get(okind, owner_key);
                     let fg = owner.is_some_and(|o| {
                         deleting(o)

@@ -42,6 +42,21 @@ pub fn normalize(
                 pod_spec(&mut obj["spec"]["template"]["spec"]);
             }
             workload(rt, obj);
+            // apiserver serialises a workload's status struct even before any controller
+            // fills it: its non-omitempty fields at zero
+            if obj["status"].is_null() {
+                let empty = match rt.resource.as_str() {
+                    "deployments" => Some(json!({})),
+                    "statefulsets" => Some(json!({"replicas": 0, "availableReplicas": 0})),
+                    "replicasets" => Some(json!({"replicas": 0})),
+                    "daemonsets" => Some(json!({"currentNumberScheduled": 0,
+                        "numberMisscheduled": 0, "desiredNumberScheduled": 0, "numberReady": 0})),
+                    _ => None,
+                };
+                if let Some(empty) = empty {
+                    obj["status"] = empty;
+                }
+            }
         }
         _ => {}
     }

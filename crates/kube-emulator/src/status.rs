@@ -194,6 +194,12 @@ impl ApiError {
         if let Some(d) = &self.details {
             s["details"] = d.clone();
         }
+        if self.reason.is_empty() {
+            // metav1.StatusReasonUnknown, omitted as apiserver omits it
+            if let Some(o) = s.as_object_mut() {
+                o.remove("reason");
+            }
+        }
         s
     }
 }

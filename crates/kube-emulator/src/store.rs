@@ -124,6 +124,14 @@ impl State {
     }
 
     /// Store `obj` (new or replacing), stamping a fresh resourceVersion.
+    /// The object an ownerReference points at: the one with its uid, if it also has its
+    /// name (apiserver's garbage collector looks owners up by name and checks the uid).
+    pub fn owner_of(&self, owner_ref: &Value) -> Option<&(TypeKey, ObjKey)> {
+        self.uids
+            .get(owner_ref["uid"].as_str().unwrap_or(""))
+            .filter(|(_, okey)| owner_ref["name"].as_str() == Some(okey.1.as_str()))
+    }
+
     pub fn put(&mut self, rt: &ResourceType, mut obj: Value) -> Arc<Value> {
         self.rv += 1;
         let rv = self.rv;
@@ -148,9 +156,7 @@ impl State {
         // when it meets one.
         if let Some(refs) = obj["metadata"]["ownerReferences"].as_array()
             && !refs.is_empty()
-            && refs
-                .iter()
-                .all(|r| !self.uids.contains_key(r["uid"].as_str().unwrap_or("")))
+            && refs.iter().all(|r| self.owner_of(r).is_none())
         {
             self.gc_pending = true;
         }

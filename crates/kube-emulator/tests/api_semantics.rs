@@ -14,13 +14,16 @@ use kube::api::{
     Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
 use kube::runtime::{WatchStreamExt, watcher};
-use kube_emulator::{Emulator, EmulatorOptions};
+use kube_emulator::EmulatorOptions;
 use serde_json::{Value, json};
 
-async fn start() -> (Emulator, kube::Client) {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let client = emu.client().await;
-    (emu, client)
+mod common;
+use common::{Cluster, not_on_real_server};
+
+async fn start() -> (Cluster, kube::Client) {
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    (c, client)
 }
 
 fn cm(name: &str, labels: Value) -> ConfigMap {
@@ -43,8 +46,8 @@ async fn raw(client: &kube::Client, method: &str, path: &str, accept: &str) -> (
 
 #[tokio::test]
 async fn generate_name_gets_a_random_suffix() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let obj: ConfigMap =
         serde_json::from_value(json!({"metadata": {"generateName": "tok-"}})).unwrap();
     let a = api.create(&PostParams::default(), &obj).await.unwrap();
@@ -52,13 +55,13 @@ async fn generate_name_gets_a_random_suffix() {
     let (na, nb) = (a.metadata.name.unwrap(), b.metadata.name.unwrap());
     assert!(na.starts_with("tok-") && na.len() == 9, "{na}");
     assert_ne!(na, nb);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn dry_run_create_and_delete_store_nothing() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let pp = PostParams {
         dry_run: true,
         ..PostParams::default()
@@ -75,13 +78,13 @@ async fn dry_run_create_and_delete_store_nothing() {
     };
     api.delete("d", &dp).await.unwrap();
     assert!(api.get_opt("d").await.unwrap().is_some());
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn delete_collection_removes_only_selected_objects() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     for (n, app) in [("a", "x"), ("b", "x"), ("c", "y")] {
         api.create(&PostParams::default(), &cm(n, json!({"app": app})))
             .await
@@ -102,18 +105,18 @@ async fn delete_collection_removes_only_selected_objects() {
         .map(|c| c.metadata.name.unwrap())
         .collect();
     assert_eq!(left, ["c"]);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn foreground_deletion_waits_for_dependents() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &c.ns);
     let owner = api
         .create(&PostParams::default(), &cm("owner", json!({})))
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    let secrets: Api<Secret> = Api::namespaced(client, &c.ns);
     let dep: Secret = serde_json::from_value(json!({"metadata": {
         "name": "dep", "finalizers": ["test/hold"],
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "owner",
@@ -126,7 +129,8 @@ async fn foreground_deletion_waits_for_dependents() {
     let held = api.get("owner").await.unwrap();
     assert!(held.metadata.deletion_timestamp.is_some());
     assert_eq!(held.metadata.finalizers.unwrap(), ["foregroundDeletion"]);
-    assert!(
+    // apiserver's garbage collector marks the dependent a moment later
+    c.eventually("the dependent is being deleted", || async {
         secrets
             .get("dep")
             .await
@@ -134,7 +138,8 @@ async fn foreground_deletion_waits_for_dependents() {
             .metadata
             .deletion_timestamp
             .is_some()
-    );
+    })
+    .await;
     secrets
         .patch(
             "dep",
@@ -143,15 +148,18 @@ async fn foreground_deletion_waits_for_dependents() {
         )
         .await
         .unwrap();
-    assert!(secrets.get_opt("dep").await.unwrap().is_none());
-    assert!(api.get_opt("owner").await.unwrap().is_none());
-    emu.shutdown().await;
+    c.eventually("the dependent and then its owner are gone", || async {
+        secrets.get_opt("dep").await.unwrap().is_none()
+            && api.get_opt("owner").await.unwrap().is_none()
+    })
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn json_patch_applies_and_a_failed_test_op_changes_nothing() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     api.create(&PostParams::default(), &cm("j", json!({})))
         .await
         .unwrap();
@@ -179,13 +187,13 @@ async fn json_patch_applies_and_a_failed_test_op_changes_nothing() {
             .is_err()
     );
     assert!(!api.get("j").await.unwrap().data.unwrap().contains_key("e"));
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn strategic_merge_patch_merges_containers_by_name_and_deployments_default_replicas() {
-    let (emu, client) = start().await;
-    let api: Api<Deployment> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Deployment> = Api::namespaced(client, &c.ns);
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"selector": {"matchLabels": {"app": "web"}},
@@ -212,22 +220,30 @@ async fn strategic_merge_patch_merges_containers_by_name_and_deployments_default
         [("a".into(), "a:1".into()), ("b".into(), "b:2".into())]
     );
     assert_eq!(out.metadata.generation, Some(2));
-    assert!(
-        out.status.is_none(),
+    // without ready_workloads (and without a deployment controller) status stays empty,
+    // apiserver's `status: {}`
+    assert_eq!(
+        out.status,
+        Some(Default::default()),
         "status is left alone without ready_workloads"
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn ready_workloads_option_reports_deployments_rolled_out() {
-    let emu = Emulator::start(EmulatorOptions {
+    if not_on_real_server(
+        "ready_workloads_option_reports_deployments_rolled_out",
+        "an emulator option; a real cluster needs nodes to roll a Deployment out",
+    ) {
+        return;
+    }
+    let c = Cluster::start_with(EmulatorOptions {
         ready_workloads: true,
         ..EmulatorOptions::default()
     })
-    .await
-    .unwrap();
-    let api: Api<Deployment> = Api::namespaced(emu.client().await, "default");
+    .await;
+    let api: Api<Deployment> = Api::namespaced(c.client.clone(), &c.ns);
     let d: Deployment = serde_json::from_value(json!({
         "metadata": {"name": "web"},
         "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
@@ -238,13 +254,13 @@ async fn ready_workloads_option_reports_deployments_rolled_out() {
     let status = out.status.unwrap();
     assert_eq!(status.observed_generation, Some(1));
     assert_eq!(status.available_replicas, Some(2));
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn selector_watch_turns_label_changes_into_added_and_deleted() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     api.create(&PostParams::default(), &cm("x", json!({"app": "no"})))
         .await
         .unwrap();
@@ -281,13 +297,13 @@ async fn selector_watch_turns_label_changes_into_added_and_deleted() {
         });
     }
     assert_eq!(kinds, ["ADDED", "DELETED"]);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn streaming_list_watcher_gets_initial_events_then_changes() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     api.create(&PostParams::default(), &cm("before", json!({})))
         .await
         .unwrap();
@@ -308,13 +324,13 @@ async fn streaming_list_watcher_gets_initial_events_then_changes() {
         .unwrap()
         .unwrap();
     assert_eq!(second.metadata.name.as_deref(), Some("after"));
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn watch_ends_at_the_requested_timeout() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let rv = api
         .list(&ListParams::default())
         .await
@@ -329,13 +345,13 @@ async fn watch_ends_at_the_requested_timeout() {
         .unwrap()
         .unwrap();
     assert!(end.is_none(), "the server closed the watch");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn leases_and_events_k8s_io_are_served() {
-    let (emu, client) = start().await;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let (c, client) = start().await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), &c.ns);
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "leader"},
         "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
     .unwrap();
@@ -357,25 +373,22 @@ async fn leases_and_events_k8s_io_are_served() {
         "{err:?}"
     );
 
-    let events: Api<Event> = Api::namespaced(client, "default");
+    let events: Api<Event> = Api::namespaced(client, &c.ns);
     let ev: Event = serde_json::from_value(json!({"metadata": {"generateName": "x-"},
         "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Issued", "note": "token issued",
         "type": "Normal", "action": "Mint", "reportingController": "clear-operator",
         "reportingInstance": "clear-operator-1",
-        "regarding": {"kind": "ClearApiClient", "name": "demo", "namespace": "default"}}))
+        "regarding": {"kind": "ClearApiClient", "name": "demo", "namespace": c.ns}}))
     .unwrap();
     events.create(&PostParams::default(), &ev).await.unwrap();
-    assert_eq!(
-        emu.objects("events.k8s.io/events", Some("default")).len(),
-        1
-    );
-    emu.shutdown().await;
+    assert_eq!(c.objects("events.k8s.io/v1/events").await.len(), 1);
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn tables_and_aggregated_discovery_answer_in_kubectl_formats() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client.clone(), &c.ns);
     let s: Secret = serde_json::from_value(
         json!({"metadata": {"name": "t"}, "stringData": {"a": "b", "c": "d"}}),
     )
@@ -384,7 +397,7 @@ async fn tables_and_aggregated_discovery_answer_in_kubectl_formats() {
     let (table, _) = raw(
         &client,
         "GET",
-        "/api/v1/namespaces/default/secrets",
+        &format!("/api/v1/namespaces/{}/secrets", c.ns),
         "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
     )
     .await;
@@ -421,12 +434,24 @@ async fn tables_and_aggregated_discovery_answer_in_kubectl_formats() {
         .find(|r| r["resource"] == "deployments")
         .unwrap();
     assert_eq!(deploy["scope"], "Namespaced");
-    assert_eq!(deploy["subresources"][0]["subresource"], "status");
-    emu.shutdown().await;
+    let subresources: Vec<&str> = deploy["subresources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["subresource"].as_str().unwrap())
+        .collect();
+    assert_eq!(subresources, ["scale", "status"]);
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn binary_prints_its_url_first_and_writes_a_working_kubeconfig() {
+    if not_on_real_server(
+        "binary_prints_its_url_first_and_writes_a_working_kubeconfig",
+        "tests the emulator's own binary",
+    ) {
+        return;
+    }
     use tokio::io::AsyncBufReadExt;
     let dir = std::env::temp_dir().join(format!("kube-emulator-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -471,7 +496,7 @@ async fn binary_prints_its_url_first_and_writes_a_working_kubeconfig() {
 async fn kube_rs_recorder_publishes_and_updates_event_series() {
     use k8s_openapi::api::core::v1::ObjectReference;
     use kube::runtime::events::{Event as RecorderEvent, EventType, Recorder, Reporter};
-    let (emu, client) = start().await;
+    let (c, client) = start().await;
     let reporter = Reporter {
         controller: "clear-operator".into(),
         instance: Some("clear-operator-0".into()),
@@ -481,7 +506,7 @@ async fn kube_rs_recorder_publishes_and_updates_event_series() {
         api_version: Some("clear-operator.io/v1alpha1".into()),
         kind: Some("ClearApiClient".into()),
         name: Some("demo".into()),
-        namespace: Some("default".into()),
+        namespace: Some(c.ns.clone()),
         uid: Some("0f6a1c2e-0000-4000-8000-000000000001".into()),
         ..ObjectReference::default()
     };
@@ -494,30 +519,33 @@ async fn kube_rs_recorder_publishes_and_updates_event_series() {
     };
     recorder.publish(&ev, &reference).await.unwrap();
     recorder.publish(&ev, &reference).await.unwrap();
-    let stored = emu.objects("events.k8s.io/events", Some("default"));
+    let stored = c.objects("events.k8s.io/v1/events").await;
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["reason"], "Issued");
     assert_eq!(stored[0]["series"]["count"], 2);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn dependent_created_with_only_missing_owners_is_collected() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let orphan: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "dangling",
         "ownerReferences": [{"apiVersion": "v1", "kind": "ConfigMap", "name": "gone",
                              "uid": "7d5b3e0a-0000-4000-8000-00000000dead"}]}}))
     .unwrap();
     api.create(&PostParams::default(), &orphan).await.unwrap();
-    assert!(api.get_opt("dangling").await.unwrap().is_none());
-    emu.shutdown().await;
+    c.eventually("the dangling dependent is collected", || async {
+        api.get_opt("dangling").await.unwrap().is_none()
+    })
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn server_side_apply_conflicts_between_managers_unless_forced() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let cfg = |v: &str| json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"k": v}});
     api.patch(
         "shared",
@@ -556,13 +584,13 @@ async fn server_side_apply_conflicts_between_managers_unless_forced() {
         .await
         .unwrap();
     assert_eq!(forced.data.unwrap()["k"], "b");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn a_second_manager_applying_the_same_values_is_recorded_once() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let cfg = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "shared"}, "data": {"k": "v"}});
     let first = api
         .patch("shared", &PatchParams::apply("alice"), &Patch::Apply(&cfg))
@@ -596,7 +624,7 @@ async fn a_second_manager_applying_the_same_values_is_recorded_once() {
         again.metadata.resource_version, shared.metadata.resource_version,
         "nothing changed"
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 fn api_status(e: kube::Error) -> kube::core::Status {
@@ -608,8 +636,8 @@ fn api_status(e: kube::Error) -> kube::core::Status {
 
 #[tokio::test]
 async fn json_patch_that_does_not_apply_is_422_invalid_and_a_malformed_one_400() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &c.ns);
     api.create(&PostParams::default(), &cm("j", json!({})))
         .await
         .unwrap();
@@ -633,12 +661,12 @@ async fn json_patch_that_does_not_apply_is_422_invalid_and_a_malformed_one_400()
     }
     let req = http::Request::builder()
         .method("PATCH")
-        .uri("/api/v1/namespaces/default/configmaps/j")
+        .uri(format!("/api/v1/namespaces/{}/configmaps/j", c.ns))
         .header("Content-Type", "application/json-patch+json")
         .body(br#"{"op": "add"}"#.to_vec())
         .unwrap();
     let err = api_status(client.request_text(req).await.unwrap_err());
     assert_eq!(err.code, 400, "{err:?}");
     assert_eq!(err.reason, "BadRequest");
-    emu.shutdown().await;
+    c.stop().await;
 }

@@ -5,15 +5,15 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube_emulator::{Emulator, EmulatorOptions};
 use serde_json::json;
 
-async fn start() -> (Emulator, kube::Client) {
-    let emu = Emulator::start(EmulatorOptions::default())
-        .await
-        .expect("emulator starts");
-    let client = emu.client().await;
-    (emu, client)
+mod common;
+use common::Cluster;
+
+async fn start() -> (Cluster, kube::Client) {
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    (c, client)
 }
 
 fn secret(name: &str, labels: &[(&str, &str)]) -> Secret {
@@ -36,8 +36,8 @@ fn api_error(e: kube::Error) -> kube::core::Status {
 
 #[tokio::test]
 async fn typed_secret_crud_round_trips_and_folds_string_data() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, &c.ns);
     let created = api
         .create(&PostParams::default(), &secret("s1", &[("app", "x")]))
         .await
@@ -74,13 +74,13 @@ async fn typed_secret_crud_round_trips_and_folds_string_data() {
     assert_eq!(err.code, 404);
     assert_eq!(err.reason, "NotFound");
     assert_eq!(err.message, "secrets \"s1\" not found");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn creating_twice_gets_409_already_exists() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let cm: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "c"}, "data": {"a": "b"}})).unwrap();
     api.create(&PostParams::default(), &cm).await.unwrap();
@@ -88,13 +88,13 @@ async fn creating_twice_gets_409_already_exists() {
     assert_eq!(err.code, 409);
     assert_eq!(err.reason, "AlreadyExists");
     assert_eq!(err.message, "configmaps \"c\" already exists");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn stale_update_gets_409_conflict() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, &c.ns);
     let first = api
         .create(&PostParams::default(), &secret("s", &[]))
         .await
@@ -115,12 +115,12 @@ async fn stale_update_gets_409_conflict() {
         err.message,
         "Operation cannot be fulfilled on secrets \"s\": the object has been modified; please apply your changes to the latest version and try again"
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn creating_in_a_missing_namespace_is_not_found() {
-    let (emu, client) = start().await;
+    let (c, client) = start().await;
     let api: Api<Secret> = Api::namespaced(client, "nowhere");
     let err = api_error(
         api.create(&PostParams::default(), &secret("s", &[]))
@@ -129,13 +129,13 @@ async fn creating_in_a_missing_namespace_is_not_found() {
     );
     assert_eq!(err.code, 404);
     assert_eq!(err.message, "namespaces \"nowhere\" not found");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn label_selectors_filter_lists() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, &c.ns);
     for (name, app, tier) in [("a", "web", "fe"), ("b", "web", "db"), ("c", "batch", "fe")] {
         api.create(
             &PostParams::default(),
@@ -168,13 +168,13 @@ async fn label_selectors_filter_lists() {
             .unwrap(),
     );
     assert_eq!(by_name, vec!["b"]);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn limit_and_continue_page_through_a_list() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, &c.ns);
     for i in 0..7 {
         api.create(&PostParams::default(), &secret(&format!("s{i}"), &[]))
             .await
@@ -194,13 +194,13 @@ async fn limit_and_continue_page_through_a_list() {
     }
     assert_eq!(pages, 3);
     assert_eq!(seen, (0..7).map(|i| format!("s{i}")).collect::<Vec<_>>());
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn identical_apply_does_not_bump_resource_version() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let pp = PatchParams::apply("test-manager");
     let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "1"}});
     let first = api.patch("c", &pp, &Patch::Apply(&cm)).await.unwrap();
@@ -209,7 +209,6 @@ async fn identical_apply_does_not_bump_resource_version() {
         first.metadata.resource_version,
         second.metadata.resource_version
     );
-    let writes_before = emu.resource_version();
     let merge = api
         .patch(
             "c",
@@ -222,32 +221,50 @@ async fn identical_apply_does_not_bump_resource_version() {
         merge.metadata.resource_version,
         first.metadata.resource_version
     );
-    assert_eq!(emu.resource_version(), writes_before);
-    emu.shutdown().await;
+    let stored = api.get("c").await.unwrap();
+    assert_eq!(
+        stored.metadata.resource_version,
+        first.metadata.resource_version
+    );
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn namespace_deletion_removes_its_contents() {
-    let (emu, client) = start().await;
+    let (c, client) = start().await;
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "team"}})).unwrap();
+    let team = c.unique("team");
+    c.cleanup_later(&format!("/api/v1/namespaces/{team}"));
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": team}})).unwrap();
     let created = nss.create(&PostParams::default(), &ns).await.unwrap();
     assert_eq!(created.status.unwrap().phase.as_deref(), Some("Active"));
-    let secrets: Api<Secret> = Api::namespaced(client, "team");
+    let secrets: Api<Secret> = Api::namespaced(client, &team);
     secrets
         .create(&PostParams::default(), &secret("s", &[]))
         .await
         .unwrap();
-    nss.delete("team", &DeleteParams::default()).await.unwrap();
-    assert!(emu.objects("secrets", Some("team")).is_empty());
-    assert!(emu.object("namespaces", None, "team").is_none());
-    emu.shutdown().await;
+    nss.delete(&team, &DeleteParams::default()).await.unwrap();
+    // apiserver's namespace controller empties and removes it a moment later; the
+    // emulator has done so by the time DELETE answers
+    c.eventually("the namespace and its secret are gone", || async {
+        nss.get_opt(&team).await.unwrap().is_none()
+    })
+    .await;
+    assert!(
+        secrets
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn emptied_metadata_lists_are_dropped_like_apiserver_omitempty() {
-    let (emu, client) = start().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, &c.ns);
     let cm: ConfigMap = serde_json::from_value(
         json!({"metadata": {"name": "f", "finalizers": ["a/b"], "labels": {"x": "y"}}}),
     )
@@ -261,29 +278,31 @@ async fn emptied_metadata_lists_are_dropped_like_apiserver_omitempty() {
     api.patch("f", &PatchParams::default(), &Patch::<()>::Json(ops))
         .await
         .unwrap();
-    let stored = emu.object("configmaps", Some("default"), "f").unwrap();
+    let stored = c.object("configmaps", "f").await.unwrap();
     assert!(stored["metadata"].get("finalizers").is_none(), "{stored}");
     assert!(stored["metadata"].get("labels").is_none(), "{stored}");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn terminating_namespace_refuses_new_content_and_goes_when_finalizers_clear() {
-    let (emu, client) = start().await;
+    let (c, client) = start().await;
     let nss: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "held"}})).unwrap();
+    let held = c.unique("held");
+    c.cleanup_later(&format!("/api/v1/namespaces/{held}"));
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": held}})).unwrap();
     nss.create(&PostParams::default(), &ns).await.unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client, "held");
+    let secrets: Api<Secret> = Api::namespaced(client, &held);
     let mut s = secret("blocker", &[]);
     s.metadata.finalizers = Some(vec!["test/hold".into()]);
     secrets.create(&PostParams::default(), &s).await.unwrap();
-    nss.delete("held", &DeleteParams::default()).await.unwrap();
-    let terminating = nss.get("held").await.unwrap();
+    nss.delete(&held, &DeleteParams::default()).await.unwrap();
+    let terminating = nss.get(&held).await.unwrap();
     assert_eq!(
         terminating.status.unwrap().phase.as_deref(),
         Some("Terminating")
     );
-    assert!(
+    c.eventually("the namespace's secret is being deleted", || async {
         secrets
             .get("blocker")
             .await
@@ -291,7 +310,8 @@ async fn terminating_namespace_refuses_new_content_and_goes_when_finalizers_clea
             .metadata
             .deletion_timestamp
             .is_some()
-    );
+    })
+    .await;
 
     let err = api_error(
         secrets
@@ -315,14 +335,17 @@ async fn terminating_namespace_refuses_new_content_and_goes_when_finalizers_clea
         )
         .await
         .unwrap();
-    assert!(nss.get_opt("held").await.unwrap().is_none());
-    emu.shutdown().await;
+    c.eventually("the namespace is gone", || async {
+        nss.get_opt(&held).await.unwrap().is_none()
+    })
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn delete_answers_a_status_when_gone_and_the_object_while_finalizers_hold_it() {
-    let (emu, client) = start().await;
-    let api: Api<Secret> = Api::namespaced(client, "default");
+    let (c, client) = start().await;
+    let api: Api<Secret> = Api::namespaced(client, &c.ns);
     api.create(&PostParams::default(), &secret("now", &[]))
         .await
         .unwrap();
@@ -338,23 +361,34 @@ async fn delete_answers_a_status_when_gone_and_the_object_while_finalizers_hold_
     let pending = api.delete("held", &DeleteParams::default()).await.unwrap();
     let obj = pending.left().expect("a held object comes back");
     assert!(obj.metadata.deletion_timestamp.is_some());
-    emu.shutdown().await;
+    api.patch(
+        "held",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+    )
+    .await
+    .unwrap();
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn seeded_namespaces_each_have_their_own_uid() {
-    let (emu, client) = start().await;
+    let (c, client) = start().await;
     let nss: Api<Namespace> = Api::all(client);
+    // the four every apiserver makes at start (a real server also holds other tests'
+    // namespaces)
+    let seeded = ["default", "kube-node-lease", "kube-public", "kube-system"];
     let uids: Vec<String> = nss
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .into_iter()
+        .filter(|ns| seeded.contains(&ns.metadata.name.as_deref().unwrap()))
         .map(|ns| ns.metadata.uid.unwrap())
         .collect();
     assert_eq!(uids.len(), 4, "{uids:?}");
     let distinct: std::collections::BTreeSet<&String> = uids.iter().collect();
     assert_eq!(distinct.len(), uids.len(), "{uids:?}");
-    emu.shutdown().await;
+    c.stop().await;
 }

@@ -12,40 +12,34 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
+
+mod common;
+use common::{Cluster, not_on_real_server};
 
 const CRD_YAML: &str = include_str!("fixtures/clearapiclient-crd.yaml");
 
-fn resource() -> ApiResource {
+fn resource(c: &Cluster) -> ApiResource {
     ApiResource {
-        group: "clear-operator.io".into(),
+        group: c.group.clone(),
         version: "v1alpha1".into(),
-        api_version: "clear-operator.io/v1alpha1".into(),
+        api_version: c.sub("clear-operator.io/v1alpha1"),
         kind: "ClearApiClient".into(),
         plural: "clearapiclients".into(),
     }
 }
 
-async fn start_with_crd() -> (Emulator, kube::Client, Api<DynamicObject>) {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let client = emu.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: CustomResourceDefinition = serde_yaml::from_str(CRD_YAML).unwrap();
-    let created = crds.create(&PostParams::default(), &crd).await.unwrap();
-    let conditions = created.status.unwrap().conditions.unwrap();
-    assert!(
-        conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-    );
-    let api = Api::namespaced_with(client.clone(), "default", &resource());
-    (emu, client, api)
+async fn start_with_crd() -> (Cluster, kube::Client, Api<DynamicObject>) {
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    c.install_crd(&c.crd(CRD_YAML)).await;
+    let api = Api::namespaced_with(client.clone(), &c.ns, &resource(&c));
+    (c, client, api)
 }
 
-fn cac(name: &str, spec: Value) -> DynamicObject {
+fn cac(c: &Cluster, name: &str, spec: Value) -> DynamicObject {
     serde_json::from_value(json!({
-        "apiVersion": "clear-operator.io/v1alpha1",
+        "apiVersion": c.sub("clear-operator.io/v1alpha1"),
         "kind": "ClearApiClient",
         "metadata": {"name": name},
         "spec": spec,
@@ -66,9 +60,9 @@ fn status_of(e: kube::Error) -> kube::core::Status {
 
 #[tokio::test]
 async fn crd_registration_serves_custom_resources_with_defaults() {
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let created = api
-        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .create(&PostParams::default(), &cac(&c, "a", valid_spec()))
         .await
         .unwrap();
     assert_eq!(
@@ -81,16 +75,17 @@ async fn crd_registration_serves_custom_resources_with_defaults() {
     assert_eq!(listed.items.len(), 1);
     api.delete("a", &DeleteParams::default()).await.unwrap();
     assert!(api.get_opt("a").await.unwrap().is_none());
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn invalid_custom_resource_gets_422_with_field_causes() {
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let err = status_of(
         api.create(
             &PostParams::default(),
             &cac(
+                &c,
                 "bad",
                 json!({"environment": "sandbox", "products": ["GST"]}),
             ),
@@ -102,9 +97,9 @@ async fn invalid_custom_resource_gets_422_with_field_causes() {
     assert_eq!(err.reason, "Invalid");
     // Like apiserver, CEL rules are skipped when the schema already failed, and it says so.
     assert!(
-        err.message.starts_with(
+        err.message.starts_with(&c.sub(
             "ClearApiClient.clear-operator.io \"bad\" is invalid: [spec.workspace: Required value, "
-        ),
+        )),
         "{}",
         err.message
     );
@@ -115,6 +110,7 @@ async fn invalid_custom_resource_gets_422_with_field_causes() {
         api.create(
             &PostParams::default(),
             &cac(
+                &c,
                 "bad",
                 json!({"environment": "staging", "workspace": "w", "products": ["GST", "gst"]}),
             ),
@@ -125,7 +121,7 @@ async fn invalid_custom_resource_gets_422_with_field_causes() {
     assert_eq!(err.code, 422);
     assert!(
         err.message
-            .starts_with("ClearApiClient.clear-operator.io \"bad\" is invalid: ["),
+            .starts_with(&c.sub("ClearApiClient.clear-operator.io \"bad\" is invalid: [")),
         "{}",
         err.message
     );
@@ -146,7 +142,7 @@ async fn invalid_custom_resource_gets_422_with_field_causes() {
     let err = status_of(
         api.create(
             &PostParams::default(),
-            &cac("bad", json!({"environment": "sandbox", "workspace": "w", "products": ["GST"], "region": "eu"})),
+            &cac(&c, "bad", json!({"environment": "sandbox", "workspace": "w", "products": ["GST"], "region": "eu"})),
         )
         .await
         .unwrap_err(),
@@ -154,20 +150,20 @@ async fn invalid_custom_resource_gets_422_with_field_causes() {
     assert_eq!(err.code, 422);
     assert_eq!(
         err.message,
-        "ClearApiClient.clear-operator.io \"bad\" is invalid: spec: Invalid value: \"object\": baseUrl is required outside the india region"
+        c.sub("ClearApiClient.clear-operator.io \"bad\" is invalid: spec: Invalid value: baseUrl is required outside the india region")
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn status_subresource_takes_server_side_apply_and_main_endpoint_ignores_status() {
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let created = api
-        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .create(&PostParams::default(), &cac(&c, "a", valid_spec()))
         .await
         .unwrap();
     let status = json!({
-        "apiVersion": "clear-operator.io/v1alpha1",
+        "apiVersion": c.sub("clear-operator.io/v1alpha1"),
         "kind": "ClearApiClient",
         "metadata": {"name": "a"},
         "status": {"secretName": "a", "conditions": [{"type": "Ready", "status": "True", "reason": "Issued"}]},
@@ -229,13 +225,13 @@ async fn status_subresource_takes_server_side_apply_and_main_endpoint_ignores_st
         .unwrap();
     assert_eq!(via_status.data["spec"]["workspace"], json!("ws-2"));
     assert_eq!(via_status.data["status"]["secretName"], json!("b"));
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn strategic_merge_patch_on_a_custom_resource_is_415() {
-    let (emu, _client, api) = start_with_crd().await;
-    api.create(&PostParams::default(), &cac("a", valid_spec()))
+    let (c, _client, api) = start_with_crd().await;
+    api.create(&PostParams::default(), &cac(&c, "a", valid_spec()))
         .await
         .unwrap();
     let err = status_of(
@@ -248,13 +244,13 @@ async fn strategic_merge_patch_on_a_custom_resource_is_415() {
         .unwrap_err(),
     );
     assert_eq!(err.code, 415);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn finalizers_hold_deletion_until_removed() {
-    let (emu, _client, api) = start_with_crd().await;
-    let mut obj = cac("a", valid_spec());
+    let (c, _client, api) = start_with_crd().await;
+    let mut obj = cac(&c, "a", valid_spec());
     obj.metadata.finalizers = Some(vec!["clear-operator.io/revoke".into()]);
     api.create(&PostParams::default(), &obj).await.unwrap();
     api.delete("a", &DeleteParams::default()).await.unwrap();
@@ -268,20 +264,20 @@ async fn finalizers_hold_deletion_until_removed() {
     .await
     .unwrap();
     assert!(api.get_opt("a").await.unwrap().is_none());
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn owner_reference_garbage_collection_deletes_dependents() {
-    let (emu, client, api) = start_with_crd().await;
+    let (c, client, api) = start_with_crd().await;
     let owner = api
-        .create(&PostParams::default(), &cac("a", valid_spec()))
+        .create(&PostParams::default(), &cac(&c, "a", valid_spec()))
         .await
         .unwrap();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.ns);
     let child: Secret = serde_json::from_value(json!({
         "metadata": {"name": "a-token", "ownerReferences": [{
-            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+            "apiVersion": c.sub("clear-operator.io/v1alpha1"), "kind": "ClearApiClient",
             "name": "a", "uid": owner.metadata.uid.clone().unwrap(), "controller": true,
         }]},
         "data": {},
@@ -297,54 +293,95 @@ async fn owner_reference_garbage_collection_deletes_dependents() {
         .await
         .unwrap();
     api.delete("a", &DeleteParams::background()).await.unwrap();
-    assert!(secrets.get_opt("a-token").await.unwrap().is_none());
+    // apiserver's garbage collector is a controller: the dependent goes a moment later
+    c.eventually("the dependent is collected", || async {
+        secrets.get_opt("a-token").await.unwrap().is_none()
+    })
+    .await;
     assert!(secrets.get_opt("keep").await.unwrap().is_some());
 
     // Orphan propagation keeps the dependent and drops the reference.
     let owner = api
-        .create(&PostParams::default(), &cac("b", valid_spec()))
+        .create(&PostParams::default(), &cac(&c, "b", valid_spec()))
         .await
         .unwrap();
     let mut child2 = child.clone();
     child2.metadata.name = Some("b-token".into());
+    child2.metadata.owner_references.as_mut().unwrap()[0].name = "b".into();
     child2.metadata.owner_references.as_mut().unwrap()[0].uid = owner.metadata.uid.clone().unwrap();
     secrets
         .create(&PostParams::default(), &child2)
         .await
         .unwrap();
     api.delete("b", &DeleteParams::orphan()).await.unwrap();
-    let kept = secrets.get("b-token").await.unwrap();
-    assert!(
-        kept.metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
-    emu.shutdown().await;
+    c.eventually("the owner is gone and the dependent orphaned", || async {
+        api.get_opt("b").await.unwrap().is_none()
+            && secrets
+                .get("b-token")
+                .await
+                .unwrap()
+                .metadata
+                .owner_references
+                .unwrap_or_default()
+                .is_empty()
+    })
+    .await;
+
+    // A reference naming another object than its uid's is dangling: the dependent goes.
+    let owner = api
+        .create(&PostParams::default(), &cac(&c, "c", valid_spec()))
+        .await
+        .unwrap();
+    let mut misnamed = child.clone();
+    misnamed.metadata.name = Some("c-token".into());
+    misnamed.metadata.owner_references.as_mut().unwrap()[0].name = "not-c".into();
+    misnamed.metadata.owner_references.as_mut().unwrap()[0].uid =
+        owner.metadata.uid.clone().unwrap();
+    secrets
+        .create(&PostParams::default(), &misnamed)
+        .await
+        .unwrap();
+    c.eventually("the misnamed dependent is collected", || async {
+        secrets.get_opt("c-token").await.unwrap().is_none()
+    })
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn deleting_the_crd_removes_its_objects_and_stops_serving() {
-    let (emu, client, api) = start_with_crd().await;
-    api.create(&PostParams::default(), &cac("a", valid_spec()))
+    let (c, client, api) = start_with_crd().await;
+    api.create(&PostParams::default(), &cac(&c, "a", valid_spec()))
         .await
         .unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client);
     crds.delete(
-        "clearapiclients.clear-operator.io",
+        &c.sub("clearapiclients.clear-operator.io"),
         &DeleteParams::default(),
     )
     .await
     .unwrap();
-    let err = status_of(api.list(&Default::default()).await.unwrap_err());
-    assert_eq!(err.code, 404);
-    emu.shutdown().await;
+    c.eventually(
+        "the CRD's objects are gone and it is no longer served",
+        || async {
+            matches!(api.list(&Default::default()).await, Err(kube::Error::Api(s)) if s.code == 404)
+        },
+    )
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn injected_faults_fail_then_recover_and_the_log_counts_writes() {
-    let (emu, client, _api) = start_with_crd().await;
-    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    if not_on_real_server(
+        "injected_faults_fail_then_recover_and_the_log_counts_writes",
+        "fault injection and the request log are the emulator's",
+    ) {
+        return;
+    }
+    let (c, client, _api) = start_with_crd().await;
+    let secrets: Api<Secret> = Api::namespaced(client, &c.ns);
+    let emu = c.emu();
     emu.requests().reset();
     // 500, not 503: kube-rs retries 503s by itself.
     emu.faults().fail_next("get", "secrets", 2, 500);
@@ -363,15 +400,15 @@ async fn injected_faults_fail_then_recover_and_the_log_counts_writes() {
     let started = std::time::Instant::now();
     secrets.list(&Default::default()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(200));
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn controller_owning_secrets_reconciles_on_child_changes() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let client = emu.client().await;
-    let parents: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
-    let children: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    let parents: Api<ConfigMap> = Api::namespaced(client.clone(), &c.ns);
+    let children: Api<Secret> = Api::namespaced(client.clone(), &c.ns);
     let reconciles = Arc::new(AtomicUsize::new(0));
 
     struct Ctx {
@@ -452,40 +489,56 @@ async fn controller_owning_secrets_reconciles_on_child_changes() {
     }
     assert!(grew, "a child change reconciles the owner");
     task.abort();
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn crd_deletion_waits_for_finalizers_of_its_objects() {
-    let (emu, client, api) = start_with_crd().await;
-    let mut held = cac("held", valid_spec());
+    let (c, client, api) = start_with_crd().await;
+    let mut held = cac(&c, "held", valid_spec());
     held.metadata.finalizers = Some(vec!["clear-operator.io/revoke".into()]);
     api.create(&PostParams::default(), &held).await.unwrap();
-    api.create(&PostParams::default(), &cac("free", valid_spec()))
+    api.create(&PostParams::default(), &cac(&c, "free", valid_spec()))
         .await
         .unwrap();
     let crds: Api<CustomResourceDefinition> = Api::all(client);
     crds.delete(
-        "clearapiclients.clear-operator.io",
+        &c.sub("clearapiclients.clear-operator.io"),
         &DeleteParams::default(),
     )
     .await
     .unwrap();
 
-    let crd = crds.get("clearapiclients.clear-operator.io").await.unwrap();
+    let crd = crds
+        .get(&c.sub("clearapiclients.clear-operator.io"))
+        .await
+        .unwrap();
     assert!(crd.metadata.deletion_timestamp.is_some());
-    assert!(api.get_opt("free").await.unwrap().is_none());
-    let marked = api.get("held").await.unwrap();
-    assert!(
-        marked.metadata.deletion_timestamp.is_some(),
-        "the operator sees its finalizer run"
-    );
+    // apiserver's CRD finalizer controller deletes the objects a moment later
+    c.eventually(
+        "the free object is gone, the held one is marked",
+        || async {
+            api.get_opt("free").await.unwrap().is_none()
+                && api
+                    .get("held")
+                    .await
+                    .unwrap()
+                    .metadata
+                    .deletion_timestamp
+                    .is_some()
+        },
+    )
+    .await;
     let err = status_of(
-        api.create(&PostParams::default(), &cac("new", valid_spec()))
+        api.create(&PostParams::default(), &cac(&c, "new", valid_spec()))
             .await
             .unwrap_err(),
     );
-    assert_eq!(err.code, 405);
+    assert_eq!(err.code, 403);
+    assert_eq!(
+        err.message,
+        c.sub("clearapiclients.clear-operator.io \"new\" is forbidden: create not allowed while custom resource definition is terminating")
+    );
 
     api.patch(
         "held",
@@ -494,21 +547,26 @@ async fn crd_deletion_waits_for_finalizers_of_its_objects() {
     )
     .await
     .unwrap();
-    assert!(
-        crds.get_opt("clearapiclients.clear-operator.io")
+    c.eventually("the CRD is gone", || async {
+        crds.get_opt(&c.sub("clearapiclients.clear-operator.io"))
             .await
             .unwrap()
             .is_none()
-    );
-    let err = status_of(api.list(&Default::default()).await.unwrap_err());
-    assert_eq!(err.code, 404);
-    emu.shutdown().await;
+    })
+    .await;
+    c.eventually("the resource is no longer served", || async {
+        matches!(api.list(&Default::default()).await, Err(kube::Error::Api(s)) if s.code == 404)
+    })
+    .await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn crd_with_a_rule_that_does_not_compile_names_the_rule_once_in_its_cause() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let crds: Api<CustomResourceDefinition> = Api::all(emu.client().await);
+    let c = Cluster::start().await;
+    // refused on both servers; registered for deletion in case a server accepted it
+    c.cleanup_later("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com");
+    let crds: Api<CustomResourceDefinition> = Api::all(c.client.clone());
     let crd: CustomResourceDefinition = serde_json::from_value(json!({
         "metadata": {"name": "widgets.example.com"},
         "spec": {
@@ -527,33 +585,33 @@ async fn crd_with_a_rule_that_does_not_compile_names_the_rule_once_in_its_cause(
     let cause = &err.details.unwrap().causes[0];
     assert_eq!(
         cause.field,
-        "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
+        "spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule"
     );
     assert_eq!(cause.reason, "FieldValueInvalid");
     assert!(
         cause
             .message
-            .starts_with(r#"Invalid value: "self.a >": compilation failed: "#),
+            .starts_with(r#"Invalid value: {"Rule":"self.a \u003e","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>:1:9: Syntax error: "#),
         "{}",
         cause.message
     );
     assert!(
         err.message.starts_with(
-            r#"CustomResourceDefinition.apiextensions.k8s.io "widgets.example.com" is invalid: spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "self.a >": compilation failed: "#
+            r#"CustomResourceDefinition.apiextensions.k8s.io "widgets.example.com" is invalid: spec.validation.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule: Invalid value: {"Rule":"self.a \u003e","Message":"","MessageExpression":"","Reason":null,"FieldPath":"","OptionalOldSelf":null}: compilation failed: ERROR: <input>:1:9: Syntax error: "#
         ),
         "{}",
         err.message
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn kube_runtime_finalizer_helper_adds_its_first_finalizer_and_cleans_up() {
     use kube::runtime::finalizer::{Event, finalizer};
     const NAME: &str = "clear-operator.io/revoke";
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let created = api
-        .create(&PostParams::default(), &cac("f", valid_spec()))
+        .create(&PostParams::default(), &cac(&c, "f", valid_spec()))
         .await
         .unwrap();
     assert!(created.metadata.finalizers.is_none());
@@ -583,42 +641,57 @@ async fn kube_runtime_finalizer_helper_adds_its_first_finalizer_and_cleans_up() 
     run(deleting).await.unwrap();
     assert!(api.get_opt("f").await.unwrap().is_none());
     assert_eq!(*seen.lock().unwrap(), ["apply", "cleanup"]);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
-async fn custom_resources_are_pruned_before_defaulting_so_strict_validation_judges_only_the_request()
- {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let client = emu.client().await;
+async fn crd_defaults_must_survive_pruning_and_strict_validation_judges_only_the_request() {
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    let gadgets = |limits_default: Value| {
+        c.crd(
+            &serde_json::to_string(&json!({
+                "metadata": {"name": "gadgets.clear-operator.io"},
+                "spec": {
+                    "group": "clear-operator.io",
+                    "scope": "Namespaced",
+                    "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
+                    "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                            "spec": {"type": "object", "properties": {
+                                "size": {"type": "integer"},
+                                "limits": {"type": "object", "default": limits_default,
+                                    "properties": {"rate": {"type": "integer"}}}
+                            }}
+                        }}}}]
+                }
+            }))
+            .unwrap(),
+        )
+    };
+    // A default its own schema would prune is refused (apiserver never stores one).
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    // apiserver would refuse this default (it carries a field the schema does not declare);
-    // the emulator does not check defaults, which makes the order of the steps visible.
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
-        "metadata": {"name": "gadgets.example.com"},
-        "spec": {
-            "group": "example.com",
-            "scope": "Namespaced",
-            "names": {"plural": "gadgets", "singular": "gadget", "kind": "Gadget"},
-            "versions": [{"name": "v1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
-                    "spec": {"type": "object", "properties": {
-                        "size": {"type": "integer"},
-                        "limits": {"type": "object", "default": {"rate": 5, "burst": 10},
-                            "properties": {"rate": {"type": "integer"}}}
-                    }}
-                }}}}]
-        }
-    }))
-    .unwrap();
-    crds.create(&PostParams::default(), &crd).await.unwrap();
+    let err = status_of(
+        crds.create(
+            &PostParams::default(),
+            &gadgets(json!({"rate": 5, "burst": 10})),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!(err.code, 422);
+    assert_eq!(
+        err.message,
+        c.sub(r#"CustomResourceDefinition.apiextensions.k8s.io "gadgets.clear-operator.io" is invalid: spec.validation.openAPIV3Schema.properties[spec].properties[limits].default: Invalid value: {"burst":10,"rate":5}: must not have unknown fields"#)
+    );
+    c.install_crd(&gadgets(json!({"rate": 5}))).await;
     let api: Api<DynamicObject> = Api::namespaced_with(
         client,
-        "default",
+        &c.ns,
         &ApiResource {
-            group: "example.com".into(),
+            group: c.group.clone(),
             version: "v1".into(),
-            api_version: "example.com/v1".into(),
+            api_version: c.sub("clear-operator.io/v1"),
             kind: "Gadget".into(),
             plural: "gadgets".into(),
         },
@@ -627,20 +700,24 @@ async fn custom_resources_are_pruned_before_defaulting_so_strict_validation_judg
         field_validation: Some(kube::api::ValidationDirective::Strict),
         ..PatchParams::apply("tester")
     };
-    let applied = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+    let applied = json!({"apiVersion": c.sub("clear-operator.io/v1"), "kind": "Gadget",
         "metadata": {"name": "g"}, "spec": {"size": 1}});
     let stored = api
         .patch("g", &strict, &Patch::Apply(&applied))
         .await
         .unwrap();
     assert_eq!(stored.data["spec"]["limits"]["rate"], 5, "defaulted");
-    let typo = json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+    let typo = json!({"apiVersion": c.sub("clear-operator.io/v1"), "kind": "Gadget",
         "metadata": {"name": "h"}, "spec": {"size": 1, "colour": "red"}});
-    let err = status_of(
-        api.patch("h", &strict, &Patch::Apply(&typo))
-            .await
-            .unwrap_err(),
-    );
+    // Created under strict validation, the misspelt field is a 400 naming it...
+    let create = http::Request::post(format!(
+        "/apis/{}/v1/namespaces/{}/gadgets?fieldValidation=Strict",
+        c.group, c.ns
+    ))
+    .header("content-type", "application/json")
+    .body(serde_json::to_vec(&typo).unwrap())
+    .unwrap();
+    let err = status_of(c.client.request::<Value>(create).await.unwrap_err());
     assert_eq!(err.code, 400);
     assert!(
         err.message
@@ -648,14 +725,26 @@ async fn custom_resources_are_pruned_before_defaulting_so_strict_validation_judg
         "{}",
         err.message
     );
-    emu.shutdown().await;
+    // ...while server-side apply fails earlier, turning the configuration into a typed
+    // object, with structured-merge-diff's 500 (whatever the directive).
+    for pp in [strict, PatchParams::apply("tester")] {
+        let err = status_of(api.patch("h", &pp, &Patch::Apply(&typo)).await.unwrap_err());
+        assert_eq!(err.code, 500);
+        assert_eq!(err.reason, "");
+        assert_eq!(
+            err.message,
+            c.sub("failed to create typed patch object (/h; clear-operator.io/v1, Kind=Gadget): .spec.colour: field not declared in schema")
+        );
+    }
+    assert!(api.get_opt("h").await.unwrap().is_none());
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn a_defaulted_field_the_applier_stops_applying_is_defaulted_again() {
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let pp = PatchParams::apply("tester");
-    let with_region = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+    let with_region = json!({"apiVersion": c.sub("clear-operator.io/v1alpha1"), "kind": "ClearApiClient",
         "metadata": {"name": "r"},
         "spec": {"environment": "sandbox", "workspace": "w", "products": ["GST"],
                  "region": "eu", "baseUrl": "https://eu.example"}});
@@ -664,7 +753,7 @@ async fn a_defaulted_field_the_applier_stops_applying_is_defaulted_again() {
         .await
         .unwrap();
     assert_eq!(first.data["spec"]["region"], "eu");
-    let without = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+    let without = json!({"apiVersion": c.sub("clear-operator.io/v1alpha1"), "kind": "ClearApiClient",
         "metadata": {"name": "r"},
         "spec": {"environment": "sandbox", "workspace": "w", "products": ["GST"]}});
     let second = api.patch("r", &pp, &Patch::Apply(&without)).await.unwrap();
@@ -675,14 +764,14 @@ async fn a_defaulted_field_the_applier_stops_applying_is_defaulted_again() {
         third.metadata.resource_version, second.metadata.resource_version,
         "re-applying the same configuration over a defaulted field writes nothing"
     );
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn main_endpoint_apply_of_a_custom_resource_neither_sets_nor_claims_status() {
-    let (emu, _client, api) = start_with_crd().await;
+    let (c, _client, api) = start_with_crd().await;
     let with_status = |secret: &str| {
-        json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        json!({"apiVersion": c.sub("clear-operator.io/v1alpha1"), "kind": "ClearApiClient",
             "metadata": {"name": "s"}, "spec": valid_spec(),
             "status": {"secretName": secret}})
     };
@@ -708,7 +797,7 @@ async fn main_endpoint_apply_of_a_custom_resource_neither_sets_nor_claims_status
     assert!(created.data.get("status").is_none(), "{:?}", created.data);
     assert!(!owns_status(&created, "tester"));
 
-    let status = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+    let status = json!({"apiVersion": c.sub("clear-operator.io/v1alpha1"), "kind": "ClearApiClient",
         "metadata": {"name": "s"}, "status": {"secretName": "operator"}});
     api.patch_status("s", &PatchParams::apply("operator"), &Patch::Apply(&status))
         .await
@@ -724,5 +813,5 @@ async fn main_endpoint_apply_of_a_custom_resource_neither_sets_nor_claims_status
         .unwrap();
     assert_eq!(updated.data["status"]["secretName"], "operator");
     assert!(!owns_status(&updated, "tester"));
-    emu.shutdown().await;
+    c.stop().await;
 }

@@ -8,8 +8,11 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
-use kube_emulator::{Emulator, EmulatorOptions};
+use kube_emulator::EmulatorOptions;
 use serde_json::json;
+
+mod common;
+use common::{Cluster, not_on_real_server};
 
 fn cm(name: &str, value: &str) -> ConfigMap {
     serde_json::from_value(json!({"metadata": {"name": name}, "data": {"v": value}})).unwrap()
@@ -38,8 +41,8 @@ async fn eventually(mut cond: impl FnMut() -> bool) {
 
 #[tokio::test]
 async fn raw_watch_sees_create_update_delete_in_order() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let list = api.list(&Default::default()).await.unwrap();
     let rv = list.metadata.resource_version.unwrap();
     let mut stream = api
@@ -67,13 +70,22 @@ async fn raw_watch_sees_create_update_delete_in_order() {
         }
     }
     assert_eq!(seen, ["added 1", "modified 2", "deleted 2"]);
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn watch_from_a_compacted_resource_version_gets_410_gone() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    // NB: watching a real server from resourceVersion 1 gave this 410 in 20 of 21 runs (the
+    // other answer was not captured): whether a version is gone there depends on etcd
+    // compaction and the watch cache's window, which a test cannot force.
+    if not_on_real_server(
+        "watch_from_a_compacted_resource_version_gets_410_gone",
+        "forces the emulator to forget its history; a real server's depends on etcd compaction",
+    ) {
+        return;
+    }
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let rv = api
         .list(&Default::default())
         .await
@@ -84,7 +96,7 @@ async fn watch_from_a_compacted_resource_version_gets_410_gone() {
     api.create(&PostParams::default(), &cm("a", "1"))
         .await
         .unwrap();
-    emu.faults().compact_history();
+    c.emu().faults().compact_history();
     let mut stream = api
         .watch(&WatchParams::default(), &rv)
         .await
@@ -102,17 +114,23 @@ async fn watch_from_a_compacted_resource_version_gets_410_gone() {
         }
         other => panic!("expected a 410 error event, got {other:?}"),
     }
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn bookmarks_arrive_when_allowed() {
+    if not_on_real_server(
+        "bookmarks_arrive_when_allowed",
+        "sets the emulator's bookmark interval; apiserver sends bookmarks about once a minute",
+    ) {
+        return;
+    }
     let opts = EmulatorOptions {
         bookmark_interval: Duration::from_millis(50),
         ..EmulatorOptions::default()
     };
-    let emu = Emulator::start(opts).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let c = Cluster::start_with(opts).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let rv = api
         .list(&Default::default())
         .await
@@ -128,13 +146,13 @@ async fn bookmarks_arrive_when_allowed() {
         .unwrap()
         .unwrap();
     assert!(matches!(ev, Some(WatchEvent::Bookmark(_))), "got {ev:?}");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn reflector_follows_changes_and_survives_dropped_watches_and_410() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let (reader, writer) = reflector::store::<ConfigMap>();
     let stream = reflector(writer, watcher(api.clone(), watcher::Config::default()))
         .default_backoff()
@@ -156,22 +174,27 @@ async fn reflector_follows_changes_and_survives_dropped_watches_and_410() {
         .unwrap();
     eventually(|| value_of("a").as_deref() == Some("1")).await;
 
-    // A dropped watch: changes made while the client reconnects are not lost.
-    emu.faults().close_watches();
+    // A dropped watch (emulator only: fault injection): changes made while the client
+    // reconnects are not lost.
+    if let Some(emu) = &c.emu {
+        emu.faults().close_watches();
+    }
     set(&api, "a", "2").await;
     api.create(&PostParams::default(), &cm("b", "1"))
         .await
         .unwrap();
     eventually(|| value_of("a").as_deref() == Some("2") && value_of("b").is_some()).await;
 
-    // History compacted while disconnected: the watcher gets 410 and relists.
-    emu.faults().compact_history();
-    emu.faults().close_watches();
+    // History compacted while disconnected (emulator only): the watcher gets 410 and relists.
+    if let Some(emu) = &c.emu {
+        emu.faults().compact_history();
+        emu.faults().close_watches();
+    }
     api.delete("b", &DeleteParams::default()).await.unwrap();
     set(&api, "a", "3").await;
     eventually(|| value_of("a").as_deref() == Some("3") && value_of("b").is_none()).await;
     task.abort();
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
@@ -179,15 +202,15 @@ async fn metadata_watcher_sees_secrets_without_their_data() {
     use k8s_openapi::api::core::v1::Secret;
     use kube::api::ListParams;
     use kube::core::PartialObjectMeta;
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let client = emu.client().await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let c = Cluster::start().await;
+    let client = c.client.clone();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.ns);
     let s: Secret = serde_json::from_value(json!({"metadata": {"name": "cs", "labels": {"k": "v"}}, "stringData": {"clientSecret": "x"}})).unwrap();
     secrets.create(&PostParams::default(), &s).await.unwrap();
     let listed = secrets.list_metadata(&ListParams::default()).await.unwrap();
     assert_eq!(listed.items.len(), 1);
     assert_eq!(listed.items[0].metadata.name.as_deref(), Some("cs"));
-    let meta: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, "default");
+    let meta: Api<PartialObjectMeta<Secret>> = Api::namespaced(client, &c.ns);
     let mut stream = watcher(meta, watcher::Config::default())
         .applied_objects()
         .boxed();
@@ -211,13 +234,13 @@ async fn metadata_watcher_sees_secrets_without_their_data() {
         .unwrap()
         .unwrap();
     assert_eq!(second.metadata.labels.unwrap()["k"], "w");
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_watchers_each_receive_every_event_in_order() {
-    let emu = Emulator::start(EmulatorOptions::default()).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let c = Cluster::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let rv = api
         .list(&Default::default())
         .await
@@ -234,7 +257,9 @@ async fn fifty_watchers_each_receive_every_event_in_order() {
             .boxed();
         watchers.push(stream);
     }
-    assert_eq!(emu.faults().open_watches(), 50);
+    if let Some(emu) = &c.emu {
+        assert_eq!(emu.faults().open_watches(), 50);
+    }
     for i in 0..40 {
         api.create(&PostParams::default(), &cm(&format!("c{i:02}"), "x"))
             .await
@@ -259,17 +284,23 @@ async fn fifty_watchers_each_receive_every_event_in_order() {
     for t in tasks {
         assert_eq!(t.await.unwrap(), want);
     }
-    emu.shutdown().await;
+    c.stop().await;
 }
 
 #[tokio::test]
 async fn bounded_history_expires_resource_versions_older_than_it_keeps() {
+    if not_on_real_server(
+        "bounded_history_expires_resource_versions_older_than_it_keeps",
+        "sets the emulator's per-type history length",
+    ) {
+        return;
+    }
     let opts = EmulatorOptions {
         watch_history: 5,
         ..EmulatorOptions::default()
     };
-    let emu = Emulator::start(opts).await.unwrap();
-    let api: Api<ConfigMap> = Api::namespaced(emu.client().await, "default");
+    let c = Cluster::start_with(opts).await;
+    let api: Api<ConfigMap> = Api::namespaced(c.client.clone(), &c.ns);
     let start_rv = api
         .list(&Default::default())
         .await
@@ -312,5 +343,5 @@ async fn bounded_history_expires_resource_versions_older_than_it_keeps() {
         Some(WatchEvent::Error(e)) => assert_eq!(e.code, 410),
         other => panic!("expected 410, got {other:?}"),
     }
-    emu.shutdown().await;
+    c.stop().await;
 }

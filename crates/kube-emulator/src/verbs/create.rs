@@ -77,9 +77,17 @@ pub(super) fn create_object(
     t.name = Some(name.clone());
     require_namespace(state, &t, true)?;
     if rt.is_custom() && crd_terminating(state, &rt) {
-        return Err(ApiError::method_not_allowed(
-            "create not allowed while custom resource definition is terminating",
-        ));
+        // apiserver's CRD admission answers NewForbidden (1.35; older releases had 405)
+        return Err(ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message: format!(
+                "{} \"{}\" is forbidden: create not allowed while custom resource definition is terminating",
+                rt.qualified_resource(),
+                name
+            ),
+            details: Some(json!({"name": name, "group": rt.group, "kind": rt.resource})),
+        });
     }
     if state.get(&rt.key(), &t.okey()).is_some() {
         return Err(ApiError::already_exists(&rt, &name));

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::create::create_object;
 use super::update::commit_update;
-use super::validate::check_kind;
+use super::validate::{applied_fields, check_kind};
 use super::{Target, WriteParams, now, present, require_namespace};
 use crate::status::{ApiError, Cause};
 use crate::store::State;
@@ -111,6 +111,7 @@ pub fn patch(
             require_namespace(state, t, true)?;
             let mut applied = patch_doc;
             check_kind(t, &mut applied)?;
+            applied_fields(t, &applied)?;
             let applied_name = applied["metadata"]["name"].as_str().unwrap_or("");
             if !applied_name.is_empty() && applied_name != t.name() {
                 return Err(ApiError::bad_request(format!(
@@ -164,6 +165,7 @@ pub fn patch(
         PatchType::Apply => {
             let mut applied = patch_doc;
             check_kind(t, &mut applied)?;
+            applied_fields(t, &applied)?;
             applied["apiVersion"] = json!(t.rt.api_version(&t.version));
             drop_status_of_main_apply(t, &mut applied);
             let now = now();

@@ -177,6 +177,51 @@ pub(super) fn builtin_fields(t: &Target, obj: &mut Value, strict: bool) -> Resul
     Ok(())
 }
 
+/// apiserver's field manager turns an applied configuration into a typed object before
+/// anything else looks at it; a field the schema does not declare fails that conversion
+/// with a 500 (whatever the fieldValidation directive), worded by structured-merge-diff.
+/// NB: list items are named by index here, where structured-merge-diff names the items of
+/// map lists by their keys (`[name="x"]`).
+pub(super) fn applied_fields(t: &Target, applied: &Value) -> Result<(), ApiError> {
+    let mut unknown = Vec::new();
+    if t.rt.is_custom() {
+        if let Some(schema) = t.rt.crd_version(&t.version).and_then(|v| v.schema.as_ref()) {
+            let mut pruned = applied.clone();
+            schema.prune(&mut pruned);
+            unknown_fields(applied, &pruned, "", &mut unknown);
+        }
+    } else {
+        let mut copy = applied.clone();
+        unknown = crate::builtin_schemas::unknown_fields(&t.rt.group, &t.rt.kind, &mut copy, false);
+    }
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let errors: Vec<String> = unknown
+        .iter()
+        .map(|f| format!(".{f}: field not declared in schema"))
+        .collect();
+    let detail = match errors.as_slice() {
+        [one] => one.clone(),
+        many => format!("errors:\n  {}", many.join("\n  ")),
+    };
+    let md = &applied["metadata"];
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    Err(ApiError::new(
+        500,
+        "",
+        format!(
+            "failed to create typed patch object ({}/{}; {}/{}, Kind={}): {detail}",
+            text(&md["namespace"]),
+            text(&md["name"]),
+            t.rt.group,
+            t.version,
+            t.rt.kind
+        ),
+    ))
+}
+
 /// Pruning, defaulting and schema validation of a custom resource, in apiserver's order
 /// (so strict field validation judges only what the request carried, never a default).
 pub(super) fn custom_schema(
