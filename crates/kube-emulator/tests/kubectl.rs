@@ -119,6 +119,18 @@ spec:
   products: [GST, E_INVOICE]
 ";
 
+/// How a test names the fixture's custom resource to kubectl: as given (a short, singular
+/// or plural name) on the emulator; fully qualified on a real server, where other tests'
+/// CRDs of the same kind in other groups exist at the same time and kubectl would pick
+/// the first group for an unqualified name.
+fn cr_arg(c: &Cluster, name: &str) -> String {
+    if c.is_real() {
+        format!("clearapiclients.{}", c.group)
+    } else {
+        name.to_string()
+    }
+}
+
 async fn rv_of(c: &Cluster, resource: &str, name: &str) -> String {
     c.object(resource, name).await.unwrap()["metadata"]["resourceVersion"]
         .as_str()
@@ -302,7 +314,8 @@ async fn custom_resources_get_printer_columns_wait_and_explain() {
         c.ok(&["apply", "-f", &cr]).await.trim(),
         c.sub("clearapiclient.clear-operator.io/demo unchanged")
     );
-    let table = c.ok(&["get", "cac"]).await;
+    let cac = cr_arg(&c, "cac");
+    let table = c.ok(&["get", &cac]).await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
     assert_eq!(header, ["NAME", "READY", "ENVIRONMENT", "WORKSPACE", "AGE"]);
 
@@ -310,7 +323,7 @@ async fn custom_resources_get_printer_columns_wait_and_explain() {
         .command(&[
             "wait",
             "--for=condition=Ready",
-            "clearapiclient/demo",
+            &format!("{}/demo", cr_arg(&c, "clearapiclient")),
             "--timeout=20s",
         ])
         .stdout(Stdio::piped())
@@ -320,7 +333,7 @@ async fn custom_resources_get_printer_columns_wait_and_explain() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.ok(&[
         "patch",
-        "clearapiclient",
+        &cr_arg(&c, "clearapiclient"),
         "demo",
         "--subresource=status",
         "--type=merge",
@@ -341,11 +354,14 @@ async fn custom_resources_get_printer_columns_wait_and_explain() {
         out.trim(),
         c.sub("clearapiclient.clear-operator.io/demo condition met")
     );
-    let row = c.ok(&["get", "cac", "demo", "--no-headers"]).await;
+    let row = c.ok(&["get", &cac, "demo", "--no-headers"]).await;
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(&cells[..4], ["demo", "True", "sandbox", "ws-1"]);
 
-    let explained = c.ok(&["explain", "clearapiclients.spec"]).await;
+    let api_version = format!("--api-version={}/v1alpha1", c.group);
+    let explained = c
+        .ok(&["explain", "clearapiclients.spec", &api_version])
+        .await;
     assert!(
         explained.contains("What token to keep and where."),
         "{explained}"
@@ -359,15 +375,20 @@ async fn custom_resources_get_printer_columns_wait_and_explain() {
         .command(&[
             "wait",
             "--for=delete",
-            "clearapiclient/demo",
+            &format!("{}/demo", cr_arg(&c, "clearapiclient")),
             "--timeout=20s",
         ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    c.ok(&["delete", "clearapiclient", "demo", "--wait=false"])
-        .await;
+    c.ok(&[
+        "delete",
+        &cr_arg(&c, "clearapiclient"),
+        "demo",
+        "--wait=false",
+    ])
+    .await;
     let mut out = String::new();
     deleter
         .stdout
@@ -569,7 +590,9 @@ async fn events_from_the_kube_rs_recorder_show_in_get_events_and_describe() {
             .contains("Normal   Issued   clearapiclient/demo   token issued, valid till tomorrow"),
         "{events}"
     );
-    let described = c.ok(&["describe", "clearapiclient", "demo"]).await;
+    let described = c
+        .ok(&["describe", &cr_arg(&c, "clearapiclient"), "demo"])
+        .await;
     assert!(described.contains("Issued"), "{described}");
     assert!(
         described.contains("token issued, valid till tomorrow"),

@@ -277,20 +277,11 @@ impl Cluster {
         panic!("{what} never held");
     }
 
-    pub fn path(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Stops the emulator (the real server's namespace and CRDs go in `Drop`).
+    /// Stops the emulator (the real server's namespace and CRDs go in `Drop`; nothing is
+    /// registered for cleanup on the emulator).
     pub async fn stop(mut self) {
         if let Some(emu) = self.emu.take() {
             emu.shutdown().await;
-            // keep is_real() false for Drop: nothing to clean up on the emulator
-            self.cluster_scoped.lock().unwrap().clear();
         }
     }
 }
