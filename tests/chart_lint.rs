@@ -878,3 +878,48 @@ fn full_render_uses_only_fields_the_kubernetes_api_knows() {
     extra.extend_from_slice(EVERYTHING_ON);
     assert_round_trips_through_the_api_types(&render(&extra));
 }
+
+#[test]
+fn allowed_base_urls_become_one_flag_each_and_parse_as_base_urls() {
+    let none = render(&[]);
+    assert!(flag_values(&args(&none), "--allowed-base-url").is_empty());
+    let (_, run) = parse_run_args(&none);
+    assert!(
+        run.allowed_base_urls.is_empty(),
+        "no flag: the binary's default (Clear's documented hosts) applies"
+    );
+
+    let objects = render(&[
+        "--set",
+        "operator.allowedBaseUrls={https://api.clear.in,https://clear-proxy.internal:8443/clear}",
+    ]);
+    assert_eq!(
+        flag_values(&args(&objects), "--allowed-base-url"),
+        vec![
+            "https://api.clear.in",
+            "https://clear-proxy.internal:8443/clear"
+        ]
+    );
+    let (_, run) = parse_run_args(&objects);
+    let parsed: Vec<&str> = run.allowed_base_urls.iter().map(|u| u.as_str()).collect();
+    assert_eq!(
+        parsed,
+        vec![
+            "https://api.clear.in",
+            "https://clear-proxy.internal:8443/clear"
+        ]
+    );
+}
+
+#[test]
+fn an_allowed_base_url_that_is_not_a_url_is_refused_by_the_schema() {
+    let mut args = vec!["template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE];
+    args.extend_from_slice(&["--set", "operator.allowedBaseUrls={api.clear.in}"]);
+    let output = helm(&args);
+    assert!(
+        !output.status.success(),
+        "a host without a scheme was accepted"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("allowedBaseUrls"), "{stderr}");
+}
