@@ -341,6 +341,8 @@ async fn install_and_run_the_operator(sets: &[&str]) {
         "operator.allowHttp=true",
         "--set",
         &allowed,
+        "--set",
+        "image.repository=registry.example.com/platform/clear-operator",
     ];
     install.extend_from_slice(sets);
     helm(&dir, &install).await;
