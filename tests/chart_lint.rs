@@ -1276,3 +1276,148 @@ fn chart_metadata_names_maintainers_keywords_and_license() {
         "the example spec does not parse: {parsed:?}"
     );
 }
+
+/// Every metric name the operator exports, as Prometheus sees it (suffixes included), with
+/// one sample in each family so that labelled families are printed too.
+fn exported_metric_names() -> BTreeSet<String> {
+    use clear_operator::metrics::{Metrics, render};
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    metrics.observe_clear_call("issued", std::time::Duration::from_millis(80));
+    metrics.set_token_expiry("team-a", "gst", Some(jiff::Timestamp::UNIX_EPOCH));
+    metrics.set_token_expiry("team-a", "forever", None);
+    metrics.set_ready("team-a", "gst", true);
+    metrics.observe_reconcile("ok", std::time::Duration::from_millis(3));
+    metrics.set_leader(true);
+    render(&registry)
+        .expect("metrics encode")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+/// `clear_operator_...` identifiers in a PromQL expression.
+fn metric_names_in(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("clear_operator_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn grafana_dashboard_is_opt_in_and_picked_up_by_the_sidecar_label() {
+    assert!(of_kind(&render(&[]), "ConfigMap").is_empty());
+    let objects = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let config_map = only(&objects, "ConfigMap");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(config_map["metadata"]["namespace"], RELEASE_NAMESPACE);
+    let elsewhere = render(&[
+        "--set",
+        "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring",
+    ]);
+    assert_eq!(
+        only(&elsewhere, "ConfigMap")["metadata"]["namespace"],
+        "monitoring"
+    );
+}
+
+#[test]
+fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
+    let objects = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let json = only(&objects, "ConfigMap")["data"]["clear-operator.json"]
+        .as_str()
+        .expect("the dashboard JSON")
+        .to_string();
+    let dashboard: Value = serde_json::from_str(&json).expect("the dashboard is valid JSON");
+    let exported = exported_metric_names();
+    let mut seen = BTreeSet::new();
+    let mut titles = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        titles.push(panel["title"].as_str().unwrap().to_lowercase());
+        let targets = panel["targets"].as_array().expect("a panel has targets");
+        assert!(!targets.is_empty(), "{} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names_in(expr) {
+                assert!(
+                    exported.contains(&name),
+                    "{}: {name} is not a metric the operator exports ({exported:?})",
+                    panel["title"]
+                );
+                seen.insert(name);
+            }
+        }
+    }
+    for topic in ["ready", "expir", "mints by result", "budget", "latency"] {
+        assert!(
+            titles.iter().any(|t| t.contains(topic)),
+            "no panel about {topic}: {titles:?}"
+        );
+    }
+    for needed in [
+        "clear_operator_client_ready",
+        "clear_operator_token_expiry_timestamp_seconds",
+        "clear_operator_mints_total",
+        "clear_operator_clear_request_duration_seconds_bucket",
+    ] {
+        assert!(seen.contains(needed), "no panel queries {needed}");
+    }
+}
+
+#[test]
+fn prometheus_rule_expressions_use_metrics_the_operator_exports() {
+    let objects = render(&["--set", "prometheusRule.enabled=true"]);
+    let exported = exported_metric_names();
+    let rules = only(&objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for rule in rules {
+        for name in metric_names_in(rule["expr"].as_str().unwrap()) {
+            assert!(exported.contains(&name), "{}: {name}", rule["alert"]);
+        }
+    }
+}
+
+#[test]
+fn install_notes_say_where_client_secrets_may_go() {
+    let notes_with = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            RELEASE,
+            CHART,
+            "--dry-run=client",
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--set",
+            IMAGE_SET,
+        ];
+        args.extend_from_slice(extra);
+        let text = stdout_of(&helm(&args), "helm install --dry-run=client");
+        text.split("NOTES:").nth(1).expect("NOTES").to_string()
+    };
+    let default = notes_with(&[]);
+    assert!(
+        default.contains("Client secrets are only sent to Clear's documented hosts"),
+        "{default}"
+    );
+    let proxy = notes_with(&[
+        "--set",
+        "operator.allowedBaseUrls={https://clear-proxy.internal}",
+    ]);
+    assert!(
+        proxy.contains("Client secrets are only sent to https://clear-proxy.internal"),
+        "{proxy}"
+    );
+}
