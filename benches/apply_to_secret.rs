@@ -86,6 +86,9 @@ async fn main() {
         client.clone(),
         RunArgs {
             namespaces: Vec::new(),
+            allowed_base_urls: vec![
+                clear_operator::clear::parse_base_url(sandbox.url()).expect("simulator URL"),
+            ],
             allow_http: true,
             mint_budget: 250,
             concurrency,

@@ -22,6 +22,12 @@ echo "== cargo clippy, operator without the dev kit (as the container image buil
 cargo clippy -p clear-operator --no-default-features --locked -- -D warnings
 echo "== cargo test (kube-emulator)"
 cargo test --workspace --locked "$@"
+
+# ---- Alerts: the chart's PrometheusRule checked by promtool ----------------------------
+# promtool is built from the Go modules pinned in tools/promtool (go.mod + go.sum) with
+# the machine's Go (GOTOOLCHAIN=local), once, then cached in .tools/promtool.
+echo "== promtool check rules + test rules (chart PrometheusRule)"
+HELM="$tools_bin/helm" GOTOOLCHAIN=local ./scripts/promtool.sh
 echo "== consumer examples: rotation tests (Python, Java) against the Clear simulator"
 examples/consumers/test.sh
 

@@ -4,7 +4,14 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::telemetry::LogFormat;
+use crate::{
+    clear::{BaseUrl, parse_base_url},
+    telemetry::LogFormat,
+};
+
+fn parse_allowed_base_url(raw: &str) -> Result<BaseUrl, String> {
+    parse_base_url(raw).map_err(|e| e.to_string())
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -38,6 +45,18 @@ pub struct RunArgs {
     /// Only watch these namespaces (repeatable). Default: all namespaces.
     #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
+    /// A base URL the operator may send client secrets to (repeatable; comma-separated in
+    /// the environment variable). When given, exactly these are allowed; by default only the
+    /// hosts Clear documents. A ClearApiClient whose base URL is not allowed is refused
+    /// (reason BaseUrlNotAllowed) before its client secret is read.
+    #[arg(
+        long = "allowed-base-url",
+        value_name = "URL",
+        env = "CLEAR_OPERATOR_ALLOWED_BASE_URLS",
+        value_delimiter = ',',
+        value_parser = parse_allowed_base_url
+    )]
+    pub allowed_base_urls: Vec<BaseUrl>,
     /// Allow plain-http base URLs (simulators and tests only).
     #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
     pub allow_http: bool,

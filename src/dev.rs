@@ -21,6 +21,7 @@ use kube_emulator::{Emulator, EmulatorOptions};
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    clear::{BaseUrlError, parse_base_url},
     cli::{DevArgs, RunArgs},
     operator,
     reconcile::status::ready_condition,
@@ -58,6 +59,8 @@ pub enum DevError {
     NotReady(Duration),
     #[error("the token in the demo Secret is not live according to the Clear simulator")]
     TokenNotLive,
+    #[error("failed to allow the Clear simulator's URL: {0}")]
+    SimulatorUrl(#[source] BaseUrlError),
 }
 
 fn kube_step(step: &'static str) -> impl FnOnce(kube::Error) -> DevError {
@@ -98,13 +101,13 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     let shutdown = CancellationToken::new();
     let operator = tokio::spawn(operator::run(
         client.clone(),
-        dev_run_args(&args),
+        dev_run_args(&args, sandbox.url())?,
         shutdown.clone(),
     ));
 
     let outcome = if args.no_demo {
         say(
-            "No demo seeded (--no-demo). Apply your own ClearApiClient; base URL of the simulator above, --allow-http is on.",
+            "No demo seeded (--no-demo). Apply your own ClearApiClient; base URL of the simulator above (the only one allowed), --allow-http is on.",
         );
         wait_for_ctrl_c(&shutdown).await;
         Ok(())
@@ -150,9 +153,12 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     }
 }
 
-fn dev_run_args(args: &DevArgs) -> RunArgs {
-    RunArgs {
+/// The operator's settings in dev mode: plain http and the simulator (only) allowed.
+fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError> {
+    let simulator = parse_base_url(simulator_url).map_err(DevError::SimulatorUrl)?;
+    Ok(RunArgs {
         namespaces: Vec::new(),
+        allowed_base_urls: vec![simulator],
         allow_http: true,
         mint_budget: 250,
         concurrency: 4,
@@ -162,7 +168,7 @@ fn dev_run_args(args: &DevArgs) -> RunArgs {
         lease_name: "clear-operator".to_string(),
         ca_bundle: None,
         clear_timeout_secs: 10,
-    }
+    })
 }
 
 fn say(line: &str) {

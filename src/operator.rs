@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
-    clear::{ClearClient, ClearClientConfig, ClearError},
+    clear::{AllowedBaseUrls, ClearClient, ClearClientConfig, ClearError},
     cli::RunArgs,
     clock::SystemClock,
     controller::{self, ControllerConfig},
@@ -70,8 +70,10 @@ pub async fn run(
     })
     .map_err(OperatorError::ClearClient)?;
     let identity = replica_identity();
+    let allowed_base_urls = AllowedBaseUrls::from_urls(&args.allowed_base_urls);
     let settings = Settings {
         allow_http: args.allow_http,
+        allowed_base_urls: allowed_base_urls.clone(),
         policy: Policy {
             mint_budget: args.mint_budget,
         },
@@ -106,6 +108,7 @@ pub async fn run(
         namespaces = ?config.namespaces,
         mint_budget = args.mint_budget,
         allow_http = args.allow_http,
+        allowed_base_urls = %allowed_base_urls,
         "clear-operator starting"
     );
     // Ready means "this replica is healthy", leader or standby, so a rollout of two

@@ -19,6 +19,9 @@ const CHART: &str = "charts/clear-operator";
 const RELEASE: &str = "ops";
 const RELEASE_NAMESPACE: &str = "clear-system";
 const FULLNAME: &str = "ops-clear-operator";
+/// The chart refuses its placeholder repository, so every render names one.
+const IMAGE_REPOSITORY: &str = "registry.example.com/platform/clear-operator";
+const IMAGE_SET: &str = "image.repository=registry.example.com/platform/clear-operator";
 
 fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -60,11 +63,36 @@ fn stdout_of(output: &Output, what: &str) -> String {
     String::from_utf8(output.stdout.clone()).expect("helm prints UTF-8")
 }
 
-/// `helm template` with `--set`-style overrides; returns every rendered object.
+/// `helm template` with `--set`-style overrides (and an image repository); returns every
+/// rendered object.
 fn render(extra: &[&str]) -> Vec<Value> {
-    let mut args = vec!["template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE];
+    parse_documents(&stdout_of(&helm(&template_args(extra)), "helm template"))
+}
+
+fn template_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "template",
+        RELEASE,
+        CHART,
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+    ];
+    args.push(IMAGE_SET);
     args.extend_from_slice(extra);
-    parse_documents(&stdout_of(&helm(&args), "helm template"))
+    args
+}
+
+/// `helm template` that must fail; returns its error output.
+fn render_error(extra: &[&str]) -> String {
+    let output = helm(&template_args(extra));
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        !output.status.success(),
+        "helm template {extra:?} was accepted:\n{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    stderr
 }
 
 fn parse_documents(yaml: &str) -> Vec<Value> {
@@ -243,6 +271,7 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "CustomResourceDefinition",
             "Deployment",
             "Role",
             "RoleBinding",
@@ -410,7 +439,7 @@ fn default_deployment_runs_the_operator_locked_down() {
     );
 
     let c = container(&objects);
-    assert_eq!(c["image"], "clear-operator:0.1.0");
+    assert_eq!(c["image"], format!("{IMAGE_REPOSITORY}:0.1.0"));
     assert_eq!(c["imagePullPolicy"], "IfNotPresent");
     let sc = &c["securityContext"];
     assert_eq!(sc["runAsNonRoot"], true);
@@ -692,11 +721,34 @@ fn ca_bundle_from_a_config_map_is_mounted_from_it() {
 }
 
 #[test]
-fn include_crds_renders_the_committed_crd() {
-    let objects = render(&["--include-crds"]);
+fn the_crd_is_templated_from_the_generated_one_and_kept_on_uninstall() {
+    let objects = render(&[]);
     let crd = only(&objects, "CustomResourceDefinition");
-    let committed: Value = serde_yaml::from_str(&clear_operator::resource::crd_yaml()).unwrap();
-    assert_eq!(crd, &committed);
+    let generated: Value = serde_yaml::from_str(&clear_operator::resource::crd_yaml()).unwrap();
+    assert_eq!(crd["spec"], generated["spec"]);
+    assert_eq!(crd["metadata"]["name"], generated["metadata"]["name"]);
+    assert_eq!(
+        crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+        "helm uninstall would delete every ClearApiClient with the CRD"
+    );
+    assert_eq!(
+        crd["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "Helm"
+    );
+    // NB: Helm installs crds/ once and never upgrades it; the CRD must be a template.
+    assert!(
+        !repo_root().join(CHART).join("crds").exists(),
+        "a crds/ directory in the chart would be installed beside the template"
+    );
+}
+
+#[test]
+fn crds_enabled_false_leaves_the_crd_out_and_crds_keep_false_drops_the_keep_policy() {
+    let without = render(&["--set", "crds.enabled=false"]);
+    assert!(of_kind(&without, "CustomResourceDefinition").is_empty());
+    let unkept = render(&["--set", "crds.keep=false"]);
+    let crd = only(&unkept, "CustomResourceDefinition");
+    assert!(crd["metadata"]["annotations"]["helm.sh/resource-policy"].is_null());
 }
 
 #[test]
@@ -735,6 +787,8 @@ fn install_notes_tell_the_next_steps() {
         "--dry-run=client",
         "--namespace",
         RELEASE_NAMESPACE,
+        "--set",
+        IMAGE_SET,
     ]);
     let text = stdout_of(&output, "helm install --dry-run=client");
     let notes = text
@@ -776,6 +830,8 @@ fn install_notes_name_the_watched_namespace() {
         "--namespace",
         RELEASE_NAMESPACE,
         "--set",
+        IMAGE_SET,
+        "--set",
         "watchNamespaces={team-a,team-b}",
     ]);
     let text = stdout_of(&output, "helm install --dry-run=client");
@@ -799,28 +855,72 @@ fn hadolint_passes_on_the_dockerfile() {
 }
 
 #[test]
-fn dockerfile_builds_the_operator_and_runs_it_as_non_root() {
+fn dockerfile_builds_the_operator_and_runs_it_as_non_root_on_distroless() {
     let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
-    let from: Vec<&str> = dockerfile
-        .lines()
+    let lines: Vec<&str> = dockerfile.lines().collect();
+    let from: Vec<&str> = lines
+        .iter()
+        .copied()
         .filter(|l| l.starts_with("FROM "))
         .collect();
     assert_eq!(
         from,
-        [
-            "FROM rust:1.95-slim-bookworm AS builder",
-            "FROM debian:bookworm-slim"
-        ]
+        ["FROM ${RUST_IMAGE} AS builder", "FROM ${RUNTIME_IMAGE}"],
+        "base images come from build arguments, so they can be pinned by digest"
     );
     for expected in [
-        "cargo build --release --locked -p clear-operator --no-default-features",
+        "ARG RUST_IMAGE=rust:1.95-slim-bookworm",
+        // Distroless, non-root: no shell, no package manager, CA roots included.
+        "ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot",
+        "cargo build --profile dist --locked -p clear-operator --no-default-features",
         "USER 65532:65532",
         "ENTRYPOINT [\"/usr/local/bin/clear-operator\"]",
         "CMD [\"run\"]",
+        "org.opencontainers.image.title",
+        "org.opencontainers.image.licenses",
+        "org.opencontainers.image.version",
+        "org.opencontainers.image.revision",
     ] {
         assert!(
             dockerfile.contains(expected),
             "Dockerfile lacks {expected:?}"
+        );
+    }
+    // The dependency layer is keyed on the manifests only: no `COPY . .`, and the sources
+    // come in after the first (dependencies-only) build.
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.trim() == "COPY . ." || l.trim() == "COPY . ./"),
+        "COPY . . rebuilds on every file change"
+    );
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("Dockerfile lacks {needle:?}"))
+    };
+    let lockfile = position("COPY Cargo.toml Cargo.lock");
+    let first_build = position("cargo build --profile dist");
+    let sources = position("COPY src ./src");
+    assert!(lockfile < first_build && first_build < sources);
+    for manifest in [
+        "crates/kube-emulator/Cargo.toml",
+        "crates/emulator-patch/Cargo.toml",
+        "crates/emulator-schema/Cargo.toml",
+        "crates/clear-sandbox/Cargo.toml",
+    ] {
+        assert!(
+            position(&format!("COPY {manifest}")) < first_build,
+            "{manifest} must be copied before the dependency build"
+        );
+    }
+    let members = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
+    let members: toml_members::Members = toml_members::parse(&members);
+    for member in members.0.iter().filter(|m| m.as_str() != ".") {
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml")),
+            "workspace member {member} is not copied into the dependency layer"
         );
     }
     // The chart's pod security context and the image agree on the user.
@@ -829,6 +929,25 @@ fn dockerfile_builds_the_operator_and_runs_it_as_non_root() {
         only(&objects, "Deployment")["spec"]["template"]["spec"]["securityContext"]["runAsUser"],
         65532
     );
+}
+
+/// The `members = [...]` list of the workspace manifest (one line, as Cargo.toml has it).
+mod toml_members {
+    pub struct Members(pub Vec<String>);
+
+    pub fn parse(manifest: &str) -> Members {
+        let line = manifest
+            .lines()
+            .find(|l| l.trim_start().starts_with("members"))
+            .expect("a members line");
+        let list = line.split_once('[').unwrap().1.split_once(']').unwrap().0;
+        Members(
+            list.split(',')
+                .map(|m| m.trim().trim_matches('"').to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
+        )
+    }
 }
 
 /// Parses the rendered container arguments with the operator's own command line, so a flag
@@ -938,7 +1057,7 @@ fn assert_round_trips_through_the_api_types(objects: &[Value]) {
 
 #[test]
 fn default_render_uses_only_fields_the_kubernetes_api_knows() {
-    assert_round_trips_through_the_api_types(&render(&["--include-crds"]));
+    assert_round_trips_through_the_api_types(&render(&[]));
 }
 
 #[test]
@@ -946,4 +1065,428 @@ fn full_render_uses_only_fields_the_kubernetes_api_knows() {
     let mut extra = vec!["--set", "watchNamespaces={team-a,team-b}"];
     extra.extend_from_slice(EVERYTHING_ON);
     assert_round_trips_through_the_api_types(&render(&extra));
+}
+
+#[test]
+fn allowed_base_urls_become_one_flag_each_and_parse_as_base_urls() {
+    let none = render(&[]);
+    assert!(flag_values(&args(&none), "--allowed-base-url").is_empty());
+    let (_, run) = parse_run_args(&none);
+    assert!(
+        run.allowed_base_urls.is_empty(),
+        "no flag: the binary's default (Clear's documented hosts) applies"
+    );
+
+    let objects = render(&[
+        "--set",
+        "operator.allowedBaseUrls={https://api.clear.in,https://clear-proxy.internal:8443/clear}",
+    ]);
+    assert_eq!(
+        flag_values(&args(&objects), "--allowed-base-url"),
+        vec![
+            "https://api.clear.in",
+            "https://clear-proxy.internal:8443/clear"
+        ]
+    );
+    let (_, run) = parse_run_args(&objects);
+    let parsed: Vec<&str> = run.allowed_base_urls.iter().map(|u| u.as_str()).collect();
+    assert_eq!(
+        parsed,
+        vec![
+            "https://api.clear.in",
+            "https://clear-proxy.internal:8443/clear"
+        ]
+    );
+}
+
+#[test]
+fn an_allowed_base_url_that_is_not_a_url_is_refused_by_the_schema() {
+    let mut args = vec!["template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE];
+    args.extend_from_slice(&["--set", "operator.allowedBaseUrls={api.clear.in}"]);
+    let output = helm(&args);
+    assert!(
+        !output.status.success(),
+        "a host without a scheme was accepted"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("allowedBaseUrls"), "{stderr}");
+}
+
+#[test]
+fn the_placeholder_image_repository_is_refused_with_the_fix_in_the_message() {
+    let output = helm(&["template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE]);
+    assert!(
+        !output.status.success(),
+        "the placeholder image was accepted"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("image.repository") && stderr.contains("Dockerfile"),
+        "{stderr}"
+    );
+    let values = std::fs::read_to_string(repo_root().join(CHART).join("values.yaml")).unwrap();
+    assert!(values.contains("repository: CHANGE-ME/clear-operator"));
+}
+
+#[test]
+fn service_account_create_false_without_a_name_is_refused() {
+    let stderr = render_error(&["--set", "serviceAccount.create=false"]);
+    assert!(
+        stderr.contains("serviceAccount.name") && stderr.contains("default ServiceAccount"),
+        "{stderr}"
+    );
+
+    let objects = render(&[
+        "--set",
+        "serviceAccount.create=false,serviceAccount.name=platform-operator",
+    ]);
+    assert!(of_kind(&objects, "ServiceAccount").is_empty());
+    assert_eq!(
+        only(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
+        "platform-operator"
+    );
+    assert_eq!(
+        only(&objects, "ClusterRoleBinding")["subjects"][0]["name"],
+        "platform-operator"
+    );
+}
+
+#[test]
+fn a_disruption_budget_that_would_block_every_drain_is_refused() {
+    for (replicas, budget) in [
+        ("1", "podDisruptionBudget.minAvailable=1"),
+        ("2", "podDisruptionBudget.minAvailable=2"),
+        ("2", "podDisruptionBudget.minAvailable=100%"),
+        ("3", "podDisruptionBudget.minAvailable=67%"),
+        ("2", "podDisruptionBudget.maxUnavailable=0"),
+        ("2", "podDisruptionBudget.maxUnavailable=0%"),
+    ] {
+        let replica_count = format!("replicaCount={replicas}");
+        let stderr = render_error(&[
+            "--set",
+            &replica_count,
+            "--set",
+            "podDisruptionBudget.enabled=true",
+            "--set",
+            budget,
+        ]);
+        assert!(
+            stderr.contains("drain") && stderr.contains("podDisruptionBudget"),
+            "{replicas} replicas, {budget}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_disruption_budget_that_lets_one_pod_go_is_accepted() {
+    for (replicas, budget, field, value) in [
+        (
+            "1",
+            "podDisruptionBudget.maxUnavailable=1",
+            "maxUnavailable",
+            json!(1),
+        ),
+        (
+            "2",
+            "podDisruptionBudget.minAvailable=1",
+            "minAvailable",
+            json!(1),
+        ),
+        (
+            "3",
+            "podDisruptionBudget.minAvailable=50%",
+            "minAvailable",
+            json!("50%"),
+        ),
+    ] {
+        let replica_count = format!("replicaCount={replicas}");
+        let objects = render(&[
+            "--set",
+            &replica_count,
+            "--set",
+            "podDisruptionBudget.enabled=true",
+            "--set",
+            budget,
+        ]);
+        let pdb = only(&objects, "PodDisruptionBudget");
+        assert_eq!(pdb["spec"][field], value, "{replicas} replicas, {budget}");
+    }
+}
+
+#[test]
+fn several_replicas_spread_softly_across_nodes_by_default() {
+    let pod_spec =
+        |objects: &[Value]| only(objects, "Deployment")["spec"]["template"]["spec"].clone();
+
+    let single = pod_spec(&render(&[]));
+    assert!(single["topologySpreadConstraints"].is_null());
+
+    let spread = pod_spec(&render(&["--set", "replicaCount=2"]));
+    assert_eq!(
+        spread["topologySpreadConstraints"],
+        json!([{
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": {
+                "app.kubernetes.io/name": "clear-operator",
+                "app.kubernetes.io/instance": RELEASE,
+            }},
+            "matchLabelKeys": ["pod-template-hash"],
+        }])
+    );
+
+    let own = pod_spec(&render(&[
+        "--set",
+        "replicaCount=2",
+        "--set",
+        "topologySpreadConstraints[0].maxSkew=1,topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone,topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+    ]));
+    assert_eq!(
+        own["topologySpreadConstraints"][0]["topologyKey"],
+        "topology.kubernetes.io/zone"
+    );
+    assert_eq!(
+        own["topologySpreadConstraints"].as_array().unwrap().len(),
+        1
+    );
+
+    let off = pod_spec(&render(&[
+        "--set",
+        "replicaCount=2,spreadAcrossNodes=false",
+    ]));
+    assert!(off["topologySpreadConstraints"].is_null());
+}
+
+/// The oldest Kubernetes minor the chart accepts, from Chart.yaml's `kubeVersion`.
+fn chart_minimum_minor() -> u32 {
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    let constraint = chart["kubeVersion"]
+        .as_str()
+        .expect("Chart.yaml has kubeVersion");
+    let version = constraint
+        .strip_prefix(">=")
+        .and_then(|v| v.strip_suffix("-0"))
+        .unwrap_or_else(|| panic!("kubeVersion {constraint} is not of the form >=1.N.0-0"));
+    version.split('.').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn kube_version_covers_what_the_crd_uses() {
+    let crd: Value = serde_yaml::from_str(&clear_operator::resource::crd_yaml()).unwrap();
+    let text = crd.to_string();
+    // NB: `reason` and `fieldPath` in x-kubernetes-validations are accepted from 1.28 on.
+    let needs = if text.contains("\"fieldPath\"") || text.contains("\"reason\":\"Field") {
+        28
+    } else {
+        25
+    };
+    assert!(
+        chart_minimum_minor() >= needs,
+        "the CRD needs Kubernetes 1.{needs}, Chart.yaml allows 1.{}",
+        chart_minimum_minor()
+    );
+    let too_old = format!("1.{}.0", chart_minimum_minor() - 1);
+    let stderr = render_error(&["--kube-version", &too_old]);
+    assert!(stderr.contains("kubeVersion"), "{stderr}");
+    let oldest = format!("1.{}.0", chart_minimum_minor());
+    assert!(!render(&["--kube-version", &oldest]).is_empty());
+}
+
+#[test]
+fn every_key_in_the_values_schema_has_a_description() {
+    fn walk(node: &Value, path: &str, missing: &mut Vec<String>) {
+        if let Some(props) = node["properties"].as_object() {
+            for (key, child) in props {
+                let here = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                if child["description"].as_str().is_none_or(str::is_empty) {
+                    missing.push(here.clone());
+                }
+                walk(child, &here, missing);
+            }
+        }
+    }
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("values.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let mut missing = Vec::new();
+    walk(&schema, "", &mut missing);
+    assert!(missing.is_empty(), "no description: {missing:?}");
+}
+
+#[test]
+fn chart_metadata_names_maintainers_keywords_and_license() {
+    let chart: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo_root().join(CHART).join("Chart.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(!chart["maintainers"].as_array().unwrap().is_empty());
+    assert!(chart["keywords"].as_array().unwrap().len() >= 3);
+    assert_eq!(chart["annotations"]["artifacthub.io/license"], "Apache-2.0");
+    let example: Value = serde_yaml::from_str(
+        chart["annotations"]["artifacthub.io/crdsExamples"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let spec = &example[0]["spec"];
+    let parsed: Result<clear_operator::resource::ClearApiClientSpec, _> =
+        serde_json::from_value(spec.clone());
+    assert!(
+        parsed.is_ok(),
+        "the example spec does not parse: {parsed:?}"
+    );
+}
+
+/// Every metric name the operator exports, as Prometheus sees it (suffixes included), with
+/// one sample in each family so that labelled families are printed too.
+fn exported_metric_names() -> BTreeSet<String> {
+    use clear_operator::metrics::{Metrics, render};
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = Metrics::register(&mut registry);
+    metrics.observe_clear_call("issued", std::time::Duration::from_millis(80));
+    metrics.set_token_expiry("team-a", "gst", Some(jiff::Timestamp::UNIX_EPOCH));
+    metrics.set_token_expiry("team-a", "forever", None);
+    metrics.set_ready("team-a", "gst", true);
+    metrics.observe_reconcile("ok", std::time::Duration::from_millis(3));
+    metrics.set_leader(true);
+    render(&registry)
+        .expect("metrics encode")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect()
+}
+
+/// `clear_operator_...` identifiers in a PromQL expression.
+fn metric_names_in(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = expr;
+    while let Some(at) = rest.find("clear_operator_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.insert(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
+}
+
+#[test]
+fn grafana_dashboard_is_opt_in_and_picked_up_by_the_sidecar_label() {
+    assert!(of_kind(&render(&[]), "ConfigMap").is_empty());
+    let objects = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let config_map = only(&objects, "ConfigMap");
+    assert_eq!(config_map["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(config_map["metadata"]["namespace"], RELEASE_NAMESPACE);
+    let elsewhere = render(&[
+        "--set",
+        "grafanaDashboard.enabled=true,grafanaDashboard.namespace=monitoring",
+    ]);
+    assert_eq!(
+        only(&elsewhere, "ConfigMap")["metadata"]["namespace"],
+        "monitoring"
+    );
+}
+
+#[test]
+fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
+    let objects = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let json = only(&objects, "ConfigMap")["data"]["clear-operator.json"]
+        .as_str()
+        .expect("the dashboard JSON")
+        .to_string();
+    let dashboard: Value = serde_json::from_str(&json).expect("the dashboard is valid JSON");
+    let exported = exported_metric_names();
+    let mut seen = BTreeSet::new();
+    let mut titles = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        if panel["type"] == "row" {
+            continue;
+        }
+        titles.push(panel["title"].as_str().unwrap().to_lowercase());
+        let targets = panel["targets"].as_array().expect("a panel has targets");
+        assert!(!targets.is_empty(), "{} has no query", panel["title"]);
+        for target in targets {
+            let expr = target["expr"].as_str().unwrap();
+            for name in metric_names_in(expr) {
+                assert!(
+                    exported.contains(&name),
+                    "{}: {name} is not a metric the operator exports ({exported:?})",
+                    panel["title"]
+                );
+                seen.insert(name);
+            }
+        }
+    }
+    for topic in ["ready", "expir", "mints by result", "budget", "latency"] {
+        assert!(
+            titles.iter().any(|t| t.contains(topic)),
+            "no panel about {topic}: {titles:?}"
+        );
+    }
+    for needed in [
+        "clear_operator_client_ready",
+        "clear_operator_token_expiry_timestamp_seconds",
+        "clear_operator_mints_total",
+        "clear_operator_clear_request_duration_seconds_bucket",
+    ] {
+        assert!(seen.contains(needed), "no panel queries {needed}");
+    }
+}
+
+#[test]
+fn prometheus_rule_expressions_use_metrics_the_operator_exports() {
+    let objects = render(&["--set", "prometheusRule.enabled=true"]);
+    let exported = exported_metric_names();
+    let rules = only(&objects, "PrometheusRule")["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .clone();
+    for rule in rules {
+        for name in metric_names_in(rule["expr"].as_str().unwrap()) {
+            assert!(exported.contains(&name), "{}: {name}", rule["alert"]);
+        }
+    }
+}
+
+#[test]
+fn install_notes_say_where_client_secrets_may_go() {
+    let notes_with = |extra: &[&str]| {
+        let mut args = vec![
+            "install",
+            RELEASE,
+            CHART,
+            "--dry-run=client",
+            "--namespace",
+            RELEASE_NAMESPACE,
+            "--set",
+            IMAGE_SET,
+        ];
+        args.extend_from_slice(extra);
+        let text = stdout_of(&helm(&args), "helm install --dry-run=client");
+        text.split("NOTES:").nth(1).expect("NOTES").to_string()
+    };
+    let default = notes_with(&[]);
+    assert!(
+        default.contains("Client secrets are only sent to Clear's documented hosts"),
+        "{default}"
+    );
+    let proxy = notes_with(&[
+        "--set",
+        "operator.allowedBaseUrls={https://clear-proxy.internal}",
+    ]);
+    assert!(
+        proxy.contains("Client secrets are only sent to https://clear-proxy.internal"),
+        "{proxy}"
+    );
 }

@@ -90,6 +90,7 @@ async fn install_and_run_the_operator(sets: &[&str]) {
         .await
         .unwrap();
     let chart = repo_root().join("charts/clear-operator");
+    let allowed = format!("operator.allowedBaseUrls={{{}}}", sandbox.url());
     let mut install = vec![
         "install",
         RELEASE,
@@ -98,6 +99,10 @@ async fn install_and_run_the_operator(sets: &[&str]) {
         RELEASE_NAMESPACE,
         "--set",
         "operator.allowHttp=true",
+        "--set",
+        &allowed,
+        "--set",
+        "image.repository=registry.example.com/platform/clear-operator",
     ];
     install.extend_from_slice(sets);
     helm(&dir, &install).await;

@@ -24,6 +24,11 @@ impl BaseUrl {
     pub fn token_url(&self) -> String {
         format!("{}{TOKEN_PATH}", self.0)
     }
+
+    /// One of the documented hosts, already in normal form.
+    pub(crate) fn documented(url: &'static str) -> Self {
+        Self(url.to_string())
+    }
 }
 
 impl fmt::Display for BaseUrl {
@@ -81,6 +86,12 @@ pub fn resolve_base_url(
                 environment: environment_name(environment),
             }),
     }
+}
+
+/// Parses a base URL given by whoever runs the operator (the allow-list): the same checks
+/// and normal form as an override, plain http accepted.
+pub fn parse_base_url(raw: &str) -> Result<BaseUrl, BaseUrlError> {
+    validate_override(raw, true)
 }
 
 fn validate_override(raw: &str, allow_http: bool) -> Result<BaseUrl, BaseUrlError> {

@@ -1,16 +1,20 @@
 //! The Clear side of the operator: confidential value wrappers, base URL resolution, the
 //! token client and its typed errors.
 
+mod allowlist;
 mod client;
 mod endpoint;
 mod error;
 mod response;
 mod secret;
 
+pub use allowlist::{ALLOWED_BASE_URL_FLAG, AllowedBaseUrls, BaseUrlNotAllowed};
 pub use client::{
     CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT, ProxyConfig,
 };
-pub use endpoint::{BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, resolve_base_url};
+pub use endpoint::{
+    BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, parse_base_url, resolve_base_url,
+};
 pub use error::{ClearError, FailureClass, next_utc_midnight, reasons};
 pub use response::{
     ErrorDetails, IssuedToken, MAX_TOKEN_CHARS, parse_error_body, parse_token_body,

@@ -25,6 +25,10 @@ pub enum ClientSecretState {
     Present {
         fingerprint: String,
     },
+    /// Not read: the base URL is not on the operator's allow-list (`detail` says so).
+    Withheld {
+        detail: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -104,6 +108,10 @@ pub enum Blocker {
     InvalidSpec {
         detail: String,
     },
+    /// The base URL is not on the allow-list: the client secret was not even read.
+    BaseUrlNotAllowed {
+        detail: String,
+    },
     ClientSecretMissing {
         detail: String,
     },
@@ -180,6 +188,19 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
                 None,
                 None,
             );
+        }
+        ClientSecretState::Withheld { detail } => {
+            // NB: Ready=False even while an earlier token is valid: nothing will renew it.
+            return Decision::Wait {
+                blocker: Blocker::BaseUrlNotAllowed {
+                    detail: detail.clone(),
+                },
+                health: TokenHealth::Unusable {
+                    why: "no token is minted or renewed for a base URL that is not allowed",
+                },
+                retry_at: None,
+                pending: None,
+            };
         }
     };
     if let TargetState::Foreign { detail } = &obs.target {
@@ -610,6 +631,32 @@ mod tests {
                     "case: {case}: {decision:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn a_base_url_off_the_allow_list_waits_with_its_own_reason_and_an_unusable_token() {
+        // A healthy token in the Secret and a renewal due: still nothing is called.
+        let mut obs = healthy();
+        obs.client_secret = ClientSecretState::Withheld {
+            detail: "not allowed".into(),
+        };
+        obs.target = TargetState::Foreign { detail: "x".into() };
+        for now in [NOW, "2026-11-25T09:00:00Z"] {
+            let decision = decide(&obs, ts(now), &Policy::default());
+            let Decision::Wait {
+                blocker, health, ..
+            } = decision
+            else {
+                panic!("{now}: {decision:?}");
+            };
+            assert_eq!(
+                blocker,
+                Blocker::BaseUrlNotAllowed {
+                    detail: "not allowed".into()
+                }
+            );
+            assert!(!health.is_usable());
         }
     }
 

@@ -38,7 +38,7 @@ use self::{
     status::MintFailure,
 };
 use crate::{
-    clear::{AccessToken, ClearClient, FailureClass},
+    clear::{AccessToken, AllowedBaseUrls, ClearClient, FailureClass},
     clock::Clock,
     metrics::Metrics,
     resource::{ClearApiClient, REVOKE_FINALIZER},
@@ -57,6 +57,8 @@ pub const CONFLICT_RECHECK: SignedDuration = SignedDuration::from_mins(5);
 pub struct Settings {
     /// Accept `http://` base URLs (simulators and tests only).
     pub allow_http: bool,
+    /// Where client secrets may be sent (`--allowed-base-url`; default: Clear's hosts).
+    pub allowed_base_urls: AllowedBaseUrls,
     pub policy: Policy,
 }
 
@@ -374,6 +376,7 @@ fn reason_static(reason: &str) -> &'static str {
         r::CONFLICT,
         r::TARGET_CONFLICT,
         r::INVALID_SPEC,
+        r::BASE_URL_NOT_ALLOWED,
         r::BUDGET_EXHAUSTED,
         r::CLIENT_SECRET_REJECTED,
         r::RATE_LIMITED,

@@ -40,14 +40,24 @@ pub async fn fetch(
         return Ok(None);
     };
     let namespace = cac.namespace().unwrap_or_default();
-    let (base_url, spec) = check_spec(&cac, ctx.settings.allow_http);
-    let client_secret = read_client_secret(ctx, &namespace, &cac).await?;
-    let client_secret_state = match &client_secret {
-        Ok(secret) => ClientSecretState::Present {
-            fingerprint: secret.fingerprint(),
-        },
-        Err(detail) => ClientSecretState::Missing {
-            detail: detail.clone(),
+    let (mut base_url, spec) = check_spec(&cac, ctx.settings.allow_http);
+    // NB: the allow-list is checked before the client secret is read (confused deputy: the
+    // tenant picks both the Secret and the host); without a base URL nothing is called.
+    let refused = base_url
+        .as_ref()
+        .and_then(|url| ctx.settings.allowed_base_urls.check(url).err());
+    let (client_secret, client_secret_state) = match refused {
+        Some(refusal) => {
+            base_url = None;
+            let detail = refusal.to_string();
+            (None, ClientSecretState::Withheld { detail })
+        }
+        None => match read_client_secret(ctx, &namespace, &cac).await? {
+            Ok(secret) => {
+                let fingerprint = secret.fingerprint();
+                (Some(secret), ClientSecretState::Present { fingerprint })
+            }
+            Err(detail) => (None, ClientSecretState::Missing { detail }),
         },
     };
 
@@ -79,7 +89,7 @@ pub async fn fetch(
             .registry
             .find_conflict(&ctx.directory, &claimant, fingerprint)
             .map(|c| c.display()),
-        ClientSecretState::Missing { .. } => None,
+        ClientSecretState::Missing { .. } | ClientSecretState::Withheld { .. } => None,
     };
 
     let observed = Observed {
@@ -95,7 +105,7 @@ pub async fn fetch(
     Ok(Some(Fetched {
         cac,
         observed,
-        client_secret: client_secret.ok(),
+        client_secret,
         base_url,
         claimant,
     }))

@@ -32,6 +32,8 @@ pub mod reasons {
     pub const CONFLICT: &str = "Conflict";
     pub const TARGET_CONFLICT: &str = "TargetConflict";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// The base URL is not on the operator's allow-list (`--allowed-base-url`).
+    pub const BASE_URL_NOT_ALLOWED: &str = "BaseUrlNotAllowed";
     pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
     /// Clear minted but the Secret could not be written: the token is lost (and the stored
     /// one revoked); retried with backoff.
@@ -256,6 +258,7 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
             reasons::INVALID_SPEC,
             format!("the spec is invalid: {detail}"),
         ),
+        Blocker::BaseUrlNotAllowed { detail } => (reasons::BASE_URL_NOT_ALLOWED, detail.clone()),
         Blocker::ClientSecretMissing { detail } => (reasons::CLIENT_SECRET_MISSING, detail.clone()),
         Blocker::TargetConflict { detail } => (
             reasons::TARGET_CONFLICT,

@@ -169,6 +169,10 @@ impl E2e {
         let client = Client::try_from(self.config.clone()).expect("a kube client builds");
         let args = RunArgs {
             namespaces: vec![self.namespace.clone()],
+            // NB: like `dev`, the operator may only call the simulator.
+            allowed_base_urls: vec![
+                clear_operator::clear::parse_base_url(self.sandbox.url()).expect("simulator URL"),
+            ],
             allow_http: true,
             mint_budget: 250,
             concurrency: 4,

@@ -296,6 +296,7 @@ async fn operate(
         let chart = repo_root().join("charts/clear-operator");
         let watch = format!("watchNamespaces={{{}}}", install.tenant_ns);
         let restarts = format!("rbac.rolloutRestart.enabled={}", install.rollout_restart);
+        let allowed = format!("operator.allowedBaseUrls={{{}}}", sandbox.url());
         let mut args = vec![
             "install",
             &install.release,
@@ -306,6 +307,14 @@ async fn operate(
             "operator.allowHttp=true",
             "--set",
             &restarts,
+            "--set",
+            &allowed,
+            "--set",
+            "image.repository=registry.example.com/platform/clear-operator",
+            // NB: the suite's CRD comes from `kubectl apply -f crds/` (and the e2e harness);
+            // a templated one would not be adopted by this release, nor by the next one.
+            "--set",
+            "crds.enabled=false",
             "--wait=false",
         ];
         if install.scoped_to_tenant {

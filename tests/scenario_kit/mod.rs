@@ -12,7 +12,7 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use clear_operator::{
-    clear::{ClearClient, ClearClientConfig},
+    clear::{AllowedBaseUrls, ClearClient, ClearClientConfig, parse_base_url},
     clock::ManualClock,
     controller::{self, ControllerConfig},
     metrics::Metrics,
@@ -153,6 +153,7 @@ impl Kit {
             &clock,
             options.policy,
             options.clear_timeout,
+            sandbox.url(),
         ));
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
@@ -461,6 +462,7 @@ impl Kit {
             &self.clock,
             policy,
             Duration::from_secs(5),
+            self.sandbox.url(),
         ))
     }
 
@@ -502,6 +504,7 @@ fn new_context(
     clock: &ManualClock,
     policy: Policy,
     timeout: Duration,
+    simulator_url: &str,
 ) -> Context {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -517,6 +520,10 @@ fn new_context(
         metrics,
         Settings {
             allow_http: true,
+            // NB: like `dev`, the operator may only call this kit's simulator.
+            allowed_base_urls: AllowedBaseUrls::from_urls(&[
+                parse_base_url(simulator_url).expect("simulator URL")
+            ]),
             policy,
         },
         Reporter {

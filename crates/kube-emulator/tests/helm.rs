@@ -42,6 +42,9 @@ fn operator_chart() -> PathBuf {
     repo_root().join("charts/clear-operator")
 }
 
+/// The operator chart refuses its placeholder image repository.
+const OPERATOR_IMAGE: &str = "image.repository=registry.example.com/platform/clear-operator";
+
 /// An emulator plus the scratch directory helm runs in.
 struct Cluster {
     emulator: Emulator,
@@ -322,6 +325,8 @@ async fn helm_installs_the_operator_chart_and_its_crd() {
             "--namespace",
             "clear-system",
             "--set",
+            OPERATOR_IMAGE,
+            "--set",
             "podDisruptionBudget.enabled=true",
             "--set",
             "networkPolicy.enabled=true",
@@ -409,6 +414,8 @@ async fn helm_installs_the_operator_chart_and_its_crd() {
             "--namespace",
             "clear-system",
             "--set",
+            OPERATOR_IMAGE,
+            "--set",
             "watchNamespaces={team-a}",
         ])
         .await;
@@ -467,8 +474,8 @@ async fn helm_installs_the_operator_chart_and_its_crd() {
             )
             .is_none()
     );
-    // helm never deletes CRDs from a chart's crds/ directory, so ClearApiClients (and the
-    // tokens they keep) survive an uninstall.
+    // The chart's CRD carries helm.sh/resource-policy: keep (crds.keep), so ClearApiClients
+    // (and the tokens they keep) survive an uninstall.
     cluster.must(
         "apiextensions.k8s.io/customresourcedefinitions",
         None,
@@ -491,7 +498,16 @@ async fn helm_wait_returns_once_the_operator_chart_has_rolled_out() {
     let chart = operator_chart();
     let chart = chart.to_str().unwrap();
     cluster
-        .helm_ok(&["install", "ops", chart, "--wait", "--timeout", "60s"])
+        .helm_ok(&[
+            "install",
+            "ops",
+            chart,
+            "--wait",
+            "--timeout",
+            "60s",
+            "--set",
+            OPERATOR_IMAGE,
+        ])
         .await;
     cluster
         .helm_ok(&[
@@ -501,6 +517,8 @@ async fn helm_wait_returns_once_the_operator_chart_has_rolled_out() {
             "--wait",
             "--timeout",
             "60s",
+            "--set",
+            OPERATOR_IMAGE,
             "--set",
             "replicaCount=2",
             "--set",
@@ -539,6 +557,8 @@ async fn helm_wait_times_out_while_the_deployment_has_no_ready_pods() {
             "--wait",
             "--timeout",
             "2s",
+            "--set",
+            OPERATOR_IMAGE,
         ])
         .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
