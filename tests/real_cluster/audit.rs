@@ -14,6 +14,8 @@ struct Event {
     user: User,
     object_ref: Option<ObjectRef>,
     response_status: Option<ResponseStatus>,
+    #[serde(default)]
+    annotations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -41,6 +43,9 @@ struct ResponseStatus {
 pub struct Recorded {
     pub request: RequestEntry,
     pub code: u16,
+    /// The authorizer's own verdict (`authorization.k8s.io/decision: forbid`). Not every
+    /// 403 is one: a write into a namespace being deleted is refused by admission.
+    pub forbidden_by_rbac: bool,
 }
 
 /// The resource requests `username` made, from the end of the log as it was at `from`
@@ -57,6 +62,11 @@ pub fn requests_of(path: &Path, from: u64, username: &str) -> Vec<Recorded> {
         .filter(|e| e.stage == "ResponseComplete" || e.stage == "ResponseStarted")
         .filter(|e| e.user.username == username)
         .filter_map(|e| {
+            let forbidden_by_rbac = e
+                .annotations
+                .get("authorization.k8s.io/decision")
+                .map(String::as_str)
+                == Some("forbid");
             let object = e.object_ref?;
             Some(Recorded {
                 request: RequestEntry {
@@ -68,6 +78,7 @@ pub fn requests_of(path: &Path, from: u64, username: &str) -> Vec<Recorded> {
                     name: object.name,
                 },
                 code: e.response_status.and_then(|s| s.code).unwrap_or(0),
+                forbidden_by_rbac,
             })
         })
         .collect()
