@@ -37,7 +37,14 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// `None` runs without leader election (a single replica).
     pub leader_election: Option<LeaseConfig>,
+    /// On shutdown, how long in-flight reconciles may take to end before they are dropped
+    /// and the Lease released. Shorter than the pod's termination grace period (30 s).
+    pub shutdown_grace: Duration,
 }
+
+/// Default of [`ControllerConfig::shutdown_grace`]: room for one call to Clear (20 s by
+/// default) and the writes after it, inside Kubernetes' 30 s termination grace period.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for ControllerConfig {
             namespaces: Vec::new(),
             concurrency: 4,
             leader_election: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -68,8 +76,16 @@ pub async fn run(
     };
 
     let (leader_tx, mut leader_rx) = watch::channel(false);
-    let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone());
-    let campaign = tokio::spawn(elector.run(leader_tx, wait_true(stop_rx.clone())));
+    // NB: from here on every write needs the Lease (see `fence`).
+    let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone())
+        .with_fence(ctx.fence.clone());
+    // NB: the elector keeps renewing until the work of the last term has ended, and only
+    // then releases the Lease: a standby taking over while a call to Clear is in flight
+    // here would mint again and our answer would then overwrite its token with a revoked one.
+    let (drained_tx, drained_rx) = oneshot::channel::<()>();
+    let campaign = tokio::spawn(elector.run(leader_tx, async move {
+        let _ = drained_rx.await;
+    }));
     loop {
         tokio::select! {
             changed = leader_rx.wait_for(|leading| *leading) => if changed.is_err() { break },
@@ -87,14 +103,44 @@ pub async fn run(
                 }
             }
         };
-        run_term(&ctx, &config, term_end).await;
+        drain_within(
+            run_term(&ctx, &config, term_end),
+            stop_rx.clone(),
+            config.shutdown_grace,
+        )
+        .await;
         ctx.metrics.set_leader(false);
+        // NB: a replica that does not lead exports no per-resource series: the new leader
+        // does, and two replicas exporting stale values would make alerts lie.
+        ctx.forget_all();
         info!("controller stopped");
         if *stop_rx.borrow() {
             break;
         }
     }
+    ctx.fence.close();
+    let _ = drained_tx.send(());
     let _ = campaign.await;
+}
+
+/// Runs `term` to its end; once `stop` fires, gives it at most `grace` more, then drops it
+/// (cancelling whatever it still awaits; the fence is closed by then or about to be).
+async fn drain_within(
+    term: impl Future<Output = ()>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    tokio::pin!(term);
+    tokio::select! {
+        () = &mut term => return,
+        () = wait_true(stop) => {}
+    }
+    if tokio::time::timeout(grace, term).await.is_err() {
+        warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight reconciles did not end within the shutdown grace period; dropping them"
+        );
+    }
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {
@@ -132,7 +178,7 @@ async fn run_term(
         runs.push(run);
     }
     ctx.directory.set_stores(stores);
-    let sweeper = {
+    let sweeper = AbortOnDrop({
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(FORGET_SWEEP);
@@ -141,7 +187,7 @@ async fn run_term(
                 ctx.forget_deleted();
             }
         })
-    };
+    });
     tokio::spawn(async move {
         end.await;
         for stop in stoppers {
@@ -149,7 +195,16 @@ async fn run_term(
         }
     });
     join_all(runs).await;
-    sweeper.abort();
+    drop(sweeper);
+}
+
+/// Aborts the task when dropped (also when the term is dropped midway).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn build(

@@ -162,6 +162,8 @@ fn dev_run_args(args: &DevArgs) -> RunArgs {
         lease_name: "clear-operator".to_string(),
         ca_bundle: None,
         clear_timeout_secs: 10,
+        lease_duration_secs: 15,
+        shutdown_grace_secs: 25,
     }
 }
 

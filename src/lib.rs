@@ -8,6 +8,7 @@ pub mod commands;
 pub mod controller;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;

@@ -74,6 +74,7 @@ pub async fn run(
         allow_http: args.allow_http,
         policy: Policy {
             mint_budget: args.mint_budget,
+            in_flight_grace: in_flight_grace(Duration::from_secs(args.clear_timeout_secs)),
         },
     };
     let reporter = Reporter {
@@ -93,12 +94,15 @@ pub async fn run(
             .leader_election_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone())
+        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        lease.lease_duration = Duration::from_secs(args.lease_duration_secs);
+        lease
     });
     let config = ControllerConfig {
         namespaces: args.namespaces.clone(),
         concurrency: args.concurrency,
         leader_election,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
     };
     info!(
         %identity,
@@ -122,6 +126,16 @@ pub async fn run(
         }),
     }
 }
+
+/// How long after `mintStartedAt` a call to Clear made by another replica may still be in
+/// flight: our own total timeout (replicas share their flags) plus a margin for clock skew
+/// and the writes that follow the call.
+pub fn in_flight_grace(clear_timeout: Duration) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(clear_timeout + IN_FLIGHT_MARGIN).unwrap_or_default()
+}
+
+/// See [`in_flight_grace`].
+pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(10);
 
 /// Fails early, with the fix in the message, when the CRD is not installed.
 async fn check_crd_served(client: &Client, namespaces: &[String]) -> Result<(), OperatorError> {

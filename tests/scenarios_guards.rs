@@ -259,7 +259,10 @@ async fn failing_secret_write_after_a_mint_backs_off_instead_of_minting_in_a_loo
 async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
     let kit = Kit::start_with(KitOptions {
         clients: vec![client()],
-        policy: Policy { mint_budget: 2 },
+        policy: Policy {
+            mint_budget: 2,
+            ..Policy::default()
+        },
         ..KitOptions::default()
     })
     .await;

@@ -60,11 +60,18 @@ pub struct Observed {
 pub struct Policy {
     /// Calls to Clear allowed per resource (one client secret each) per UTC day.
     pub mint_budget: u32,
+    /// How long after `mintStartedAt` a call made by another replica may still be in flight
+    /// (its Clear timeout plus a margin): until then nothing is minted, since that call's
+    /// answer may still be written, and a second mint would revoke it.
+    pub in_flight_grace: SignedDuration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { mint_budget: 250 }
+        Self {
+            mint_budget: 250,
+            in_flight_grace: SignedDuration::from_secs(30),
+        }
     }
 }
 
@@ -121,6 +128,11 @@ pub enum Blocker {
     /// Clear rejected this client secret; nothing is tried until it changes.
     Rejected,
     BudgetExhausted {
+        until: Timestamp,
+    },
+    /// `mintStartedAt` is recent and no token from that call reached the Secret: the call
+    /// may still be running in a replica that lost the Lease; wait for its deadline.
+    CallInFlight {
         until: Timestamp,
     },
 }
@@ -210,6 +222,13 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         }
     };
 
+    if reason == MintReason::Interrupted
+        && let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0)
+        && now < started + policy.in_flight_grace
+    {
+        let until = started + policy.in_flight_grace;
+        return wait(Blocker::CallInFlight { until }, Some(until), Some(reason));
+    }
     if let Some(blocker) = backoff(&obs.status, fingerprint, now) {
         let retry_at = match &blocker {
             Blocker::Backoff { until, .. } => Some(*until),
@@ -862,6 +881,57 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_call_that_may_still_be_in_flight_elsewhere_is_waited_out_then_replaced_once() {
+        let mut obs = healthy();
+        // Default grace: 30 s after mintStartedAt.
+        obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
+        let until = ts("2026-11-25T06:00:10Z");
+        let waiting = run(&obs);
+        assert_eq!(
+            waiting,
+            Decision::Wait {
+                blocker: Blocker::CallInFlight { until },
+                health: TokenHealth::Unusable {
+                    why: "a call to Clear may have revoked the stored token"
+                },
+                retry_at: Some(until),
+                pending: Some(MintReason::Interrupted),
+            }
+        );
+        assert_eq!(
+            blocker_of(&run_at(&obs, "2026-11-25T06:00:09Z")),
+            Some(Blocker::CallInFlight { until }),
+            "one second before the deadline it still waits"
+        );
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T06:00:10Z")),
+            Some(MintReason::Interrupted),
+            "at the deadline the token is replaced"
+        );
+        let longer = Policy {
+            in_flight_grace: SignedDuration::from_secs(120),
+            ..Policy::default()
+        };
+        assert!(matches!(
+            decide(&obs, ts("2026-11-25T06:00:10Z"), &longer),
+            Decision::Wait {
+                blocker: Blocker::CallInFlight { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_recent_call_whose_token_reached_the_secret_is_not_waited_for() {
+        let mut obs = healthy();
+        obs.status.mint_started_at = time("2026-11-25T00:00:00Z");
+        assert!(matches!(
+            run_at(&obs, "2026-11-25T00:00:05Z"),
+            Decision::Keep { .. }
+        ));
     }
 
     #[test]

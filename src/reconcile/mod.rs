@@ -40,6 +40,7 @@ use self::{
 use crate::{
     clear::{AccessToken, ClearClient, FailureClass},
     clock::Clock,
+    fence::Fence,
     metrics::Metrics,
     resource::{ClearApiClient, REVOKE_FINALIZER},
 };
@@ -71,6 +72,9 @@ pub struct Context {
     /// The ClearApiClients the controller knows, for the conflict check.
     pub directory: Directory,
     pub registry: Registry,
+    /// Whether this replica may still write (leader election); checked before each write
+    /// and before each call to Clear.
+    pub fence: Fence,
     /// Resources this process exported per-resource metrics for.
     exported: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
@@ -89,6 +93,7 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            fence: Fence::new(clock.clone()),
             client,
             clear,
             clock,
@@ -170,6 +175,7 @@ async fn reconcile_with_finalizer(
     obj: Arc<ClearApiClient>,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    ctx.fence.check()?;
     let namespace = obj.namespace().ok_or(Error::InvalidObject {
         detail: "has no namespace",
     })?;
@@ -311,9 +317,7 @@ async fn keep(
         cac.meta().generation,
         now,
     );
-    status::apply(api, &name, cac.status.as_ref(), &next)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
@@ -343,9 +347,7 @@ async fn wait(
     }
     let prev = &fetched.observed.status;
     let next = status::waiting(prev, blocker, health, pending, cac.meta().generation, now);
-    status::apply(api, &name, cac.status.as_ref(), &next)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
     let before = status::ready_condition(Some(prev)).map(|c| c.reason.as_str());
     if let Some(condition) = status::ready_condition(Some(&next))
         && before != Some(condition.reason.as_str())
@@ -379,6 +381,7 @@ fn reason_static(reason: &str) -> &'static str {
         r::RATE_LIMITED,
         r::CLEAR_UNAVAILABLE,
         r::CLEAR_RESPONSE_INVALID,
+        r::MINT_IN_FLIGHT,
     ]
     .into_iter()
     .find(|r| *r == reason)
@@ -434,10 +437,11 @@ async fn mint(
 
     let prev = &fetched.observed.status;
     let counted = status::before_mint(prev, &fingerprint, now);
-    status::apply(api, &name, cac.status.as_ref(), &counted)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, cac.status.as_ref(), &counted).await?;
     info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
+    // NB: the fence was checked by the status write just above; checked again because that
+    // write may have taken a while.
+    ctx.fence.check()?;
     let started = std::time::Instant::now();
     let result = ctx.clear.mint(base_url, client_secret, now).await;
     let elapsed = started.elapsed();
@@ -466,9 +470,7 @@ async fn mint(
             };
             let next =
                 status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
-            status::apply(api, &name, Some(&counted), &next)
-                .await
-                .map_err(Error::PatchStatus)?;
+            write_status(ctx, api, &name, Some(&counted), &next).await?;
             warn!(reason = error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
             let notice = Notice::MintFailed {
                 reason: error.reason(),
@@ -510,9 +512,7 @@ async fn mint(
             may_have_minted: true,
         };
         let next = status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
-        status::apply(api, &name, Some(&counted), &next)
-            .await
-            .map_err(Error::PatchStatus)?;
+        write_status(ctx, api, &name, Some(&counted), &next).await?;
         warn!(secret = %target, error = %detail, "failed to write the new token; retrying with backoff");
         let notice = Notice::MintFailed {
             reason: failure.reason,
@@ -526,9 +526,7 @@ async fn mint(
     let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
     let target = cac.target_secret_name();
     let done = status::minted(&counted, &record, renewal, &target, generation, issued_at);
-    status::apply(api, &name, Some(&counted), &done)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, Some(&counted), &done).await?;
     info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
     let reference = cac.object_ref(&());
     let notice = Notice::Minted {
@@ -540,6 +538,7 @@ async fn mint(
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
+    ctx.fence.check()?;
     let notices = restart::restart_targets(
         &ctx.client,
         &namespace,
@@ -553,7 +552,22 @@ async fn mint(
     Ok(renewal)
 }
 
-/// Server-side applies the target Secret (force: the operator owns these fields).
+/// Writes status, if this replica still leads.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    name: &str,
+    current: Option<&crate::resource::ClearApiClientStatus>,
+    next: &crate::resource::ClearApiClientStatus,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    status::apply(api, name, current, next)
+        .await
+        .map_err(Error::PatchStatus)
+}
+
+/// Server-side applies the target Secret (force: the operator owns these fields), if this
+/// replica still leads.
 async fn apply_secret(
     ctx: &Context,
     cac: &ClearApiClient,
@@ -561,6 +575,7 @@ async fn apply_secret(
     token: &AccessToken,
     record: &TokenRecord,
 ) -> Result<(), Error> {
+    ctx.fence.check()?;
     let desired = secret::build_secret(cac, base_url, token, record);
     let name = cac.target_secret_name();
     let secrets: Api<Secret> =
@@ -615,6 +630,7 @@ async fn revoke_on_delete(
         (Some(secret), Some(base_url)) => {
             let lock = ctx.registry.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
+            ctx.fence.check()?;
             let started = std::time::Instant::now();
             let result = ctx.clear.mint(base_url, secret, now_seconds(ctx)).await;
             match result {
@@ -682,6 +698,17 @@ fn forget(ctx: &Context, namespace: &str, name: &str) {
 }
 
 impl Context {
+    /// Forgets every per-resource series, claim and failure streak (leadership lost).
+    pub fn forget_all(&self) {
+        let exported: Vec<(String, String)> = std::mem::take(&mut *self.exported_lock())
+            .into_iter()
+            .collect();
+        for (namespace, name) in exported {
+            forget(self, &namespace, &name);
+        }
+        self.metrics.forget_all();
+    }
+
     /// Consecutive failed reconciles of this resource (0 after a success).
     pub fn failure_streak(&self, namespace: &str, name: &str) -> u32 {
         self.failures_lock()

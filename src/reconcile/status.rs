@@ -36,6 +36,9 @@ pub mod reasons {
     /// Clear minted but the Secret could not be written: the token is lost (and the stored
     /// one revoked); retried with backoff.
     pub const SECRET_APPLY_FAILED: &str = "SecretApplyFailed";
+    /// A call to Clear started by another replica (or an earlier attempt) may still be in
+    /// flight; nothing is minted until its deadline passed.
+    pub const MINT_IN_FLIGHT: &str = "MintInFlight";
 }
 
 /// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
@@ -277,6 +280,17 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
         Blocker::Rejected => (
             reasons::CLIENT_SECRET_REJECTED,
             "Clear rejected the client secret; nothing is tried until it changes".to_string(),
+        ),
+        Blocker::CallInFlight { until } => (
+            reasons::MINT_IN_FLIGHT,
+            format!(
+                "a call to Clear started at {} may still be in flight; its outcome is awaited until {until} before a new token is minted",
+                status
+                    .mint_started_at
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default()
+            ),
         ),
         Blocker::BudgetExhausted { until } => (
             reasons::BUDGET_EXHAUSTED,
