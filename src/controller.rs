@@ -11,10 +11,10 @@ use kube::{
     Api, ResourceExt,
     core::PartialObjectMeta,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Config as RunConfig,
-        reflector::{ObjectRef, Store},
-        watcher,
+        reflector::{self, ObjectRef, reflector},
+        watcher::{self, watcher},
     },
 };
 use tokio::sync::{oneshot, watch};
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::{
     leader::{LeaderElector, LeaseConfig},
-    reconcile::{Context, error_policy, reconcile},
+    reconcile::{Context, conflict::ResourceIndex, error_policy, reconcile},
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 
@@ -160,14 +160,12 @@ async fn run_term(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let mut stoppers = Vec::new();
-    let mut stores = Vec::new();
     let mut runs = Vec::new();
-    for scope in scopes {
+    for (id, scope) in (0u64..).zip(scopes) {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stoppers.push(stop_tx);
         let controller =
-            build(ctx, config, scope.as_deref()).graceful_shutdown_on(stop_rx.map(|_| ()));
-        stores.push(controller.store());
+            build(ctx, config, scope.as_deref(), id).graceful_shutdown_on(stop_rx.map(|_| ()));
         let run = controller
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -177,7 +175,6 @@ async fn run_term(
             });
         runs.push(run);
     }
-    ctx.directory.set_stores(stores);
     let sweeper = AbortOnDrop({
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -211,6 +208,7 @@ fn build(
     ctx: &Arc<Context>,
     config: &ControllerConfig,
     namespace: Option<&str>,
+    scope: u64,
 ) -> Controller<ClearApiClient> {
     let client = ctx.client.clone();
     let (clients, secrets): (Api<ClearApiClient>, Api<PartialObjectMeta<Secret>>) = match namespace
@@ -221,14 +219,26 @@ fn build(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let controller = Controller::new(clients, watcher::Config::default())
+    // NB: the index is fed from the same watch as the controller's store, before the
+    // controller sees the event, so a reconcile never looks at an index older than its
+    // trigger.
+    let (reader, writer) = reflector::store();
+    let index = ctx.index.clone();
+    let trigger = reflector(writer, watcher(clients, watcher::Config::default()))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply_event(scope, event);
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(trigger, reader)
         .with_config(RunConfig::default().concurrency(config.concurrency));
-    let store = controller.store();
     let own = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let index = ctx.index.clone();
     controller
         .watches(secrets.clone(), own, map_own_secret)
         .watches(secrets, watcher::Config::default(), move |secret| {
-            map_referenced_secret(&store, &secret)
+            map_referenced_secret(&index, &secret)
         })
 }
 
@@ -239,29 +249,21 @@ fn map_own_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ClearAp
 }
 
 /// Any Secret → the ClearApiClients in its namespace that read it as their client secret or
-/// write it as their target (a foreign target Secret going away ends a TargetConflict).
+/// write it as their target (a foreign target Secret going away ends a TargetConflict): a
+/// lookup in the index, not a scan of all resources.
 pub fn map_referenced_secret(
-    store: &Store<ClearApiClient>,
+    index: &ResourceIndex,
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<ClearApiClient>> {
-    let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
+    let Some(namespace) = secret.namespace() else {
         return Vec::new();
     };
-    store
-        .state()
-        .iter()
-        .filter(|cac| cac.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|cac| cac.spec.client_secret_ref.name == name || cac.target_secret_name() == name)
-        .map(|cac| ObjectRef::from_obj(cac.as_ref()))
-        .collect()
+    index.resources_for_secret(&namespace, &secret.name_any())
 }
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::{reflector, watcher};
-
     use super::*;
-    use crate::reconcile::test_support::client;
 
     fn secret_meta(
         namespace: &str,
@@ -280,41 +282,6 @@ mod tests {
                 .collect(),
         );
         meta
-    }
-
-    #[test]
-    fn secrets_map_back_to_the_resources_reading_or_writing_them() {
-        let (store, mut writer) = reflector::store();
-        let mut billing = client("billing");
-        billing.spec.client_secret_ref.name = "shared-secret".into();
-        let mut payroll = client("payroll");
-        payroll.spec.client_secret_ref.name = "shared-secret".into();
-        let mut other_ns = client("elsewhere");
-        other_ns.metadata.namespace = Some("other".into());
-        other_ns.spec.client_secret_ref.name = "shared-secret".into();
-        for cac in [billing, payroll, other_ns] {
-            writer.apply_watcher_event(&watcher::Event::Apply(cac));
-        }
-        let mut names: Vec<String> =
-            map_referenced_secret(&store, &secret_meta("default", "shared-secret", &[]))
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-        names.sort();
-        assert_eq!(names, vec!["billing", "payroll"], "same namespace only");
-        let target: Vec<String> =
-            map_referenced_secret(&store, &secret_meta("default", "billing", &[]))
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-        assert_eq!(
-            target,
-            vec!["billing"],
-            "the target Secret maps to its writer"
-        );
-        assert!(
-            map_referenced_secret(&store, &secret_meta("default", "unrelated", &[])).is_empty()
-        );
     }
 
     #[test]

@@ -370,7 +370,7 @@ async fn two_resources_sharing_a_client_secret_mint_once_and_the_newer_conflicts
 }
 
 #[tokio::test]
-async fn newer_resource_reconciled_first_still_yields_to_the_older_one() {
+async fn a_newer_resource_that_minted_first_keeps_the_secret_and_the_older_one_conflicts() {
     let kit = Kit::start(vec![client()]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
@@ -378,23 +378,146 @@ async fn newer_resource_reconciled_first_still_yields_to_the_older_one() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     kit.create("second", kit.spec("clear-secret")).await;
 
-    // The older one has never been reconciled, so no status names its secret yet: the
-    // newer one mints; then the older one takes the secret over and the newer one stops.
+    // The older one has never been reconciled: the newer one mints and its token is in
+    // use; taking the secret over would revoke it, so the older one yields.
     kit.reconcile("second").await;
-    kit.reconcile("first").await;
-    kit.reconcile_times("second", 2).await;
+    let in_use = kit.token_in("second").await;
     kit.reconcile_times("first", 2).await;
-    assert_eq!(kit.ready("first").await, ("True".into(), "Issued".into()));
-    assert_eq!(kit.ready("second").await.1, "Conflict");
+    kit.reconcile_times("second", 2).await;
+    kit.reconcile("first").await;
+    assert_eq!(kit.ready("second").await, ("True".into(), "Issued".into()));
     assert_eq!(
-        kit.calls(SECRET),
-        2,
-        "the takeover costs one call, then nothing more"
+        kit.ready("first").await,
+        ("False".into(), "Conflict".into())
     );
-    kit.token_in("first").await;
-    kit.token_in("second").await;
+    assert_eq!(kit.calls(SECRET), 1, "one call in total");
+    assert_eq!(kit.token_in("second").await, in_use);
+    assert!(
+        kit.sandbox.is_token_valid(&in_use),
+        "the holder's token is live"
+    );
+    assert!(kit.target("first").await.is_none());
     kit.assert_no_leaks();
     kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_older_resource_whose_secret_appears_later_with_the_same_value_yields_to_the_holder() {
+    let kit = Kit::start(vec![client()]).await;
+    // A (older) points at a Secret that does not exist yet.
+    kit.create("a", kit.spec("secret-a")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    kit.reconcile("a").await;
+    assert_eq!(
+        kit.ready("a").await,
+        ("False".into(), "ClientSecretMissing".into())
+    );
+    // B (newer) has its own Secret and mints.
+    kit.put_client_secret("secret-b", "clientSecret", SECRET)
+        .await;
+    kit.create("b", kit.spec("secret-b")).await;
+    kit.reconcile("b").await;
+    let b_token = kit.token_in("b").await;
+    assert_eq!(kit.calls(SECRET), 1);
+    // A's Secret appears, holding the same client secret.
+    kit.put_client_secret("secret-a", "clientSecret", SECRET)
+        .await;
+    kit.reconcile_times("a", 3).await;
+    kit.reconcile_times("b", 2).await;
+
+    assert_eq!(kit.ready("a").await, ("False".into(), "Conflict".into()));
+    let (_, _, message) = conflict_message(&kit, "a").await;
+    assert!(message.contains("ClearApiClient b"), "{message}");
+    assert_eq!(kit.ready("b").await, ("True".into(), "Issued".into()));
+    assert_eq!(kit.calls(SECRET), 1, "1 call in total");
+    assert_eq!(kit.token_in("b").await, b_token);
+    assert!(
+        kit.sandbox.is_token_valid(&b_token),
+        "B's token is still live"
+    );
+    assert!(kit.target("a").await.is_none(), "A wrote no Secret");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
+    let kit = Kit::start(vec![client()]).await;
+    let other_ns = "payroll-team";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kit.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": other_ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The holder lives in the other namespace.
+    let other_secrets: Api<Secret> = Api::namespaced(kit.client.clone(), other_ns);
+    other_secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "hidden-secret"},
+                "stringData": {"clientSecret": SECRET},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let other_cacs: Api<ClearApiClient> = Api::namespaced(kit.client.clone(), other_ns);
+    let holder: ClearApiClient = serde_json::from_value(json!({
+        "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        "metadata": {"name": "confidential-project", "namespace": other_ns},
+        "spec": kit.spec("hidden-secret"),
+    }))
+    .unwrap();
+    other_cacs
+        .create(&PostParams::default(), &holder)
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if kit.ctx.index.contains(other_ns, "confidential-project") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let obj = other_cacs.get("confidential-project").await.unwrap();
+    clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(kit.calls(SECRET), 1);
+
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 2).await;
+    let (status, reason, message) = conflict_message(&kit, "billing").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(message.contains("another ClearApiClient"), "{message}");
+    let events: Vec<String> = kit.events("billing").into_iter().map(|e| e.2).collect();
+    for text in events.iter().chain([&message]) {
+        assert!(
+            !text.contains(other_ns) && !text.contains("confidential-project"),
+            "the other namespace and name stay hidden: {text}"
+        );
+    }
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "the conflicting resource made no call"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+async fn conflict_message(kit: &Kit, name: &str) -> (String, String, String) {
+    let cac = kit.get(name).await;
+    let condition = cac
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready condition");
+    (condition.status, condition.reason, condition.message)
 }
 
 #[tokio::test]
@@ -409,7 +532,6 @@ async fn plain_http_base_url_is_an_invalid_spec_without_allow_http() {
         ctx.settings.allow_http = false;
         std::sync::Arc::new(ctx)
     };
-    strict.directory.set_stores(Vec::new());
     let obj = kit.get("billing").await;
     clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), strict)
         .await

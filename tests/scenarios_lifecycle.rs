@@ -296,10 +296,28 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
         )
         .await
         .unwrap();
+    // NB: the call may still be in flight in a replica that lost the Lease: nothing is
+    // minted until the Clear timeout plus a margin (30 s by default) has passed.
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 2);
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "no call while the other may be in flight"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "MintInFlight".into())
+    );
+    kit.advance(SignedDuration::from_secs(29));
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1, "one second before the deadline");
+    kit.advance(SignedDuration::from_secs(1));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "then replaced exactly once");
     let status = kit.get("billing").await.status.unwrap();
     assert_eq!(status.mint_started_at, None);
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
@@ -308,9 +326,10 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
 async fn lost_status_update_after_a_written_token_mints_nothing() {
     let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
     // The token reached the Secret (issued 10:00:00) but the status still says a call
-    // started at 09:59:59: only the status update was lost.
+    // started at 09:59:59 and names the token before it: only the status update was lost.
     let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
     status["mintStartedAt"] = json!("2026-11-25T09:59:59Z");
+    status["tokenFingerprint"] = json!("000000000000");
     let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
     kit.cacs
         .patch_status(

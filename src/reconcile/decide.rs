@@ -50,7 +50,8 @@ pub struct Observed {
     pub spec: Result<ValidSpec, String>,
     pub client_secret: ClientSecretState,
     pub target: TargetState,
-    /// `namespace/name` of an older ClearApiClient using the same client secret.
+    /// The ClearApiClient this one yields its client secret to (see `conflict`), as it may
+    /// be shown to this resource's owner.
     pub conflict_with: Option<String>,
     pub regenerate_request: Option<String>,
     pub status: ClearApiClientStatus,
@@ -222,8 +223,15 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         }
     };
 
+    // NB: a failure recorded after the call started means that call ended here (its answer
+    // was lost or may have minted): nothing is in flight, only its backoff applies.
     if reason == MintReason::Interrupted
         && let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0)
+        && obs
+            .status
+            .last_failure_time
+            .as_ref()
+            .is_none_or(|failed| failed.0 < started)
         && now < started + policy.in_flight_grace
     {
         let until = started + policy.in_flight_grace;
@@ -294,14 +302,28 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
 }
 
 /// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret
-/// holds no token issued since. (The Secret is written before status, so a token issued
-/// after the call started means the call succeeded and only the status update was lost:
-/// nothing to redo.)
+/// holds no token issued by that call. (The Secret is written before status, so a token
+/// other than the one status still names means the call succeeded and only the status
+/// update was lost: nothing to redo.)
+///
+/// NB: tokens are told apart by fingerprint, not by issue time: times are kept to the
+/// second, and a regeneration within the second of the previous mint is common.
 fn call_outcome_lost(obs: &Observed) -> bool {
     let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0) else {
         return false;
     };
-    !matches!(&obs.target, TargetState::Ours { token: Some(record), .. } if record.issued_at >= started)
+    let TargetState::Ours {
+        token: Some(record),
+        ..
+    } = &obs.target
+    else {
+        return true;
+    };
+    match obs.status.token_fingerprint.as_deref() {
+        Some(before_the_call) => record.token_fingerprint == before_the_call,
+        // No token was recorded before the call: any token older than it is not its answer.
+        None => record.issued_at < started,
+    }
 }
 
 /// Whether status says a token was written to this same target Secret before.
@@ -598,6 +620,7 @@ mod tests {
                 "a call whose token reached the Secret only lost its status update",
                 |o| {
                     o.status.mint_started_at = time("2026-11-25T00:00:00Z");
+                    o.status.token_fingerprint = Some("oldoldoldold".into());
                 },
                 NOW,
                 None,
@@ -925,9 +948,34 @@ mod tests {
     }
 
     #[test]
+    fn a_recent_call_whose_failure_was_recorded_is_not_in_flight() {
+        let mut obs = healthy();
+        obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
+        obs.status.last_failure_time = time("2026-11-25T05:59:45Z");
+        obs.status.last_failure_reason = Some(clear_reasons::CLEAR_UNAVAILABLE.into());
+        obs.status.next_retry_time = time("2026-11-25T05:59:50Z");
+        assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::Interrupted));
+    }
+
+    #[test]
+    fn a_lost_call_is_told_apart_by_token_even_within_the_same_second() {
+        let mut obs = healthy();
+        // The stored token was issued at 00:00:00 and the next call started that second.
+        obs.status.mint_started_at = time("2026-11-25T00:00:00Z");
+        assert!(matches!(
+            run_at(&obs, "2026-11-25T00:10:00Z"),
+            Decision::Mint {
+                reason: MintReason::Interrupted,
+                ..
+            }
+        ));
+    }
+
+    #[test]
     fn a_recent_call_whose_token_reached_the_secret_is_not_waited_for() {
         let mut obs = healthy();
         obs.status.mint_started_at = time("2026-11-25T00:00:00Z");
+        obs.status.token_fingerprint = Some("oldoldoldold".into());
         assert!(matches!(
             run_at(&obs, "2026-11-25T00:00:05Z"),
             Decision::Keep { .. }

@@ -30,7 +30,7 @@ use tracing::{debug, info, instrument, warn};
 
 pub use self::error::Error;
 use self::{
-    conflict::{Directory, Registry},
+    conflict::ResourceIndex,
     decide::{Blocker, Decision, MintReason, Policy, TokenHealth, decide},
     events::Notice,
     observe::Fetched,
@@ -69,9 +69,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub settings: Settings,
-    /// The ClearApiClients the controller knows, for the conflict check.
-    pub directory: Directory,
-    pub registry: Registry,
+    /// The ClearApiClients the controller knows (fed by its watch events): the conflict
+    /// check and the Secret-to-resources mapping.
+    pub index: ResourceIndex,
     /// Whether this replica may still write (leader election); checked before each write
     /// and before each call to Clear.
     pub fence: Fence,
@@ -99,8 +99,7 @@ impl Context {
             clock,
             metrics,
             settings,
-            directory: Directory::default(),
-            registry: Registry::default(),
+            index: ResourceIndex::default(),
             exported: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
         }
@@ -306,8 +305,8 @@ async fn keep(
             events::publish(&ctx.recorder, &cac.object_ref(&()), Notice::SecretRefreshed).await;
         }
     }
-    ctx.registry
-        .claim(&fetched.claimant, &record.client_secret_fingerprint);
+    ctx.index
+        .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
     let prev = &fetched.observed.status;
     let next = status::kept(
         prev,
@@ -338,13 +337,6 @@ async fn wait(
 ) -> Result<Option<Timestamp>, Error> {
     let cac = &fetched.cac;
     let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
-    if let (
-        Blocker::Backoff { .. } | Blocker::Rejected | Blocker::BudgetExhausted { .. },
-        Some(secret),
-    ) = (blocker, &fetched.client_secret)
-    {
-        ctx.registry.claim(&fetched.claimant, &secret.fingerprint());
-    }
     let prev = &fetched.observed.status;
     let next = status::waiting(prev, blocker, health, pending, cac.meta().generation, now);
     write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
@@ -410,16 +402,16 @@ async fn mint(
         });
     };
     let fingerprint = client_secret.fingerprint();
-    let lock = ctx.registry.lock_for(&fingerprint);
+    let lock = ctx.index.lock_for(&fingerprint);
     let _serialized = lock.lock().await;
     // NB: re-checked under the lock: another resource with the same client secret may have
     // claimed it since the fetch, and its status may not have reached the cache yet.
-    if let Some(older) = ctx
-        .registry
-        .find_conflict(&ctx.directory, &fetched.claimant, &fingerprint)
+    if let Some(holder) = ctx
+        .index
+        .find_conflict(&fetched.claimant, &fingerprint, fetched.holds)
     {
         let blocker = Blocker::Conflict {
-            with: older.display(),
+            with: holder.display_to(&fetched.claimant),
         };
         return wait(
             ctx,
@@ -433,7 +425,8 @@ async fn mint(
         )
         .await;
     }
-    ctx.registry.claim(&fetched.claimant, &fingerprint);
+    // NB: from here on this resource is about to hold the secret: others yield to it.
+    ctx.index.claim(&fetched.claimant, &fingerprint, true);
 
     let prev = &fetched.observed.status;
     let counted = status::before_mint(prev, &fingerprint, now);
@@ -615,7 +608,7 @@ async fn revoke_on_delete(
     let notice = match (&fetched.client_secret, &fetched.base_url) {
         _ if status.token_fingerprint.is_none() => skip("no token was ever issued"),
         _ if fetched.observed.conflict_with.is_some() => skip(
-            "an older ClearApiClient uses the same client secret and minting would revoke its token",
+            "another ClearApiClient holds the same client secret and minting would revoke its token",
         ),
         (None, _) => skip("the client secret is missing"),
         (_, None) => skip("the spec has no usable base URL"),
@@ -628,7 +621,7 @@ async fn revoke_on_delete(
             skip("Clear rejected the client secret")
         }
         (Some(secret), Some(base_url)) => {
-            let lock = ctx.registry.lock_for(&secret.fingerprint());
+            let lock = ctx.index.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
             ctx.fence.check()?;
             let started = std::time::Instant::now();
@@ -691,7 +684,7 @@ async fn set_finalizer(
 
 fn forget(ctx: &Context, namespace: &str, name: &str) {
     ctx.metrics.forget(namespace, name);
-    ctx.registry.forget(namespace, name);
+    ctx.index.forget(namespace, name);
     let key = (namespace.to_string(), name.to_string());
     ctx.exported_lock().remove(&key);
     ctx.failures_lock().remove(&key);
@@ -707,6 +700,7 @@ impl Context {
             forget(self, &namespace, &name);
         }
         self.metrics.forget_all();
+        self.index.forget_all_claims();
     }
 
     /// Consecutive failed reconciles of this resource (0 after a success).
@@ -737,12 +731,8 @@ impl Context {
     /// NB: kube-runtime does not reconcile a deleted object that has no finalizer, so this
     /// sweep (run periodically by the controller) is where their series disappear.
     pub fn forget_deleted(&self) {
-        let present: std::collections::BTreeSet<(String, String)> = self
-            .directory
-            .all()
-            .iter()
-            .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
-            .collect();
+        let present: std::collections::BTreeSet<(String, String)> =
+            self.index.keys().into_iter().collect();
         let gone: Vec<(String, String)> =
             self.exported_lock().difference(&present).cloned().collect();
         for (namespace, name) in gone {

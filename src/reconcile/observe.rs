@@ -27,6 +27,8 @@ pub struct Fetched {
     pub client_secret: Option<ClientSecret>,
     pub base_url: Option<BaseUrl>,
     pub claimant: Claimant,
+    /// Whether the stored token was minted from the current client secret.
+    pub holds: bool,
 }
 
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
@@ -74,11 +76,24 @@ pub async fn fetch(
     };
 
     let claimant = Claimant::of(&cac);
+    // NB: this resource holds the secret when its stored token was minted from it.
+    let holds = match (&client_secret_state, &target) {
+        (
+            ClientSecretState::Present { fingerprint },
+            TargetState::Ours {
+                token: Some(record),
+                ..
+            },
+        ) => record.client_secret_fingerprint == *fingerprint,
+        _ => false,
+    };
     let conflict_with = match &client_secret_state {
-        ClientSecretState::Present { fingerprint } => ctx
-            .registry
-            .find_conflict(&ctx.directory, &claimant, fingerprint)
-            .map(|c| c.display()),
+        ClientSecretState::Present { fingerprint } => {
+            ctx.index.claim(&claimant, fingerprint, holds);
+            ctx.index
+                .find_conflict(&claimant, fingerprint, holds)
+                .map(|c| c.display_to(&claimant))
+        }
         ClientSecretState::Missing { .. } => None,
     };
 
@@ -98,6 +113,7 @@ pub async fn fetch(
         client_secret: client_secret.ok(),
         base_url,
         claimant,
+        holds,
     }))
 }
 

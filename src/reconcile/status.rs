@@ -267,7 +267,7 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
         Blocker::Conflict { with } => (
             reasons::CONFLICT,
             format!(
-                "ClearApiClient {with} already uses this client secret; minting here would revoke its token, so nothing is minted"
+                "{with} already uses this client secret (it holds the token in use, or is older); minting here would revoke its token, so nothing is minted"
             ),
         ),
         Blocker::Backoff { reason, until } => (
