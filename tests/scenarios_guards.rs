@@ -229,25 +229,37 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
 }
 
 #[tokio::test]
-async fn failing_secret_write_after_a_mint_backs_off_instead_of_minting_in_a_loop() {
+async fn a_secret_that_cannot_be_written_costs_no_call_and_backs_off() {
     let kit = Kit::start(vec![client()]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
     kit.create("billing", kit.spec("clear-secret")).await;
-    kit.emulator.faults().fail_next("patch", "secrets", 1, 500);
+    // An admission webhook or quota refusing the Secret, three attempts in a row.
+    kit.emulator.faults().fail_next("patch", "secrets", 3, 403);
     kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(
+        kit.calls(SECRET),
+        0,
+        "the dry run failed: Clear is not called"
+    );
     assert!(kit.target("billing").await.is_none());
     assert_eq!(
         kit.ready("billing").await,
         ("False".into(), "SecretApplyFailed".into())
     );
-
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 1, "no call during the backoff");
-    kit.advance(SignedDuration::from_mins(1));
+    for _ in 0..2 {
+        let status = kit.get("billing").await.status.unwrap();
+        let wait = status.next_retry_time.unwrap().0.duration_since(kit.now());
+        kit.advance(wait);
+        kit.reconcile("billing").await;
+        assert_eq!(kit.calls(SECRET), 0, "each retry is a dry run again");
+    }
+    // The Secret can be written again: one call.
+    let status = kit.get("billing").await.status.unwrap();
+    kit.advance(status.next_retry_time.unwrap().0.duration_since(kit.now()));
     kit.reconcile_times("billing", 2).await;
-    assert_eq!(kit.calls(SECRET), 2);
+    assert_eq!(kit.calls(SECRET), 1);
     let token = kit.token_in("billing").await;
     assert!(kit.sandbox.is_token_valid(&token));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
@@ -652,4 +664,37 @@ fn retry_delays_double_from_five_seconds_up_to_five_minutes() {
         600,
         "permanent errors wait for a change"
     );
+}
+
+#[tokio::test]
+async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_loop() {
+    let kit = Kit::start(vec![
+        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(60)),
+    ])
+    .await;
+    // Clear's clock is two hours behind: every token it mints "expired" before it was issued.
+    kit.set_clear_time("2026-11-25T08:00:00Z");
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(
+        status.valid_till.map(|t| t.0),
+        Some("2026-11-25T11:00:00Z".parse().unwrap()),
+        "a lifetime of one hour is assumed"
+    );
+    // Renewal at two thirds of that hour; before it, any number of reconciles costs nothing.
+    for _ in 0..39 {
+        kit.clock.advance(SignedDuration::from_mins(1));
+        kit.reconcile("billing").await;
+    }
+    assert_eq!(kit.calls(SECRET), 1, "no mint loop");
+    kit.clock.advance(SignedDuration::from_mins(1));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "one renewal per clamped lifetime");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
 }

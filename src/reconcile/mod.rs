@@ -429,6 +429,35 @@ async fn mint(
     ctx.index.claim(&fetched.claimant, &fingerprint, true);
 
     let prev = &fetched.observed.status;
+    // NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC) would
+    // make the call revoke the stored token for nothing, again after every backoff; a
+    // server-side dry run of the same apply finds out first, at no cost at Clear.
+    if let Err(Error::ApplySecret {
+        name: target,
+        detail,
+    }) = dry_run_secret(ctx, cac, base_url.as_str(), spec, &fingerprint, now).await
+    {
+        let attempt = prev.failed_attempts.saturating_add(1);
+        let next_retry = now + schedule::transient_backoff(attempt, schedule::random_jitter());
+        let failure = MintFailure {
+            reason: status::reasons::SECRET_APPLY_FAILED,
+            message: format!(
+                "failed to write Secret {target} (server-side dry run, before calling Clear): {detail}"
+            ),
+            next_retry: Some(next_retry),
+            may_have_minted: false,
+        };
+        let next = status::mint_failed(prev, &failure, health, cac.meta().generation, now);
+        write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
+        warn!(secret = %target, error = %detail, "the token Secret cannot be written; not calling Clear");
+        let notice = Notice::MintFailed {
+            reason: failure.reason,
+            message: failure.message.clone(),
+        };
+        events::publish(&ctx.recorder, &cac.object_ref(&()), notice).await;
+        ctx.metrics.set_ready(&namespace, &name, health.is_usable());
+        return Ok(Some(next_retry));
+    }
     let counted = status::before_mint(prev, &fingerprint, now);
     write_status(ctx, api, &name, cac.status.as_ref(), &counted).await?;
     info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
@@ -477,9 +506,17 @@ async fn mint(
     };
 
     let issued_at = now_seconds(ctx);
+    let (valid_till, clamped) = schedule::clamp_valid_till(issued_at, issued.valid_till);
+    if clamped {
+        warn!(
+            valid_till = ?issued.valid_till,
+            %issued_at,
+            "Clear's valid_till is not after the issue time (clock skew?); assuming a lifetime of one hour"
+        );
+    }
     let record = TokenRecord {
         issued_at,
-        valid_till: issued.valid_till,
+        valid_till,
         client_secret_fingerprint: fingerprint,
         config_hash: spec.config_hash.clone(),
         // NB: whatever regenerate value is present now is honoured by this mint, including
@@ -543,6 +580,42 @@ async fn mint(
         events::publish(&ctx.recorder, &reference, notice).await;
     }
     Ok(renewal)
+}
+
+/// Server-side dry run of the Secret apply a mint would make (with a placeholder token).
+async fn dry_run_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    base_url: &str,
+    spec: &decide::ValidSpec,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let record = TokenRecord {
+        issued_at: now,
+        valid_till: None,
+        client_secret_fingerprint: fingerprint.to_string(),
+        config_hash: spec.config_hash.clone(),
+        regenerate: None,
+        token_fingerprint: "dry-run".to_string(),
+    };
+    let placeholder = AccessToken::new("dry-run-placeholder".to_string());
+    let desired = secret::build_secret(cac, base_url, &placeholder, &record);
+    let name = cac.target_secret_name();
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &cac.namespace().unwrap_or_default());
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|e| Error::ApplySecret {
+            name,
+            detail: error::sanitize(&e),
+        })?;
+    Ok(())
 }
 
 /// Writes status, if this replica still leads.

@@ -196,6 +196,12 @@ impl Kit {
         self.sandbox_clock.set_to(to_chrono(jiff_now(&self.clock)));
     }
 
+    /// Moves only the simulator's clock (Clear and the cluster disagree about the time).
+    pub fn set_clear_time(&self, to: &str) {
+        let t: Timestamp = to.parse().unwrap();
+        self.sandbox_clock.set_to(to_chrono(t));
+    }
+
     pub fn set_time(&self, to: &str) {
         let t: Timestamp = to.parse().unwrap();
         self.clock.set(t);
