@@ -698,3 +698,54 @@ async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_l
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn after_a_rejection_correcting_the_configuration_retries_once_without_a_secret_change() {
+    let kit = Kit::start(vec![client()]).await;
+    // Another Clear host that does not know this client secret (a production secret sent
+    // to the sandbox host, or the other way round): it answers 401.
+    let wrong_host = clear_sandbox::Sandbox::start(clear_sandbox::SandboxConfig::new(vec![]))
+        .await
+        .unwrap();
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["baseUrl"] = json!(wrong_host.url());
+    kit.create("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(wrong_host.call_counts(SECRET).total, 1, "one rejected call");
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClientSecretRejected".into())
+    );
+    // Correcting the spec is enough: no need to change the client secret.
+    kit.patch_spec("billing", json!({"baseUrl": kit.url()}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(wrong_host.call_counts(SECRET).total, 1);
+    assert_eq!(kit.calls(SECRET), 1, "one call to the right host");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    kit.assert_no_leaks();
+    let _ = wrong_host.shutdown().await;
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trailing_slash_on_the_base_url_is_not_a_configuration_change() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let token = kit.token_in("billing").await;
+    kit.patch_spec("billing", json!({"baseUrl": format!("{}/", kit.url())}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "the same host: no call");
+    assert_eq!(kit.token_in("billing").await, token);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -13,6 +13,8 @@ use crate::{clear::reasons as clear_reasons, resource::ClearApiClientStatus};
 pub struct ValidSpec {
     pub base_url: String,
     pub config_hash: String,
+    /// Hashes meaning the same configuration (earlier versions, equivalent spellings).
+    pub equivalent_config_hashes: Vec<String>,
     pub renew_before: Option<SignedDuration>,
 }
 
@@ -237,7 +239,7 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         let until = started + policy.in_flight_grace;
         return wait(Blocker::CallInFlight { until }, Some(until), Some(reason));
     }
-    if let Some(blocker) = backoff(&obs.status, fingerprint, now) {
+    if let Some(blocker) = backoff(&obs.status, fingerprint, spec, now) {
         let retry_at = match &blocker {
             Blocker::Backoff { until, .. } => Some(*until),
             _ => Some(now + schedule::REJECTED_RECHECK),
@@ -279,7 +281,9 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if record.client_secret_fingerprint != fingerprint {
         return Need::Mint(MintReason::ClientSecretChanged);
     }
-    if record.config_hash != spec.config_hash {
+    if record.config_hash != spec.config_hash
+        && !spec.equivalent_config_hashes.contains(&record.config_hash)
+    {
         return Need::Mint(MintReason::ConfigChanged);
     }
     if let Some(value) = &obs.regenerate_request {
@@ -358,9 +362,22 @@ fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
 /// The backoff a previous failure asked for, if it still applies.
 ///
 /// NB: a new client secret lifts the waits that were about the old one (rejected, or its
-/// daily quota spent); transient failures are about Clear and keep their backoff.
-fn backoff(status: &ClearApiClientStatus, fingerprint: &str, now: Timestamp) -> Option<Blocker> {
+/// daily quota spent); transient failures are about Clear and keep their backoff. A
+/// rejection is also lifted by a new configuration (a production secret sent to the
+/// sandbox host is rejected there, and fine once `environment` is corrected).
+fn backoff(
+    status: &ClearApiClientStatus,
+    fingerprint: &str,
+    spec: &ValidSpec,
+    now: Timestamp,
+) -> Option<Blocker> {
     let reason = status.last_failure_reason.as_deref()?;
+    let same_config = status.config_hash.as_ref().is_none_or(|rejected| {
+        *rejected == spec.config_hash || spec.equivalent_config_hashes.contains(rejected)
+    });
+    if reason == clear_reasons::CLIENT_SECRET_REJECTED && !same_config {
+        return None;
+    }
     let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
     let about_secret = matches!(
         reason,
@@ -417,6 +434,7 @@ mod tests {
             spec: Ok(ValidSpec {
                 base_url: "https://api-sandbox.clear.in".into(),
                 config_hash: HASH.into(),
+                equivalent_config_hashes: Vec::new(),
                 renew_before: None,
             }),
             client_secret: ClientSecretState::Present {
@@ -980,6 +998,33 @@ mod tests {
             run_at(&obs, "2026-11-25T00:00:05Z"),
             Decision::Keep { .. }
         ));
+    }
+
+    #[test]
+    fn a_rejection_is_lifted_by_a_new_configuration_but_not_by_an_equivalent_one() {
+        let mut obs = healthy();
+        obs.target = TargetState::Absent;
+        obs.status.token_fingerprint = None;
+        obs.status.last_failure_reason = Some(clear_reasons::CLIENT_SECRET_REJECTED.into());
+        obs.status.config_hash = Some("oldconfighash".into());
+        assert_eq!(
+            mint_reason_of(&run(&obs)),
+            Some(MintReason::NoToken),
+            "config changed"
+        );
+        obs.status.config_hash = Some(HASH.into());
+        assert_eq!(
+            blocker_of(&run(&obs)),
+            Some(Blocker::Rejected),
+            "same config"
+        );
+        obs.status.config_hash = Some("equivalenthash".into());
+        obs.spec.as_mut().unwrap().equivalent_config_hashes = vec!["equivalenthash".into()];
+        assert_eq!(
+            blocker_of(&run(&obs)),
+            Some(Blocker::Rejected),
+            "same meaning"
+        );
     }
 
     #[test]

@@ -458,7 +458,7 @@ async fn mint(
         ctx.metrics.set_ready(&namespace, &name, health.is_usable());
         return Ok(Some(next_retry));
     }
-    let counted = status::before_mint(prev, &fingerprint, now);
+    let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, now);
     write_status(ctx, api, &name, cac.status.as_ref(), &counted).await?;
     info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
     // NB: the fence was checked by the status write just above; checked again because that

@@ -15,7 +15,7 @@ use super::{
     secret::{self, Ownership},
 };
 use crate::{
-    clear::{BaseUrl, ClientSecret, resolve_base_url},
+    clear::{BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
     resource::ClearApiClient,
 };
 
@@ -145,9 +145,15 @@ pub fn check_spec(
         Ok(d) => d,
         Err(e) => return (Some(base_url), Err(e.to_string())),
     };
+    let (config_hash, equivalent_config_hashes) = secret::resolved_config_hash(
+        cac,
+        base_url.as_str(),
+        documented_base_url(spec.region, spec.environment),
+    );
     let valid = ValidSpec {
         base_url: base_url.as_str().to_string(),
-        config_hash: secret::config_hash(cac),
+        config_hash,
+        equivalent_config_hashes,
         renew_before,
     };
     (Some(base_url), Ok(valid))

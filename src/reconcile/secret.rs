@@ -104,15 +104,45 @@ pub fn read_token_record(meta: &ObjectMeta) -> Option<TokenRecord> {
 }
 
 /// Hash of the settings a token is bound to: a change of any of them needs a new token.
+/// (The `baseUrl` field as written; see [`resolved_config_hash`] for what is compared.)
 pub fn config_hash(cac: &ClearApiClient) -> String {
+    config_hash_with(cac, cac.spec.base_url.as_deref().unwrap_or_default())
+}
+
+fn config_hash_with(cac: &ClearApiClient, base_url_field: &str) -> String {
     let spec = &cac.spec;
     let parts = [
         serde_json::to_string(&spec.environment).unwrap_or_default(),
         serde_json::to_string(&spec.region).unwrap_or_default(),
-        spec.base_url.clone().unwrap_or_default(),
+        base_url_field.to_string(),
         spec.workspace.clone(),
     ];
     short_hash(&parts.join("\n"))
+}
+
+/// The config hash of the base URL as resolved, plus every hash that means the same
+/// configuration (written by earlier versions from the raw field, or with a trailing
+/// slash, or naming the built-in host explicitly): comparing any of them, an explicit
+/// `baseUrl` equal to the built-in one is no change, and upgrading mints nothing.
+pub fn resolved_config_hash(
+    cac: &ClearApiClient,
+    resolved: &str,
+    documented: Option<&str>,
+) -> (String, Vec<String>) {
+    let builtin = documented == Some(resolved);
+    let canonical = config_hash_with(cac, if builtin { "" } else { resolved });
+    let mut equivalent = vec![
+        config_hash(cac),
+        config_hash_with(cac, resolved),
+        config_hash_with(cac, &format!("{resolved}/")),
+    ];
+    if builtin {
+        equivalent.push(config_hash_with(cac, ""));
+    }
+    equivalent.retain(|h| *h != canonical);
+    equivalent.sort();
+    equivalent.dedup();
+    (canonical, equivalent)
 }
 
 fn short_hash(input: &str) -> String {
@@ -530,6 +560,34 @@ mod tests {
             .unwrap()
             .remove(ISSUED_AT_ANNOTATION);
         assert_eq!(read_token_record(&meta), None);
+    }
+
+    #[test]
+    fn an_explicit_base_url_equal_to_the_built_in_one_or_with_a_slash_is_the_same_config() {
+        const BUILTIN: &str = "https://api-sandbox.clear.in";
+        let implicit = client("billing");
+        let (canonical, _) = resolved_config_hash(&implicit, BUILTIN, Some(BUILTIN));
+        for written in [BUILTIN.to_string(), format!("{BUILTIN}/")] {
+            let mut explicit = implicit.clone();
+            explicit.spec.base_url = Some(written.clone());
+            let (same, legacy) = resolved_config_hash(&explicit, BUILTIN, Some(BUILTIN));
+            assert_eq!(same, canonical, "{written}");
+            assert!(
+                legacy.contains(&config_hash(&explicit)),
+                "old Secrets still match"
+            );
+        }
+        // A Secret minted from an explicit URL before the upgrade, field since removed.
+        let mut explicit = implicit.clone();
+        explicit.spec.base_url = Some(format!("{BUILTIN}/"));
+        let (_, legacy) = resolved_config_hash(&implicit, BUILTIN, Some(BUILTIN));
+        assert!(legacy.contains(&config_hash(&explicit)));
+        // A real change of host is a change.
+        let mut proxy = implicit.clone();
+        proxy.spec.base_url = Some("https://proxy.example".into());
+        let (other, legacy) = resolved_config_hash(&proxy, "https://proxy.example", Some(BUILTIN));
+        assert_ne!(other, canonical);
+        assert!(!legacy.contains(&canonical));
     }
 
     #[test]

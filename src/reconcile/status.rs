@@ -143,9 +143,11 @@ pub fn kept(
 pub fn before_mint(
     prev: &ClearApiClientStatus,
     fingerprint: &str,
+    config_hash: &str,
     now: Timestamp,
 ) -> ClearApiClientStatus {
     let mut status = prev.clone();
+    status.config_hash = Some(config_hash.to_string());
     let today = schedule::utc_day(now);
     status.mints_today = if status.mint_day.as_deref() == Some(today.as_str()) {
         status.mints_today.saturating_add(1)
@@ -470,7 +472,12 @@ mod tests {
             mints_today: 7,
             ..Default::default()
         };
-        let same_day = before_mint(&prev, "ffffffffffff", ts("2026-11-25T23:59:59Z"));
+        let same_day = before_mint(
+            &prev,
+            "ffffffffffff",
+            "cccccccccccc",
+            ts("2026-11-25T23:59:59Z"),
+        );
         assert_eq!(same_day.mints_today, 8);
         assert_eq!(
             same_day.mint_started_at,
@@ -481,7 +488,12 @@ mod tests {
             Some("ffffffffffff")
         );
         prev.mints_today = 250;
-        let next_day = before_mint(&prev, "ffffffffffff", ts("2026-11-26T00:00:00Z"));
+        let next_day = before_mint(
+            &prev,
+            "ffffffffffff",
+            "cccccccccccc",
+            ts("2026-11-26T00:00:00Z"),
+        );
         assert_eq!(next_day.mints_today, 1);
         assert_eq!(next_day.mint_day.as_deref(), Some("2026-11-26"));
     }
@@ -524,6 +536,7 @@ mod tests {
         let prev = before_mint(
             &Default::default(),
             "aaaaaaaaaaaa",
+            "cccccccccccc",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
@@ -558,6 +571,7 @@ mod tests {
         let prev = before_mint(
             &Default::default(),
             "aaaaaaaaaaaa",
+            "cccccccccccc",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
