@@ -186,7 +186,15 @@ async fn reconcile_with_finalizer(
             if has_finalizer {
                 // Only a successful (or deliberately skipped) revoke releases the resource.
                 revoke_on_delete(&obj, &api, ctx).await?;
-                set_finalizer(&api, &obj, false).await?;
+                // NB: re-read: the revoke recorded itself in status, so the resourceVersion
+                // the finalizer patch carries must be the one after that write.
+                if let Some(fresh) = api
+                    .get_opt(&obj.name_any())
+                    .await
+                    .map_err(Error::ReadResource)?
+                {
+                    set_finalizer(&api, &fresh, false).await?;
+                }
             }
             return Ok(Action::await_change());
         }
@@ -678,6 +686,12 @@ async fn revoke_on_delete(
         why: format!("the token was not revoked on delete: {why}"),
     };
     let status = &fetched.observed.status;
+    // NB: a revoke already recorded (the finalizer patch after it failed, e.g. on a
+    // conflict) is not repeated: one call per deletion.
+    if status::ready_condition(Some(status)).is_some_and(|c| c.reason == status::reasons::REVOKED) {
+        info!("revoke-on-delete already done; releasing the resource");
+        return Ok(Action::await_change());
+    }
     let notice = match (&fetched.client_secret, &fetched.base_url) {
         _ if status.token_fingerprint.is_none() => skip("no token was ever issued"),
         _ if fetched.observed.conflict_with.is_some() => skip(
@@ -703,6 +717,8 @@ async fn revoke_on_delete(
                 // NB: the new token is dropped right here, never written anywhere.
                 Ok(_discarded) => {
                     ctx.metrics.observe_clear_call("issued", started.elapsed());
+                    let next = status::revoked(status, obj.meta().generation, now_seconds(ctx));
+                    write_status(ctx, api, &name, obj.status.as_ref(), &next).await?;
                     Notice::Revoked
                 }
                 Err(error) => {

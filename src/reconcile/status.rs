@@ -39,6 +39,8 @@ pub mod reasons {
     /// A call to Clear started by another replica (or an earlier attempt) may still be in
     /// flight; nothing is minted until its deadline passed.
     pub const MINT_IN_FLIGHT: &str = "MintInFlight";
+    /// The resource is being deleted and its token was revoked (revokeOnDelete).
+    pub const REVOKED: &str = "Revoked";
 }
 
 /// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
@@ -157,6 +159,27 @@ pub fn before_mint(
     status.mint_day = Some(today);
     status.mint_started_at = Some(Time(now));
     status.client_secret_fingerprint = Some(fingerprint.to_string());
+    status
+}
+
+/// Status once the token was revoked on delete: no token any more, and the mark that keeps
+/// a retried finalizer removal from calling Clear again.
+pub fn revoked(
+    prev: &ClearApiClientStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    status.token_fingerprint = None;
+    status.mint_started_at = None;
+    set_ready(
+        &mut status,
+        false,
+        reasons::REVOKED,
+        "the token was revoked on delete".to_string(),
+        generation,
+        now,
+    );
     status
 }
 
