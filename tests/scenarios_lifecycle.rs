@@ -492,3 +492,48 @@ async fn reconciles_at_sub_second_times_settle_and_then_write_nothing() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn renaming_the_target_moves_the_live_token_without_a_call_and_removes_the_old_secret() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let token = kit.token_in("billing").await;
+    kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "no call for a rename");
+    assert_eq!(
+        kit.token_in("billing-v2").await,
+        token,
+        "the same token moved"
+    );
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert!(
+        kit.target("billing").await.is_none(),
+        "no Secret of ours is left under the old name"
+    );
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.secret_name.as_deref(), Some("billing-v2"));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn renaming_the_target_when_renewal_is_due_mints_once_and_leaves_no_revoked_copy() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let old_token = kit.token_in("billing").await;
+    kit.advance(SignedDuration::from_hours(9));
+    kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "one renewal");
+    let token = kit.token_in("billing-v2").await;
+    assert_ne!(token, old_token);
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert!(
+        kit.target("billing").await.is_none(),
+        "the Secret with the revoked token is gone"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -57,6 +57,16 @@ pub struct Observed {
     pub conflict_with: Option<String>,
     pub regenerate_request: Option<String>,
     pub status: ClearApiClientStatus,
+    /// After `target.name` changed: the Secret status names, if it is ours and still holds
+    /// the token status records (it can be moved without a call).
+    pub previous_target: Option<PreviousTarget>,
+}
+
+/// The token Secret of before a `target.name` change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviousTarget {
+    pub name: String,
+    pub record: TokenRecord,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,6 +162,8 @@ pub enum Decision {
         refresh_secret: bool,
         record: TokenRecord,
         renewal_time: Option<Timestamp>,
+        /// The token is in this (previous) Secret: move it to the target, then delete it.
+        move_from: Option<String>,
     },
     /// Nothing can be done now.
     Wait {
@@ -212,9 +224,14 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
 
     let reason = match need(obs, spec, fingerprint, now) {
         Need::Mint(reason) => reason,
-        Need::Keep { record, drifted } => {
+        Need::Keep {
+            record,
+            drifted,
+            move_from,
+        } => {
             return Decision::Keep {
-                refresh_secret: drifted,
+                refresh_secret: drifted || move_from.is_some(),
+                move_from,
                 record: record.clone(),
                 renewal_time: schedule::renewal_time(
                     record.issued_at,
@@ -262,6 +279,7 @@ enum Need<'a> {
     Keep {
         record: &'a TokenRecord,
         drifted: bool,
+        move_from: Option<String>,
     },
     Mint(MintReason),
 }
@@ -270,12 +288,21 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if call_outcome_lost(obs) {
         return Need::Mint(MintReason::Interrupted);
     }
-    let (record, drifted) = match &obs.target {
-        TargetState::Ours {
-            token: Some(record),
-            drifted,
-        } => (record, *drifted),
-        TargetState::Absent if had_token_in(obs) => return Need::Mint(MintReason::SecretDeleted),
+    let (record, drifted, move_from) = match (&obs.target, &obs.previous_target) {
+        (
+            TargetState::Ours {
+                token: Some(record),
+                drifted,
+            },
+            _,
+        ) => (record, *drifted, None),
+        // NB: a renamed target: the live token moves with no call (a new one would revoke it).
+        (TargetState::Absent, Some(previous)) => {
+            (&previous.record, true, Some(previous.name.clone()))
+        }
+        (TargetState::Absent, None) if had_token_in(obs) => {
+            return Need::Mint(MintReason::SecretDeleted);
+        }
         _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
@@ -302,7 +329,11 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if renewal.is_some_and(|at| now >= at) {
         return Need::Mint(MintReason::RenewalDue);
     }
-    Need::Keep { record, drifted }
+    Need::Keep {
+        record,
+        drifted,
+        move_from,
+    }
 }
 
 /// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret
@@ -446,6 +477,7 @@ mod tests {
             },
             conflict_with: None,
             regenerate_request: None,
+            previous_target: None,
             status: ClearApiClientStatus {
                 secret_name: Some("billing".into()),
                 token_fingerprint: Some("tttttttttttt".into()),
@@ -494,6 +526,7 @@ mod tests {
                 refresh_secret: false,
                 record: record(),
                 renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                move_from: None,
             }
         );
     }
@@ -1025,6 +1058,34 @@ mod tests {
             Some(Blocker::Rejected),
             "same meaning"
         );
+    }
+
+    #[test]
+    fn a_renamed_target_moves_the_live_token_without_a_call() {
+        let mut obs = healthy();
+        obs.target_name = "billing-v2".into();
+        obs.target = TargetState::Absent;
+        obs.previous_target = Some(PreviousTarget {
+            name: "billing".into(),
+            record: record(),
+        });
+        assert_eq!(
+            run(&obs),
+            Decision::Keep {
+                refresh_secret: true,
+                record: record(),
+                renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                move_from: Some("billing".into()),
+            }
+        );
+        // Due for renewal anyway: one mint, no move.
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T08:00:00Z")),
+            Some(MintReason::RenewalDue)
+        );
+        // Without the previous Secret the token is gone: one mint.
+        obs.previous_target = None;
+        assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::NoToken));
     }
 
     #[test]

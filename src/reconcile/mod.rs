@@ -237,17 +237,10 @@ async fn apply(
             refresh_secret,
             record,
             renewal_time,
+            move_from,
         } => {
-            keep(
-                ctx,
-                api,
-                &fetched,
-                refresh_secret,
-                &record,
-                renewal_time,
-                now,
-            )
-            .await?
+            let refresh = refresh_secret.then_some(move_from);
+            keep(ctx, api, &fetched, refresh, &record, renewal_time, now).await?
         }
         Decision::Wait {
             blocker,
@@ -284,32 +277,43 @@ fn decision_label(decision: &Decision) -> &'static str {
     }
 }
 
-/// The stored token stays; only drifted metadata is re-applied.
+/// The stored token stays; only drifted metadata is re-applied. `refresh`: `Some(None)`
+/// re-applies the target Secret, `Some(Some(old))` moves the token from the Secret `old`
+/// (a renamed target) and then deletes it.
 async fn keep(
     ctx: &Context,
     api: &Api<ClearApiClient>,
     fetched: &Fetched,
-    refresh_secret: bool,
+    refresh: Option<Option<String>>,
     record: &TokenRecord,
     renewal_time: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, Error> {
     let cac = &fetched.cac;
     let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
-    if refresh_secret && let Some(base_url) = &fetched.base_url {
+    if let Some(move_from) = refresh
+        && let Some(base_url) = &fetched.base_url
+    {
         // NB: the full Secret is read only here, to carry its token into the apply.
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
         let target = cac.target_secret_name();
+        let source = move_from.clone().unwrap_or_else(|| target.clone());
         let current = secrets
-            .get_opt(&target)
+            .get_opt(&source)
             .await
             .map_err(|e| Error::ReadStoredToken {
-                name: target.clone(),
+                name: source.clone(),
                 detail: error::sanitize(&e),
             })?;
         if let Some(token) = current.as_ref().and_then(secret::stored_token) {
             apply_secret(ctx, cac, base_url.as_str(), &token, record).await?;
-            info!(secret = %target, "re-applied drifted Secret metadata without minting");
+            drop(token);
+            if move_from.is_some() {
+                delete_previous_secret(ctx, &namespace, &source).await?;
+                info!(from = %source, secret = %target, "moved the token to the renamed target Secret without minting");
+            } else {
+                info!(secret = %target, "re-applied drifted Secret metadata without minting");
+            }
             events::publish(&ctx.recorder, &cac.object_ref(&()), Notice::SecretRefreshed).await;
         }
     }
@@ -561,6 +565,10 @@ async fn mint(
         return Ok(Some(next_retry));
     }
     applied?;
+    if let Some(previous) = &fetched.previous_secret {
+        // NB: the new token revoked the one still sitting under the old target name.
+        delete_previous_secret(ctx, &namespace, previous).await?;
+    }
     let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
     let target = cac.target_secret_name();
     let done = status::minted(&counted, &record, renewal, &target, generation, issued_at);
@@ -624,6 +632,23 @@ async fn dry_run_secret(
             detail: error::sanitize(&e),
         })?;
     Ok(())
+}
+
+/// Deletes our Secret left under a previous target name (if this replica still leads).
+async fn delete_previous_secret(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error> {
+    ctx.fence.check()?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    match secrets
+        .delete(name, &kube::api::DeleteParams::default())
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::ApplySecret {
+            name: name.to_string(),
+            detail: error::sanitize(&e),
+        }),
+    }
 }
 
 /// Writes status, if this replica still leads.

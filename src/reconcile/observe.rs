@@ -9,7 +9,7 @@ use kube::{Api, ResourceExt, core::PartialObjectMeta};
 use super::{
     Context,
     conflict::Claimant,
-    decide::{ClientSecretState, Observed, TargetState, ValidSpec},
+    decide::{ClientSecretState, Observed, PreviousTarget, TargetState, ValidSpec},
     error::{Error, sanitize},
     schedule,
     secret::{self, Ownership},
@@ -29,6 +29,9 @@ pub struct Fetched {
     pub claimant: Claimant,
     /// Whether the stored token was minted from the current client secret.
     pub holds: bool,
+    /// Our Secret under the target name of before a rename: deleted once the target holds
+    /// the token, so no Secret of ours keeps a token that the next mint revokes.
+    pub previous_secret: Option<String>,
 }
 
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
@@ -75,6 +78,39 @@ pub async fn fetch(
         },
     };
 
+    // NB: after a rename of target.name, the Secret status names is where the token is.
+    let status = cac.status.clone().unwrap_or_default();
+    let mut previous_secret = None;
+    let mut previous_target = None;
+    if let Some(old) = status
+        .secret_name
+        .as_deref()
+        .filter(|old| *old != target_name)
+    {
+        let meta =
+            secrets
+                .get_metadata_opt(old)
+                .await
+                .map_err(|source| Error::ReadTargetSecret {
+                    name: old.to_string(),
+                    source,
+                })?;
+        if let Some(meta) = meta
+            && secret::ownership(&meta.metadata, &cac.name_any()) == Ownership::Ours
+        {
+            previous_secret = Some(old.to_string());
+            previous_target = secret::read_token_record(&meta.metadata)
+                .filter(|r| {
+                    status.token_fingerprint.as_deref() == Some(r.token_fingerprint.as_str())
+                })
+                .filter(|_| matches!(target, TargetState::Absent))
+                .map(|record| PreviousTarget {
+                    name: old.to_string(),
+                    record,
+                });
+        }
+    }
+
     let claimant = Claimant::of(&cac);
     // NB: this resource holds the secret when its stored token was minted from it.
     let holds = match (&client_secret_state, &target) {
@@ -105,7 +141,8 @@ pub async fn fetch(
         target,
         conflict_with,
         regenerate_request: cac.regenerate_request().map(str::to_string),
-        status: cac.status.clone().unwrap_or_default(),
+        status,
+        previous_target,
     };
     Ok(Some(Fetched {
         cac,
@@ -114,6 +151,7 @@ pub async fn fetch(
         base_url,
         claimant,
         holds,
+        previous_secret,
     }))
 }
 
