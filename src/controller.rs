@@ -78,7 +78,8 @@ pub async fn run(
     let (leader_tx, mut leader_rx) = watch::channel(false);
     // NB: from here on every write needs the Lease (see `fence`).
     let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone())
-        .with_fence(ctx.fence.clone());
+        .with_fence(ctx.fence.clone())
+        .with_heartbeat(ctx.lease_heartbeat.clone());
     // NB: the elector keeps renewing until the work of the last term has ended, and only
     // then releases the Lease: a standby taking over while a call to Clear is in flight
     // here would mint again and our answer would then overwrite its token with a revoked one.

@@ -22,7 +22,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::{clock::Clock, fence::Fence};
+use crate::{clock::Clock, fence::Fence, watchdog::Heartbeat};
 
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -66,6 +66,7 @@ pub struct LeaderElector {
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
     fence: Fence,
+    heartbeat: Heartbeat,
 }
 
 impl LeaderElector {
@@ -77,7 +78,15 @@ impl LeaderElector {
             config,
             clock,
             fence,
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// Beats on every round of [`LeaderElector::run`] (the `/healthz` stall check).
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
     }
 
     /// Shares the write fence the reconciler checks (it is made lease-bound here).
@@ -178,6 +187,7 @@ impl LeaderElector {
         let grant = SignedDuration::try_from(deadline).unwrap_or_default();
         let mut valid_until: Option<Timestamp> = None;
         loop {
+            self.heartbeat.beat();
             let started = self.clock.now();
             let round = tokio::time::timeout(deadline, self.try_acquire_or_renew()).await;
             let held = match round {

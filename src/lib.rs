@@ -16,3 +16,4 @@ pub mod operator;
 pub mod reconcile;
 pub mod resource;
 pub mod telemetry;
+pub mod watchdog;

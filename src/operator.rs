@@ -98,6 +98,14 @@ pub async fn run(
         lease.lease_duration = Duration::from_secs(args.lease_duration_secs);
         lease
     });
+    spawn_watchdog(
+        &ctx,
+        &health,
+        leader_election
+            .as_ref()
+            .map(|lease| lease.lease_duration * 3),
+        shutdown.clone(),
+    );
     let config = ControllerConfig {
         namespaces: args.namespaces.clone(),
         concurrency: args.concurrency,
@@ -125,6 +133,39 @@ pub async fn run(
             source,
         }),
     }
+}
+
+/// A reconcile running this long with no other reconcile ending means the loop is wedged
+/// (a call to Clear is bounded by its timeout, each Kubernetes request by the client's).
+pub const RECONCILE_STALL: Duration = Duration::from_secs(300);
+
+/// Fails `/healthz` while the reconcile loop or the leader-election loop (when there is
+/// one; `lease_stall` is its deadline) has stalled, so that the kubelet restarts the pod.
+fn spawn_watchdog(
+    ctx: &Arc<Context>,
+    health: &Health,
+    lease_stall: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    let (ctx, health) = (ctx.clone(), health.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let now = std::time::Instant::now();
+            let reconcile_stalled = ctx.progress.is_stalled_at(now, RECONCILE_STALL);
+            let lease_stalled =
+                lease_stall.is_some_and(|deadline| !ctx.lease_heartbeat.is_fresh_at(now, deadline));
+            let live = !reconcile_stalled && !lease_stalled;
+            if live != health.is_live() {
+                tracing::warn!(reconcile_stalled, lease_stalled, live, "liveness changed");
+            }
+            health.set_live(live);
+        }
+    });
 }
 
 /// How long after `mintStartedAt` a call to Clear made by another replica may still be in

@@ -43,6 +43,7 @@ use crate::{
     fence::Fence,
     metrics::Metrics,
     resource::{ClearApiClient, REVOKE_FINALIZER},
+    watchdog::{Heartbeat, Progress},
 };
 
 /// The one field manager for everything the operator writes.
@@ -75,6 +76,10 @@ pub struct Context {
     /// Whether this replica may still write (leader election); checked before each write
     /// and before each call to Clear.
     pub fence: Fence,
+    /// Reconciles in flight, for the `/healthz` stall check.
+    pub progress: Progress,
+    /// Beats on every round of the leader-election loop, for the `/healthz` stall check.
+    pub lease_heartbeat: Heartbeat,
     /// Resources this process exported per-resource metrics for.
     exported: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
@@ -94,6 +99,8 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             fence: Fence::new(clock.clone()),
+            progress: Progress::default(),
+            lease_heartbeat: Heartbeat::default(),
             client,
             clear,
             clock,
@@ -109,6 +116,7 @@ impl Context {
 /// Reconciles one ClearApiClient.
 #[instrument(skip(obj, ctx), fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
 pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = ctx.progress.start();
     let started = std::time::Instant::now();
     if let (Some(namespace), None) = (obj.namespace(), &obj.meta().deletion_timestamp) {
         ctx.exported_lock().insert((namespace, obj.name_any()));
