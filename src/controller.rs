@@ -225,7 +225,11 @@ fn build(
     // trigger.
     let (reader, writer) = reflector::store();
     let index = ctx.index.clone();
-    let trigger = reflector(writer, watcher(clients, watcher::Config::default()))
+    // NB: managedFields are never read here and are a large part of each cached object.
+    let objects = watcher(clients, watcher::Config::default()).modify(|cac| {
+        cac.managed_fields_mut().clear();
+    });
+    let trigger = reflector(writer, objects)
         .inspect(move |event| {
             if let Ok(event) = event {
                 index.apply_event(scope, event);
