@@ -98,6 +98,8 @@ async fn main() {
             lease_name: "clear-operator".into(),
             ca_bundle: None,
             clear_timeout_secs: 10,
+            lease_duration_secs: 15,
+            shutdown_grace_secs: 25,
         },
         shutdown.clone(),
     ));

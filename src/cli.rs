@@ -84,6 +84,15 @@ pub struct RunArgs {
     /// Total timeout of one call to Clear, in seconds.
     #[arg(long, default_value_t = 20)]
     pub clear_timeout_secs: u64,
+    // -- failover (issue 7) --
+    /// Duration of the leader Lease, in seconds; the leader stops writing two thirds of it
+    /// after its last successful renewal.
+    #[arg(long, default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=300))]
+    pub lease_duration_secs: u64,
+    /// On SIGTERM, how long in-flight reconciles may run before the Lease is released
+    /// (keep it under the pod's terminationGracePeriodSeconds).
+    #[arg(long, default_value_t = 25)]
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Args)]

@@ -11,10 +11,10 @@ use kube::{
     Api, ResourceExt,
     core::PartialObjectMeta,
     runtime::{
-        Controller,
+        Controller, WatchStreamExt,
         controller::Config as RunConfig,
-        reflector::{ObjectRef, Store},
-        watcher,
+        reflector::{self, ObjectRef, reflector},
+        watcher::{self, watcher},
     },
 };
 use tokio::sync::{oneshot, watch};
@@ -22,7 +22,7 @@ use tracing::{info, warn};
 
 use crate::{
     leader::{LeaderElector, LeaseConfig},
-    reconcile::{Context, error_policy, reconcile},
+    reconcile::{Context, conflict::ResourceIndex, error_policy, reconcile},
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 
@@ -37,7 +37,14 @@ pub struct ControllerConfig {
     pub concurrency: u16,
     /// `None` runs without leader election (a single replica).
     pub leader_election: Option<LeaseConfig>,
+    /// On shutdown, how long in-flight reconciles may take to end before they are dropped
+    /// and the Lease released. Shorter than the pod's termination grace period (30 s).
+    pub shutdown_grace: Duration,
 }
+
+/// Default of [`ControllerConfig::shutdown_grace`]: room for one call to Clear (20 s by
+/// default) and the writes after it, inside Kubernetes' 30 s termination grace period.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 
 impl Default for ControllerConfig {
     fn default() -> Self {
@@ -45,6 +52,7 @@ impl Default for ControllerConfig {
             namespaces: Vec::new(),
             concurrency: 4,
             leader_election: None,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
     }
 }
@@ -68,8 +76,17 @@ pub async fn run(
     };
 
     let (leader_tx, mut leader_rx) = watch::channel(false);
-    let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone());
-    let campaign = tokio::spawn(elector.run(leader_tx, wait_true(stop_rx.clone())));
+    // NB: from here on every write needs the Lease (see `fence`).
+    let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone())
+        .with_fence(ctx.fence.clone())
+        .with_heartbeat(ctx.lease_heartbeat.clone());
+    // NB: the elector keeps renewing until the work of the last term has ended, and only
+    // then releases the Lease: a standby taking over while a call to Clear is in flight
+    // here would mint again and our answer would then overwrite its token with a revoked one.
+    let (drained_tx, drained_rx) = oneshot::channel::<()>();
+    let campaign = tokio::spawn(elector.run(leader_tx, async move {
+        let _ = drained_rx.await;
+    }));
     loop {
         tokio::select! {
             changed = leader_rx.wait_for(|leading| *leading) => if changed.is_err() { break },
@@ -87,14 +104,44 @@ pub async fn run(
                 }
             }
         };
-        run_term(&ctx, &config, term_end).await;
+        drain_within(
+            run_term(&ctx, &config, term_end),
+            stop_rx.clone(),
+            config.shutdown_grace,
+        )
+        .await;
         ctx.metrics.set_leader(false);
+        // NB: a replica that does not lead exports no per-resource series: the new leader
+        // does, and two replicas exporting stale values would make alerts lie.
+        ctx.forget_all();
         info!("controller stopped");
         if *stop_rx.borrow() {
             break;
         }
     }
+    ctx.fence.close();
+    let _ = drained_tx.send(());
     let _ = campaign.await;
+}
+
+/// Runs `term` to its end; once `stop` fires, gives it at most `grace` more, then drops it
+/// (cancelling whatever it still awaits; the fence is closed by then or about to be).
+async fn drain_within(
+    term: impl Future<Output = ()>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    tokio::pin!(term);
+    tokio::select! {
+        () = &mut term => return,
+        () = wait_true(stop) => {}
+    }
+    if tokio::time::timeout(grace, term).await.is_err() {
+        warn!(
+            grace_secs = grace.as_secs(),
+            "in-flight reconciles did not end within the shutdown grace period; dropping them"
+        );
+    }
 }
 
 async fn wait_true(mut rx: watch::Receiver<bool>) {
@@ -114,14 +161,12 @@ async fn run_term(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     let mut stoppers = Vec::new();
-    let mut stores = Vec::new();
     let mut runs = Vec::new();
-    for scope in scopes {
+    for (id, scope) in (0u64..).zip(scopes) {
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         stoppers.push(stop_tx);
         let controller =
-            build(ctx, config, scope.as_deref()).graceful_shutdown_on(stop_rx.map(|_| ()));
-        stores.push(controller.store());
+            build(ctx, config, scope.as_deref(), id).graceful_shutdown_on(stop_rx.map(|_| ()));
         let run = controller
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|result| async move {
@@ -131,8 +176,7 @@ async fn run_term(
             });
         runs.push(run);
     }
-    ctx.directory.set_stores(stores);
-    let sweeper = {
+    let sweeper = AbortOnDrop({
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(FORGET_SWEEP);
@@ -141,7 +185,7 @@ async fn run_term(
                 ctx.forget_deleted();
             }
         })
-    };
+    });
     tokio::spawn(async move {
         end.await;
         for stop in stoppers {
@@ -149,13 +193,23 @@ async fn run_term(
         }
     });
     join_all(runs).await;
-    sweeper.abort();
+    drop(sweeper);
+}
+
+/// Aborts the task when dropped (also when the term is dropped midway).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn build(
     ctx: &Arc<Context>,
     config: &ControllerConfig,
     namespace: Option<&str>,
+    scope: u64,
 ) -> Controller<ClearApiClient> {
     let client = ctx.client.clone();
     let (clients, secrets): (Api<ClearApiClient>, Api<PartialObjectMeta<Secret>>) = match namespace
@@ -166,14 +220,30 @@ fn build(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let controller = Controller::new(clients, watcher::Config::default())
+    // NB: the index is fed from the same watch as the controller's store, before the
+    // controller sees the event, so a reconcile never looks at an index older than its
+    // trigger.
+    let (reader, writer) = reflector::store();
+    let index = ctx.index.clone();
+    // NB: managedFields are never read here and are a large part of each cached object.
+    let objects = watcher(clients, watcher::Config::default()).modify(|cac| {
+        cac.managed_fields_mut().clear();
+    });
+    let trigger = reflector(writer, objects)
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                index.apply_event(scope, event);
+            }
+        })
+        .applied_objects();
+    let controller = Controller::for_stream(trigger, reader)
         .with_config(RunConfig::default().concurrency(config.concurrency));
-    let store = controller.store();
     let own = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let index = ctx.index.clone();
     controller
         .watches(secrets.clone(), own, map_own_secret)
         .watches(secrets, watcher::Config::default(), move |secret| {
-            map_referenced_secret(&store, &secret)
+            map_referenced_secret(&index, &secret)
         })
 }
 
@@ -184,29 +254,21 @@ fn map_own_secret(secret: PartialObjectMeta<Secret>) -> Option<ObjectRef<ClearAp
 }
 
 /// Any Secret → the ClearApiClients in its namespace that read it as their client secret or
-/// write it as their target (a foreign target Secret going away ends a TargetConflict).
+/// write it as their target (a foreign target Secret going away ends a TargetConflict): a
+/// lookup in the index, not a scan of all resources.
 pub fn map_referenced_secret(
-    store: &Store<ClearApiClient>,
+    index: &ResourceIndex,
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<ClearApiClient>> {
-    let (Some(namespace), name) = (secret.namespace(), secret.name_any()) else {
+    let Some(namespace) = secret.namespace() else {
         return Vec::new();
     };
-    store
-        .state()
-        .iter()
-        .filter(|cac| cac.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|cac| cac.spec.client_secret_ref.name == name || cac.target_secret_name() == name)
-        .map(|cac| ObjectRef::from_obj(cac.as_ref()))
-        .collect()
+    index.resources_for_secret(&namespace, &secret.name_any())
 }
 
 #[cfg(test)]
 mod tests {
-    use kube::runtime::{reflector, watcher};
-
     use super::*;
-    use crate::reconcile::test_support::client;
 
     fn secret_meta(
         namespace: &str,
@@ -225,41 +287,6 @@ mod tests {
                 .collect(),
         );
         meta
-    }
-
-    #[test]
-    fn secrets_map_back_to_the_resources_reading_or_writing_them() {
-        let (store, mut writer) = reflector::store();
-        let mut billing = client("billing");
-        billing.spec.client_secret_ref.name = "shared-secret".into();
-        let mut payroll = client("payroll");
-        payroll.spec.client_secret_ref.name = "shared-secret".into();
-        let mut other_ns = client("elsewhere");
-        other_ns.metadata.namespace = Some("other".into());
-        other_ns.spec.client_secret_ref.name = "shared-secret".into();
-        for cac in [billing, payroll, other_ns] {
-            writer.apply_watcher_event(&watcher::Event::Apply(cac));
-        }
-        let mut names: Vec<String> =
-            map_referenced_secret(&store, &secret_meta("default", "shared-secret", &[]))
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-        names.sort();
-        assert_eq!(names, vec!["billing", "payroll"], "same namespace only");
-        let target: Vec<String> =
-            map_referenced_secret(&store, &secret_meta("default", "billing", &[]))
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-        assert_eq!(
-            target,
-            vec!["billing"],
-            "the target Secret maps to its writer"
-        );
-        assert!(
-            map_referenced_secret(&store, &secret_meta("default", "unrelated", &[])).is_empty()
-        );
     }
 
     #[test]

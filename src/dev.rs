@@ -168,6 +168,8 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         lease_name: "clear-operator".to_string(),
         ca_bundle: None,
         clear_timeout_secs: 10,
+        lease_duration_secs: 15,
+        shutdown_grace_secs: 25,
     })
 }
 

@@ -2,6 +2,11 @@
 //! (two would each decide to renew and mint twice, revoking each other's tokens). A replica
 //! takes the Lease when it is free or its holder stopped renewing it, renews it every third
 //! of its duration, and reports leadership on a watch channel; a standby keeps trying.
+//!
+//! NB: leadership is also a lease on writes (see [`crate::fence`]): each successful renewal
+//! extends the fence to the renewal's start plus the renew deadline (two thirds of the
+//! Lease duration); a renewal that fails or hangs past that deadline ends leadership, so a
+//! replica cut off from the API server stops writing before anyone else may take over.
 
 use std::{sync::Arc, time::Duration};
 
@@ -17,7 +22,7 @@ use kube::{
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use crate::clock::Clock;
+use crate::{clock::Clock, fence::Fence, watchdog::Heartbeat};
 
 #[derive(Clone, Debug)]
 pub struct LeaseConfig {
@@ -47,21 +52,49 @@ impl LeaseConfig {
     pub fn renew_interval(&self) -> Duration {
         self.lease_duration / 3
     }
+
+    /// How long after the start of its last successful renewal a leader may still write;
+    /// past it, the leader steps down. Shorter than the Lease duration by a third, which
+    /// covers clock skew between replicas and the latency of the last write.
+    pub fn renew_deadline(&self) -> Duration {
+        self.lease_duration * 2 / 3
+    }
 }
 
 pub struct LeaderElector {
     api: Api<Lease>,
     config: LeaseConfig,
     clock: Arc<dyn Clock>,
+    fence: Fence,
+    heartbeat: Heartbeat,
 }
 
 impl LeaderElector {
     pub fn new(client: Client, config: LeaseConfig, clock: Arc<dyn Clock>) -> Self {
+        let fence = Fence::new(clock.clone());
+        fence.require_lease();
         Self {
             api: Api::namespaced(client, &config.namespace),
             config,
             clock,
+            fence,
+            heartbeat: Heartbeat::default(),
         }
+    }
+
+    /// Beats on every round of [`LeaderElector::run`] (the `/healthz` stall check).
+    #[must_use]
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = heartbeat;
+        self
+    }
+
+    /// Shares the write fence the reconciler checks (it is made lease-bound here).
+    #[must_use]
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        fence.require_lease();
+        self.fence = fence;
+        self
     }
 
     /// One round: takes the Lease if it is free or expired, renews it if held. Returns
@@ -140,31 +173,45 @@ impl LeaderElector {
         .map(|_| ())
     }
 
-    /// Campaigns until `shutdown` resolves, publishing leadership on `leader`. Leadership is
-    /// dropped as soon as a renewal fails and the Lease may have expired for the others.
+    /// Campaigns until `shutdown` resolves, publishing leadership on `leader` and moving the
+    /// write fence. Leadership ends when a renewal has not succeeded within the renew
+    /// deadline (a hung request counts as failed). On shutdown the fence closes first, then
+    /// the Lease is released: callers resolve `shutdown` only once in-flight work ended.
     pub async fn run(
         self,
         leader: watch::Sender<bool>,
         shutdown: impl std::future::Future<Output = ()>,
     ) {
         tokio::pin!(shutdown);
-        let mut last_renewal: Option<Timestamp> = None;
+        let deadline = self.config.renew_deadline();
+        let grant = SignedDuration::try_from(deadline).unwrap_or_default();
+        let mut valid_until: Option<Timestamp> = None;
         loop {
-            let (held, renewed) = match self.try_acquire_or_renew().await {
-                Ok(held) => (held, held),
-                Err(error) => {
+            self.heartbeat.beat();
+            let started = self.clock.now();
+            let round = tokio::time::timeout(deadline, self.try_acquire_or_renew()).await;
+            let held = match round {
+                Ok(Ok(true)) => {
+                    valid_until = Some(started + grant);
+                    self.fence.extend_until(started + grant);
+                    true
+                }
+                Ok(Ok(false)) => false,
+                Ok(Err(error)) => {
                     warn!(%error, "failed to read or write the leader Lease");
-                    // Keep leading only while the Lease written last is surely still valid.
-                    let margin = SignedDuration::try_from(self.config.lease_duration * 2 / 3)
-                        .unwrap_or_default();
-                    let still_valid = last_renewal.is_some_and(|at| self.clock.now() < at + margin);
-                    (still_valid && *leader.borrow(), false)
+                    valid_until.is_some_and(|until| self.clock.now() < until)
+                }
+                Err(_) => {
+                    warn!(
+                        deadline_ms = deadline.as_millis(),
+                        "the leader Lease request did not finish within the renew deadline"
+                    );
+                    valid_until.is_some_and(|until| self.clock.now() < until)
                 }
             };
-            if renewed {
-                last_renewal = Some(self.clock.now());
-            } else if !held {
-                last_renewal = None;
+            if !held {
+                valid_until = None;
+                self.fence.close();
             }
             leader.send_if_modified(|current| {
                 let changed = *current != held;
@@ -174,11 +221,14 @@ impl LeaderElector {
                 *current = held;
                 changed
             });
+            // NB: the fence itself expires with the grant, so writes stop on time even if
+            // this loop is late; the next round then reports the step-down.
             tokio::select! {
                 () = &mut shutdown => break,
                 () = tokio::time::sleep(self.config.renew_interval()) => {}
             }
         }
+        self.fence.close();
         if *leader.borrow() {
             leader.send_replace(false);
             if let Err(error) = self.release().await {
@@ -236,5 +286,12 @@ mod tests {
     fn renew_interval_is_a_third_of_the_lease() {
         let config = LeaseConfig::new("ns", "clear-operator", "pod-a");
         assert_eq!(config.renew_interval(), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn renew_deadline_ends_before_the_lease_expires_for_the_others() {
+        let config = LeaseConfig::new("ns", "clear-operator", "pod-a");
+        assert_eq!(config.renew_deadline(), Duration::from_secs(10));
+        assert!(config.renew_deadline() < config.lease_duration);
     }
 }

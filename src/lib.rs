@@ -8,6 +8,7 @@ pub mod commands;
 pub mod controller;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod fence;
 pub mod http;
 pub mod leader;
 pub mod metrics;
@@ -15,3 +16,4 @@ pub mod operator;
 pub mod reconcile;
 pub mod resource;
 pub mod telemetry;
+pub mod watchdog;

@@ -174,6 +174,13 @@ impl Metrics {
         self.client_ready.remove(&labels);
     }
 
+    /// Drops every per-resource series (leadership lost: the new leader exports them).
+    pub fn forget_all(&self) {
+        self.token_expiry.clear();
+        self.token_never_expires.clear();
+        self.client_ready.clear();
+    }
+
     pub fn observe_reconcile(&self, outcome: &str, elapsed: Duration) {
         let labels = OutcomeLabels {
             outcome: outcome.to_string(),

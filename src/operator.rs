@@ -76,6 +76,7 @@ pub async fn run(
         allowed_base_urls: allowed_base_urls.clone(),
         policy: Policy {
             mint_budget: args.mint_budget,
+            in_flight_grace: in_flight_grace(Duration::from_secs(args.clear_timeout_secs)),
         },
     };
     let reporter = Reporter {
@@ -95,12 +96,23 @@ pub async fn run(
             .leader_election_namespace
             .clone()
             .unwrap_or_else(|| client.default_namespace().to_string());
-        LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone())
+        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        lease.lease_duration = Duration::from_secs(args.lease_duration_secs);
+        lease
     });
+    spawn_watchdog(
+        &ctx,
+        &health,
+        leader_election
+            .as_ref()
+            .map(|lease| lease.lease_duration * 3),
+        shutdown.clone(),
+    );
     let config = ControllerConfig {
         namespaces: args.namespaces.clone(),
         concurrency: args.concurrency,
         leader_election,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
     };
     info!(
         %identity,
@@ -125,6 +137,49 @@ pub async fn run(
         }),
     }
 }
+
+/// A reconcile running this long with no other reconcile ending means the loop is wedged
+/// (a call to Clear is bounded by its timeout, each Kubernetes request by the client's).
+pub const RECONCILE_STALL: Duration = Duration::from_secs(300);
+
+/// Fails `/healthz` while the reconcile loop or the leader-election loop (when there is
+/// one; `lease_stall` is its deadline) has stalled, so that the kubelet restarts the pod.
+fn spawn_watchdog(
+    ctx: &Arc<Context>,
+    health: &Health,
+    lease_stall: Option<Duration>,
+    shutdown: CancellationToken,
+) {
+    let (ctx, health) = (ctx.clone(), health.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            let now = std::time::Instant::now();
+            let reconcile_stalled = ctx.progress.is_stalled_at(now, RECONCILE_STALL);
+            let lease_stalled =
+                lease_stall.is_some_and(|deadline| !ctx.lease_heartbeat.is_fresh_at(now, deadline));
+            let live = !reconcile_stalled && !lease_stalled;
+            if live != health.is_live() {
+                tracing::warn!(reconcile_stalled, lease_stalled, live, "liveness changed");
+            }
+            health.set_live(live);
+        }
+    });
+}
+
+/// How long after `mintStartedAt` a call to Clear made by another replica may still be in
+/// flight: our own total timeout (replicas share their flags) plus a margin for clock skew
+/// and the writes that follow the call.
+pub fn in_flight_grace(clear_timeout: Duration) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(clear_timeout + IN_FLIGHT_MARGIN).unwrap_or_default()
+}
+
+/// See [`in_flight_grace`].
+pub const IN_FLIGHT_MARGIN: Duration = Duration::from_secs(10);
 
 /// Fails early, with the fix in the message, when the CRD is not installed.
 async fn check_crd_served(client: &Client, namespaces: &[String]) -> Result<(), OperatorError> {

@@ -278,6 +278,10 @@ pub struct ClearApiClientStatus {
     /// stored token is presumed revoked and is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mint_started_at: Option<Time>,
+    /// Hash of environment, region, base URL and workspace of the last call to Clear: a
+    /// client secret rejected (401) for one configuration is tried again once it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
 }
 
 impl ClearApiClient {

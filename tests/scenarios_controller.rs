@@ -311,3 +311,58 @@ async fn dropped_watches_and_a_full_relist_make_no_call() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn revoke_on_delete_calls_clear_once_even_when_the_finalizer_removal_conflicts() {
+    const SECRET: &str = "cs-revoke-0002";
+    let kit = Kit::start(vec![client(SECRET)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["revokeOnDelete"] = serde_json::json!(true);
+    kit.create("billing", spec).await;
+    kit.reconcile_times("billing", 2).await;
+    let handed_out = kit.token_in("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+
+    kit.cacs
+        .delete("billing", &DeleteParams::default())
+        .await
+        .unwrap();
+    // The finalizer removal after the revoke hits a conflict once.
+    kit.emulator
+        .faults()
+        .fail_next("patch", "clearapiclients", 1, 409);
+    let obj = kit.get("billing").await;
+    let first =
+        clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone()).await;
+    assert!(first.is_err(), "the finalizer patch failed");
+    assert_eq!(kit.calls(SECRET), 2, "the revoking call");
+    // The retry only removes the finalizer.
+    let obj = kit.get("billing").await;
+    clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone())
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if kit.cacs.get_opt("billing").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(kit.cacs.get_opt("billing").await.unwrap().is_none());
+    assert_eq!(kit.calls(SECRET), 2, "exactly one revoking call");
+    assert!(!kit.sandbox.is_token_valid(&handed_out));
+    let failures: Vec<String> = kit
+        .events("billing")
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "Finalizer")
+        .map(|(_, _, note)| note)
+        .collect();
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the injected conflict failed: {failures:?}"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

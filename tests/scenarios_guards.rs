@@ -229,25 +229,37 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
 }
 
 #[tokio::test]
-async fn failing_secret_write_after_a_mint_backs_off_instead_of_minting_in_a_loop() {
+async fn a_secret_that_cannot_be_written_costs_no_call_and_backs_off() {
     let kit = Kit::start(vec![client()]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
     kit.create("billing", kit.spec("clear-secret")).await;
-    kit.emulator.faults().fail_next("patch", "secrets", 1, 500);
+    // An admission webhook or quota refusing the Secret, three attempts in a row.
+    kit.emulator.faults().fail_next("patch", "secrets", 3, 403);
     kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(
+        kit.calls(SECRET),
+        0,
+        "the dry run failed: Clear is not called"
+    );
     assert!(kit.target("billing").await.is_none());
     assert_eq!(
         kit.ready("billing").await,
         ("False".into(), "SecretApplyFailed".into())
     );
-
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 1, "no call during the backoff");
-    kit.advance(SignedDuration::from_mins(1));
+    for _ in 0..2 {
+        let status = kit.get("billing").await.status.unwrap();
+        let wait = status.next_retry_time.unwrap().0.duration_since(kit.now());
+        kit.advance(wait);
+        kit.reconcile("billing").await;
+        assert_eq!(kit.calls(SECRET), 0, "each retry is a dry run again");
+    }
+    // The Secret can be written again: one call.
+    let status = kit.get("billing").await.status.unwrap();
+    kit.advance(status.next_retry_time.unwrap().0.duration_since(kit.now()));
     kit.reconcile_times("billing", 2).await;
-    assert_eq!(kit.calls(SECRET), 2);
+    assert_eq!(kit.calls(SECRET), 1);
     let token = kit.token_in("billing").await;
     assert!(kit.sandbox.is_token_valid(&token));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
@@ -259,7 +271,10 @@ async fn failing_secret_write_after_a_mint_backs_off_instead_of_minting_in_a_loo
 async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
     let kit = Kit::start_with(KitOptions {
         clients: vec![client()],
-        policy: Policy { mint_budget: 2 },
+        policy: Policy {
+            mint_budget: 2,
+            ..Policy::default()
+        },
         ..KitOptions::default()
     })
     .await;
@@ -367,7 +382,7 @@ async fn two_resources_sharing_a_client_secret_mint_once_and_the_newer_conflicts
 }
 
 #[tokio::test]
-async fn newer_resource_reconciled_first_still_yields_to_the_older_one() {
+async fn a_newer_resource_that_minted_first_keeps_the_secret_and_the_older_one_conflicts() {
     let kit = Kit::start(vec![client()]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
@@ -375,23 +390,146 @@ async fn newer_resource_reconciled_first_still_yields_to_the_older_one() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     kit.create("second", kit.spec("clear-secret")).await;
 
-    // The older one has never been reconciled, so no status names its secret yet: the
-    // newer one mints; then the older one takes the secret over and the newer one stops.
+    // The older one has never been reconciled: the newer one mints and its token is in
+    // use; taking the secret over would revoke it, so the older one yields.
     kit.reconcile("second").await;
-    kit.reconcile("first").await;
-    kit.reconcile_times("second", 2).await;
+    let in_use = kit.token_in("second").await;
     kit.reconcile_times("first", 2).await;
-    assert_eq!(kit.ready("first").await, ("True".into(), "Issued".into()));
-    assert_eq!(kit.ready("second").await.1, "Conflict");
+    kit.reconcile_times("second", 2).await;
+    kit.reconcile("first").await;
+    assert_eq!(kit.ready("second").await, ("True".into(), "Issued".into()));
     assert_eq!(
-        kit.calls(SECRET),
-        2,
-        "the takeover costs one call, then nothing more"
+        kit.ready("first").await,
+        ("False".into(), "Conflict".into())
     );
-    kit.token_in("first").await;
-    kit.token_in("second").await;
+    assert_eq!(kit.calls(SECRET), 1, "one call in total");
+    assert_eq!(kit.token_in("second").await, in_use);
+    assert!(
+        kit.sandbox.is_token_valid(&in_use),
+        "the holder's token is live"
+    );
+    assert!(kit.target("first").await.is_none());
     kit.assert_no_leaks();
     kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_older_resource_whose_secret_appears_later_with_the_same_value_yields_to_the_holder() {
+    let kit = Kit::start(vec![client()]).await;
+    // A (older) points at a Secret that does not exist yet.
+    kit.create("a", kit.spec("secret-a")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    kit.reconcile("a").await;
+    assert_eq!(
+        kit.ready("a").await,
+        ("False".into(), "ClientSecretMissing".into())
+    );
+    // B (newer) has its own Secret and mints.
+    kit.put_client_secret("secret-b", "clientSecret", SECRET)
+        .await;
+    kit.create("b", kit.spec("secret-b")).await;
+    kit.reconcile("b").await;
+    let b_token = kit.token_in("b").await;
+    assert_eq!(kit.calls(SECRET), 1);
+    // A's Secret appears, holding the same client secret.
+    kit.put_client_secret("secret-a", "clientSecret", SECRET)
+        .await;
+    kit.reconcile_times("a", 3).await;
+    kit.reconcile_times("b", 2).await;
+
+    assert_eq!(kit.ready("a").await, ("False".into(), "Conflict".into()));
+    let (_, _, message) = conflict_message(&kit, "a").await;
+    assert!(message.contains("ClearApiClient b"), "{message}");
+    assert_eq!(kit.ready("b").await, ("True".into(), "Issued".into()));
+    assert_eq!(kit.calls(SECRET), 1, "1 call in total");
+    assert_eq!(kit.token_in("b").await, b_token);
+    assert!(
+        kit.sandbox.is_token_valid(&b_token),
+        "B's token is still live"
+    );
+    assert!(kit.target("a").await.is_none(), "A wrote no Secret");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
+    let kit = Kit::start(vec![client()]).await;
+    let other_ns = "payroll-team";
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kit.client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": other_ns}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    // The holder lives in the other namespace.
+    let other_secrets: Api<Secret> = Api::namespaced(kit.client.clone(), other_ns);
+    other_secrets
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "hidden-secret"},
+                "stringData": {"clientSecret": SECRET},
+            }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let other_cacs: Api<ClearApiClient> = Api::namespaced(kit.client.clone(), other_ns);
+    let holder: ClearApiClient = serde_json::from_value(json!({
+        "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
+        "metadata": {"name": "confidential-project", "namespace": other_ns},
+        "spec": kit.spec("hidden-secret"),
+    }))
+    .unwrap();
+    other_cacs
+        .create(&PostParams::default(), &holder)
+        .await
+        .unwrap();
+    for _ in 0..500 {
+        if kit.ctx.index.contains(other_ns, "confidential-project") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let obj = other_cacs.get("confidential-project").await.unwrap();
+    clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(kit.calls(SECRET), 1);
+
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 2).await;
+    let (status, reason, message) = conflict_message(&kit, "billing").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflict"));
+    assert!(message.contains("another ClearApiClient"), "{message}");
+    let events: Vec<String> = kit.events("billing").into_iter().map(|e| e.2).collect();
+    for text in events.iter().chain([&message]) {
+        assert!(
+            !text.contains(other_ns) && !text.contains("confidential-project"),
+            "the other namespace and name stay hidden: {text}"
+        );
+    }
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "the conflicting resource made no call"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+async fn conflict_message(kit: &Kit, name: &str) -> (String, String, String) {
+    let cac = kit.get(name).await;
+    let condition = cac
+        .status
+        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+        .expect("Ready condition");
+    (condition.status, condition.reason, condition.message)
 }
 
 #[tokio::test]
@@ -406,7 +544,6 @@ async fn plain_http_base_url_is_an_invalid_spec_without_allow_http() {
         ctx.settings.allow_http = false;
         std::sync::Arc::new(ctx)
     };
-    strict.directory.set_stores(Vec::new());
     let obj = kit.get("billing").await;
     clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), strict)
         .await
@@ -527,4 +664,88 @@ fn retry_delays_double_from_five_seconds_up_to_five_minutes() {
         600,
         "permanent errors wait for a change"
     );
+}
+
+#[tokio::test]
+async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_loop() {
+    let kit = Kit::start(vec![
+        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(60)),
+    ])
+    .await;
+    // Clear's clock is two hours behind: every token it mints "expired" before it was issued.
+    kit.set_clear_time("2026-11-25T08:00:00Z");
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(
+        status.valid_till.map(|t| t.0),
+        Some("2026-11-25T11:00:00Z".parse().unwrap()),
+        "a lifetime of one hour is assumed"
+    );
+    // Renewal at two thirds of that hour; before it, any number of reconciles costs nothing.
+    for _ in 0..39 {
+        kit.clock.advance(SignedDuration::from_mins(1));
+        kit.reconcile("billing").await;
+    }
+    assert_eq!(kit.calls(SECRET), 1, "no mint loop");
+    kit.clock.advance(SignedDuration::from_mins(1));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "one renewal per clamped lifetime");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn after_a_rejection_correcting_the_configuration_retries_once_without_a_secret_change() {
+    let kit = Kit::start(vec![client()]).await;
+    // Another Clear host that does not know this client secret (a production secret sent
+    // to the sandbox host, or the other way round): it answers 401.
+    let wrong_host = clear_sandbox::Sandbox::start(clear_sandbox::SandboxConfig::new(vec![]))
+        .await
+        .unwrap();
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    let mut spec = kit.spec("clear-secret");
+    spec["baseUrl"] = json!(wrong_host.url());
+    kit.create("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(wrong_host.call_counts(SECRET).total, 1, "one rejected call");
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClientSecretRejected".into())
+    );
+    // Correcting the spec is enough: no need to change the client secret.
+    kit.patch_spec("billing", json!({"baseUrl": kit.url()}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(wrong_host.call_counts(SECRET).total, 1);
+    assert_eq!(kit.calls(SECRET), 1, "one call to the right host");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
+    kit.assert_no_leaks();
+    let _ = wrong_host.shutdown().await;
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_trailing_slash_on_the_base_url_is_not_a_configuration_change() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let token = kit.token_in("billing").await;
+    kit.patch_spec("billing", json!({"baseUrl": format!("{}/", kit.url())}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "the same host: no call");
+    assert_eq!(kit.token_in("billing").await, token);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
 }

@@ -296,10 +296,28 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
         )
         .await
         .unwrap();
+    // NB: the call may still be in flight in a replica that lost the Lease: nothing is
+    // minted until the Clear timeout plus a margin (30 s by default) has passed.
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 2);
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "no call while the other may be in flight"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "MintInFlight".into())
+    );
+    kit.advance(SignedDuration::from_secs(29));
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1, "one second before the deadline");
+    kit.advance(SignedDuration::from_secs(1));
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "then replaced exactly once");
     let status = kit.get("billing").await.status.unwrap();
     assert_eq!(status.mint_started_at, None);
+    let token = kit.token_in("billing").await;
+    assert!(kit.sandbox.is_token_valid(&token));
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
@@ -308,9 +326,10 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
 async fn lost_status_update_after_a_written_token_mints_nothing() {
     let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
     // The token reached the Secret (issued 10:00:00) but the status still says a call
-    // started at 09:59:59: only the status update was lost.
+    // started at 09:59:59 and names the token before it: only the status update was lost.
     let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
     status["mintStartedAt"] = json!("2026-11-25T09:59:59Z");
+    status["tokenFingerprint"] = json!("000000000000");
     let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
     kit.cacs
         .patch_status(
@@ -470,6 +489,65 @@ async fn reconciles_at_sub_second_times_settle_and_then_write_nothing() {
     );
     assert_eq!(kit.calls(SECRET), 1);
     kit.token_in("billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+/// The Secret under the old target name holds no key at all (so no token, revoked or
+/// live) and says where the token went. NB: emptied, not deleted: the operator has no
+/// `delete` right on Secrets.
+async fn assert_retired(kit: &Kit, name: &str) {
+    let old = kit
+        .target(name)
+        .await
+        .expect("the old Secret is kept, emptied");
+    assert!(
+        old.data.as_ref().is_none_or(|d| d.is_empty()),
+        "a key is left in the old Secret: {:?}",
+        old.data.as_ref().map(|d| d.keys().collect::<Vec<_>>())
+    );
+    let annotations = old.metadata.annotations.unwrap_or_default();
+    assert!(
+        annotations.contains_key(clear_operator::reconcile::secret::RETIRED_ANNOTATION),
+        "{annotations:?}"
+    );
+}
+
+#[tokio::test]
+async fn renaming_the_target_moves_the_live_token_without_a_call_and_empties_the_old_secret() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let token = kit.token_in("billing").await;
+    kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "no call for a rename");
+    assert_eq!(
+        kit.token_in("billing-v2").await,
+        token,
+        "the same token moved"
+    );
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert_retired(&kit, "billing").await;
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.secret_name.as_deref(), Some("billing-v2"));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn renaming_the_target_when_renewal_is_due_mints_once_and_leaves_no_revoked_copy() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let old_token = kit.token_in("billing").await;
+    kit.advance(SignedDuration::from_hours(9));
+    kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "one renewal");
+    let token = kit.token_in("billing-v2").await;
+    assert_ne!(token, old_token);
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert_retired(&kit, "billing").await;
     kit.assert_no_leaks();
     kit.shutdown().await;
 }

@@ -11,6 +11,7 @@ pub fn env_usize(name: &str, default: usize) -> usize {
 }
 
 /// The p-th percentile (0.0..=1.0) of an ascending slice; zero when empty.
+#[allow(dead_code)] // not every bench binary reports percentiles
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;

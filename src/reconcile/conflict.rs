@@ -1,17 +1,28 @@
 //! Two ClearApiClients sharing one client secret would revoke each other's tokens forever
-//! (each mint revokes the previous token). The oldest resource keeps the secret; newer ones
-//! mint nothing. Who uses which secret comes from the other resources' status (the
-//! controller's cache) plus an in-process registry of claims, which is fresher than the
-//! cache, and a per-fingerprint lock serializes "check, then mint".
+//! (each mint revokes the previous token), so one keeps the secret and the others mint
+//! nothing. The one that keeps it is the **holder**, whose stored token was minted from that
+//! secret and is in use; with no holder, the oldest resource. Minting is never what settles
+//! it: taking over from a holder would revoke the token its consumers use.
+//!
+//! Who uses which secret is kept in an index updated from watch events (each resource's
+//! status) and from this process's own fresher claims (every fetch that reads a client
+//! secret); a lookup costs the number of resources sharing that one fingerprint, never a
+//! scan of all resources. The same index maps a Secret to the resources that read it as
+//! their client secret or write it as their target. A per-fingerprint async lock serializes
+//! "check, then mint".
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap, HashSet},
     sync::{Arc, Mutex, RwLock},
 };
 
 use jiff::Timestamp;
-use kube::{ResourceExt, runtime::reflector::Store};
+use kube::{
+    ResourceExt,
+    runtime::{reflector::ObjectRef, watcher},
+};
 
+use super::status::reasons;
 use crate::resource::ClearApiClient;
 
 /// A resource as far as the conflict rule cares: who it is and how old.
@@ -22,6 +33,8 @@ pub struct Claimant {
     pub created: Option<Timestamp>,
 }
 
+type Key = (String, String);
+
 impl Claimant {
     pub fn of(cac: &ClearApiClient) -> Self {
         Self {
@@ -31,7 +44,7 @@ impl Claimant {
         }
     }
 
-    fn key(&self) -> (String, String) {
+    fn key(&self) -> Key {
         (self.namespace.clone(), self.name.clone())
     }
 
@@ -50,60 +63,337 @@ impl Claimant {
         self.age_key() < other.age_key()
     }
 
-    pub fn display(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    /// How `viewer` may see this resource named: by name within its own namespace; from
+    /// another namespace not at all, since names across a tenant boundary are not ours to
+    /// reveal.
+    pub fn display_to(&self, viewer: &Claimant) -> String {
+        if self.namespace == viewer.namespace {
+            format!("ClearApiClient {}", self.name)
+        } else {
+            "another ClearApiClient (in another namespace)".to_string()
+        }
     }
 }
 
-/// The oldest of `others` that uses `fingerprint` and is older than `me`, if any.
-pub fn older_claimant<'a>(
+/// The resource `me` must yield to, if any, among `others` using the same client secret,
+/// each with whether it holds a token minted from it. `i_hold`: whether `me` does.
+///
+/// A holder never yields to a non-holder; a non-holder yields to any holder; among equals
+/// (both holding after a race, or nobody holding yet), the older wins.
+pub fn yield_to(
     me: &Claimant,
-    fingerprint: &str,
-    others: impl IntoIterator<Item = (Claimant, Option<&'a str>)>,
+    i_hold: bool,
+    others: impl IntoIterator<Item = (Claimant, bool)>,
 ) -> Option<Claimant> {
     others
         .into_iter()
-        .filter(|(other, fp)| {
-            *fp == Some(fingerprint) && other.key() != me.key() && other.is_older_than(me)
+        .filter(|(other, _)| other.key() != me.key())
+        .filter(|(other, holds)| match (i_hold, *holds) {
+            (false, true) => true,
+            (true, false) => false,
+            _ => other.is_older_than(me),
+        })
+        .min_by(|(a, a_holds), (b, b_holds)| {
+            // Holders first, then the oldest.
+            (!a_holds, a.age_key()).cmp(&(!b_holds, b.age_key()))
         })
         .map(|(other, _)| other)
-        .min_by(|a, b| a.age_key().cmp(&b.age_key()))
 }
 
-/// The ClearApiClients the controller knows (one store per watched namespace set).
-#[derive(Clone, Default)]
-pub struct Directory {
-    stores: Arc<RwLock<Vec<Store<ClearApiClient>>>>,
+/// What one source says a resource does with a client secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Use {
+    fingerprint: String,
+    holds: bool,
 }
 
-impl Directory {
-    /// Replaces the stores (each controller start builds new ones).
-    pub fn set_stores(&self, stores: Vec<Store<ClearApiClient>>) {
-        *self
-            .stores
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = stores;
+#[derive(Clone, Debug)]
+struct Entry {
+    claimant: Claimant,
+    /// Which watch stream reported it (streams watch disjoint namespaces).
+    scope: u64,
+    client_secret: String,
+    target: String,
+    /// From the resource's status as last seen in a watch event.
+    from_status: Option<Use>,
+    /// From this process's own last fetch or mint (fresher than the cache).
+    from_process: Option<Use>,
+}
+
+impl Entry {
+    /// This process's own view wins: within a leadership term it is the only writer.
+    fn current(&self) -> Option<&Use> {
+        self.from_process.as_ref().or(self.from_status.as_ref())
+    }
+}
+
+#[derive(Default)]
+struct State {
+    entries: HashMap<Key, Entry>,
+    by_fingerprint: HashMap<String, HashSet<Key>>,
+    /// (namespace, Secret name) → names of resources reading or writing it.
+    by_secret: HashMap<Key, BTreeSet<String>>,
+    /// Keys seen since the last `Init` of each scope (to drop what a relist no longer has).
+    relisting: HashMap<u64, HashSet<Key>>,
+}
+
+impl State {
+    fn unlink(&mut self, key: &Key) {
+        let Some(entry) = self.entries.get(key) else {
+            return;
+        };
+        let fingerprints: Vec<String> = [&entry.from_status, &entry.from_process]
+            .into_iter()
+            .flatten()
+            .map(|u| u.fingerprint.clone())
+            .collect();
+        let secrets = [entry.client_secret.clone(), entry.target.clone()];
+        for fp in fingerprints {
+            if let Some(keys) = self.by_fingerprint.get_mut(&fp) {
+                keys.remove(key);
+                if keys.is_empty() {
+                    self.by_fingerprint.remove(&fp);
+                }
+            }
+        }
+        for secret in secrets {
+            let secret_key = (key.0.clone(), secret);
+            if let Some(names) = self.by_secret.get_mut(&secret_key) {
+                names.remove(&key.1);
+                if names.is_empty() {
+                    self.by_secret.remove(&secret_key);
+                }
+            }
+        }
     }
 
-    pub fn all(&self) -> Vec<Arc<ClearApiClient>> {
-        self.stores
+    fn link(&mut self, key: &Key) {
+        let Some(entry) = self.entries.get(key) else {
+            return;
+        };
+        let fingerprints: Vec<String> = [&entry.from_status, &entry.from_process]
+            .into_iter()
+            .flatten()
+            .map(|u| u.fingerprint.clone())
+            .collect();
+        let secrets = [entry.client_secret.clone(), entry.target.clone()];
+        for fp in fingerprints {
+            self.by_fingerprint
+                .entry(fp)
+                .or_default()
+                .insert(key.clone());
+        }
+        for secret in secrets {
+            self.by_secret
+                .entry((key.0.clone(), secret))
+                .or_default()
+                .insert(key.1.clone());
+        }
+    }
+
+    /// Replaces the entry of `key` with what `update` makes of it (None removes it).
+    fn update(&mut self, key: &Key, update: impl FnOnce(Option<Entry>) -> Option<Entry>) {
+        self.unlink(key);
+        let next = update(self.entries.remove(key));
+        if let Some(entry) = next {
+            self.entries.insert(key.clone(), entry);
+            self.link(key);
+        }
+    }
+
+    fn upsert(&mut self, scope: u64, cac: &ClearApiClient) {
+        let claimant = Claimant::of(cac);
+        let key = claimant.key();
+        let from_status = status_use(cac);
+        let client_secret = cac.spec.client_secret_ref.name.clone();
+        let target = cac.target_secret_name();
+        self.update(&key, |previous| {
+            Some(Entry {
+                claimant,
+                scope,
+                client_secret,
+                target,
+                from_status,
+                from_process: previous.and_then(|p| p.from_process),
+            })
+        });
+        if let Some(seen) = self.relisting.get_mut(&scope) {
+            seen.insert(key);
+        }
+    }
+}
+
+/// What a resource's status says about its client secret: the fingerprint of the secret
+/// it last minted with, and whether it holds a token from it (not while it is itself in
+/// Conflict, which a race between replicas can leave behind).
+fn status_use(cac: &ClearApiClient) -> Option<Use> {
+    let status = cac.status.as_ref()?;
+    let fingerprint = status.client_secret_fingerprint.clone()?;
+    let in_conflict = status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.reason == reasons::CONFLICT);
+    Some(Use {
+        fingerprint,
+        holds: status.token_fingerprint.is_some() && !in_conflict,
+    })
+}
+
+/// The index of ClearApiClients the controller knows. Cheap to share (`Arc` inside);
+/// every lock is held for a few map operations, never across an await.
+#[derive(Clone, Default)]
+pub struct ResourceIndex {
+    state: Arc<RwLock<State>>,
+    locks: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+}
+
+impl ResourceIndex {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .flat_map(Store::state)
-            .collect()
     }
-}
 
-/// Claims made in this process: resource → fingerprint it mints with. Only resources still
-/// present in the directory count, so deleted ones drop out on their own.
-#[derive(Default)]
-pub struct Registry {
-    claims: Mutex<HashMap<(String, String), (Claimant, String)>>,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-}
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 
-impl Registry {
+    /// Applies one event of the watch stream `scope` (one per watched namespace set).
+    pub fn apply_event(&self, scope: u64, event: &watcher::Event<ClearApiClient>) {
+        let mut state = self.write();
+        match event {
+            watcher::Event::Apply(cac) | watcher::Event::InitApply(cac) => {
+                state.upsert(scope, cac);
+            }
+            watcher::Event::Delete(cac) => {
+                let key = Claimant::of(cac).key();
+                state.update(&key, |_| None);
+            }
+            watcher::Event::Init => {
+                state.relisting.insert(scope, HashSet::new());
+            }
+            watcher::Event::InitDone => {
+                let seen = state.relisting.remove(&scope).unwrap_or_default();
+                let gone: Vec<Key> = state
+                    .entries
+                    .iter()
+                    .filter(|(key, entry)| entry.scope == scope && !seen.contains(*key))
+                    .map(|(key, _)| key.clone())
+                    .collect();
+                for key in gone {
+                    state.update(&key, |_| None);
+                }
+            }
+        }
+    }
+
+    /// Whether the resource is known (tests wait for the watch to deliver it).
+    pub fn contains(&self, namespace: &str, name: &str) -> bool {
+        self.read()
+            .entries
+            .contains_key(&(namespace.to_string(), name.to_string()))
+    }
+
+    /// Number of resources known.
+    pub fn len(&self) -> usize {
+        self.read().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records what this process just learnt: `me` uses `fingerprint`, holding a token
+    /// from it or not. Ignored for resources the watch does not know (deleted ones).
+    pub fn claim(&self, me: &Claimant, fingerprint: &str, holds: bool) {
+        let key = me.key();
+        let mut state = self.write();
+        if !state.entries.contains_key(&key) {
+            return;
+        }
+        state.update(&key, |entry| {
+            entry.map(|mut e| {
+                e.from_process = Some(Use {
+                    fingerprint: fingerprint.to_string(),
+                    holds,
+                });
+                e
+            })
+        });
+    }
+
+    /// Forgets this process's claim of a resource (deleted, or leadership lost).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let key = (namespace.to_string(), name.to_string());
+        self.write().update(&key, |entry| {
+            entry.map(|mut e| {
+                e.from_process = None;
+                e
+            })
+        });
+    }
+
+    /// Forgets every claim this process made (leadership lost: the next term starts from
+    /// what the cluster says).
+    pub fn forget_all_claims(&self) {
+        let mut state = self.write();
+        let keys: Vec<Key> = state.entries.keys().cloned().collect();
+        for key in keys {
+            state.update(&key, |entry| {
+                entry.map(|mut e| {
+                    e.from_process = None;
+                    e
+                })
+            });
+        }
+    }
+
+    /// The resource `me` must yield the client secret to, if any.
+    pub fn find_conflict(
+        &self,
+        me: &Claimant,
+        fingerprint: &str,
+        i_hold: bool,
+    ) -> Option<Claimant> {
+        let state = self.read();
+        let keys = state.by_fingerprint.get(fingerprint)?;
+        let others = keys
+            .iter()
+            .filter_map(|key| state.entries.get(key))
+            .filter_map(|entry| {
+                let current = entry.current()?;
+                (current.fingerprint == fingerprint)
+                    .then(|| (entry.claimant.clone(), current.holds))
+            });
+        yield_to(me, i_hold, others)
+    }
+
+    /// The resources in the Secret's namespace that read it as their client secret or
+    /// write it as their target.
+    pub fn resources_for_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Vec<ObjectRef<ClearApiClient>> {
+        self.read()
+            .by_secret
+            .get(&(namespace.to_string(), name.to_string()))
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| ObjectRef::new(n).within(namespace))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every known resource, as (namespace, name).
+    pub fn keys(&self) -> Vec<(String, String)> {
+        self.read().entries.keys().cloned().collect()
+    }
+
     /// The lock serializing check-and-mint for one client secret fingerprint.
     pub fn lock_for(&self, fingerprint: &str) -> Arc<tokio::sync::Mutex<()>> {
         self.locks
@@ -112,51 +402,6 @@ impl Registry {
             .entry(fingerprint.to_string())
             .or_default()
             .clone()
-    }
-
-    pub fn claim(&self, me: &Claimant, fingerprint: &str) {
-        self.claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(me.key(), (me.clone(), fingerprint.to_string()));
-    }
-
-    pub fn forget(&self, namespace: &str, name: &str) {
-        self.claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&(namespace.to_string(), name.to_string()));
-    }
-
-    /// The older resource `me` conflicts with, from the directory's statuses and this
-    /// registry's claims.
-    pub fn find_conflict(
-        &self,
-        directory: &Directory,
-        me: &Claimant,
-        fingerprint: &str,
-    ) -> Option<Claimant> {
-        let known = directory.all();
-        let claims = self
-            .claims
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let from_status = known.iter().map(|cac| {
-            let fp = cac
-                .status
-                .as_ref()
-                .and_then(|s| s.client_secret_fingerprint.as_deref());
-            (Claimant::of(cac), fp)
-        });
-        let from_claims = claims
-            .values()
-            .filter(|(c, _)| {
-                known.iter().any(|k| {
-                    k.namespace().as_deref() == Some(c.namespace.as_str()) && k.name_any() == c.name
-                })
-            })
-            .map(|(c, fp)| (c.clone(), Some(fp.as_str())));
-        older_claimant(me, fingerprint, from_status.chain(from_claims))
     }
 }
 
@@ -174,106 +419,208 @@ mod tests {
     }
 
     #[test]
-    fn newer_resource_conflicts_with_the_older_one_using_the_same_secret() {
-        let older = claimant("a", "first", "2026-11-25T00:00:00Z");
-        let newer = claimant("b", "second", "2026-11-25T00:00:01Z");
-        let others = vec![(older.clone(), Some("fp1")), (newer.clone(), Some("fp1"))];
-        assert_eq!(
-            older_claimant(&newer, "fp1", others.clone()),
-            Some(older.clone())
-        );
-        assert_eq!(older_claimant(&older, "fp1", others), None);
+    fn yield_rule_table() {
+        let older = claimant("a", "older", "2026-11-25T00:00:00Z");
+        let newer = claimant("a", "newer", "2026-11-25T00:00:01Z");
+        // (case, me, i_hold, other, other_holds, expected winner)
+        let cases = [
+            (
+                "nobody holds: the newer yields to the older",
+                &newer,
+                false,
+                &older,
+                false,
+                true,
+            ),
+            (
+                "nobody holds: the older keeps it",
+                &older,
+                false,
+                &newer,
+                false,
+                false,
+            ),
+            (
+                "the newer holds: the older yields",
+                &older,
+                false,
+                &newer,
+                true,
+                true,
+            ),
+            (
+                "the newer holds: it keeps it",
+                &newer,
+                true,
+                &older,
+                false,
+                false,
+            ),
+            (
+                "both hold after a race: the older wins",
+                &newer,
+                true,
+                &older,
+                true,
+                true,
+            ),
+            (
+                "both hold after a race: the older keeps it",
+                &older,
+                true,
+                &newer,
+                true,
+                false,
+            ),
+        ];
+        for (case, me, i_hold, other, other_holds, yields) in cases {
+            let got = yield_to(me, i_hold, [((*other).clone(), other_holds)]);
+            assert_eq!(got.is_some(), yields, "{case}");
+        }
     }
 
     #[test]
-    fn different_secrets_never_conflict() {
-        let older = claimant("a", "first", "2026-11-25T00:00:00Z");
-        let newer = claimant("b", "second", "2026-11-25T00:00:01Z");
-        assert_eq!(
-            older_claimant(&newer, "fp2", vec![(older, Some("fp1"))]),
-            None
-        );
+    fn holders_are_preferred_over_older_non_holders() {
+        let me = claimant("a", "me", "2026-11-25T00:00:05Z");
+        let oldest = claimant("a", "oldest", "2026-11-25T00:00:00Z");
+        let holder = claimant("a", "holder", "2026-11-25T00:00:09Z");
+        let got = yield_to(&me, false, [(oldest, false), (holder.clone(), true)]);
+        assert_eq!(got, Some(holder));
     }
 
     #[test]
     fn same_creation_time_breaks_ties_by_namespace_then_name() {
         let a = claimant("a", "zeta", "2026-11-25T00:00:00Z");
         let b = claimant("b", "alpha", "2026-11-25T00:00:00Z");
-        assert_eq!(
-            older_claimant(&b, "fp", vec![(a.clone(), Some("fp"))]),
-            Some(a.clone())
-        );
-        assert_eq!(older_claimant(&a, "fp", vec![(b, Some("fp"))]), None);
-    }
-
-    fn directory_with(
-        names: &[(&str, &str, Option<&str>)],
-    ) -> (
-        Directory,
-        kube::runtime::reflector::store::Writer<ClearApiClient>,
-    ) {
-        let (reader, mut writer) = kube::runtime::reflector::store();
-        for (name, created, fingerprint) in names {
-            let mut cac = client(name);
-            cac.metadata.creation_timestamp = Some(
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(created)),
-            );
-            cac.status = Some(crate::resource::ClearApiClientStatus {
-                client_secret_fingerprint: fingerprint.map(str::to_string),
-                ..Default::default()
-            });
-            writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(cac));
-        }
-        let directory = Directory::default();
-        directory.set_stores(vec![reader]);
-        (directory, writer)
+        assert_eq!(yield_to(&b, false, [(a.clone(), false)]), Some(a.clone()));
+        assert_eq!(yield_to(&a, false, [(b, false)]), None);
     }
 
     #[test]
-    fn conflict_is_found_from_other_resources_status_in_the_directory() {
-        let (directory, _writer) = directory_with(&[
-            ("first", "2026-11-25T00:00:00Z", Some("fp")),
-            ("second", "2026-11-25T00:00:05Z", None),
-        ]);
-        let registry = Registry::default();
-        let second = claimant("default", "second", "2026-11-25T00:00:05Z");
+    fn a_resource_in_another_namespace_is_never_named() {
+        let me = claimant("billing", "me", "2026-11-25T00:00:00Z");
+        let other = claimant("payroll", "secret-project", "2026-11-25T00:00:00Z");
+        let shown = other.display_to(&me);
+        assert!(!shown.contains("payroll") && !shown.contains("secret-project"));
+        assert!(shown.contains("another ClearApiClient"));
+        let neighbour = claimant("billing", "gst", "2026-11-25T00:00:00Z");
+        assert_eq!(neighbour.display_to(&me), "ClearApiClient gst");
+    }
+
+    fn cac(name: &str, created: &str, fingerprint: Option<&str>, holds: bool) -> ClearApiClient {
+        let mut cac = client(name);
+        cac.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(created)),
+        );
+        cac.status = Some(crate::resource::ClearApiClientStatus {
+            client_secret_fingerprint: fingerprint.map(str::to_string),
+            token_fingerprint: holds.then(|| "tttttttttttt".to_string()),
+            ..Default::default()
+        });
+        cac
+    }
+
+    #[test]
+    fn conflicts_come_from_watched_statuses_and_fresher_claims() {
+        let index = ResourceIndex::default();
+        index.apply_event(
+            0,
+            &watcher::Event::Apply(cac("first", "2026-11-25T00:00:00Z", None, false)),
+        );
+        index.apply_event(
+            0,
+            &watcher::Event::Apply(cac("second", "2026-11-25T00:00:05Z", Some("fp"), true)),
+        );
         let first = claimant("default", "first", "2026-11-25T00:00:00Z");
+        let second = claimant("default", "second", "2026-11-25T00:00:05Z");
         assert_eq!(
-            registry
-                .find_conflict(&directory, &second, "fp")
-                .map(|c| c.name),
+            index.find_conflict(&first, "fp", false).map(|c| c.name),
+            Some("second".into()),
+            "the newer one holds a token from the secret"
+        );
+        assert_eq!(index.find_conflict(&second, "fp", true), None);
+        // A claim made in process counts before any status says so.
+        index.claim(&first, "fp2", false);
+        let third = cac("third", "2026-11-25T00:00:09Z", None, false);
+        index.apply_event(0, &watcher::Event::Apply(third));
+        let third = claimant("default", "third", "2026-11-25T00:00:09Z");
+        assert_eq!(
+            index.find_conflict(&third, "fp2", false).map(|c| c.name),
             Some("first".into())
         );
-        assert_eq!(registry.find_conflict(&directory, &first, "fp"), None);
+        index.forget("default", "first");
+        assert_eq!(index.find_conflict(&third, "fp2", false), None);
     }
 
     #[test]
-    fn a_claim_made_in_process_counts_before_the_status_reaches_the_cache() {
-        // Neither status names the secret yet (the first mint is still in flight).
-        let (directory, _writer) = directory_with(&[
-            ("first", "2026-11-25T00:00:00Z", None),
-            ("second", "2026-11-25T00:00:05Z", None),
-        ]);
-        let registry = Registry::default();
-        let first = claimant("default", "first", "2026-11-25T00:00:00Z");
-        let second = claimant("default", "second", "2026-11-25T00:00:05Z");
-        registry.claim(&first, "fp");
-        assert_eq!(
-            registry.find_conflict(&directory, &second, "fp"),
-            Some(first.clone())
+    fn deleted_resources_and_relisted_away_resources_drop_out() {
+        let index = ResourceIndex::default();
+        let holder = cac("holder", "2026-11-25T00:00:00Z", Some("fp"), true);
+        index.apply_event(0, &watcher::Event::Apply(holder.clone()));
+        let me = claimant("default", "me", "2026-11-25T00:00:09Z");
+        assert!(index.find_conflict(&me, "fp", false).is_some());
+        index.apply_event(0, &watcher::Event::Delete(holder.clone()));
+        assert!(index.find_conflict(&me, "fp", false).is_none());
+        assert!(!index.contains("default", "holder"));
+
+        index.apply_event(0, &watcher::Event::Apply(holder));
+        index.apply_event(0, &watcher::Event::Init);
+        index.apply_event(0, &watcher::Event::InitDone);
+        assert!(
+            !index.contains("default", "holder"),
+            "a relist without it means it is gone"
         );
-        registry.forget("default", "first");
-        assert_eq!(registry.find_conflict(&directory, &second, "fp"), None);
+        assert!(index.find_conflict(&me, "fp", false).is_none());
     }
 
     #[test]
-    fn registry_claims_count_only_for_resources_still_known() {
-        let registry = Registry::default();
-        let directory = Directory::default();
-        let older = claimant("a", "first", "2026-11-25T00:00:00Z");
-        let newer = claimant("b", "second", "2026-11-25T00:00:01Z");
-        registry.claim(&older, "fp");
-        // Not in the directory (deleted, or never seen): its claim is ignored.
-        assert_eq!(registry.find_conflict(&directory, &newer, "fp"), None);
+    fn claims_of_unknown_resources_are_ignored() {
+        let index = ResourceIndex::default();
+        let ghost = claimant("default", "ghost", "2026-11-25T00:00:00Z");
+        index.claim(&ghost, "fp", true);
+        let me = claimant("default", "me", "2026-11-25T00:00:09Z");
+        assert_eq!(index.find_conflict(&me, "fp", false), None);
+    }
+
+    #[test]
+    fn secrets_map_back_to_the_resources_reading_or_writing_them() {
+        let index = ResourceIndex::default();
+        let mut billing = client("billing");
+        billing.spec.client_secret_ref.name = "shared-secret".into();
+        let mut payroll = client("payroll");
+        payroll.spec.client_secret_ref.name = "shared-secret".into();
+        let mut other_ns = client("elsewhere");
+        other_ns.metadata.namespace = Some("other".into());
+        other_ns.spec.client_secret_ref.name = "shared-secret".into();
+        for cac in [billing, payroll, other_ns] {
+            index.apply_event(0, &watcher::Event::Apply(cac));
+        }
+        let names = |ns: &str, secret: &str| -> Vec<String> {
+            index
+                .resources_for_secret(ns, secret)
+                .into_iter()
+                .map(|r| r.name)
+                .collect()
+        };
+        assert_eq!(
+            names("default", "shared-secret"),
+            vec!["billing", "payroll"]
+        );
+        assert_eq!(
+            names("default", "billing"),
+            vec!["billing"],
+            "the target maps to its writer"
+        );
+        assert!(names("default", "unrelated").is_empty());
+
+        let mut moved = client("billing");
+        moved.spec.client_secret_ref.name = "new-secret".into();
+        index.apply_event(0, &watcher::Event::Apply(moved));
+        assert_eq!(
+            names("default", "shared-secret"),
+            vec!["payroll"],
+            "a changed reference moves"
+        );
+        assert_eq!(names("default", "new-secret"), vec!["billing"]);
     }
 }

@@ -13,6 +13,8 @@ use crate::{clear::reasons as clear_reasons, resource::ClearApiClientStatus};
 pub struct ValidSpec {
     pub base_url: String,
     pub config_hash: String,
+    /// Hashes meaning the same configuration (earlier versions, equivalent spellings).
+    pub equivalent_config_hashes: Vec<String>,
     pub renew_before: Option<SignedDuration>,
 }
 
@@ -54,21 +56,39 @@ pub struct Observed {
     pub spec: Result<ValidSpec, String>,
     pub client_secret: ClientSecretState,
     pub target: TargetState,
-    /// `namespace/name` of an older ClearApiClient using the same client secret.
+    /// The ClearApiClient this one yields its client secret to (see `conflict`), as it may
+    /// be shown to this resource's owner.
     pub conflict_with: Option<String>,
     pub regenerate_request: Option<String>,
     pub status: ClearApiClientStatus,
+    /// After `target.name` changed: the Secret status names, if it is ours and still holds
+    /// the token status records (it can be moved without a call).
+    pub previous_target: Option<PreviousTarget>,
+}
+
+/// The token Secret of before a `target.name` change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PreviousTarget {
+    pub name: String,
+    pub record: TokenRecord,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Calls to Clear allowed per resource (one client secret each) per UTC day.
     pub mint_budget: u32,
+    /// How long after `mintStartedAt` a call made by another replica may still be in flight
+    /// (its Clear timeout plus a margin): until then nothing is minted, since that call's
+    /// answer may still be written, and a second mint would revoke it.
+    pub in_flight_grace: SignedDuration,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { mint_budget: 250 }
+        Self {
+            mint_budget: 250,
+            in_flight_grace: SignedDuration::from_secs(30),
+        }
     }
 }
 
@@ -131,6 +151,11 @@ pub enum Blocker {
     BudgetExhausted {
         until: Timestamp,
     },
+    /// `mintStartedAt` is recent and no token from that call reached the Secret: the call
+    /// may still be running in a replica that lost the Lease; wait for its deadline.
+    CallInFlight {
+        until: Timestamp,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -145,6 +170,8 @@ pub enum Decision {
         refresh_secret: bool,
         record: TokenRecord,
         renewal_time: Option<Timestamp>,
+        /// The token is in this (previous) Secret: move it to the target, then delete it.
+        move_from: Option<String>,
     },
     /// Nothing can be done now.
     Wait {
@@ -218,9 +245,14 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
 
     let reason = match need(obs, spec, fingerprint, now) {
         Need::Mint(reason) => reason,
-        Need::Keep { record, drifted } => {
+        Need::Keep {
+            record,
+            drifted,
+            move_from,
+        } => {
             return Decision::Keep {
-                refresh_secret: drifted,
+                refresh_secret: drifted || move_from.is_some(),
+                move_from,
                 record: record.clone(),
                 renewal_time: schedule::renewal_time(
                     record.issued_at,
@@ -231,7 +263,21 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         }
     };
 
-    if let Some(blocker) = backoff(&obs.status, fingerprint, now) {
+    // NB: a failure recorded after the call started means that call ended here (its answer
+    // was lost or may have minted): nothing is in flight, only its backoff applies.
+    if reason == MintReason::Interrupted
+        && let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0)
+        && obs
+            .status
+            .last_failure_time
+            .as_ref()
+            .is_none_or(|failed| failed.0 < started)
+        && now < started + policy.in_flight_grace
+    {
+        let until = started + policy.in_flight_grace;
+        return wait(Blocker::CallInFlight { until }, Some(until), Some(reason));
+    }
+    if let Some(blocker) = backoff(&obs.status, fingerprint, spec, now) {
         let retry_at = match &blocker {
             Blocker::Backoff { until, .. } => Some(*until),
             _ => Some(now + schedule::REJECTED_RECHECK),
@@ -254,6 +300,7 @@ enum Need<'a> {
     Keep {
         record: &'a TokenRecord,
         drifted: bool,
+        move_from: Option<String>,
     },
     Mint(MintReason),
 }
@@ -262,18 +309,29 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if call_outcome_lost(obs) {
         return Need::Mint(MintReason::Interrupted);
     }
-    let (record, drifted) = match &obs.target {
-        TargetState::Ours {
-            token: Some(record),
-            drifted,
-        } => (record, *drifted),
-        TargetState::Absent if had_token_in(obs) => return Need::Mint(MintReason::SecretDeleted),
+    let (record, drifted, move_from) = match (&obs.target, &obs.previous_target) {
+        (
+            TargetState::Ours {
+                token: Some(record),
+                drifted,
+            },
+            _,
+        ) => (record, *drifted, None),
+        // NB: a renamed target: the live token moves with no call (a new one would revoke it).
+        (TargetState::Absent, Some(previous)) => {
+            (&previous.record, true, Some(previous.name.clone()))
+        }
+        (TargetState::Absent, None) if had_token_in(obs) => {
+            return Need::Mint(MintReason::SecretDeleted);
+        }
         _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
         return Need::Mint(MintReason::ClientSecretChanged);
     }
-    if record.config_hash != spec.config_hash {
+    if record.config_hash != spec.config_hash
+        && !spec.equivalent_config_hashes.contains(&record.config_hash)
+    {
         return Need::Mint(MintReason::ConfigChanged);
     }
     if let Some(value) = &obs.regenerate_request {
@@ -292,18 +350,36 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if renewal.is_some_and(|at| now >= at) {
         return Need::Mint(MintReason::RenewalDue);
     }
-    Need::Keep { record, drifted }
+    Need::Keep {
+        record,
+        drifted,
+        move_from,
+    }
 }
 
 /// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret
-/// holds no token issued since. (The Secret is written before status, so a token issued
-/// after the call started means the call succeeded and only the status update was lost:
-/// nothing to redo.)
+/// holds no token issued by that call. (The Secret is written before status, so a token
+/// other than the one status still names means the call succeeded and only the status
+/// update was lost: nothing to redo.)
+///
+/// NB: tokens are told apart by fingerprint, not by issue time: times are kept to the
+/// second, and a regeneration within the second of the previous mint is common.
 fn call_outcome_lost(obs: &Observed) -> bool {
     let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0) else {
         return false;
     };
-    !matches!(&obs.target, TargetState::Ours { token: Some(record), .. } if record.issued_at >= started)
+    let TargetState::Ours {
+        token: Some(record),
+        ..
+    } = &obs.target
+    else {
+        return true;
+    };
+    match obs.status.token_fingerprint.as_deref() {
+        Some(before_the_call) => record.token_fingerprint == before_the_call,
+        // No token was recorded before the call: any token older than it is not its answer.
+        None => record.issued_at < started,
+    }
 }
 
 /// Whether status says a token was written to this same target Secret before.
@@ -338,9 +414,22 @@ fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
 /// The backoff a previous failure asked for, if it still applies.
 ///
 /// NB: a new client secret lifts the waits that were about the old one (rejected, or its
-/// daily quota spent); transient failures are about Clear and keep their backoff.
-fn backoff(status: &ClearApiClientStatus, fingerprint: &str, now: Timestamp) -> Option<Blocker> {
+/// daily quota spent); transient failures are about Clear and keep their backoff. A
+/// rejection is also lifted by a new configuration (a production secret sent to the
+/// sandbox host is rejected there, and fine once `environment` is corrected).
+fn backoff(
+    status: &ClearApiClientStatus,
+    fingerprint: &str,
+    spec: &ValidSpec,
+    now: Timestamp,
+) -> Option<Blocker> {
     let reason = status.last_failure_reason.as_deref()?;
+    let same_config = status.config_hash.as_ref().is_none_or(|rejected| {
+        *rejected == spec.config_hash || spec.equivalent_config_hashes.contains(rejected)
+    });
+    if reason == clear_reasons::CLIENT_SECRET_REJECTED && !same_config {
+        return None;
+    }
     let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
     let about_secret = matches!(
         reason,
@@ -397,6 +486,7 @@ mod tests {
             spec: Ok(ValidSpec {
                 base_url: "https://api-sandbox.clear.in".into(),
                 config_hash: HASH.into(),
+                equivalent_config_hashes: Vec::new(),
                 renew_before: None,
             }),
             client_secret: ClientSecretState::Present {
@@ -408,6 +498,7 @@ mod tests {
             },
             conflict_with: None,
             regenerate_request: None,
+            previous_target: None,
             status: ClearApiClientStatus {
                 secret_name: Some("billing".into()),
                 token_fingerprint: Some("tttttttttttt".into()),
@@ -456,6 +547,7 @@ mod tests {
                 refresh_secret: false,
                 record: record(),
                 renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                move_from: None,
             }
         );
     }
@@ -600,6 +692,7 @@ mod tests {
                 "a call whose token reached the Secret only lost its status update",
                 |o| {
                     o.status.mint_started_at = time("2026-11-25T00:00:00Z");
+                    o.status.token_fingerprint = Some("oldoldoldold".into());
                 },
                 NOW,
                 None,
@@ -909,6 +1002,137 @@ mod tests {
                 },
             }
         );
+    }
+
+    #[test]
+    fn a_call_that_may_still_be_in_flight_elsewhere_is_waited_out_then_replaced_once() {
+        let mut obs = healthy();
+        // Default grace: 30 s after mintStartedAt.
+        obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
+        let until = ts("2026-11-25T06:00:10Z");
+        let waiting = run(&obs);
+        assert_eq!(
+            waiting,
+            Decision::Wait {
+                blocker: Blocker::CallInFlight { until },
+                health: TokenHealth::Unusable {
+                    why: "a call to Clear may have revoked the stored token"
+                },
+                retry_at: Some(until),
+                pending: Some(MintReason::Interrupted),
+            }
+        );
+        assert_eq!(
+            blocker_of(&run_at(&obs, "2026-11-25T06:00:09Z")),
+            Some(Blocker::CallInFlight { until }),
+            "one second before the deadline it still waits"
+        );
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T06:00:10Z")),
+            Some(MintReason::Interrupted),
+            "at the deadline the token is replaced"
+        );
+        let longer = Policy {
+            in_flight_grace: SignedDuration::from_secs(120),
+            ..Policy::default()
+        };
+        assert!(matches!(
+            decide(&obs, ts("2026-11-25T06:00:10Z"), &longer),
+            Decision::Wait {
+                blocker: Blocker::CallInFlight { .. },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_recent_call_whose_failure_was_recorded_is_not_in_flight() {
+        let mut obs = healthy();
+        obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
+        obs.status.last_failure_time = time("2026-11-25T05:59:45Z");
+        obs.status.last_failure_reason = Some(clear_reasons::CLEAR_UNAVAILABLE.into());
+        obs.status.next_retry_time = time("2026-11-25T05:59:50Z");
+        assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::Interrupted));
+    }
+
+    #[test]
+    fn a_lost_call_is_told_apart_by_token_even_within_the_same_second() {
+        let mut obs = healthy();
+        // The stored token was issued at 00:00:00 and the next call started that second.
+        obs.status.mint_started_at = time("2026-11-25T00:00:00Z");
+        assert!(matches!(
+            run_at(&obs, "2026-11-25T00:10:00Z"),
+            Decision::Mint {
+                reason: MintReason::Interrupted,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn a_recent_call_whose_token_reached_the_secret_is_not_waited_for() {
+        let mut obs = healthy();
+        obs.status.mint_started_at = time("2026-11-25T00:00:00Z");
+        obs.status.token_fingerprint = Some("oldoldoldold".into());
+        assert!(matches!(
+            run_at(&obs, "2026-11-25T00:00:05Z"),
+            Decision::Keep { .. }
+        ));
+    }
+
+    #[test]
+    fn a_rejection_is_lifted_by_a_new_configuration_but_not_by_an_equivalent_one() {
+        let mut obs = healthy();
+        obs.target = TargetState::Absent;
+        obs.status.token_fingerprint = None;
+        obs.status.last_failure_reason = Some(clear_reasons::CLIENT_SECRET_REJECTED.into());
+        obs.status.config_hash = Some("oldconfighash".into());
+        assert_eq!(
+            mint_reason_of(&run(&obs)),
+            Some(MintReason::NoToken),
+            "config changed"
+        );
+        obs.status.config_hash = Some(HASH.into());
+        assert_eq!(
+            blocker_of(&run(&obs)),
+            Some(Blocker::Rejected),
+            "same config"
+        );
+        obs.status.config_hash = Some("equivalenthash".into());
+        obs.spec.as_mut().unwrap().equivalent_config_hashes = vec!["equivalenthash".into()];
+        assert_eq!(
+            blocker_of(&run(&obs)),
+            Some(Blocker::Rejected),
+            "same meaning"
+        );
+    }
+
+    #[test]
+    fn a_renamed_target_moves_the_live_token_without_a_call() {
+        let mut obs = healthy();
+        obs.target_name = "billing-v2".into();
+        obs.target = TargetState::Absent;
+        obs.previous_target = Some(PreviousTarget {
+            name: "billing".into(),
+            record: record(),
+        });
+        assert_eq!(
+            run(&obs),
+            Decision::Keep {
+                refresh_secret: true,
+                record: record(),
+                renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                move_from: Some("billing".into()),
+            }
+        );
+        // Due for renewal anyway: one mint, no move.
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T08:00:00Z")),
+            Some(MintReason::RenewalDue)
+        );
+        // Without the previous Secret the token is gone: one mint.
+        obs.previous_target = None;
+        assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::NoToken));
     }
 
     #[test]

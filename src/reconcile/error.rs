@@ -32,6 +32,9 @@ pub enum Error {
     Revoke(#[source] ClearError),
     #[error("failed to reconcile: the ClearApiClient {detail}")]
     InvalidObject { detail: &'static str },
+    /// Leadership lost or released: nothing more is written (see `fence`).
+    #[error(transparent)]
+    NotLeader(#[from] crate::fence::NotLeader),
 }
 
 impl Error {
@@ -47,6 +50,7 @@ impl Error {
             Self::Finalizer(_) => "Finalizer",
             Self::Revoke(_) => "Revoke",
             Self::InvalidObject { .. } => "InvalidObject",
+            Self::NotLeader(_) => "NotLeader",
         }
     }
 

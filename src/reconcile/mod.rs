@@ -30,7 +30,7 @@ use tracing::{debug, info, instrument, warn};
 
 pub use self::error::Error;
 use self::{
-    conflict::{Directory, Registry},
+    conflict::ResourceIndex,
     decide::{Blocker, Decision, MintReason, Policy, TokenHealth, decide},
     events::Notice,
     observe::Fetched,
@@ -40,8 +40,10 @@ use self::{
 use crate::{
     clear::{AccessToken, AllowedBaseUrls, ClearClient, FailureClass},
     clock::Clock,
+    fence::Fence,
     metrics::Metrics,
     resource::{ClearApiClient, REVOKE_FINALIZER},
+    watchdog::{Heartbeat, Progress},
 };
 
 /// The one field manager for everything the operator writes.
@@ -70,9 +72,16 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub settings: Settings,
-    /// The ClearApiClients the controller knows, for the conflict check.
-    pub directory: Directory,
-    pub registry: Registry,
+    /// The ClearApiClients the controller knows (fed by its watch events): the conflict
+    /// check and the Secret-to-resources mapping.
+    pub index: ResourceIndex,
+    /// Whether this replica may still write (leader election); checked before each write
+    /// and before each call to Clear.
+    pub fence: Fence,
+    /// Reconciles in flight, for the `/healthz` stall check.
+    pub progress: Progress,
+    /// Beats on every round of the leader-election loop, for the `/healthz` stall check.
+    pub lease_heartbeat: Heartbeat,
     /// Resources this process exported per-resource metrics for.
     exported: std::sync::Mutex<std::collections::BTreeSet<(String, String)>>,
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
@@ -91,13 +100,15 @@ impl Context {
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
+            fence: Fence::new(clock.clone()),
+            progress: Progress::default(),
+            lease_heartbeat: Heartbeat::default(),
             client,
             clear,
             clock,
             metrics,
             settings,
-            directory: Directory::default(),
-            registry: Registry::default(),
+            index: ResourceIndex::default(),
             exported: std::sync::Mutex::default(),
             failures: std::sync::Mutex::default(),
         }
@@ -107,6 +118,7 @@ impl Context {
 /// Reconciles one ClearApiClient.
 #[instrument(skip(obj, ctx), fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
 pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _in_flight = ctx.progress.start();
     let started = std::time::Instant::now();
     if let (Some(namespace), None) = (obj.namespace(), &obj.meta().deletion_timestamp) {
         ctx.exported_lock().insert((namespace, obj.name_any()));
@@ -172,6 +184,7 @@ async fn reconcile_with_finalizer(
     obj: Arc<ClearApiClient>,
     ctx: &Context,
 ) -> Result<Action, Error> {
+    ctx.fence.check()?;
     let namespace = obj.namespace().ok_or(Error::InvalidObject {
         detail: "has no namespace",
     })?;
@@ -183,7 +196,15 @@ async fn reconcile_with_finalizer(
             if has_finalizer {
                 // Only a successful (or deliberately skipped) revoke releases the resource.
                 revoke_on_delete(&obj, &api, ctx).await?;
-                set_finalizer(&api, &obj, false).await?;
+                // NB: re-read: the revoke recorded itself in status, so the resourceVersion
+                // the finalizer patch carries must be the one after that write.
+                if let Some(fresh) = api
+                    .get_opt(&obj.name_any())
+                    .await
+                    .map_err(Error::ReadResource)?
+                {
+                    set_finalizer(&api, &fresh, false).await?;
+                }
             }
             return Ok(Action::await_change());
         }
@@ -226,17 +247,10 @@ async fn apply(
             refresh_secret,
             record,
             renewal_time,
+            move_from,
         } => {
-            keep(
-                ctx,
-                api,
-                &fetched,
-                refresh_secret,
-                &record,
-                renewal_time,
-                now,
-            )
-            .await?
+            let refresh = refresh_secret.then_some(move_from);
+            keep(ctx, api, &fetched, refresh, &record, renewal_time, now).await?
         }
         Decision::Wait {
             blocker,
@@ -273,37 +287,48 @@ fn decision_label(decision: &Decision) -> &'static str {
     }
 }
 
-/// The stored token stays; only drifted metadata is re-applied.
+/// The stored token stays; only drifted metadata is re-applied. `refresh`: `Some(None)`
+/// re-applies the target Secret, `Some(Some(old))` moves the token from the Secret `old`
+/// (a renamed target) and then deletes it.
 async fn keep(
     ctx: &Context,
     api: &Api<ClearApiClient>,
     fetched: &Fetched,
-    refresh_secret: bool,
+    refresh: Option<Option<String>>,
     record: &TokenRecord,
     renewal_time: Option<Timestamp>,
     now: Timestamp,
 ) -> Result<Option<Timestamp>, Error> {
     let cac = &fetched.cac;
     let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
-    if refresh_secret && let Some(base_url) = &fetched.base_url {
+    if let Some(move_from) = refresh
+        && let Some(base_url) = &fetched.base_url
+    {
         // NB: the full Secret is read only here, to carry its token into the apply.
         let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
         let target = cac.target_secret_name();
+        let source = move_from.clone().unwrap_or_else(|| target.clone());
         let current = secrets
-            .get_opt(&target)
+            .get_opt(&source)
             .await
             .map_err(|e| Error::ReadStoredToken {
-                name: target.clone(),
+                name: source.clone(),
                 detail: error::sanitize(&e),
             })?;
         if let Some(token) = current.as_ref().and_then(secret::stored_token) {
             apply_secret(ctx, cac, base_url.as_str(), &token, record).await?;
-            info!(secret = %target, "re-applied drifted Secret metadata without minting");
+            drop(token);
+            if move_from.is_some() {
+                retire_previous_secret(ctx, cac, &namespace, &source).await?;
+                info!(from = %source, secret = %target, "moved the token to the renamed target Secret without minting");
+            } else {
+                info!(secret = %target, "re-applied drifted Secret metadata without minting");
+            }
             events::publish(&ctx.recorder, &cac.object_ref(&()), Notice::SecretRefreshed).await;
         }
     }
-    ctx.registry
-        .claim(&fetched.claimant, &record.client_secret_fingerprint);
+    ctx.index
+        .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
     let prev = &fetched.observed.status;
     let next = status::kept(
         prev,
@@ -313,9 +338,7 @@ async fn keep(
         cac.meta().generation,
         now,
     );
-    status::apply(api, &name, cac.status.as_ref(), &next)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
@@ -336,18 +359,9 @@ async fn wait(
 ) -> Result<Option<Timestamp>, Error> {
     let cac = &fetched.cac;
     let (namespace, name) = (cac.namespace().unwrap_or_default(), cac.name_any());
-    if let (
-        Blocker::Backoff { .. } | Blocker::Rejected | Blocker::BudgetExhausted { .. },
-        Some(secret),
-    ) = (blocker, &fetched.client_secret)
-    {
-        ctx.registry.claim(&fetched.claimant, &secret.fingerprint());
-    }
     let prev = &fetched.observed.status;
     let next = status::waiting(prev, blocker, health, pending, cac.meta().generation, now);
-    status::apply(api, &name, cac.status.as_ref(), &next)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
     let before = status::ready_condition(Some(prev)).map(|c| c.reason.as_str());
     if let Some(condition) = status::ready_condition(Some(&next))
         && before != Some(condition.reason.as_str())
@@ -382,6 +396,7 @@ fn reason_static(reason: &str) -> &'static str {
         r::RATE_LIMITED,
         r::CLEAR_UNAVAILABLE,
         r::CLEAR_RESPONSE_INVALID,
+        r::MINT_IN_FLIGHT,
     ]
     .into_iter()
     .find(|r| *r == reason)
@@ -410,16 +425,16 @@ async fn mint(
         });
     };
     let fingerprint = client_secret.fingerprint();
-    let lock = ctx.registry.lock_for(&fingerprint);
+    let lock = ctx.index.lock_for(&fingerprint);
     let _serialized = lock.lock().await;
     // NB: re-checked under the lock: another resource with the same client secret may have
     // claimed it since the fetch, and its status may not have reached the cache yet.
-    if let Some(older) = ctx
-        .registry
-        .find_conflict(&ctx.directory, &fetched.claimant, &fingerprint)
+    if let Some(holder) = ctx
+        .index
+        .find_conflict(&fetched.claimant, &fingerprint, fetched.holds)
     {
         let blocker = Blocker::Conflict {
-            with: older.display(),
+            with: holder.display_to(&fetched.claimant),
         };
         return wait(
             ctx,
@@ -433,14 +448,45 @@ async fn mint(
         )
         .await;
     }
-    ctx.registry.claim(&fetched.claimant, &fingerprint);
+    // NB: from here on this resource is about to hold the secret: others yield to it.
+    ctx.index.claim(&fetched.claimant, &fingerprint, true);
 
     let prev = &fetched.observed.status;
-    let counted = status::before_mint(prev, &fingerprint, now);
-    status::apply(api, &name, cac.status.as_ref(), &counted)
-        .await
-        .map_err(Error::PatchStatus)?;
+    // NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC) would
+    // make the call revoke the stored token for nothing, again after every backoff; a
+    // server-side dry run of the same apply finds out first, at no cost at Clear.
+    if let Err(Error::ApplySecret {
+        name: target,
+        detail,
+    }) = dry_run_secret(ctx, cac, base_url.as_str(), spec, &fingerprint, now).await
+    {
+        let attempt = prev.failed_attempts.saturating_add(1);
+        let next_retry = now + schedule::transient_backoff(attempt, schedule::random_jitter());
+        let failure = MintFailure {
+            reason: status::reasons::SECRET_APPLY_FAILED,
+            message: format!(
+                "failed to write Secret {target} (server-side dry run, before calling Clear): {detail}"
+            ),
+            next_retry: Some(next_retry),
+            may_have_minted: false,
+        };
+        let next = status::mint_failed(prev, &failure, health, cac.meta().generation, now);
+        write_status(ctx, api, &name, cac.status.as_ref(), &next).await?;
+        warn!(secret = %target, error = %detail, "the token Secret cannot be written; not calling Clear");
+        let notice = Notice::MintFailed {
+            reason: failure.reason,
+            message: failure.message.clone(),
+        };
+        events::publish(&ctx.recorder, &cac.object_ref(&()), notice).await;
+        ctx.metrics.set_ready(&namespace, &name, health.is_usable());
+        return Ok(Some(next_retry));
+    }
+    let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, now);
+    write_status(ctx, api, &name, cac.status.as_ref(), &counted).await?;
     info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
+    // NB: the fence was checked by the status write just above; checked again because that
+    // write may have taken a while.
+    ctx.fence.check()?;
     let started = std::time::Instant::now();
     let result = ctx.clear.mint(base_url, client_secret, now).await;
     let elapsed = started.elapsed();
@@ -469,9 +515,7 @@ async fn mint(
             };
             let next =
                 status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
-            status::apply(api, &name, Some(&counted), &next)
-                .await
-                .map_err(Error::PatchStatus)?;
+            write_status(ctx, api, &name, Some(&counted), &next).await?;
             warn!(reason = error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
             let notice = Notice::MintFailed {
                 reason: error.reason(),
@@ -485,9 +529,17 @@ async fn mint(
     };
 
     let issued_at = now_seconds(ctx);
+    let (valid_till, clamped) = schedule::clamp_valid_till(issued_at, issued.valid_till);
+    if clamped {
+        warn!(
+            valid_till = ?issued.valid_till,
+            %issued_at,
+            "Clear's valid_till is not after the issue time (clock skew?); assuming a lifetime of one hour"
+        );
+    }
     let record = TokenRecord {
         issued_at,
-        valid_till: issued.valid_till,
+        valid_till,
         client_secret_fingerprint: fingerprint,
         config_hash: spec.config_hash.clone(),
         // NB: whatever regenerate value is present now is honoured by this mint, including
@@ -513,9 +565,7 @@ async fn mint(
             may_have_minted: true,
         };
         let next = status::mint_failed(&counted, &failure, health, generation, now_seconds(ctx));
-        status::apply(api, &name, Some(&counted), &next)
-            .await
-            .map_err(Error::PatchStatus)?;
+        write_status(ctx, api, &name, Some(&counted), &next).await?;
         warn!(secret = %target, error = %detail, "failed to write the new token; retrying with backoff");
         let notice = Notice::MintFailed {
             reason: failure.reason,
@@ -526,12 +576,14 @@ async fn mint(
         return Ok(Some(next_retry));
     }
     applied?;
+    if let Some(previous) = &fetched.previous_secret {
+        // NB: the new token revoked the one still sitting under the old target name.
+        retire_previous_secret(ctx, cac, &namespace, previous).await?;
+    }
     let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
     let target = cac.target_secret_name();
     let done = status::minted(&counted, &record, renewal, &target, generation, issued_at);
-    status::apply(api, &name, Some(&counted), &done)
-        .await
-        .map_err(Error::PatchStatus)?;
+    write_status(ctx, api, &name, Some(&counted), &done).await?;
     info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
     let reference = cac.object_ref(&());
     let notice = Notice::Minted {
@@ -543,6 +595,7 @@ async fn mint(
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
+    ctx.fence.check()?;
     let notices = restart::restart_targets(
         &ctx.client,
         &namespace,
@@ -556,7 +609,90 @@ async fn mint(
     Ok(renewal)
 }
 
-/// Server-side applies the target Secret (force: the operator owns these fields).
+/// Server-side dry run of the Secret apply a mint would make (with a placeholder token).
+async fn dry_run_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    base_url: &str,
+    spec: &decide::ValidSpec,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let record = TokenRecord {
+        issued_at: now,
+        valid_till: None,
+        client_secret_fingerprint: fingerprint.to_string(),
+        config_hash: spec.config_hash.clone(),
+        regenerate: None,
+        token_fingerprint: "dry-run".to_string(),
+    };
+    let placeholder = AccessToken::new("dry-run-placeholder".to_string());
+    let desired = secret::build_secret(cac, base_url, &placeholder, &record);
+    let name = cac.target_secret_name();
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &cac.namespace().unwrap_or_default());
+    secrets
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map_err(|e| Error::ApplySecret {
+            name,
+            detail: error::sanitize(&e),
+        })?;
+    Ok(())
+}
+
+/// Empties our Secret left under a previous target name (if this replica still leads): a
+/// server-side apply of its labels, owner reference and a note only, so every key and
+/// annotation the operator wrote (the token first) is removed from it.
+// NB: not a delete. The chart grants no `delete` on Secrets (issue 8: a compromised
+// operator must not be able to delete every Secret it can see); an emptied Secret holds
+// no token, revoked or live, and goes with the resource when the policy is Delete.
+async fn retire_previous_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let retired = secret::retired(cac, name);
+    match secrets
+        .patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&retired),
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(e) => Err(Error::ApplySecret {
+            name: name.to_string(),
+            detail: error::sanitize(&e),
+        }),
+    }
+}
+
+/// Writes status, if this replica still leads.
+async fn write_status(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    name: &str,
+    current: Option<&crate::resource::ClearApiClientStatus>,
+    next: &crate::resource::ClearApiClientStatus,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    status::apply(api, name, current, next)
+        .await
+        .map_err(Error::PatchStatus)
+}
+
+/// Server-side applies the target Secret (force: the operator owns these fields), if this
+/// replica still leads.
 async fn apply_secret(
     ctx: &Context,
     cac: &ClearApiClient,
@@ -564,6 +700,7 @@ async fn apply_secret(
     token: &AccessToken,
     record: &TokenRecord,
 ) -> Result<(), Error> {
+    ctx.fence.check()?;
     let desired = secret::build_secret(cac, base_url, token, record);
     let name = cac.target_secret_name();
     let secrets: Api<Secret> =
@@ -600,10 +737,16 @@ async fn revoke_on_delete(
         why: format!("the token was not revoked on delete: {why}"),
     };
     let status = &fetched.observed.status;
+    // NB: a revoke already recorded (the finalizer patch after it failed, e.g. on a
+    // conflict) is not repeated: one call per deletion.
+    if status::ready_condition(Some(status)).is_some_and(|c| c.reason == status::reasons::REVOKED) {
+        info!("revoke-on-delete already done; releasing the resource");
+        return Ok(Action::await_change());
+    }
     let notice = match (&fetched.client_secret, &fetched.base_url) {
         _ if status.token_fingerprint.is_none() => skip("no token was ever issued"),
         _ if fetched.observed.conflict_with.is_some() => skip(
-            "an older ClearApiClient uses the same client secret and minting would revoke its token",
+            "another ClearApiClient holds the same client secret and minting would revoke its token",
         ),
         (None, _) => skip("the client secret is missing"),
         (_, None) => skip("the spec has no usable base URL"),
@@ -616,14 +759,17 @@ async fn revoke_on_delete(
             skip("Clear rejected the client secret")
         }
         (Some(secret), Some(base_url)) => {
-            let lock = ctx.registry.lock_for(&secret.fingerprint());
+            let lock = ctx.index.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
+            ctx.fence.check()?;
             let started = std::time::Instant::now();
             let result = ctx.clear.mint(base_url, secret, now_seconds(ctx)).await;
             match result {
                 // NB: the new token is dropped right here, never written anywhere.
                 Ok(_discarded) => {
                     ctx.metrics.observe_clear_call("issued", started.elapsed());
+                    let next = status::revoked(status, obj.meta().generation, now_seconds(ctx));
+                    write_status(ctx, api, &name, obj.status.as_ref(), &next).await?;
                     Notice::Revoked
                 }
                 Err(error) => {
@@ -678,13 +824,25 @@ async fn set_finalizer(
 
 fn forget(ctx: &Context, namespace: &str, name: &str) {
     ctx.metrics.forget(namespace, name);
-    ctx.registry.forget(namespace, name);
+    ctx.index.forget(namespace, name);
     let key = (namespace.to_string(), name.to_string());
     ctx.exported_lock().remove(&key);
     ctx.failures_lock().remove(&key);
 }
 
 impl Context {
+    /// Forgets every per-resource series, claim and failure streak (leadership lost).
+    pub fn forget_all(&self) {
+        let exported: Vec<(String, String)> = std::mem::take(&mut *self.exported_lock())
+            .into_iter()
+            .collect();
+        for (namespace, name) in exported {
+            forget(self, &namespace, &name);
+        }
+        self.metrics.forget_all();
+        self.index.forget_all_claims();
+    }
+
     /// Consecutive failed reconciles of this resource (0 after a success).
     pub fn failure_streak(&self, namespace: &str, name: &str) -> u32 {
         self.failures_lock()
@@ -713,12 +871,8 @@ impl Context {
     /// NB: kube-runtime does not reconcile a deleted object that has no finalizer, so this
     /// sweep (run periodically by the controller) is where their series disappear.
     pub fn forget_deleted(&self) {
-        let present: std::collections::BTreeSet<(String, String)> = self
-            .directory
-            .all()
-            .iter()
-            .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
-            .collect();
+        let present: std::collections::BTreeSet<(String, String)> =
+            self.index.keys().into_iter().collect();
         let gone: Vec<(String, String)> =
             self.exported_lock().difference(&present).cloned().collect();
         for (namespace, name) in gone {

@@ -9,13 +9,13 @@ use kube::{Api, ResourceExt, core::PartialObjectMeta};
 use super::{
     Context,
     conflict::Claimant,
-    decide::{ClientSecretState, Observed, TargetState, ValidSpec},
+    decide::{ClientSecretState, Observed, PreviousTarget, TargetState, ValidSpec},
     error::{Error, sanitize},
     schedule,
     secret::{self, Ownership},
 };
 use crate::{
-    clear::{BaseUrl, ClientSecret, resolve_base_url},
+    clear::{BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
     resource::ClearApiClient,
 };
 
@@ -27,6 +27,11 @@ pub struct Fetched {
     pub client_secret: Option<ClientSecret>,
     pub base_url: Option<BaseUrl>,
     pub claimant: Claimant,
+    /// Whether the stored token was minted from the current client secret.
+    pub holds: bool,
+    /// Our Secret under the target name of before a rename: deleted once the target holds
+    /// the token, so no Secret of ours keeps a token that the next mint revokes.
+    pub previous_secret: Option<String>,
 }
 
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
@@ -83,12 +88,58 @@ pub async fn fetch(
         },
     };
 
+    // NB: after a rename of target.name, the Secret status names is where the token is.
+    let status = cac.status.clone().unwrap_or_default();
+    let mut previous_secret = None;
+    let mut previous_target = None;
+    if let Some(old) = status
+        .secret_name
+        .as_deref()
+        .filter(|old| *old != target_name)
+    {
+        let meta =
+            secrets
+                .get_metadata_opt(old)
+                .await
+                .map_err(|source| Error::ReadTargetSecret {
+                    name: old.to_string(),
+                    source,
+                })?;
+        if let Some(meta) = meta
+            && secret::ownership(&meta.metadata, &cac.name_any()) == Ownership::Ours
+        {
+            previous_secret = Some(old.to_string());
+            previous_target = secret::read_token_record(&meta.metadata)
+                .filter(|r| {
+                    status.token_fingerprint.as_deref() == Some(r.token_fingerprint.as_str())
+                })
+                .filter(|_| matches!(target, TargetState::Absent))
+                .map(|record| PreviousTarget {
+                    name: old.to_string(),
+                    record,
+                });
+        }
+    }
+
     let claimant = Claimant::of(&cac);
+    // NB: this resource holds the secret when its stored token was minted from it.
+    let holds = match (&client_secret_state, &target) {
+        (
+            ClientSecretState::Present { fingerprint },
+            TargetState::Ours {
+                token: Some(record),
+                ..
+            },
+        ) => record.client_secret_fingerprint == *fingerprint,
+        _ => false,
+    };
     let conflict_with = match &client_secret_state {
-        ClientSecretState::Present { fingerprint } => ctx
-            .registry
-            .find_conflict(&ctx.directory, &claimant, fingerprint)
-            .map(|c| c.display()),
+        ClientSecretState::Present { fingerprint } => {
+            ctx.index.claim(&claimant, fingerprint, holds);
+            ctx.index
+                .find_conflict(&claimant, fingerprint, holds)
+                .map(|c| c.display_to(&claimant))
+        }
         ClientSecretState::Missing { .. } | ClientSecretState::Withheld { .. } => None,
     };
 
@@ -100,7 +151,8 @@ pub async fn fetch(
         target,
         conflict_with,
         regenerate_request: cac.regenerate_request().map(str::to_string),
-        status: cac.status.clone().unwrap_or_default(),
+        status,
+        previous_target,
     };
     Ok(Some(Fetched {
         cac,
@@ -108,6 +160,8 @@ pub async fn fetch(
         client_secret,
         base_url,
         claimant,
+        holds,
+        previous_secret,
     }))
 }
 
@@ -139,9 +193,15 @@ pub fn check_spec(
         Ok(d) => d,
         Err(e) => return (Some(base_url), Err(e.to_string())),
     };
+    let (config_hash, equivalent_config_hashes) = secret::resolved_config_hash(
+        cac,
+        base_url.as_str(),
+        documented_base_url(spec.region, spec.environment),
+    );
     let valid = ValidSpec {
         base_url: base_url.as_str().to_string(),
-        config_hash: secret::config_hash(cac),
+        config_hash,
+        equivalent_config_hashes,
         renew_before,
     };
     (Some(base_url), Ok(valid))

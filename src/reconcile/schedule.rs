@@ -17,6 +17,26 @@ pub const BACKOFF_JITTER: f64 = 0.2;
 /// Secrets normally notices a change first).
 pub const REJECTED_RECHECK: SignedDuration = SignedDuration::from_mins(10);
 
+/// Lifetime assumed for a token whose `valid_till` is at or before its issue time (clock
+/// skew between Clear and the cluster): renewing "in the past" would mint about once a
+/// second until the budget is gone; this bounds it to one call per hour.
+pub const CLAMPED_LIFETIME: SignedDuration = SignedDuration::from_hours(1);
+
+/// `valid_till` as recorded: a non-positive lifetime becomes [`CLAMPED_LIFETIME`]. Returns
+/// whether it was clamped.
+pub fn clamp_valid_till(
+    issued_at: Timestamp,
+    valid_till: Option<Timestamp>,
+) -> (Option<Timestamp>, bool) {
+    match valid_till {
+        Some(till) if till <= issued_at => (
+            Some(issued_at.saturating_add(CLAMPED_LIFETIME).unwrap_or(till)),
+            true,
+        ),
+        other => (other, false),
+    }
+}
+
 /// When the token should be replaced, or `None` for a token that never expires.
 ///
 /// NB: a `renewBefore` as long as the token's lifetime would make every fresh token due at
@@ -114,6 +134,24 @@ pub fn parse_go_duration(input: &str) -> Result<SignedDuration, DurationError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_valid_till_at_or_before_issue_is_clamped_to_an_hour() {
+        let issued: Timestamp = "2026-11-25T10:00:00Z".parse().unwrap();
+        let hour_later: Timestamp = "2026-11-25T11:00:00Z".parse().unwrap();
+        assert_eq!(
+            clamp_valid_till(issued, Some(issued)),
+            (Some(hour_later), true)
+        );
+        let before: Timestamp = "2026-11-25T09:00:00Z".parse().unwrap();
+        assert_eq!(
+            clamp_valid_till(issued, Some(before)),
+            (Some(hour_later), true)
+        );
+        let later: Timestamp = "2026-11-25T10:00:01Z".parse().unwrap();
+        assert_eq!(clamp_valid_till(issued, Some(later)), (Some(later), false));
+        assert_eq!(clamp_valid_till(issued, None), (None, false));
+    }
 
     fn ts(s: &str) -> Timestamp {
         s.parse().unwrap()

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use k8s_openapi::{
-    ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ByteString,
+    api::core::v1::Secret,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference},
 };
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
@@ -32,6 +34,8 @@ pub const TOKEN_FINGERPRINT_ANNOTATION: &str = "clear-operator.io/token-fingerpr
 /// Hash of everything else the operator writes (labels, annotations, non-token keys, owner):
 /// when it differs from the desired one, the Secret is re-applied without minting.
 pub const CONTENT_HASH_ANNOTATION: &str = "clear-operator.io/content-hash";
+/// On a Secret the token moved away from (a renamed target): where it went.
+pub const RETIRED_ANNOTATION: &str = "clear-operator.io/retired";
 /// Value of [`VALID_TILL_ANNOTATION`] for a token that never expires.
 pub const NEVER_EXPIRES: &str = "never";
 
@@ -104,15 +108,45 @@ pub fn read_token_record(meta: &ObjectMeta) -> Option<TokenRecord> {
 }
 
 /// Hash of the settings a token is bound to: a change of any of them needs a new token.
+/// (The `baseUrl` field as written; see [`resolved_config_hash`] for what is compared.)
 pub fn config_hash(cac: &ClearApiClient) -> String {
+    config_hash_with(cac, cac.spec.base_url.as_deref().unwrap_or_default())
+}
+
+fn config_hash_with(cac: &ClearApiClient, base_url_field: &str) -> String {
     let spec = &cac.spec;
     let parts = [
         serde_json::to_string(&spec.environment).unwrap_or_default(),
         serde_json::to_string(&spec.region).unwrap_or_default(),
-        spec.base_url.clone().unwrap_or_default(),
+        base_url_field.to_string(),
         spec.workspace.clone(),
     ];
     short_hash(&parts.join("\n"))
+}
+
+/// The config hash of the base URL as resolved, plus every hash that means the same
+/// configuration (written by earlier versions from the raw field, or with a trailing
+/// slash, or naming the built-in host explicitly): comparing any of them, an explicit
+/// `baseUrl` equal to the built-in one is no change, and upgrading mints nothing.
+pub fn resolved_config_hash(
+    cac: &ClearApiClient,
+    resolved: &str,
+    documented: Option<&str>,
+) -> (String, Vec<String>) {
+    let builtin = documented == Some(resolved);
+    let canonical = config_hash_with(cac, if builtin { "" } else { resolved });
+    let mut equivalent = vec![
+        config_hash(cac),
+        config_hash_with(cac, resolved),
+        config_hash_with(cac, &format!("{resolved}/")),
+    ];
+    if builtin {
+        equivalent.push(config_hash_with(cac, ""));
+    }
+    equivalent.retain(|h| *h != canonical);
+    equivalent.sort();
+    equivalent.dedup();
+    (canonical, equivalent)
 }
 
 fn short_hash(input: &str) -> String {
@@ -202,17 +236,13 @@ pub fn build_secret(
     data.insert(keys::ACCESS_TOKEN.to_string(), token.expose().to_string());
     data.insert(keys::VALID_TILL.to_string(), valid_till.unwrap_or_default());
 
-    let owner_references = match cac.deletion_policy() {
-        DeletionPolicy::Delete => cac.controller_owner_ref(&()).map(|r| vec![r]),
-        DeletionPolicy::Retain => None,
-    };
     Secret {
         metadata: ObjectMeta {
             name: Some(cac.target_secret_name()),
             namespace: cac.namespace(),
             labels: Some(labels),
             annotations: Some(annotations),
-            owner_references,
+            owner_references: owner_references(cac),
             ..ObjectMeta::default()
         },
         type_: Some("Opaque".to_string()),
@@ -221,6 +251,40 @@ pub fn build_secret(
                 .map(|(k, v)| (k, ByteString(v.into_bytes())))
                 .collect(),
         ),
+        ..Secret::default()
+    }
+}
+
+/// The owner reference that lets the garbage collector delete the Secret with the resource.
+fn owner_references(cac: &ClearApiClient) -> Option<Vec<OwnerReference>> {
+    match cac.deletion_policy() {
+        DeletionPolicy::Delete => cac.controller_owner_ref(&()).map(|r| vec![r]),
+        DeletionPolicy::Retain => None,
+    }
+}
+
+/// What our Secret under a previous target name becomes once the token has moved: our
+/// labels and owner reference, a note saying where the token went, and nothing else. Applied
+/// by the operator's field manager, it removes every key and annotation the operator wrote.
+pub fn retired(cac: &ClearApiClient, name: &str) -> Secret {
+    let labels = BTreeMap::from([
+        (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+        (CLIENT_LABEL.to_string(), cac.name_any()),
+    ]);
+    let note = format!(
+        "the token moved to Secret {} (target.name changed)",
+        cac.target_secret_name()
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: cac.namespace(),
+            labels: Some(labels),
+            annotations: Some(BTreeMap::from([(RETIRED_ANNOTATION.to_string(), note)])),
+            owner_references: owner_references(cac),
+            ..ObjectMeta::default()
+        },
+        type_: Some("Opaque".to_string()),
         ..Secret::default()
     }
 }
@@ -388,6 +452,36 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_secret_keeps_only_our_labels_owner_and_a_note() {
+        let mut cac = client("billing");
+        cac.spec.target =
+            Some(serde_json::from_value(serde_json::json!({"name": "new-name"})).unwrap());
+        let retired = retired(&cac, "old-name");
+        assert_eq!(retired.metadata.name.as_deref(), Some("old-name"));
+        assert!(
+            retired.data.is_none() && retired.string_data.is_none(),
+            "no key, so no token"
+        );
+        let annotations = retired.metadata.annotations.unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert!(annotations[RETIRED_ANNOTATION].contains("new-name"));
+        assert_eq!(
+            ownership(
+                &ObjectMeta {
+                    labels: retired.metadata.labels.clone(),
+                    ..ObjectMeta::default()
+                },
+                "billing"
+            ),
+            Ownership::Ours
+        );
+        assert_eq!(
+            retired.metadata.owner_references.unwrap()[0].kind,
+            "ClearApiClient"
+        );
+    }
+
+    #[test]
     fn owner_reference_only_with_delete_policy() {
         let cac = client("billing");
         let secret = build_secret(
@@ -530,6 +624,34 @@ mod tests {
             .unwrap()
             .remove(ISSUED_AT_ANNOTATION);
         assert_eq!(read_token_record(&meta), None);
+    }
+
+    #[test]
+    fn an_explicit_base_url_equal_to_the_built_in_one_or_with_a_slash_is_the_same_config() {
+        const BUILTIN: &str = "https://api-sandbox.clear.in";
+        let implicit = client("billing");
+        let (canonical, _) = resolved_config_hash(&implicit, BUILTIN, Some(BUILTIN));
+        for written in [BUILTIN.to_string(), format!("{BUILTIN}/")] {
+            let mut explicit = implicit.clone();
+            explicit.spec.base_url = Some(written.clone());
+            let (same, legacy) = resolved_config_hash(&explicit, BUILTIN, Some(BUILTIN));
+            assert_eq!(same, canonical, "{written}");
+            assert!(
+                legacy.contains(&config_hash(&explicit)),
+                "old Secrets still match"
+            );
+        }
+        // A Secret minted from an explicit URL before the upgrade, field since removed.
+        let mut explicit = implicit.clone();
+        explicit.spec.base_url = Some(format!("{BUILTIN}/"));
+        let (_, legacy) = resolved_config_hash(&implicit, BUILTIN, Some(BUILTIN));
+        assert!(legacy.contains(&config_hash(&explicit)));
+        // A real change of host is a change.
+        let mut proxy = implicit.clone();
+        proxy.spec.base_url = Some("https://proxy.example".into());
+        let (other, legacy) = resolved_config_hash(&proxy, "https://proxy.example", Some(BUILTIN));
+        assert_ne!(other, canonical);
+        assert!(!legacy.contains(&canonical));
     }
 
     #[test]

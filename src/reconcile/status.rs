@@ -38,6 +38,11 @@ pub mod reasons {
     /// Clear minted but the Secret could not be written: the token is lost (and the stored
     /// one revoked); retried with backoff.
     pub const SECRET_APPLY_FAILED: &str = "SecretApplyFailed";
+    /// A call to Clear started by another replica (or an earlier attempt) may still be in
+    /// flight; nothing is minted until its deadline passed.
+    pub const MINT_IN_FLIGHT: &str = "MintInFlight";
+    /// The resource is being deleted and its token was revoked (revokeOnDelete).
+    pub const REVOKED: &str = "Revoked";
 }
 
 /// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
@@ -142,9 +147,11 @@ pub fn kept(
 pub fn before_mint(
     prev: &ClearApiClientStatus,
     fingerprint: &str,
+    config_hash: &str,
     now: Timestamp,
 ) -> ClearApiClientStatus {
     let mut status = prev.clone();
+    status.config_hash = Some(config_hash.to_string());
     let today = schedule::utc_day(now);
     status.mints_today = if status.mint_day.as_deref() == Some(today.as_str()) {
         status.mints_today.saturating_add(1)
@@ -154,6 +161,27 @@ pub fn before_mint(
     status.mint_day = Some(today);
     status.mint_started_at = Some(Time(now));
     status.client_secret_fingerprint = Some(fingerprint.to_string());
+    status
+}
+
+/// Status once the token was revoked on delete: no token any more, and the mark that keeps
+/// a retried finalizer removal from calling Clear again.
+pub fn revoked(
+    prev: &ClearApiClientStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> ClearApiClientStatus {
+    let mut status = prev.clone();
+    status.token_fingerprint = None;
+    status.mint_started_at = None;
+    set_ready(
+        &mut status,
+        false,
+        reasons::REVOKED,
+        "the token was revoked on delete".to_string(),
+        generation,
+        now,
+    );
     status
 }
 
@@ -267,7 +295,7 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
         Blocker::Conflict { with } => (
             reasons::CONFLICT,
             format!(
-                "ClearApiClient {with} already uses this client secret; minting here would revoke its token, so nothing is minted"
+                "{with} already uses this client secret (it holds the token in use, or is older); minting here would revoke its token, so nothing is minted"
             ),
         ),
         Blocker::Backoff { reason, until } => (
@@ -280,6 +308,17 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
         Blocker::Rejected => (
             reasons::CLIENT_SECRET_REJECTED,
             "Clear rejected the client secret; nothing is tried until it changes".to_string(),
+        ),
+        Blocker::CallInFlight { until } => (
+            reasons::MINT_IN_FLIGHT,
+            format!(
+                "a call to Clear started at {} may still be in flight; its outcome is awaited until {until} before a new token is minted",
+                status
+                    .mint_started_at
+                    .as_ref()
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_default()
+            ),
         ),
         Blocker::BudgetExhausted { until } => (
             reasons::BUDGET_EXHAUSTED,
@@ -459,7 +498,12 @@ mod tests {
             mints_today: 7,
             ..Default::default()
         };
-        let same_day = before_mint(&prev, "ffffffffffff", ts("2026-11-25T23:59:59Z"));
+        let same_day = before_mint(
+            &prev,
+            "ffffffffffff",
+            "cccccccccccc",
+            ts("2026-11-25T23:59:59Z"),
+        );
         assert_eq!(same_day.mints_today, 8);
         assert_eq!(
             same_day.mint_started_at,
@@ -470,7 +514,12 @@ mod tests {
             Some("ffffffffffff")
         );
         prev.mints_today = 250;
-        let next_day = before_mint(&prev, "ffffffffffff", ts("2026-11-26T00:00:00Z"));
+        let next_day = before_mint(
+            &prev,
+            "ffffffffffff",
+            "cccccccccccc",
+            ts("2026-11-26T00:00:00Z"),
+        );
         assert_eq!(next_day.mints_today, 1);
         assert_eq!(next_day.mint_day.as_deref(), Some("2026-11-26"));
     }
@@ -513,6 +562,7 @@ mod tests {
         let prev = before_mint(
             &Default::default(),
             "aaaaaaaaaaaa",
+            "cccccccccccc",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
@@ -547,6 +597,7 @@ mod tests {
         let prev = before_mint(
             &Default::default(),
             "aaaaaaaaaaaa",
+            "cccccccccccc",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {

@@ -182,6 +182,8 @@ impl E2e {
             lease_name: "clear-operator".to_string(),
             ca_bundle: None,
             clear_timeout_secs: 5,
+            lease_duration_secs: 15,
+            shutdown_grace_secs: 25,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(operator::run(client, args, shutdown.clone()));

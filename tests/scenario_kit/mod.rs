@@ -27,9 +27,9 @@ use k8s_openapi::{
     apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
-    Api, CustomResourceExt, ResourceExt,
+    Api, CustomResourceExt,
     api::{DeleteParams, Patch, PatchParams, PostParams},
-    runtime::{WatchStreamExt, controller::Action, events::Reporter, reflector, watcher},
+    runtime::{controller::Action, events::Reporter, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
 use serde_json::{Value, json};
@@ -158,21 +158,20 @@ impl Kit {
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
 
-        // The directory the conflict check reads, fed like the controller's own store.
-        let (reader, writer) = reflector::store();
+        // The index the conflict check reads, fed from a watch like the controller's own.
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let stream = reflector::reflector(
-            writer,
-            watcher(
-                Api::<ClearApiClient>::all(client.clone()),
-                watcher::Config::default(),
-            ),
+        let index = ctx.index.clone();
+        let stream = watcher(
+            Api::<ClearApiClient>::all(client.clone()),
+            watcher::Config::default(),
         )
-        .applied_objects()
         .take_until(stop_rx);
-        tokio::spawn(stream.for_each(|_| async {}));
-        ctx.directory.set_stores(vec![reader.clone()]);
-        reader.wait_until_ready().await.expect("reflector starts");
+        tokio::spawn(stream.for_each(move |event| {
+            if let Ok(event) = event {
+                index.apply_event(0, &event);
+            }
+            async {}
+        }));
 
         Kit {
             emulator,
@@ -196,6 +195,12 @@ impl Kit {
     pub fn advance(&self, by: SignedDuration) {
         self.clock.advance(by);
         self.sandbox_clock.set_to(to_chrono(jiff_now(&self.clock)));
+    }
+
+    /// Moves only the simulator's clock (Clear and the cluster disagree about the time).
+    pub fn set_clear_time(&self, to: &str) {
+        let t: Timestamp = to.parse().unwrap();
+        self.sandbox_clock.set_to(to_chrono(t));
     }
 
     pub fn set_time(&self, to: &str) {
@@ -266,16 +271,10 @@ impl Kit {
         created
     }
 
-    /// Waits until the conflict-check directory has seen the resource.
+    /// Waits until the conflict-check index has seen the resource.
     pub async fn wait_in_directory(&self, name: &str) {
         for _ in 0..500 {
-            if self
-                .ctx
-                .directory
-                .all()
-                .iter()
-                .any(|c| c.name_any() == name)
-            {
+            if self.ctx.index.contains(NS, name) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
