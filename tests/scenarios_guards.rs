@@ -701,12 +701,17 @@ async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_l
 
 #[tokio::test]
 async fn after_a_rejection_correcting_the_configuration_retries_once_without_a_secret_change() {
-    let kit = Kit::start(vec![client()]).await;
     // Another Clear host that does not know this client secret (a production secret sent
     // to the sandbox host, or the other way round): it answers 401.
     let wrong_host = clear_sandbox::Sandbox::start(clear_sandbox::SandboxConfig::new(vec![]))
         .await
         .unwrap();
+    let kit = Kit::start_with(KitOptions {
+        clients: vec![client()],
+        also_allowed: vec![wrong_host.url().to_string()],
+        ..KitOptions::default()
+    })
+    .await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
     let mut spec = kit.spec("clear-secret");

@@ -103,6 +103,8 @@ pub struct KitOptions {
     pub start: Timestamp,
     /// Total timeout of one call to Clear.
     pub clear_timeout: Duration,
+    /// Base URLs allowed besides the kit's own simulator (another Clear host of a test).
+    pub also_allowed: Vec<String>,
 }
 
 impl Default for KitOptions {
@@ -112,6 +114,7 @@ impl Default for KitOptions {
             policy: Policy::default(),
             start: "2026-11-25T10:00:00Z".parse().unwrap(),
             clear_timeout: Duration::from_secs(5),
+            also_allowed: Vec::new(),
         }
     }
 }
@@ -153,7 +156,7 @@ impl Kit {
             &clock,
             options.policy,
             options.clear_timeout,
-            sandbox.url(),
+            &[&[sandbox.url().to_string()][..], &options.also_allowed[..]].concat(),
         ));
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
@@ -461,7 +464,7 @@ impl Kit {
             &self.clock,
             policy,
             Duration::from_secs(5),
-            self.sandbox.url(),
+            &[self.sandbox.url().to_string()],
         ))
     }
 
@@ -503,7 +506,7 @@ fn new_context(
     clock: &ManualClock,
     policy: Policy,
     timeout: Duration,
-    simulator_url: &str,
+    allowed: &[String],
 ) -> Context {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -519,10 +522,14 @@ fn new_context(
         metrics,
         Settings {
             allow_http: true,
-            // NB: like `dev`, the operator may only call this kit's simulator.
-            allowed_base_urls: AllowedBaseUrls::from_urls(&[
-                parse_base_url(simulator_url).expect("simulator URL")
-            ]),
+            // NB: like `dev`, the operator may only call this kit's simulator (and what a
+            // test allows besides).
+            allowed_base_urls: AllowedBaseUrls::from_urls(
+                &allowed
+                    .iter()
+                    .map(|url| parse_base_url(url).expect("an allowed URL"))
+                    .collect::<Vec<_>>(),
+            ),
             policy,
         },
         Reporter {
