@@ -628,21 +628,33 @@ async fn dry_run_secret(
     };
     let placeholder = AccessToken::new("dry-run-placeholder".to_string());
     let desired = secret::build_secret(cac, base_url, &placeholder, &record);
-    let name = cac.target_secret_name();
+    server_side_apply(ctx, &desired, Write::DryRun).await
+}
+
+/// Whether a server-side apply stores anything.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    DryRun,
+    Store,
+}
+
+/// Server-side applies `desired` as the operator's field manager (force: the operator owns
+/// these fields); an error names the Secret, never its content.
+async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Result<(), Error> {
+    let name = desired.name_any();
     let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &cac.namespace().unwrap_or_default());
-    secrets
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force().dry_run(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|e| Error::ApplySecret {
+        Api::namespaced(ctx.client.clone(), &desired.namespace().unwrap_or_default());
+    let params = match write {
+        Write::DryRun => PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+        Write::Store => PatchParams::apply(FIELD_MANAGER).force(),
+    };
+    match secrets.patch(&name, &params, &Patch::Apply(desired)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::ApplySecret {
             name,
             detail: error::sanitize(&e),
-        })?;
-    Ok(())
+        }),
+    }
 }
 
 /// Empties our Secret left under a previous target name (if this replica still leads): a
@@ -659,22 +671,19 @@ async fn retire_previous_secret(
 ) -> Result<(), Error> {
     ctx.fence.check()?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let retired = secret::retired(cac, name);
-    match secrets
-        .patch(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&retired),
-        )
+    // NB: an apply would create a Secret that is already gone; there is nothing to empty then.
+    let exists = secrets
+        .get_metadata_opt(name)
         .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(e) => Err(Error::ApplySecret {
+        .map_err(|source| Error::ReadTargetSecret {
             name: name.to_string(),
-            detail: error::sanitize(&e),
-        }),
+            source,
+        })?
+        .is_some();
+    if !exists {
+        return Ok(());
     }
+    server_side_apply(ctx, &secret::retired(cac, name), Write::Store).await
 }
 
 /// Writes status, if this replica still leads.
@@ -702,21 +711,7 @@ async fn apply_secret(
 ) -> Result<(), Error> {
     ctx.fence.check()?;
     let desired = secret::build_secret(cac, base_url, token, record);
-    let name = cac.target_secret_name();
-    let secrets: Api<Secret> =
-        Api::namespaced(ctx.client.clone(), &cac.namespace().unwrap_or_default());
-    secrets
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&desired),
-        )
-        .await
-        .map_err(|e| Error::ApplySecret {
-            name,
-            detail: error::sanitize(&e),
-        })?;
-    Ok(())
+    server_side_apply(ctx, &desired, Write::Store).await
 }
 
 /// On deletion with revokeOnDelete: mint one token and drop it, so the token handed out
