@@ -121,9 +121,35 @@ struct Entry {
 }
 
 impl Entry {
+    /// What the reverse maps hold for this entry: the fingerprints it uses (from status and
+    /// from this process) and the Secrets it reads or writes.
+    fn links(&self) -> (Vec<String>, [String; 2]) {
+        let fingerprints = [&self.from_status, &self.from_process]
+            .into_iter()
+            .flatten()
+            .map(|u| u.fingerprint.clone())
+            .collect();
+        (
+            fingerprints,
+            [self.client_secret.clone(), self.target.clone()],
+        )
+    }
+
     /// This process's own view wins: within a leadership term it is the only writer.
     fn current(&self) -> Option<&Use> {
         self.from_process.as_ref().or(self.from_status.as_ref())
+    }
+}
+
+/// Applies `remove` to the set under `key` and drops the set once `remove` says it is
+/// empty, so the reverse maps never keep empty entries.
+fn remove_from<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    key: K,
+    remove: impl FnOnce(&mut V) -> bool,
+) {
+    if map.get_mut(&key).is_some_and(remove) {
+        map.remove(&key);
     }
 }
 
@@ -139,44 +165,27 @@ struct State {
 
 impl State {
     fn unlink(&mut self, key: &Key) {
-        let Some(entry) = self.entries.get(key) else {
+        let Some((fingerprints, secrets)) = self.entries.get(key).map(Entry::links) else {
             return;
         };
-        let fingerprints: Vec<String> = [&entry.from_status, &entry.from_process]
-            .into_iter()
-            .flatten()
-            .map(|u| u.fingerprint.clone())
-            .collect();
-        let secrets = [entry.client_secret.clone(), entry.target.clone()];
         for fp in fingerprints {
-            if let Some(keys) = self.by_fingerprint.get_mut(&fp) {
+            remove_from(&mut self.by_fingerprint, fp, |keys| {
                 keys.remove(key);
-                if keys.is_empty() {
-                    self.by_fingerprint.remove(&fp);
-                }
-            }
+                keys.is_empty()
+            });
         }
         for secret in secrets {
-            let secret_key = (key.0.clone(), secret);
-            if let Some(names) = self.by_secret.get_mut(&secret_key) {
+            remove_from(&mut self.by_secret, (key.0.clone(), secret), |names| {
                 names.remove(&key.1);
-                if names.is_empty() {
-                    self.by_secret.remove(&secret_key);
-                }
-            }
+                names.is_empty()
+            });
         }
     }
 
     fn link(&mut self, key: &Key) {
-        let Some(entry) = self.entries.get(key) else {
+        let Some((fingerprints, secrets)) = self.entries.get(key).map(Entry::links) else {
             return;
         };
-        let fingerprints: Vec<String> = [&entry.from_status, &entry.from_process]
-            .into_iter()
-            .flatten()
-            .map(|u| u.fingerprint.clone())
-            .collect();
-        let secrets = [entry.client_secret.clone(), entry.target.clone()];
         for fp in fingerprints {
             self.by_fingerprint
                 .entry(fp)
