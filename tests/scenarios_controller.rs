@@ -116,15 +116,21 @@ async fn restarted_operator_over_ready_resources_makes_no_call() {
     kit.shutdown().await;
 }
 
-#[tokio::test]
-async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
-    const SECRET: &str = "cs-revoke-0001";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+/// A kit whose resource `billing` reads client secret `secret` and has revokeOnDelete.
+async fn revocable_billing(secret: &str) -> Kit {
+    let kit = Kit::start(vec![client(secret)]).await;
+    kit.put_client_secret("clear-secret", "clientSecret", secret)
         .await;
     let mut spec = kit.spec("clear-secret");
     spec["revokeOnDelete"] = serde_json::json!(true);
     kit.create("billing", spec).await;
+    kit
+}
+
+#[tokio::test]
+async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
+    const SECRET: &str = "cs-revoke-0001";
+    let kit = revocable_billing(SECRET).await;
     let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
     kit.wait_for("billing", "Ready with the finalizer", |c| {
         is_ready(c, "True") && c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
@@ -166,12 +172,7 @@ async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
 #[tokio::test]
 async fn turning_revoke_on_delete_off_removes_the_finalizer() {
     const SECRET: &str = "cs-revoke-0002";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    let mut spec = kit.spec("clear-secret");
-    spec["revokeOnDelete"] = serde_json::json!(true);
-    kit.create("billing", spec).await;
+    let kit = revocable_billing(SECRET).await;
     let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
     kit.wait_for("billing", "the finalizer", |c| {
         c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
@@ -315,12 +316,7 @@ async fn dropped_watches_and_a_full_relist_make_no_call() {
 #[tokio::test]
 async fn revoke_on_delete_calls_clear_once_even_when_the_finalizer_removal_conflicts() {
     const SECRET: &str = "cs-revoke-0002";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    let mut spec = kit.spec("clear-secret");
-    spec["revokeOnDelete"] = serde_json::json!(true);
-    kit.create("billing", spec).await;
+    let kit = revocable_billing(SECRET).await;
     kit.reconcile_times("billing", 2).await;
     let handed_out = kit.token_in("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
