@@ -55,7 +55,8 @@ pub enum Notice {
         kind: String,
         name: String,
     },
-    /// Any other failure of the restart patch (the API server's message, no secret in it).
+    /// Any other failure of the restart patch, described by `error::sanitize` (status code and
+    /// reason only, nothing a response body could carry).
     RestartFailed {
         kind: String,
         name: String,

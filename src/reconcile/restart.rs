@@ -55,11 +55,11 @@ pub async fn restart_targets(
                 })
             }
             Err(error) => {
-                tracing::warn!(%kind, name = %target.name, %error, "failed to restart a rollout target");
+                tracing::warn!(%kind, name = %target.name, error = %super::error::sanitize(&error), "failed to restart a rollout target");
                 notices.push(Notice::RestartFailed {
                     kind,
                     name: target.name.clone(),
-                    error: error.to_string(),
+                    error: super::error::sanitize(&error),
                 });
             }
         }
