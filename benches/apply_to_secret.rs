@@ -41,7 +41,10 @@ async fn main() {
     // Then this many more, one at a time: the latency of a lone apply, without a queue.
     let paced = env_usize("BENCH_PACED", 50);
     let total_clients = n + paced;
-    let concurrency = env_usize("BENCH_CONCURRENCY", 4) as u16;
+    let concurrency = env_usize(
+        "BENCH_CONCURRENCY",
+        usize::from(clear_operator::cli::DEFAULT_CONCURRENCY),
+    ) as u16;
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
@@ -100,6 +103,7 @@ async fn main() {
             clear_timeout_secs: 10,
             lease_duration_secs: 15,
             shutdown_grace_secs: 25,
+            reconcile_stall_secs: 300,
         },
         shutdown.clone(),
     ));

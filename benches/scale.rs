@@ -6,7 +6,9 @@
 //! process (must be 0) and the time until it has reconciled every resource. Prints figures;
 //! asserts nothing about time.
 //!
-//! `cargo bench --bench scale` (env: BENCH_SIZES=1000,5000,10000, BENCH_CONCURRENCY=64,
+//! The operator runs with its shipped defaults (those of a default install), except for
+//! what the environment sets: `cargo bench --bench scale` (env: BENCH_SIZES=1000,5000,10000,
+//! BENCH_CONCURRENCY: the operator's `--concurrency`, default the operator's own;
 //! BENCH_CLEAR_LATENCY_MS=100).
 
 mod support;
@@ -19,6 +21,7 @@ use std::{
 };
 
 use clear_operator::{
+    cli::DEFAULT_CONCURRENCY,
     dev::install_crd,
     resource::{
         ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
@@ -45,10 +48,17 @@ async fn main() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
-    let concurrency = env_usize("BENCH_CONCURRENCY", 64);
+    // NB: unset, the operator is started without the flag, so its own default applies.
+    let concurrency = std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok());
     let latency = Duration::from_millis(env_usize("BENCH_CLEAR_LATENCY_MS", 100) as u64);
     println!(
-        "operator concurrency {concurrency}, Clear latency {latency:?}, one client secret per resource"
+        "operator concurrency {}, Clear latency {latency:?}, one client secret per resource",
+        concurrency.map_or_else(
+            || format!("{DEFAULT_CONCURRENCY} (its default)"),
+            |c| c.to_string()
+        )
     );
     let last = sizes.last().copied().unwrap_or(0);
     for n in sizes {
@@ -56,7 +66,7 @@ async fn main() {
     }
 }
 
-async fn run_size(n: usize, concurrency: usize, latency: Duration, restart: bool) {
+async fn run_size(n: usize, concurrency: Option<usize>, latency: Duration, restart: bool) {
     let emulator = Emulator::start(EmulatorOptions::default())
         .await
         .expect("emulator starts");
@@ -219,7 +229,13 @@ async fn run_size(n: usize, concurrency: usize, latency: Duration, restart: bool
 }
 
 /// `allowed`: the simulator's URL, the only base URL this operator may call.
-fn start_operator(kubeconfig: &std::path::Path, concurrency: usize, allowed: &str) -> Child {
+/// `concurrency`: `--concurrency`, or none for the operator's default.
+fn start_operator(
+    kubeconfig: &std::path::Path,
+    concurrency: Option<usize>,
+    allowed: &str,
+) -> Child {
+    let concurrency = concurrency.map(|c| c.to_string());
     Command::new(BIN)
         .args([
             "run",
@@ -227,9 +243,18 @@ fn start_operator(kubeconfig: &std::path::Path, concurrency: usize, allowed: &st
             "--no-leader-election",
             "--metrics-addr",
             "127.0.0.1:0",
-            "--concurrency",
-            &concurrency.to_string(),
         ])
+        .args(
+            concurrency
+                .iter()
+                .flat_map(|c| ["--concurrency", c.as_str()]),
+        )
+        .env_remove("CLEAR_OPERATOR_CONCURRENCY")
+        // BENCH_OPERATOR_ENV_X=V sets X=V for the operator only (allocator settings, a heap
+        // profiler's LD_PRELOAD) and not for this process, which runs the emulator.
+        .envs(std::env::vars().filter_map(|(key, value)| {
+            Some((key.strip_prefix("BENCH_OPERATOR_ENV_")?.to_string(), value))
+        }))
         .env("KUBECONFIG", kubeconfig)
         .env("CLEAR_OPERATOR_ALLOWED_BASE_URLS", allowed)
         .env("RUST_LOG", "warn")

@@ -63,8 +63,16 @@ pub struct RunArgs {
     /// Mints allowed per client secret per UTC day (Clear's hard limit is 288).
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=288))]
     pub mint_budget: u32,
-    /// Resources reconciled at once.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    /// Resources reconciled at once, and so calls to Clear in flight at most (a reconcile
+    /// makes at most one). Each reconcile makes its Kubernetes requests one after another,
+    /// so this also bounds the operator's API requests in flight. See "Scale" in the README
+    /// for why the default is what it is.
+    #[arg(
+        long,
+        env = "CLEAR_OPERATOR_CONCURRENCY",
+        default_value_t = DEFAULT_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
     pub concurrency: u16,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]
@@ -93,7 +101,21 @@ pub struct RunArgs {
     /// (keep it under the pod's terminationGracePeriodSeconds).
     #[arg(long, default_value_t = 25)]
     pub shutdown_grace_secs: u64,
+    /// `/healthz` fails when reconciles are in flight and none has ended (or started from
+    /// idle) for this many seconds: the loop is wedged and a restart is the cure. Keep it
+    /// well above --clear-timeout-secs plus a few Kubernetes requests.
+    #[arg(
+        long,
+        env = "CLEAR_OPERATOR_RECONCILE_STALL_SECS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub reconcile_stall_secs: u64,
 }
+
+/// Default of `--concurrency`: 10,000 resources, each minting once with Clear answering in
+/// 100 ms, are Ready within a minute (README, "Scale").
+pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {

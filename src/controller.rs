@@ -26,6 +26,9 @@ use crate::{
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 
+/// Written by `kubectl apply`: the whole object again, as JSON.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// How often metrics and claims of deleted resources are dropped.
 const FORGET_SWEEP: Duration = Duration::from_secs(30);
 
@@ -50,7 +53,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             namespaces: Vec::new(),
-            concurrency: 4,
+            concurrency: crate::cli::DEFAULT_CONCURRENCY,
             leader_election: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
@@ -225,9 +228,11 @@ fn build(
     // trigger.
     let (reader, writer) = reflector::store();
     let index = ctx.index.clone();
-    // NB: managedFields are never read here and are a large part of each cached object.
+    // NB: managedFields and kubectl's copy of the last applied object are never read here
+    // and are most of each cached object (the store holds every ClearApiClient).
     let objects = watcher(clients, watcher::Config::default()).modify(|cac| {
-        cac.managed_fields_mut().clear();
+        cac.metadata.managed_fields = None;
+        cac.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
     });
     let trigger = reflector(writer, objects)
         .inspect(move |event| {

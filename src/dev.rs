@@ -161,7 +161,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         allowed_base_urls: vec![simulator],
         allow_http: true,
         mint_budget: 250,
-        concurrency: 4,
+        concurrency: crate::cli::DEFAULT_CONCURRENCY,
         metrics_addr: args.metrics_addr,
         no_leader_election: false,
         leader_election_namespace: Some("default".to_string()),
@@ -170,6 +170,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         clear_timeout_secs: 10,
         lease_duration_secs: 15,
         shutdown_grace_secs: 25,
+        reconcile_stall_secs: 300,
     })
 }
 

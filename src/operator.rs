@@ -103,6 +103,7 @@ pub async fn run(
     spawn_watchdog(
         &ctx,
         &health,
+        Duration::from_secs(args.reconcile_stall_secs),
         leader_election
             .as_ref()
             .map(|lease| lease.lease_duration * 3),
@@ -138,15 +139,15 @@ pub async fn run(
     }
 }
 
-/// A reconcile running this long with no other reconcile ending means the loop is wedged
-/// (a call to Clear is bounded by its timeout, each Kubernetes request by the client's).
-pub const RECONCILE_STALL: Duration = Duration::from_secs(300);
-
-/// Fails `/healthz` while the reconcile loop or the leader-election loop (when there is
-/// one; `lease_stall` is its deadline) has stalled, so that the kubelet restarts the pod.
+/// Fails `/healthz` while the reconcile loop (`reconcile_stall`: a reconcile running this
+/// long with no other reconcile ending means the loop is wedged; a call to Clear is bounded
+/// by its timeout, each Kubernetes request by the client's) or the leader-election loop
+/// (when there is one; `lease_stall` is its deadline) has stalled, so that the kubelet
+/// restarts the pod.
 fn spawn_watchdog(
     ctx: &Arc<Context>,
     health: &Health,
+    reconcile_stall: Duration,
     lease_stall: Option<Duration>,
     shutdown: CancellationToken,
 ) {
@@ -159,7 +160,7 @@ fn spawn_watchdog(
                 _ = every.tick() => {}
             }
             let now = std::time::Instant::now();
-            let reconcile_stalled = ctx.progress.is_stalled_at(now, RECONCILE_STALL);
+            let reconcile_stalled = ctx.progress.is_stalled_at(now, reconcile_stall);
             let lease_stalled =
                 lease_stall.is_some_and(|deadline| !ctx.lease_heartbeat.is_fresh_at(now, deadline));
             let live = !reconcile_stalled && !lease_stalled;

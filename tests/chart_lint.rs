@@ -765,6 +765,9 @@ fn schema_rejects_bad_values_before_anything_renders() {
         ("metrics.port=70000", "/metrics/port"),
         ("operator.allowHtp=true", "allowHtp"),
         ("serviceMonitor.interval=soon", "/serviceMonitor/interval"),
+        // The operator's own range (--concurrency 1..=1024).
+        ("operator.concurrency=0", "/operator/concurrency"),
+        ("operator.concurrency=1025", "/operator/concurrency"),
     ];
     for (setting, path) in cases {
         let output = helm(&["template", RELEASE, CHART, "--set", setting]);
@@ -984,6 +987,15 @@ fn default_arguments_parse_with_the_operators_command_line() {
     assert!(run.namespaces.is_empty());
     assert!(!run.allow_http);
     assert_eq!(run.ca_bundle, None);
+    // NB: the chart passes --concurrency explicitly; a default install must get the same
+    // figure as the binary's own default, which the scale benchmark measures.
+    assert_eq!(run.concurrency, clear_operator::cli::DEFAULT_CONCURRENCY);
+}
+
+#[test]
+fn the_highest_concurrency_the_schema_allows_parses_with_the_operators_command_line() {
+    let (_, run) = parse_run_args(&render(&["--set", "operator.concurrency=1024"]));
+    assert_eq!(run.concurrency, 1024);
 }
 
 #[test]

@@ -184,6 +184,7 @@ impl E2e {
             clear_timeout_secs: 5,
             lease_duration_secs: 15,
             shutdown_grace_secs: 25,
+            reconcile_stall_secs: 300,
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(operator::run(client, args, shutdown.clone()));
