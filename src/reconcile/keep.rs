@@ -1,5 +1,6 @@
-//! The keep step: the stored token stays. Drifted Secret metadata is re-applied, and a token
-//! left under a renamed target is moved, both without calling Clear.
+//! The keep step: the stored token stays. Drifted Secret metadata is re-applied, a token
+//! left under a renamed target is moved, and restarts left pending are retried, all without
+//! calling Clear.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -7,9 +8,10 @@ use kube::{Api, Resource};
 use tracing::info;
 
 use super::{
-    Step,
+    Step, earliest,
     error::{self, Error},
     events::Notice,
+    restart,
     secret::{self, TokenRecord},
     status, write,
 };
@@ -37,7 +39,7 @@ pub(super) async fn keep(
     }
     ctx.index
         .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
-    let next = status::kept(
+    let mut next = status::kept(
         step.prev(),
         record,
         renewal_time,
@@ -45,12 +47,22 @@ pub(super) async fn keep(
         cac.meta().generation,
         step.now,
     );
+    let pending = restart::still_listed(
+        &step.prev().pending_restarts,
+        &cac.spec.rollout_restart_targets,
+    );
+    next.pending_restarts.clear();
+    let restart_retry = if pending.is_empty() {
+        None
+    } else {
+        step.restart(&pending, record.issued_at, &mut next).await?
+    };
     step.write_status(cac.status.as_ref(), &next).await?;
     let (namespace, name) = step.key();
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
-    Ok(renewal_time)
+    Ok(earliest(renewal_time, restart_retry))
 }
 
 /// Re-applies the target Secret with the token it (or the Secret it moves from) holds.
