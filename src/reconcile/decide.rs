@@ -100,6 +100,9 @@ pub enum MintReason {
     NoToken,
     /// The target Secret, and the only copy of the token with it, was deleted.
     SecretDeleted,
+    /// The target Secret is there but no longer holds the token (its `accessToken` key was
+    /// removed or replaced): the only copy of the token is gone.
+    TokenRemoved,
     ClientSecretChanged,
     ConfigChanged,
     RegenerateRequested {
@@ -323,6 +326,9 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
         }
         (TargetState::Absent, None) if had_token_in(obs) => {
             return Need::Mint(MintReason::SecretDeleted);
+        }
+        (TargetState::Ours { token: None, .. }, _) if had_token_in(obs) => {
+            return Need::Mint(MintReason::TokenRemoved);
         }
         _ => return Need::Mint(MintReason::NoToken),
     };
@@ -574,12 +580,13 @@ mod tests {
                 Some(MintReason::NoToken),
             ),
             (
-                "Secret ours but without token annotations",
+                "Secret ours holding no token, none ever recorded",
                 |o| {
                     o.target = TargetState::Ours {
                         token: None,
                         drifted: false,
-                    }
+                    };
+                    o.status.token_fingerprint = None;
                 },
                 NOW,
                 Some(MintReason::NoToken),
@@ -679,6 +686,17 @@ mod tests {
                 |o| o.target = TargetState::Absent,
                 NOW,
                 Some(MintReason::SecretDeleted),
+            ),
+            (
+                "target Secret no longer holds the token (accessToken removed or replaced)",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: None,
+                        drifted: false,
+                    }
+                },
+                NOW,
+                Some(MintReason::TokenRemoved),
             ),
             (
                 "an interrupted call presumes the stored token revoked",

@@ -70,7 +70,7 @@ impl Notice {
                 let event_reason = match reason {
                     MintReason::NoToken => Reason::Issued,
                     MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
-                    MintReason::SecretDeleted => Reason::SecretRecreated,
+                    MintReason::SecretDeleted | MintReason::TokenRemoved => Reason::SecretRecreated,
                     _ => Reason::Regenerated,
                 };
                 let validity = valid_till.map_or("never expires".to_string(), |t| format!("valid until {t}"));
@@ -78,7 +78,7 @@ impl Notice {
                     "new token {token_fingerprint} ({validity}) written: {}",
                     describe_mint_reason(reason)
                 );
-                if *reason == MintReason::SecretDeleted {
+                if matches!(reason, MintReason::SecretDeleted | MintReason::TokenRemoved) {
                     note.push_str(
                         "; the previous token existed only in that Secret, so a new one was minted (which revoked the old one)",
                     );
@@ -194,6 +194,7 @@ mod tests {
             (MintReason::RenewalDue, "Renewed"),
             (MintReason::Expired, "Renewed"),
             (MintReason::SecretDeleted, "SecretRecreated"),
+            (MintReason::TokenRemoved, "SecretRecreated"),
             (
                 MintReason::RegenerateRequested { value: "x".into() },
                 "Regenerated",
