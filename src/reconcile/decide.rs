@@ -6,7 +6,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use super::{schedule, secret::TokenRecord};
-use crate::{clear::reasons as clear_reasons, resource::ClearApiClientStatus};
+use crate::{reason::Reason, resource::ClearApiClientStatus};
 
 /// The spec, once it passed the checks the schema cannot make.
 #[derive(Clone, Debug, PartialEq)]
@@ -100,6 +100,9 @@ pub enum MintReason {
     NoToken,
     /// The target Secret, and the only copy of the token with it, was deleted.
     SecretDeleted,
+    /// The target Secret is there but no longer holds the token (its `accessToken` key was
+    /// removed or replaced): the only copy of the token is gone.
+    TokenRemoved,
     ClientSecretChanged,
     ConfigChanged,
     RegenerateRequested {
@@ -143,7 +146,7 @@ pub enum Blocker {
     },
     /// A previous failure asked to wait until `until`; `reason` is that failure's reason.
     Backoff {
-        reason: String,
+        reason: Reason,
         until: Timestamp,
     },
     /// Clear rejected this client secret; nothing is tried until it changes.
@@ -324,6 +327,9 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
         (TargetState::Absent, None) if had_token_in(obs) => {
             return Need::Mint(MintReason::SecretDeleted);
         }
+        (TargetState::Ours { token: None, .. }, _) if had_token_in(obs) => {
+            return Need::Mint(MintReason::TokenRemoved);
+        }
         _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
@@ -423,29 +429,27 @@ fn backoff(
     spec: &ValidSpec,
     now: Timestamp,
 ) -> Option<Blocker> {
-    let reason = status.last_failure_reason.as_deref()?;
+    // NB: an unknown recorded reason (written by another version) is treated as transient.
+    let reason = status
+        .last_failure_reason
+        .as_deref()
+        .map(|r| Reason::parse(r).unwrap_or(Reason::ClearUnavailable))?;
     let same_config = status.config_hash.as_ref().is_none_or(|rejected| {
         *rejected == spec.config_hash || spec.equivalent_config_hashes.contains(rejected)
     });
-    if reason == clear_reasons::CLIENT_SECRET_REJECTED && !same_config {
+    if reason == Reason::ClientSecretRejected && !same_config {
         return None;
     }
     let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
-    let about_secret = matches!(
-        reason,
-        clear_reasons::CLIENT_SECRET_REJECTED | clear_reasons::RATE_LIMITED
-    );
+    let about_secret = matches!(reason, Reason::ClientSecretRejected | Reason::RateLimited);
     if about_secret && !same_secret {
         return None;
     }
-    if reason == clear_reasons::CLIENT_SECRET_REJECTED {
+    if reason == Reason::ClientSecretRejected {
         return Some(Blocker::Rejected);
     }
     let until = status.next_retry_time.as_ref()?.0;
-    (now < until).then(|| Blocker::Backoff {
-        reason: reason.to_string(),
-        until,
-    })
+    (now < until).then_some(Blocker::Backoff { reason, until })
 }
 
 /// Calls made on the current UTC day (a count recorded on an earlier day is stale).
@@ -576,12 +580,13 @@ mod tests {
                 Some(MintReason::NoToken),
             ),
             (
-                "Secret ours but without token annotations",
+                "Secret ours holding no token, none ever recorded",
                 |o| {
                     o.target = TargetState::Ours {
                         token: None,
                         drifted: false,
-                    }
+                    };
+                    o.status.token_fingerprint = None;
                 },
                 NOW,
                 Some(MintReason::NoToken),
@@ -681,6 +686,17 @@ mod tests {
                 |o| o.target = TargetState::Absent,
                 NOW,
                 Some(MintReason::SecretDeleted),
+            ),
+            (
+                "target Secret no longer holds the token (accessToken removed or replaced)",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: None,
+                        drifted: false,
+                    }
+                },
+                NOW,
+                Some(MintReason::TokenRemoved),
             ),
             (
                 "an interrupted call presumes the stored token revoked",
@@ -830,7 +846,7 @@ mod tests {
                 },
                 "2026-11-25T09:00:29Z",
                 Blocker::Backoff {
-                    reason: "ClearUnavailable".into(),
+                    reason: Reason::ClearUnavailable,
                     until: ts("2026-11-25T09:00:30Z"),
                 },
             ),
@@ -842,7 +858,7 @@ mod tests {
                 },
                 "2026-11-25T23:59:59Z",
                 Blocker::Backoff {
-                    reason: "RateLimited".into(),
+                    reason: Reason::RateLimited,
                     until: ts("2026-11-26T00:00:00Z"),
                 },
             ),
@@ -1050,7 +1066,7 @@ mod tests {
         let mut obs = healthy();
         obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
         obs.status.last_failure_time = time("2026-11-25T05:59:45Z");
-        obs.status.last_failure_reason = Some(clear_reasons::CLEAR_UNAVAILABLE.into());
+        obs.status.last_failure_reason = Some(Reason::ClearUnavailable.to_string());
         obs.status.next_retry_time = time("2026-11-25T05:59:50Z");
         assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::Interrupted));
     }
@@ -1085,7 +1101,7 @@ mod tests {
         let mut obs = healthy();
         obs.target = TargetState::Absent;
         obs.status.token_fingerprint = None;
-        obs.status.last_failure_reason = Some(clear_reasons::CLIENT_SECRET_REJECTED.into());
+        obs.status.last_failure_reason = Some(Reason::ClientSecretRejected.to_string());
         obs.status.config_hash = Some("oldconfighash".into());
         assert_eq!(
             mint_reason_of(&run(&obs)),
