@@ -7,7 +7,7 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use kube::{Client, runtime::events::Recorder, runtime::events::Reporter};
+use kube::{Client, runtime::events::Reporter};
 
 use super::{conflict::ResourceIndex, decide::Policy};
 use crate::{
@@ -37,7 +37,8 @@ pub struct Context {
     pub clear: ClearClient,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    /// Events: see [`super::events::Recorders`] for why there is more than one recorder.
+    pub recorder: super::events::Recorders,
     pub settings: Settings,
     /// The ClearApiClients the controller knows (fed by its watch events): the conflict
     /// check and the Secret-to-resources mapping.
@@ -66,7 +67,7 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: super::events::Recorders::new(client.clone(), reporter),
             fence: Fence::new(clock.clone()),
             progress: Progress::default(),
             lease_heartbeat: Heartbeat::default(),

@@ -3,7 +3,10 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{
+    Client,
+    runtime::events::{Event, EventType, Recorder, Reporter},
+};
 
 use super::{
     decide::{Blocker, MintReason},
@@ -153,10 +156,43 @@ fn truncate(mut note: String) -> String {
     note
 }
 
+/// kube-runtime's event recorders, one per kind of Event.
+///
+/// NB: a [`Recorder`] keeps every Event it published for six minutes, so that a repeat
+/// becomes a series (the same Event, counted) rather than another Event. Warnings repeat (a
+/// failure retried with backoff), so they share one recorder. A Normal Event says that
+/// something happened (a new token, a restart): the next one is news, not a repeat, and
+/// keeping each would hold one Event per resource (most of the operator's memory when
+/// 10,000 resources all mint at their first start). So each Normal Event gets a recorder of
+/// its own, as kube-runtime intends recorders to be used (one per reconcile).
+#[derive(Clone)]
+pub struct Recorders {
+    client: Client,
+    reporter: Reporter,
+    warnings: Recorder,
+}
+
+impl Recorders {
+    pub fn new(client: Client, reporter: Reporter) -> Self {
+        Self {
+            warnings: Recorder::new(client.clone(), reporter.clone()),
+            client,
+            reporter,
+        }
+    }
+
+    fn for_type(&self, type_: EventType) -> Recorder {
+        match type_ {
+            EventType::Warning => self.warnings.clone(),
+            EventType::Normal => Recorder::new(self.client.clone(), self.reporter.clone()),
+        }
+    }
+}
+
 /// Publishes a notice and counts it by reason; a failure to publish is logged, never fatal
 /// (the status says it too).
 pub async fn publish(
-    recorder: &Recorder,
+    recorders: &Recorders,
     metrics: &Metrics,
     reference: &ObjectReference,
     notice: Notice,
@@ -167,6 +203,7 @@ pub async fn publish(
         EventType::Warning => "Warning",
     };
     metrics.observe_event(&event.reason, type_);
+    let recorder = recorders.for_type(event.type_);
     if let Err(error) = recorder.publish(&event, reference).await {
         tracing::warn!(reason = %event.reason, error = %error, "failed to publish event");
     }
@@ -235,5 +272,73 @@ mod tests {
         .to_event();
         assert!(event.note.unwrap().len() <= 1000);
         assert_eq!(event.type_, EventType::Warning);
+    }
+
+    /// Against the emulator: a Warning that repeats becomes a series on one Event, while each
+    /// Normal Event (another new token) is an Event of its own and nothing is kept for it.
+    #[tokio::test]
+    async fn warnings_repeat_as_a_series_and_each_new_token_is_its_own_event() {
+        use k8s_openapi::api::events::v1::Event as K8sEvent;
+        use kube::{Api, api::ListParams};
+
+        let emulator = kube_emulator::Emulator::start(kube_emulator::EmulatorOptions::default())
+            .await
+            .unwrap();
+        let client = emulator.client().await;
+        let recorders = Recorders::new(
+            client.clone(),
+            Reporter {
+                controller: "clear-operator".into(),
+                instance: Some("test".into()),
+            },
+        );
+        let metrics = Metrics::register(&mut prometheus_client::registry::Registry::default());
+        let reference = ObjectReference {
+            api_version: Some("clear-operator.io/v1alpha1".into()),
+            kind: Some("ClearApiClient".into()),
+            name: Some("billing".into()),
+            namespace: Some("default".into()),
+            uid: Some("uid-1".into()),
+            ..ObjectReference::default()
+        };
+        let minted = |fingerprint: &str| Notice::Minted {
+            reason: MintReason::RenewalDue,
+            token_fingerprint: fingerprint.into(),
+            valid_till: None,
+        };
+        let failed = Notice::Blocked {
+            reason: Reason::InvalidSpec,
+            message: "workspace is empty".into(),
+        };
+        for notice in [minted("aaaaaaaaaaaa"), failed.clone(), minted("bbbbbbbbbbbb"), failed] {
+            publish(&recorders, &metrics, &reference, notice).await;
+        }
+
+        let events = Api::<K8sEvent>::namespaced(client, "default")
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items;
+        let notes = |type_: &str| -> Vec<(String, Option<i32>)> {
+            events
+                .iter()
+                .filter(|e| e.type_.as_deref() == Some(type_))
+                .map(|e| {
+                    (
+                        e.note.clone().unwrap_or_default(),
+                        e.series.as_ref().map(|s| s.count),
+                    )
+                })
+                .collect()
+        };
+        let normal = notes("Normal");
+        assert_eq!(normal.len(), 2, "{normal:?}");
+        assert!(normal.iter().all(|(_, series)| series.is_none()), "{normal:?}");
+        assert!(normal.iter().any(|(note, _)| note.contains("aaaaaaaaaaaa")));
+        assert!(normal.iter().any(|(note, _)| note.contains("bbbbbbbbbbbb")));
+        let warning = notes("Warning");
+        assert_eq!(warning.len(), 1, "{warning:?}");
+        assert_eq!(warning[0].1, Some(2), "the repeat is counted: {warning:?}");
+        emulator.shutdown().await;
     }
 }
