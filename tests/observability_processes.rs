@@ -253,7 +253,10 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("never reached: {what}; replica output:\n{}", replica.output());
+    panic!(
+        "never reached: {what}; replica output:\n{}",
+        replica.output()
+    );
 }
 
 /// The leader exports the series, then loses the Lease to another holder: the series are
@@ -285,7 +288,12 @@ async fn per_resource_series_leave_the_metrics_when_another_replica_takes_the_le
         "the replica notices it no longer leads",
         Duration::from_secs(30),
         &replica,
-        || async { get(&base, "/metrics").await.1.contains("clear_operator_leader 0") },
+        || async {
+            get(&base, "/metrics")
+                .await
+                .1
+                .contains("clear_operator_leader 0")
+        },
     )
     .await;
     let (_, metrics) = get(&base, "/metrics").await;
@@ -314,7 +322,9 @@ async fn per_resource_series_leave_the_metrics_when_another_replica_takes_the_le
         || async {
             let (_, metrics) = get(&base, "/metrics").await;
             metrics.contains("clear_operator_leader 1")
-                && metrics.contains(r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#)
+                && metrics.contains(
+                    r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#,
+                )
         },
     )
     .await;
@@ -367,12 +377,7 @@ async fn healthz_fails_while_a_reconcile_is_stalled_and_recovers_when_it_ends() 
     // Idle from here on: an idle controller is never stalled, however long it waits.
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        assert_eq!(
-            get(&base, "/healthz").await.0,
-            200,
-            "{}",
-            replica.output()
-        );
+        assert_eq!(get(&base, "/healthz").await.0, 200, "{}", replica.output());
     }
     drop(replica);
     world.shutdown().await;

@@ -310,7 +310,12 @@ mod tests {
             reason: Reason::InvalidSpec,
             message: "workspace is empty".into(),
         };
-        for notice in [minted("aaaaaaaaaaaa"), failed.clone(), minted("bbbbbbbbbbbb"), failed] {
+        for notice in [
+            minted("aaaaaaaaaaaa"),
+            failed.clone(),
+            minted("bbbbbbbbbbbb"),
+            failed,
+        ] {
             publish(&recorders, &metrics, &reference, notice).await;
         }
 
@@ -333,7 +338,10 @@ mod tests {
         };
         let normal = notes("Normal");
         assert_eq!(normal.len(), 2, "{normal:?}");
-        assert!(normal.iter().all(|(_, series)| series.is_none()), "{normal:?}");
+        assert!(
+            normal.iter().all(|(_, series)| series.is_none()),
+            "{normal:?}"
+        );
         assert!(normal.iter().any(|(note, _)| note.contains("aaaaaaaaaaaa")));
         assert!(normal.iter().any(|(note, _)| note.contains("bbbbbbbbbbbb")));
         let warning = notes("Warning");
