@@ -243,13 +243,32 @@ fn build(
         .applied_objects();
     let controller = Controller::for_stream(trigger, reader)
         .with_config(RunConfig::default().concurrency(config.concurrency));
-    let own = watcher::Config::default().labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let index = ctx.index.clone();
-    controller
-        .watches(secrets.clone(), own, map_own_secret)
-        .watches(secrets, watcher::Config::default(), move |secret| {
-            map_referenced_secret(&index, &secret)
-        })
+    // NB: one watch of all Secrets (metadata only) serves both mappings: a second one for the
+    // operator's own Secrets would list and deliver each of them twice.
+    controller.watches(secrets, watcher::Config::default(), move |secret| {
+        map_secret(&index, secret)
+    })
+}
+
+/// A Secret → the ClearApiClients it concerns: those the index links it to (see
+/// [`map_referenced_secret`]) and, for a token Secret of ours, the one named by its label.
+fn map_secret(
+    index: &ResourceIndex,
+    secret: PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<ClearApiClient>> {
+    let mut resources = map_referenced_secret(index, &secret);
+    let ours = secret
+        .labels()
+        .get(MANAGED_BY_LABEL)
+        .is_some_and(|value| value == MANAGED_BY_VALUE);
+    if ours
+        && let Some(owner) = map_own_secret(secret)
+        && !resources.contains(&owner)
+    {
+        resources.push(owner);
+    }
+    resources
 }
 
 /// The operator's own Secret → the ClearApiClient named by its client label.
@@ -292,6 +311,24 @@ mod tests {
                 .collect(),
         );
         meta
+    }
+
+    #[test]
+    fn a_secret_maps_to_its_owner_only_when_the_operator_manages_it() {
+        let index = ResourceIndex::default();
+        let ours = secret_meta(
+            "default",
+            "token",
+            &[
+                (CLIENT_LABEL, "billing"),
+                (MANAGED_BY_LABEL, MANAGED_BY_VALUE),
+            ],
+        );
+        let mapped = map_secret(&index, ours);
+        assert_eq!(mapped.len(), 1);
+        assert_eq!(mapped[0].name, "billing");
+        let foreign = secret_meta("default", "token", &[(CLIENT_LABEL, "billing")]);
+        assert!(map_secret(&index, foreign).is_empty());
     }
 
     #[test]
