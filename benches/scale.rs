@@ -118,6 +118,7 @@ async fn run_size(n: usize, concurrency: usize, latency: Duration, restart: bool
                         },
                         target: None,
                         renew_before: None,
+                        renewal_windows: Vec::new(),
                         revoke_on_delete: false,
                         rollout_restart_targets: Vec::new(),
                     },

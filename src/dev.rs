@@ -269,6 +269,7 @@ async fn seed_demo(client: &Client, client_secret: &str, base_url: &str) -> Resu
             },
             target: None,
             renew_before: None,
+            renewal_windows: Vec::new(),
             revoke_on_delete: false,
             rollout_restart_targets: Vec::new(),
         },

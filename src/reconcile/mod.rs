@@ -13,6 +13,7 @@ pub mod secret;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod windows;
 
 use std::{sync::Arc, time::Duration};
 
@@ -248,6 +249,7 @@ async fn apply(
             record,
             renewal_time,
             move_from,
+            ..
         } => {
             let refresh = refresh_secret.then_some(move_from);
             keep(ctx, api, &fetched, refresh, &record, renewal_time, now).await?
