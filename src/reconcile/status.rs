@@ -327,6 +327,28 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
     }
 }
 
+/// Maps a condition reason back to its constant (Events take static reasons).
+pub fn reason_static(reason: &str) -> &'static str {
+    use reasons as r;
+    [
+        r::ISSUED,
+        r::CLIENT_SECRET_MISSING,
+        r::CONFLICT,
+        r::TARGET_CONFLICT,
+        r::INVALID_SPEC,
+        r::BASE_URL_NOT_ALLOWED,
+        r::BUDGET_EXHAUSTED,
+        r::CLIENT_SECRET_REJECTED,
+        r::RATE_LIMITED,
+        r::CLEAR_UNAVAILABLE,
+        r::CLEAR_RESPONSE_INVALID,
+        r::MINT_IN_FLIGHT,
+    ]
+    .into_iter()
+    .find(|r| *r == reason)
+    .unwrap_or(r::CLEAR_UNAVAILABLE)
+}
+
 /// Maps a recorded failure reason back to its constant (condition reasons are static).
 fn reason_constant(reason: &str) -> &'static str {
     [

@@ -1,0 +1,149 @@
+//! What every reconcile shares: the clients, the operator-wide settings, the resource index,
+//! the fence, and the per-resource bookkeeping kept in memory (exported series, failure
+//! streaks) with the code that forgets it.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+};
+
+use kube::{Client, runtime::events::Recorder, runtime::events::Reporter};
+
+use super::{conflict::ResourceIndex, decide::Policy};
+use crate::{
+    clear::{AllowedBaseUrls, ClearClient},
+    clock::Clock,
+    fence::Fence,
+    metrics::Metrics,
+    watchdog::{Heartbeat, Progress},
+};
+
+/// Operator-wide settings the reconciler follows.
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    /// Accept `http://` base URLs (simulators and tests only).
+    pub allow_http: bool,
+    /// Where client secrets may be sent (`--allowed-base-url`; default: Clear's hosts).
+    pub allowed_base_urls: AllowedBaseUrls,
+    pub policy: Policy,
+}
+
+/// A resource, by namespace and name.
+type Key = (String, String);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub clear: ClearClient,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub settings: Settings,
+    /// The ClearApiClients the controller knows (fed by its watch events): the conflict
+    /// check and the Secret-to-resources mapping.
+    pub index: ResourceIndex,
+    /// Whether this replica may still write (leader election); checked before each write
+    /// and before each call to Clear.
+    pub fence: Fence,
+    /// Reconciles in flight, for the `/healthz` stall check.
+    pub progress: Progress,
+    /// Beats on every round of the leader-election loop, for the `/healthz` stall check.
+    pub lease_heartbeat: Heartbeat,
+    /// Resources this process exported per-resource metrics for.
+    exported: Mutex<BTreeSet<Key>>,
+    /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
+    /// errors only; it never feeds the mint decision, which stays a function of the cluster.
+    failures: Mutex<BTreeMap<Key, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        clear: ClearClient,
+        clock: Arc<dyn Clock>,
+        metrics: Arc<Metrics>,
+        settings: Settings,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            fence: Fence::new(clock.clone()),
+            progress: Progress::default(),
+            lease_heartbeat: Heartbeat::default(),
+            client,
+            clear,
+            clock,
+            metrics,
+            settings,
+            index: ResourceIndex::default(),
+            exported: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Notes that this process exports per-resource series for the resource.
+    pub(super) fn exported(&self, namespace: String, name: String) {
+        self.exported_lock().insert((namespace, name));
+    }
+
+    /// Records the outcome of a reconcile; returns the failure streak (0 after a success).
+    pub(super) fn record_outcome(&self, namespace: String, name: String, ok: bool) -> u32 {
+        let mut failures = self.failures_lock();
+        let key = (namespace, name);
+        if ok {
+            failures.remove(&key);
+            return 0;
+        }
+        let streak = failures.entry(key).or_insert(0);
+        *streak = streak.saturating_add(1);
+        *streak
+    }
+
+    /// Forgets one resource: its series, its claims, its failure streak (it is gone, or
+    /// this replica lost the right to speak for it).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.metrics.forget(namespace, name);
+        self.index.forget(namespace, name);
+        let key = (namespace.to_string(), name.to_string());
+        self.exported_lock().remove(&key);
+        self.failures_lock().remove(&key);
+    }
+
+    /// Forgets every per-resource series, claim and failure streak (leadership lost).
+    pub fn forget_all(&self) {
+        let exported = std::mem::take(&mut *self.exported_lock());
+        for (namespace, name) in exported {
+            self.forget(&namespace, &name);
+        }
+        self.metrics.forget_all();
+        self.index.forget_all_claims();
+    }
+
+    /// Consecutive failed reconciles of this resource (0 after a success).
+    pub fn failure_streak(&self, namespace: &str, name: &str) -> u32 {
+        self.failures_lock()
+            .get(&(namespace.to_string(), name.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Drops the metrics and claims of resources that are gone from the controller's view.
+    /// NB: kube-runtime does not reconcile a deleted object that has no finalizer, so this
+    /// sweep (run periodically by the controller) is where their series disappear.
+    pub fn forget_deleted(&self) {
+        let present: BTreeSet<Key> = self.index.keys().into_iter().collect();
+        let gone: Vec<Key> = self.exported_lock().difference(&present).cloned().collect();
+        for (namespace, name) in gone {
+            self.forget(&namespace, &name);
+        }
+    }
+
+    // NB: std mutexes, held for a map operation only and never across an await.
+    fn failures_lock(&self) -> MutexGuard<'_, BTreeMap<Key, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn exported_lock(&self) -> MutexGuard<'_, BTreeSet<Key>> {
+        self.exported.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}

@@ -1,0 +1,95 @@
+//! The keep step: the stored token stays. Drifted Secret metadata is re-applied, and a token
+//! left under a renamed target is moved, both without calling Clear.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{Api, Resource};
+use tracing::info;
+
+use super::{
+    Step,
+    error::{self, Error},
+    events::Notice,
+    secret::{self, TokenRecord},
+    status, write,
+};
+
+/// What to do with the target Secret while keeping the token.
+pub(super) enum Refresh {
+    /// Nothing: the Secret is as it should be.
+    No,
+    /// Re-apply the target Secret (drifted labels, annotations or descriptive keys).
+    InPlace,
+    /// Move the token from our Secret under a previous target name, then empty that one.
+    MoveFrom(String),
+}
+
+pub(super) async fn keep(
+    step: &Step<'_>,
+    refresh: Refresh,
+    record: &TokenRecord,
+    renewal_time: Option<Timestamp>,
+) -> Result<Option<Timestamp>, Error> {
+    let (ctx, fetched) = (step.ctx, step.fetched);
+    let cac = &fetched.cac;
+    if !matches!(refresh, Refresh::No) {
+        refresh_secret(step, &refresh, record).await?;
+    }
+    ctx.index
+        .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
+    let next = status::kept(
+        step.prev(),
+        record,
+        renewal_time,
+        &cac.target_secret_name(),
+        cac.meta().generation,
+        step.now,
+    );
+    step.write_status(cac.status.as_ref(), &next).await?;
+    let (namespace, name) = step.key();
+    ctx.metrics.set_ready(&namespace, &name, true);
+    ctx.metrics
+        .set_token_expiry(&namespace, &name, record.valid_till);
+    Ok(renewal_time)
+}
+
+/// Re-applies the target Secret with the token it (or the Secret it moves from) holds.
+async fn refresh_secret(
+    step: &Step<'_>,
+    refresh: &Refresh,
+    record: &TokenRecord,
+) -> Result<(), Error> {
+    let (ctx, fetched) = (step.ctx, step.fetched);
+    let Some(base_url) = &fetched.base_url else {
+        return Ok(());
+    };
+    let cac = &fetched.cac;
+    let (namespace, _) = step.key();
+    let target = cac.target_secret_name();
+    let source = match refresh {
+        Refresh::MoveFrom(old) => old.clone(),
+        _ => target.clone(),
+    };
+    // NB: the full Secret is read only here, to carry its token into the apply.
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let current = secrets
+        .get_opt(&source)
+        .await
+        .map_err(|e| Error::ReadStoredToken {
+            name: source.clone(),
+            detail: error::sanitize(&e),
+        })?;
+    let Some(token) = current.as_ref().and_then(secret::stored_token) else {
+        return Ok(());
+    };
+    write::token_secret(ctx, cac, base_url.as_str(), &token, record).await?;
+    drop(token);
+    if let Refresh::MoveFrom(_) = refresh {
+        write::retire_previous_secret(ctx, cac, &namespace, &source).await?;
+        info!(from = %source, secret = %target, "moved the token to the renamed target Secret without minting");
+    } else {
+        info!(secret = %target, "re-applied drifted Secret metadata without minting");
+    }
+    step.publish(Notice::SecretRefreshed).await;
+    Ok(())
+}

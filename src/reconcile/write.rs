@@ -1,0 +1,129 @@
+//! The writes a reconcile makes, each fenced: a replica that lost or released the Lease
+//! writes nothing more. Secret writes are one server-side apply as the operator's field
+//! manager (dry run, token Secret, retired Secret); errors name the Secret, never its
+//! content.
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::{
+    Api, ResourceExt,
+    api::{Patch, PatchParams},
+};
+
+use super::{
+    Context, FIELD_MANAGER,
+    decide::ValidSpec,
+    error::{self, Error},
+    secret::{self, TokenRecord},
+    status,
+};
+use crate::{
+    clear::AccessToken,
+    resource::{ClearApiClient, ClearApiClientStatus},
+};
+
+/// Whether a server-side apply stores anything.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    DryRun,
+    Store,
+}
+
+/// Writes status, if this replica still leads.
+pub(super) async fn status(
+    ctx: &Context,
+    api: &Api<ClearApiClient>,
+    name: &str,
+    current: Option<&ClearApiClientStatus>,
+    next: &ClearApiClientStatus,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    status::apply(api, name, current, next)
+        .await
+        .map_err(Error::PatchStatus)
+}
+
+/// Server-side applies the target Secret holding `token`, if this replica still leads.
+pub(super) async fn token_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    base_url: &str,
+    token: &AccessToken,
+    record: &TokenRecord,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    let desired = secret::build_secret(cac, base_url, token, record);
+    server_side_apply(ctx, &desired, Write::Store).await
+}
+
+/// Server-side dry run of the Secret apply a mint would make (with a placeholder token).
+// NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC) would
+// make a call to Clear revoke the stored token for nothing; this finds out at no cost.
+pub(super) async fn dry_run_token_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    base_url: &str,
+    spec: &ValidSpec,
+    fingerprint: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let record = TokenRecord {
+        issued_at: now,
+        valid_till: None,
+        client_secret_fingerprint: fingerprint.to_string(),
+        config_hash: spec.config_hash.clone(),
+        regenerate: None,
+        token_fingerprint: "dry-run".to_string(),
+    };
+    let placeholder = AccessToken::new("dry-run-placeholder".to_string());
+    let desired = secret::build_secret(cac, base_url, &placeholder, &record);
+    server_side_apply(ctx, &desired, Write::DryRun).await
+}
+
+/// Empties our Secret left under a previous target name (if this replica still leads): a
+/// server-side apply of its labels, owner reference and a note only, so every key and
+/// annotation the operator wrote (the token first) is removed from it.
+// NB: not a delete. The chart grants no `delete` on Secrets (issue 8: a compromised
+// operator must not be able to delete every Secret it can see); an emptied Secret holds
+// no token, revoked or live, and goes with the resource when the policy is Delete.
+pub(super) async fn retire_previous_secret(
+    ctx: &Context,
+    cac: &ClearApiClient,
+    namespace: &str,
+    name: &str,
+) -> Result<(), Error> {
+    ctx.fence.check()?;
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    // NB: an apply would create a Secret that is already gone; there is nothing to empty then.
+    let exists = secrets
+        .get_metadata_opt(name)
+        .await
+        .map_err(|source| Error::ReadTargetSecret {
+            name: name.to_string(),
+            source,
+        })?
+        .is_some();
+    if !exists {
+        return Ok(());
+    }
+    server_side_apply(ctx, &secret::retired(cac, name), Write::Store).await
+}
+
+/// Server-side applies `desired` as the operator's field manager (force: the operator owns
+/// these fields).
+async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Result<(), Error> {
+    let name = desired.name_any();
+    let secrets: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &desired.namespace().unwrap_or_default());
+    let params = match write {
+        Write::DryRun => PatchParams::apply(FIELD_MANAGER).force().dry_run(),
+        Write::Store => PatchParams::apply(FIELD_MANAGER).force(),
+    };
+    match secrets.patch(&name, &params, &Patch::Apply(desired)).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Error::ApplySecret {
+            name,
+            detail: error::sanitize(&e),
+        }),
+    }
+}
