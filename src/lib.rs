@@ -13,6 +13,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
+pub mod reason;
 pub mod reconcile;
 pub mod resource;
 pub mod telemetry;

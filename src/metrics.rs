@@ -30,6 +30,13 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    reason: String,
+    /// `Normal` or `Warning`, as on the Event.
+    r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientLabels {
     namespace: String,
     name: String,
@@ -66,6 +73,7 @@ pub struct Metrics {
     client_ready: Family<ClientLabels, Gauge>,
     reconciles: Family<OutcomeLabels, Counter>,
     reconcile_duration: HistogramFamily<OutcomeLabels>,
+    events: Family<EventLabels, Counter>,
     leader: Gauge,
 }
 
@@ -79,6 +87,7 @@ impl Metrics {
             client_ready: Family::default(),
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
+            events: Family::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -118,6 +127,11 @@ impl Metrics {
             "Duration of reconciles, by outcome",
             Unit::Seconds,
             metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "clear_operator_events",
+            "Events the operator published, by reason (the same reasons as its conditions and logs) and type",
+            metrics.events.clone(),
         );
         registry.register(
             "clear_operator_leader",
@@ -179,6 +193,15 @@ impl Metrics {
         self.token_expiry.clear();
         self.token_never_expires.clear();
         self.client_ready.clear();
+    }
+
+    /// One published Event: `clear_operator_events_total{reason,type}`.
+    pub fn observe_event(&self, reason: &str, type_: &str) {
+        let labels = EventLabels {
+            reason: reason.to_string(),
+            r#type: type_.to_string(),
+        };
+        self.events.get_or_create(&labels).inc();
     }
 
     pub fn observe_reconcile(&self, outcome: &str, elapsed: Duration) {
@@ -308,6 +331,23 @@ mod tests {
         metrics.forget("ns", "b");
         let text = render(&registry).unwrap();
         assert!(!text.contains(r#"namespace="ns""#), "{text}");
+    }
+
+    #[test]
+    fn events_are_counted_by_reason_and_type() {
+        let (registry, metrics) = setup();
+        metrics.observe_event("Renewed", "Normal");
+        metrics.observe_event("Renewed", "Normal");
+        metrics.observe_event("RateLimited", "Warning");
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_events_total{reason="Renewed",type="Normal"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"clear_operator_events_total{reason="RateLimited",type="Warning"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -272,7 +272,7 @@ async fn unauthorized_keeps_code_and_id_but_drops_the_message() {
             code: Some("INVALID_SECRET".into()),
         }
     );
-    assert_eq!(err.reason(), "ClientSecretRejected");
+    assert_eq!(err.reason().as_str(), "ClientSecretRejected");
     assert_eq!(err.class(), FailureClass::Rejected);
     assert!(!err.to_string().contains("is not valid"), "{err}");
 }
@@ -305,7 +305,7 @@ async fn rate_limited_retries_at_the_next_utc_midnight() {
         }
     );
     assert_eq!(err.class(), FailureClass::RateLimited { retry_at });
-    assert_eq!(err.reason(), "RateLimited");
+    assert_eq!(err.reason().as_str(), "RateLimited");
 }
 
 #[tokio::test]
@@ -322,7 +322,7 @@ async fn internal_server_error_carries_the_error_id() {
         }
     );
     assert!(err.to_string().contains("error_id 5e0-777"), "{err}");
-    assert_eq!(err.reason(), "ClearUnavailable");
+    assert_eq!(err.reason().as_str(), "ClearUnavailable");
     assert_eq!(err.class(), FailureClass::Transient);
 }
 
@@ -347,7 +347,7 @@ async fn teapot_is_an_unexpected_status() {
     let server = TestServer::start(Canned::json(418, "{}")).await;
     let err = mint_err(&server).await;
     assert_eq!(err, ClearError::UnexpectedStatus { status: 418 });
-    assert_eq!(err.reason(), "ClearResponseInvalid");
+    assert_eq!(err.reason().as_str(), "ClearResponseInvalid");
 }
 
 #[tokio::test]
@@ -458,7 +458,7 @@ async fn ok_with_an_empty_token_is_malformed() {
             detail: "access_token is empty".into()
         }
     );
-    assert_eq!(err.reason(), "ClearResponseInvalid");
+    assert_eq!(err.reason().as_str(), "ClearResponseInvalid");
 }
 
 #[tokio::test]
@@ -528,7 +528,7 @@ async fn refused_connection_is_a_connect_error_that_cannot_have_minted() {
         "the URL is left out: {err}"
     );
     assert!(!err.may_have_minted());
-    assert_eq!(err.reason(), "ClearUnavailable");
+    assert_eq!(err.reason().as_str(), "ClearUnavailable");
 }
 
 /// HTTPS with a private CA: the CA bundle option is what makes it trusted.

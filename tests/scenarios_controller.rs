@@ -351,7 +351,7 @@ async fn revoke_on_delete_calls_clear_once_even_when_the_finalizer_removal_confl
     let failures: Vec<String> = kit
         .events("billing")
         .into_iter()
-        .filter(|(_, reason, _)| reason == "Finalizer")
+        .filter(|(_, reason, note)| reason == "ReconcileFailed" && note.contains("finalizer"))
         .map(|(_, _, note)| note)
         .collect();
     assert_eq!(

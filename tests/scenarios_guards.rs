@@ -636,7 +636,7 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
     let warnings: Vec<_> = kit
         .events("billing")
         .into_iter()
-        .filter(|(type_, reason, _)| type_ == "Warning" && reason == "ReadClientSecret")
+        .filter(|(type_, reason, _)| type_ == "Warning" && reason == "ReconcileFailed")
         .collect();
     assert_eq!(warnings.len(), 1, "one Warning per streak: {warnings:?}");
     assert!(

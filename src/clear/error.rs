@@ -5,13 +5,7 @@
 
 use jiff::Timestamp;
 
-/// Condition and Event reasons a mint failure can surface as.
-pub mod reasons {
-    pub const CLIENT_SECRET_REJECTED: &str = "ClientSecretRejected";
-    pub const RATE_LIMITED: &str = "RateLimited";
-    pub const CLEAR_UNAVAILABLE: &str = "ClearUnavailable";
-    pub const CLEAR_RESPONSE_INVALID: &str = "ClearResponseInvalid";
-}
+use crate::reason::Reason;
 
 /// How the reconciler should back off after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,20 +74,18 @@ fn ids(code: Option<&str>, error_id: Option<&str>) -> String {
 impl ClearError {
     /// Condition/Event reason: ClientSecretRejected | RateLimited | ClearUnavailable |
     /// ClearResponseInvalid.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
             Self::Unauthorized { .. } | Self::InvalidClientSecret { .. } => {
-                reasons::CLIENT_SECRET_REJECTED
+                Reason::ClientSecretRejected
             }
-            Self::RateLimited { .. } => reasons::RATE_LIMITED,
+            Self::RateLimited { .. } => Reason::RateLimited,
             Self::Server { .. }
             | Self::Timeout
             | Self::Connect { .. }
             | Self::Transport { .. }
-            | Self::Config { .. } => reasons::CLEAR_UNAVAILABLE,
-            Self::Malformed { .. } | Self::UnexpectedStatus { .. } => {
-                reasons::CLEAR_RESPONSE_INVALID
-            }
+            | Self::Config { .. } => Reason::ClearUnavailable,
+            Self::Malformed { .. } | Self::UnexpectedStatus { .. } => Reason::ClearResponseInvalid,
         }
     }
 
@@ -251,7 +243,7 @@ mod tests {
         ];
         let mut labels = std::collections::BTreeSet::new();
         for (err, reason, class) in cases {
-            assert_eq!(err.reason(), reason, "{err:?}");
+            assert_eq!(err.reason().as_str(), reason, "{err:?}");
             assert_eq!(err.class(), class, "{err:?}");
             assert!(
                 labels.insert(err.metric_label()),

@@ -15,7 +15,7 @@ pub use client::{
 pub use endpoint::{
     BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, parse_base_url, resolve_base_url,
 };
-pub use error::{ClearError, FailureClass, next_utc_midnight, reasons};
+pub use error::{ClearError, FailureClass, next_utc_midnight};
 pub use response::{
     ErrorDetails, IssuedToken, MAX_TOKEN_CHARS, parse_error_body, parse_token_body,
     parse_valid_till,

@@ -22,7 +22,7 @@ use kube::{
     runtime::{reflector::ObjectRef, watcher},
 };
 
-use super::status::reasons;
+use crate::reason::Reason;
 use crate::resource::ClearApiClient;
 
 /// A resource as far as the conflict rule cares: who it is and how old.
@@ -241,7 +241,7 @@ fn status_use(cac: &ClearApiClient) -> Option<Use> {
     let in_conflict = status
         .conditions
         .iter()
-        .any(|c| c.type_ == "Ready" && c.reason == reasons::CONFLICT);
+        .any(|c| c.type_ == "Ready" && c.reason == Reason::Conflict.as_str());
     Some(Use {
         fingerprint,
         holds: status.token_fingerprint.is_some() && !in_conflict,

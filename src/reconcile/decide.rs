@@ -10,7 +10,7 @@ use super::{
     secret::TokenRecord,
     windows::{self, Planned, Window},
 };
-use crate::{clear::reasons as clear_reasons, resource::ClearApiClientStatus};
+use crate::{reason::Reason, resource::ClearApiClientStatus};
 
 /// The spec, once it passed the checks the schema cannot make.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,7 +150,7 @@ pub enum Blocker {
     },
     /// A previous failure asked to wait until `until`; `reason` is that failure's reason.
     Backoff {
-        reason: String,
+        reason: Reason,
         until: Timestamp,
     },
     /// Clear rejected this client secret; nothing is tried until it changes.
@@ -467,29 +467,27 @@ fn backoff(
     spec: &ValidSpec,
     now: Timestamp,
 ) -> Option<Blocker> {
-    let reason = status.last_failure_reason.as_deref()?;
+    // NB: an unknown recorded reason (written by another version) is treated as transient.
+    let reason = status
+        .last_failure_reason
+        .as_deref()
+        .map(|r| Reason::parse(r).unwrap_or(Reason::ClearUnavailable))?;
     let same_config = status.config_hash.as_ref().is_none_or(|rejected| {
         *rejected == spec.config_hash || spec.equivalent_config_hashes.contains(rejected)
     });
-    if reason == clear_reasons::CLIENT_SECRET_REJECTED && !same_config {
+    if reason == Reason::ClientSecretRejected && !same_config {
         return None;
     }
     let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
-    let about_secret = matches!(
-        reason,
-        clear_reasons::CLIENT_SECRET_REJECTED | clear_reasons::RATE_LIMITED
-    );
+    let about_secret = matches!(reason, Reason::ClientSecretRejected | Reason::RateLimited);
     if about_secret && !same_secret {
         return None;
     }
-    if reason == clear_reasons::CLIENT_SECRET_REJECTED {
+    if reason == Reason::ClientSecretRejected {
         return Some(Blocker::Rejected);
     }
     let until = status.next_retry_time.as_ref()?.0;
-    (now < until).then(|| Blocker::Backoff {
-        reason: reason.to_string(),
-        until,
-    })
+    (now < until).then_some(Blocker::Backoff { reason, until })
 }
 
 /// Calls made on the current UTC day (a count recorded on an earlier day is stale).
@@ -876,7 +874,7 @@ mod tests {
                 },
                 "2026-11-25T09:00:29Z",
                 Blocker::Backoff {
-                    reason: "ClearUnavailable".into(),
+                    reason: Reason::ClearUnavailable,
                     until: ts("2026-11-25T09:00:30Z"),
                 },
             ),
@@ -888,7 +886,7 @@ mod tests {
                 },
                 "2026-11-25T23:59:59Z",
                 Blocker::Backoff {
-                    reason: "RateLimited".into(),
+                    reason: Reason::RateLimited,
                     until: ts("2026-11-26T00:00:00Z"),
                 },
             ),
@@ -1096,7 +1094,7 @@ mod tests {
         let mut obs = healthy();
         obs.status.mint_started_at = time("2026-11-25T05:59:40Z");
         obs.status.last_failure_time = time("2026-11-25T05:59:45Z");
-        obs.status.last_failure_reason = Some(clear_reasons::CLEAR_UNAVAILABLE.into());
+        obs.status.last_failure_reason = Some(Reason::ClearUnavailable.to_string());
         obs.status.next_retry_time = time("2026-11-25T05:59:50Z");
         assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::Interrupted));
     }
@@ -1131,7 +1129,7 @@ mod tests {
         let mut obs = healthy();
         obs.target = TargetState::Absent;
         obs.status.token_fingerprint = None;
-        obs.status.last_failure_reason = Some(clear_reasons::CLIENT_SECRET_REJECTED.into());
+        obs.status.last_failure_reason = Some(Reason::ClientSecretRejected.to_string());
         obs.status.config_hash = Some("oldconfighash".into());
         assert_eq!(
             mint_reason_of(&run(&obs)),

@@ -9,20 +9,7 @@ use super::{
     decide::{Blocker, MintReason},
     status::describe_mint_reason,
 };
-
-pub mod event_reasons {
-    pub const ISSUED: &str = "Issued";
-    pub const RENEWED: &str = "Renewed";
-    pub const REGENERATED: &str = "Regenerated";
-    pub const SECRET_RECREATED: &str = "SecretRecreated";
-    pub const SECRET_REFRESHED: &str = "SecretRefreshed";
-    pub const RESTARTED: &str = "Restarted";
-    pub const RESTART_TARGET_MISSING: &str = "RestartTargetMissing";
-    pub const RESTART_FORBIDDEN: &str = "RestartForbidden";
-    pub const RESTART_FAILED: &str = "RestartFailed";
-    pub const REVOKED: &str = "Revoked";
-    pub const REVOKE_SKIPPED: &str = "RevokeSkipped";
-}
+use crate::{metrics::Metrics, reason::Reason};
 
 /// Something worth telling the resource's owner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,11 +21,11 @@ pub enum Notice {
     },
     SecretRefreshed,
     MintFailed {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     Blocked {
-        reason: &'static str,
+        reason: Reason,
         message: String,
     },
     Restarted {
@@ -66,17 +53,14 @@ pub enum Notice {
     RevokeSkipped {
         why: String,
     },
-    /// A reconcile failed on the Kubernetes side (reading, writing); `reason` is the
-    /// error's variant name.
+    /// A reconcile failed on the Kubernetes side (reading, writing); `message` says what.
     ReconcileFailed {
-        reason: &'static str,
         message: String,
     },
 }
 
 impl Notice {
     pub fn to_event(&self) -> Event {
-        use event_reasons as r;
         let (type_, reason, note, action) = match self {
             Self::Minted {
                 reason,
@@ -84,10 +68,10 @@ impl Notice {
                 valid_till,
             } => {
                 let event_reason = match reason {
-                    MintReason::NoToken => r::ISSUED,
-                    MintReason::RenewalDue | MintReason::Expired => r::RENEWED,
-                    MintReason::SecretDeleted => r::SECRET_RECREATED,
-                    _ => r::REGENERATED,
+                    MintReason::NoToken => Reason::Issued,
+                    MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
+                    MintReason::SecretDeleted => Reason::SecretRecreated,
+                    _ => Reason::Regenerated,
                 };
                 let validity = valid_till.map_or("never expires".to_string(), |t| format!("valid until {t}"));
                 let mut note = format!(
@@ -103,7 +87,7 @@ impl Notice {
             }
             Self::SecretRefreshed => (
                 EventType::Normal,
-                r::SECRET_REFRESHED,
+                Reason::SecretRefreshed,
                 "the target Secret's labels, annotations or descriptive keys were updated without minting".to_string(),
                 "ApplySecret",
             ),
@@ -111,19 +95,19 @@ impl Notice {
             Self::Blocked { reason, message } => (EventType::Warning, *reason, message.clone(), "Reconcile"),
             Self::Restarted { kind, name } => (
                 EventType::Normal,
-                r::RESTARTED,
+                Reason::Restarted,
                 format!("{kind} {name} restarted to pick up the new token"),
                 "RolloutRestart",
             ),
             Self::RestartTargetMissing { kind, name } => (
                 EventType::Warning,
-                r::RESTART_TARGET_MISSING,
+                Reason::RestartTargetMissing,
                 format!("{kind} {name} listed in rolloutRestartTargets was not found"),
                 "RolloutRestart",
             ),
             Self::RestartForbidden { kind, name } => (
                 EventType::Warning,
-                r::RESTART_FORBIDDEN,
+                Reason::RestartForbidden,
                 format!(
                     "the operator may not patch {kind} {name} listed in rolloutRestartTargets: \
                      install the chart with rbac.rolloutRestart.enabled=true (or grant patch on \
@@ -133,18 +117,18 @@ impl Notice {
             ),
             Self::RestartFailed { kind, name, error } => (
                 EventType::Warning,
-                r::RESTART_FAILED,
+                Reason::RestartFailed,
                 format!("failed to restart {kind} {name} listed in rolloutRestartTargets: {error}"),
                 "RolloutRestart",
             ),
             Self::Revoked => (
                 EventType::Normal,
-                r::REVOKED,
+                Reason::Revoked,
                 "minted one discarded token on delete, revoking the token that was handed out".to_string(),
                 "Revoke",
             ),
-            Self::RevokeSkipped { why } => (EventType::Warning, r::REVOKE_SKIPPED, why.clone(), "Revoke"),
-            Self::ReconcileFailed { reason, message } => (EventType::Warning, *reason, message.clone(), "Reconcile"),
+            Self::RevokeSkipped { why } => (EventType::Warning, Reason::RevokeSkipped, why.clone(), "Revoke"),
+            Self::ReconcileFailed { message } => (EventType::Warning, Reason::ReconcileFailed, message.clone(), "Reconcile"),
         };
         Event {
             type_,
@@ -169,16 +153,27 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-/// Publishes a notice; a failure to publish is logged, never fatal (the status says it too).
-pub async fn publish(recorder: &Recorder, reference: &ObjectReference, notice: Notice) {
+/// Publishes a notice and counts it by reason; a failure to publish is logged, never fatal
+/// (the status says it too).
+pub async fn publish(
+    recorder: &Recorder,
+    metrics: &Metrics,
+    reference: &ObjectReference,
+    notice: Notice,
+) {
     let event = notice.to_event();
+    let type_ = match event.type_ {
+        EventType::Normal => "Normal",
+        EventType::Warning => "Warning",
+    };
+    metrics.observe_event(&event.reason, type_);
     if let Err(error) = recorder.publish(&event, reference).await {
         tracing::warn!(reason = %event.reason, error = %error, "failed to publish event");
     }
 }
 
 /// A notice for a guard, with the reason and message of the condition it set.
-pub fn blocked(blocker: &Blocker, reason: &'static str, message: String) -> Option<Notice> {
+pub fn blocked(blocker: &Blocker, reason: Reason, message: String) -> Option<Notice> {
     // NB: a resource waiting out a backoff already got the failure's Warning; repeating it on
     // every requeue would only add noise.
     match blocker {
@@ -233,7 +228,7 @@ mod tests {
     #[test]
     fn long_notes_are_cut_to_the_event_limit() {
         let event = Notice::Blocked {
-            reason: "InvalidSpec",
+            reason: Reason::InvalidSpec,
             message: "é".repeat(800),
         }
         .to_event();

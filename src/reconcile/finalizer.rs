@@ -17,6 +17,7 @@ use super::{
 };
 use crate::{
     clear::FailureClass,
+    reason::Reason,
     resource::{ClearApiClient, REVOKE_FINALIZER},
 };
 
@@ -40,7 +41,7 @@ pub(super) async fn revoke_on_delete(
     let status = &fetched.observed.status;
     // NB: a revoke already recorded (the finalizer patch after it failed, e.g. on a
     // conflict) is not repeated: one call per deletion.
-    if status::ready_condition(Some(status)).is_some_and(|c| c.reason == status::reasons::REVOKED) {
+    if status::ready_condition(Some(status)).is_some_and(|c| c.reason == Reason::Revoked.as_str()) {
         info!("revoke-on-delete already done; releasing the resource");
         return Ok(Action::await_change());
     }
@@ -53,7 +54,7 @@ pub(super) async fn revoke_on_delete(
         (_, None) => skip("the spec has no usable base URL"),
         (Some(secret), _)
             if status.last_failure_reason.as_deref()
-                == Some(status::reasons::CLIENT_SECRET_REJECTED)
+                == Some(Reason::ClientSecretRejected.as_str())
                 && status.client_secret_fingerprint.as_deref()
                     == Some(secret.fingerprint().as_str()) =>
         {
@@ -88,7 +89,7 @@ pub(super) async fn revoke_on_delete(
         revoked = matches!(notice, Notice::Revoked),
         "revoke-on-delete finished"
     );
-    events::publish(&ctx.recorder, &reference, notice).await;
+    events::publish(&ctx.recorder, &ctx.metrics, &reference, notice).await;
     ctx.forget(&namespace, &name);
     Ok(Action::await_change())
 }

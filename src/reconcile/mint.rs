@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     clear::{ClientSecret, FailureClass, IssuedToken},
+    reason::Reason,
     resource::ClearApiClientStatus,
 };
 
@@ -65,7 +66,7 @@ pub(super) async fn mint(
         write::dry_run_token_secret(ctx, cac, base_url.as_str(), spec, &fingerprint, step.now).await
     {
         let failure = MintFailure {
-            reason: status::reasons::SECRET_APPLY_FAILED,
+            reason: Reason::SecretApplyFailed,
             message: format!(
                 "failed to write Secret {target} (server-side dry run, before calling Clear): {detail}"
             ),
@@ -100,7 +101,7 @@ pub(super) async fn mint(
         // NB: the new token is lost and the stored one revoked; retrying at once would mint
         // in a loop if the write keeps failing (RBAC, quota), so it backs off like a failure.
         let failure = MintFailure {
-            reason: status::reasons::SECRET_APPLY_FAILED,
+            reason: Reason::SecretApplyFailed,
             message: format!("failed to write the new token to Secret {target}: {detail}"),
             next_retry: Some(transient_retry(step, &counted)),
             may_have_minted: true,
@@ -125,11 +126,11 @@ async fn call_clear(
     step: &Step<'_>,
     client_secret: &ClientSecret,
     counted: &ClearApiClientStatus,
-) -> Result<IssuedToken, MintFailure<'static>> {
+) -> Result<IssuedToken, MintFailure> {
     let ctx = step.ctx;
     let Some(base_url) = &step.fetched.base_url else {
         return Err(MintFailure {
-            reason: status::reasons::CLEAR_UNAVAILABLE,
+            reason: Reason::ClearUnavailable,
             message: "no base URL to call".to_string(),
             next_retry: None,
             may_have_minted: false,
@@ -146,7 +147,7 @@ async fn call_clear(
         Err(error) => {
             ctx.metrics
                 .observe_clear_call(error.metric_label(), elapsed);
-            warn!(reason = error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
+            warn!(reason = %error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
             let next_retry = match error.class() {
                 FailureClass::Rejected => None,
                 FailureClass::RateLimited { retry_at } => Some(retry_at),
@@ -202,7 +203,7 @@ async fn record_failure(
     step: &Step<'_>,
     base: &ClearApiClientStatus,
     current: Option<&ClearApiClientStatus>,
-    failure: MintFailure<'static>,
+    failure: MintFailure,
     health: &TokenHealth,
 ) -> Result<Option<Timestamp>, Error> {
     let cac = &step.fetched.cac;

@@ -73,10 +73,9 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
     // and why (often RBAC), without an Event every few seconds.
     if let (Err(error), 1) = (&result, streak) {
         let notice = Notice::ReconcileFailed {
-            reason: error.metric_label(),
             message: error.to_string(),
         };
-        events::publish(&ctx.recorder, &obj.object_ref(&()), notice).await;
+        events::publish(&ctx.recorder, &ctx.metrics, &obj.object_ref(&()), notice).await;
     }
     result
 }
@@ -234,6 +233,7 @@ impl Step<'_> {
     async fn publish(&self, notice: Notice) {
         events::publish(
             &self.ctx.recorder,
+            &self.ctx.metrics,
             &self.fetched.cac.object_ref(&()),
             notice,
         )

@@ -15,34 +15,14 @@ use super::{
     schedule,
     secret::TokenRecord,
 };
-use crate::resource::{ClearApiClient, ClearApiClientStatus};
+use crate::{
+    reason::Reason,
+    resource::{ClearApiClient, ClearApiClientStatus},
+};
 
 pub mod condition_types {
     /// Whether the Secret holds a token consumers can use right now.
     pub const READY: &str = "Ready";
-}
-
-/// Reasons of the `Ready` condition (and of the Events that go with them).
-pub mod reasons {
-    pub use crate::clear::reasons::{
-        CLEAR_RESPONSE_INVALID, CLEAR_UNAVAILABLE, CLIENT_SECRET_REJECTED, RATE_LIMITED,
-    };
-    pub const ISSUED: &str = "Issued";
-    pub const CLIENT_SECRET_MISSING: &str = "ClientSecretMissing";
-    pub const CONFLICT: &str = "Conflict";
-    pub const TARGET_CONFLICT: &str = "TargetConflict";
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-    /// The base URL is not on the operator's allow-list (`--allowed-base-url`).
-    pub const BASE_URL_NOT_ALLOWED: &str = "BaseUrlNotAllowed";
-    pub const BUDGET_EXHAUSTED: &str = "BudgetExhausted";
-    /// Clear minted but the Secret could not be written: the token is lost (and the stored
-    /// one revoked); retried with backoff.
-    pub const SECRET_APPLY_FAILED: &str = "SecretApplyFailed";
-    /// A call to Clear started by another replica (or an earlier attempt) may still be in
-    /// flight; nothing is minted until its deadline passed.
-    pub const MINT_IN_FLIGHT: &str = "MintInFlight";
-    /// The resource is being deleted and its token was revoked (revokeOnDelete).
-    pub const REVOKED: &str = "Revoked";
 }
 
 /// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
@@ -51,7 +31,7 @@ pub mod reasons {
 pub fn set_ready(
     status: &mut ClearApiClientStatus,
     ready: bool,
-    reason: &str,
+    reason: Reason,
     message: String,
     generation: Option<i64>,
     now: Timestamp,
@@ -137,7 +117,7 @@ pub fn kept(
     status.mint_started_at = None;
     status.observed_generation = generation;
     let message = describe_validity(record.valid_till, renewal);
-    set_ready(&mut status, true, reasons::ISSUED, message, generation, now);
+    set_ready(&mut status, true, Reason::Issued, message, generation, now);
     status
 }
 
@@ -177,7 +157,7 @@ pub fn revoked(
     set_ready(
         &mut status,
         false,
-        reasons::REVOKED,
+        Reason::Revoked,
         "the token was revoked on delete".to_string(),
         generation,
         now,
@@ -200,8 +180,8 @@ pub fn minted(
 }
 
 /// What a failed call to Clear leaves behind.
-pub struct MintFailure<'a> {
-    pub reason: &'a str,
+pub struct MintFailure {
+    pub reason: Reason,
     pub message: String,
     /// When the next attempt may be made; `None` waits for the client secret to change.
     pub next_retry: Option<Timestamp>,
@@ -212,7 +192,7 @@ pub struct MintFailure<'a> {
 
 pub fn mint_failed(
     prev: &ClearApiClientStatus,
-    failure: &MintFailure<'_>,
+    failure: &MintFailure,
     health: &TokenHealth,
     generation: Option<i64>,
     now: Timestamp,
@@ -280,37 +260,37 @@ pub fn waiting(
     status
 }
 
-fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'static str, String) {
+fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason, String) {
     match blocker {
         Blocker::InvalidSpec { detail } => (
-            reasons::INVALID_SPEC,
+            Reason::InvalidSpec,
             format!("the spec is invalid: {detail}"),
         ),
-        Blocker::BaseUrlNotAllowed { detail } => (reasons::BASE_URL_NOT_ALLOWED, detail.clone()),
-        Blocker::ClientSecretMissing { detail } => (reasons::CLIENT_SECRET_MISSING, detail.clone()),
+        Blocker::BaseUrlNotAllowed { detail } => (Reason::BaseUrlNotAllowed, detail.clone()),
+        Blocker::ClientSecretMissing { detail } => (Reason::ClientSecretMissing, detail.clone()),
         Blocker::TargetConflict { detail } => (
-            reasons::TARGET_CONFLICT,
+            Reason::TargetConflict,
             format!("the target Secret exists and is left untouched: {detail}"),
         ),
         Blocker::Conflict { with } => (
-            reasons::CONFLICT,
+            Reason::Conflict,
             format!(
                 "{with} already uses this client secret (it holds the token in use, or is older); minting here would revoke its token, so nothing is minted"
             ),
         ),
         Blocker::Backoff { reason, until } => (
-            reason_constant(reason),
+            *reason,
             format!(
                 "waiting until {until} before calling Clear again (failed attempts: {})",
                 status.failed_attempts
             ),
         ),
         Blocker::Rejected => (
-            reasons::CLIENT_SECRET_REJECTED,
+            Reason::ClientSecretRejected,
             "Clear rejected the client secret; nothing is tried until it changes".to_string(),
         ),
         Blocker::CallInFlight { until } => (
-            reasons::MINT_IN_FLIGHT,
+            Reason::MintInFlight,
             format!(
                 "a call to Clear started at {} may still be in flight; its outcome is awaited until {until} before a new token is minted",
                 status
@@ -321,46 +301,10 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (&'stat
             ),
         ),
         Blocker::BudgetExhausted { until } => (
-            reasons::BUDGET_EXHAUSTED,
+            Reason::BudgetExhausted,
             format!("the daily budget of calls to Clear is spent; next attempt at {until}"),
         ),
     }
-}
-
-/// Maps a condition reason back to its constant (Events take static reasons).
-pub fn reason_static(reason: &str) -> &'static str {
-    use reasons as r;
-    [
-        r::ISSUED,
-        r::CLIENT_SECRET_MISSING,
-        r::CONFLICT,
-        r::TARGET_CONFLICT,
-        r::INVALID_SPEC,
-        r::BASE_URL_NOT_ALLOWED,
-        r::BUDGET_EXHAUSTED,
-        r::CLIENT_SECRET_REJECTED,
-        r::RATE_LIMITED,
-        r::CLEAR_UNAVAILABLE,
-        r::CLEAR_RESPONSE_INVALID,
-        r::MINT_IN_FLIGHT,
-    ]
-    .into_iter()
-    .find(|r| *r == reason)
-    .unwrap_or(r::CLEAR_UNAVAILABLE)
-}
-
-/// Maps a recorded failure reason back to its constant (condition reasons are static).
-fn reason_constant(reason: &str) -> &'static str {
-    [
-        reasons::CLIENT_SECRET_REJECTED,
-        reasons::RATE_LIMITED,
-        reasons::CLEAR_UNAVAILABLE,
-        reasons::CLEAR_RESPONSE_INVALID,
-        reasons::SECRET_APPLY_FAILED,
-    ]
-    .into_iter()
-    .find(|r| *r == reason)
-    .unwrap_or(reasons::CLEAR_UNAVAILABLE)
 }
 
 pub fn describe_mint_reason(reason: &MintReason) -> String {
@@ -476,7 +420,7 @@ mod tests {
             ts("2026-11-25T03:00:00Z"),
         );
         assert_eq!(ready(&blocked).status, "False");
-        assert_eq!(ready(&blocked).reason, reasons::CLIENT_SECRET_MISSING);
+        assert_eq!(ready(&blocked).reason, Reason::ClientSecretMissing.as_str());
         assert_eq!(
             ready(&blocked).last_transition_time,
             Time(ts("2026-11-25T03:00:00Z"))
@@ -506,7 +450,7 @@ mod tests {
             ts("2026-11-25T09:00:00Z"),
         );
         assert_eq!(ready(&budget).status, "True");
-        assert_eq!(ready(&budget).reason, reasons::BUDGET_EXHAUSTED);
+        assert_eq!(ready(&budget).reason, Reason::BudgetExhausted.as_str());
         assert_eq!(
             ready(&budget).last_transition_time,
             Time(ts("2026-11-25T01:00:00Z"))
@@ -576,7 +520,7 @@ mod tests {
         assert_eq!(status.secret_name.as_deref(), Some("billing"));
         assert_eq!(status.observed_generation, Some(4));
         assert_eq!(ready(&status).status, "True");
-        assert_eq!(ready(&status).reason, reasons::ISSUED);
+        assert_eq!(ready(&status).reason, Reason::Issued.as_str());
     }
 
     #[test]
@@ -588,7 +532,7 @@ mod tests {
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
-            reason: reasons::CLEAR_UNAVAILABLE,
+            reason: Reason::ClearUnavailable,
             message: "failed to mint a Clear access token: Clear answered HTTP 500".into(),
             next_retry: Some(ts("2026-11-25T09:00:30Z")),
             may_have_minted: false,
@@ -610,7 +554,7 @@ mod tests {
             Some(Time(ts("2026-11-25T09:00:30Z")))
         );
         assert_eq!(ready(&status).status, "True");
-        assert_eq!(ready(&status).reason, reasons::CLEAR_UNAVAILABLE);
+        assert_eq!(ready(&status).reason, Reason::ClearUnavailable.as_str());
         assert_eq!(status.mints_today, 1);
     }
 
@@ -623,7 +567,7 @@ mod tests {
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
-            reason: reasons::CLEAR_UNAVAILABLE,
+            reason: Reason::ClearUnavailable,
             message: "failed to mint a Clear access token: the request timed out".into(),
             next_retry: Some(ts("2026-11-25T09:00:30Z")),
             may_have_minted: true,

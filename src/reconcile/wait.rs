@@ -11,6 +11,7 @@ use super::{
     error::Error,
     events, status,
 };
+use crate::reason::Reason;
 
 pub(super) async fn wait(
     step: &Step<'_>,
@@ -34,8 +35,9 @@ pub(super) async fn wait(
     if let Some(condition) = status::ready_condition(Some(&next))
         && before != Some(condition.reason.as_str())
     {
-        let reason = status::reason_static(&condition.reason);
-        info!(reason, "waiting: {}", condition.message);
+        // NB: reads back the reason written a line above, so it always parses.
+        let reason = Reason::parse(&condition.reason).unwrap_or(Reason::ClearUnavailable);
+        info!(%reason, "waiting: {}", condition.message);
         if let Some(notice) = events::blocked(blocker, reason, condition.message.clone()) {
             step.publish(notice).await;
         }

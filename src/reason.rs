@@ -1,0 +1,111 @@
+//! Every reason the operator reports, in one enum: the `Ready` condition's reasons, the
+//! Events', the `reason` field of its logs and the `reason` label of its metrics. One list,
+//! so that what a user reads in `kubectl describe`, a log line and a dashboard is the same
+//! word, and a new reason cannot be added to one of them and forgotten in another.
+
+use strum::{Display, EnumIter, EnumString, IntoStaticStr};
+
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Display,
+    EnumString,
+    IntoStaticStr,
+    EnumIter,
+)]
+pub enum Reason {
+    // --- A token is in the Secret (Ready=True), and the Events that put it there.
+    /// The first token was minted (also the Ready=True reason).
+    Issued,
+    /// A token was renewed before (or at) its expiry.
+    Renewed,
+    /// A token was minted on request: the regenerate annotation, a changed client secret
+    /// or configuration.
+    Regenerated,
+    /// The target Secret was gone; the previous token existed only there.
+    SecretRecreated,
+    /// The target Secret's metadata was re-applied, or the token moved, without minting.
+    SecretRefreshed,
+
+    // --- Why no token is minted now (the `Ready` condition's reason, and a Warning).
+    ClientSecretMissing,
+    Conflict,
+    TargetConflict,
+    InvalidSpec,
+    /// The base URL is not on the operator's allow-list (`--allowed-base-url`).
+    BaseUrlNotAllowed,
+    BudgetExhausted,
+    /// A call to Clear started by another replica (or an earlier attempt) may still be in
+    /// flight; nothing is minted until its deadline passed.
+    MintInFlight,
+
+    // --- A call to Clear, or the write after it, failed.
+    ClientSecretRejected,
+    RateLimited,
+    ClearUnavailable,
+    ClearResponseInvalid,
+    /// The Secret could not be written (before calling Clear: the dry run; after: the new
+    /// token is lost and the stored one revoked).
+    SecretApplyFailed,
+
+    // --- Restarts of rolloutRestartTargets.
+    Restarted,
+    RestartTargetMissing,
+    /// The API server answered 403: the chart was installed without
+    /// `rbac.rolloutRestart.enabled=true`.
+    RestartForbidden,
+    RestartFailed,
+
+    // --- Deletion with revokeOnDelete.
+    /// The token handed out was revoked (also the Ready=False reason while deleting).
+    Revoked,
+    RevokeSkipped,
+
+    /// A reconcile failed on the Kubernetes side (reading, writing); the note names what.
+    ReconcileFailed,
+}
+
+impl Reason {
+    /// The reason as written in conditions, Events, logs and metric labels (UpperCamelCase,
+    /// as the API conventions ask of condition reasons: the variant's name).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Reads back a reason the operator wrote (status keeps the last failure's reason).
+    pub fn parse(text: &str) -> Option<Self> {
+        text.parse().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use strum::IntoEnumIterator;
+
+    use super::*;
+
+    #[test]
+    fn every_reason_reads_back_as_itself() {
+        for reason in Reason::iter() {
+            assert_eq!(Reason::parse(reason.as_str()), Some(reason));
+            assert_eq!(reason.to_string(), reason.as_str());
+        }
+        assert_eq!(Reason::parse("NoSuchReason"), None);
+        assert_eq!(Reason::SecretApplyFailed.as_str(), "SecretApplyFailed");
+    }
+
+    #[test]
+    fn reasons_are_upper_camel_case_as_the_api_conventions_ask() {
+        for reason in Reason::iter() {
+            let text = reason.as_str();
+            assert!(text.chars().next().is_some_and(|c| c.is_ascii_uppercase()));
+            assert!(text.chars().all(|c| c.is_ascii_alphanumeric()), "{text}");
+        }
+    }
+}
