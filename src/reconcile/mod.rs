@@ -178,15 +178,15 @@ async fn apply(
             refresh_secret,
             record,
             renewal_time,
+            windows,
             move_from,
-            ..
         } => {
             let refresh = match (refresh_secret, move_from) {
                 (false, _) => Refresh::No,
                 (true, None) => Refresh::InPlace,
                 (true, Some(old)) => Refresh::MoveFrom(old),
             };
-            keep::keep(&step, refresh, &record, renewal_time).await?
+            keep::keep(&step, refresh, &record, renewal_time, windows).await?
         }
         Decision::Wait {
             blocker,
