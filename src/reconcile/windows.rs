@@ -527,6 +527,18 @@ mod tests {
             ),
             "{out_of_range}"
         );
-        assert_eq!(parse(&[ok.clone(), ok]).map(|w| w.len()), Ok(2));
+        let weekends = RenewalWindow {
+            schedule: "0 10 * * SAT,SUN".into(),
+            time_zone: Some("Asia/Kolkata".into()),
+            duration: "2h".into(),
+        };
+        assert_eq!(parse(&[ok, weekends]).map(|w| w.len()), Ok(2));
+    }
+
+    #[test]
+    fn the_example_resource_has_valid_windows() {
+        let example: crate::resource::ClearApiClient =
+            serde_yaml::from_str(include_str!("../../examples/clearapiclient.yaml")).unwrap();
+        assert_eq!(parse(&example.spec.renewal_windows).map(|w| w.len()), Ok(1));
     }
 }
