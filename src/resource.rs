@@ -333,6 +333,10 @@ pub struct ClearApiClientStatus {
     /// client secret rejected (401) for one configuration is tried again once it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// `rolloutRestartTargets` not yet restarted onto the current token (the patch failed,
+    /// was forbidden, or the operator stopped before making it); retried until done.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_restarts: Vec<RolloutRestartTarget>,
 }
 
 impl ClearApiClient {

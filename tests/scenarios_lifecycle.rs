@@ -279,6 +279,87 @@ async fn deleted_target_secret_is_recreated_with_one_call_and_an_event() {
     kit.shutdown().await;
 }
 
+/// Someone edits the token Secret the way `kubectl edit` would (a merge patch of their own).
+async fn edit_target(kit: &Kit, patch: serde_json::Value) {
+    kit.secrets
+        .patch(
+            "billing",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_removed_operator_annotation_is_repaired_from_status_without_a_call() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let token = kit.token_in("billing").await;
+    let annotations =
+        |s: &k8s_openapi::api::core::v1::Secret| s.metadata.annotations.clone().unwrap();
+    let before = annotations(&kit.target("billing").await.unwrap());
+    edit_target(
+        &kit,
+        json!({"metadata": {"annotations": {secret::ISSUED_AT_ANNOTATION: null}}}),
+    )
+    .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "status knew the token: nothing to mint"
+    );
+    let repaired = kit.target("billing").await.unwrap();
+    assert_eq!(annotations(&repaired), before, "every annotation is back");
+    assert_eq!(kit.token_in("billing").await, token, "the same token");
+    assert!(kit.sandbox.is_token_valid(&token));
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_access_token_key_mints_once_and_the_secret_holds_a_live_token_again() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let old = kit.token_in("billing").await;
+    edit_target(&kit, json!({"data": {keys::ACCESS_TOKEN: null}})).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(
+        kit.calls(SECRET),
+        2,
+        "the only copy was gone: exactly one mint"
+    );
+    let token = kit.token_in("billing").await;
+    assert_ne!(token, old);
+    assert!(kit.sandbox.is_token_valid(&token));
+    let notes: Vec<String> = kit
+        .events("billing")
+        .into_iter()
+        .filter(|(_, reason, _)| reason == "SecretRecreated")
+        .map(|(_, _, note)| note)
+        .collect();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("accessToken key was removed or changed"),
+        "{}",
+        notes[0]
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_replaced_access_token_value_mints_once() {
+    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let bogus = serde_json::to_value(k8s_openapi::ByteString(b"not-the-token".to_vec())).unwrap();
+    edit_target(&kit, json!({"data": {keys::ACCESS_TOKEN: bogus}})).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    assert!(kit.sandbox.is_token_valid(&kit.token_in("billing").await));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
 #[tokio::test]
 async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once() {
     let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;

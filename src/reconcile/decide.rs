@@ -107,6 +107,9 @@ pub enum MintReason {
     NoToken,
     /// The target Secret, and the only copy of the token with it, was deleted.
     SecretDeleted,
+    /// The target Secret is there but no longer holds the token (its `accessToken` key was
+    /// removed or replaced): the only copy of the token is gone.
+    TokenRemoved,
     ClientSecretChanged,
     ConfigChanged,
     RegenerateRequested {
@@ -366,6 +369,9 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
         (TargetState::Absent, None) if had_token_in(obs) => {
             return Need::Mint(MintReason::SecretDeleted);
         }
+        (TargetState::Ours { token: None, .. }, _) if had_token_in(obs) => {
+            return Need::Mint(MintReason::TokenRemoved);
+        }
         _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
@@ -620,12 +626,13 @@ mod tests {
                 Some(MintReason::NoToken),
             ),
             (
-                "Secret ours but without token annotations",
+                "Secret ours holding no token, none ever recorded",
                 |o| {
                     o.target = TargetState::Ours {
                         token: None,
                         drifted: false,
-                    }
+                    };
+                    o.status.token_fingerprint = None;
                 },
                 NOW,
                 Some(MintReason::NoToken),
@@ -725,6 +732,17 @@ mod tests {
                 |o| o.target = TargetState::Absent,
                 NOW,
                 Some(MintReason::SecretDeleted),
+            ),
+            (
+                "target Secret no longer holds the token (accessToken removed or replaced)",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: None,
+                        drifted: false,
+                    }
+                },
+                NOW,
+                Some(MintReason::TokenRemoved),
             ),
             (
                 "an interrupted call presumes the stored token revoked",
@@ -1275,12 +1293,21 @@ mod tests {
                 MintReason::SecretDeleted,
             ),
             (
-                "no token in the Secret",
+                "the token's annotations were removed from our Secret",
                 |o| {
                     o.target = TargetState::Ours {
                         token: None,
                         drifted: false,
                     }
+                },
+                NOW,
+                MintReason::TokenRemoved,
+            ),
+            (
+                "no token yet",
+                |o| {
+                    o.target = TargetState::Absent;
+                    o.status = Default::default();
                 },
                 NOW,
                 MintReason::NoToken,

@@ -79,7 +79,7 @@ impl Notice {
                     "new token {token_fingerprint} (issued at {issued_at}, {validity}) written: {}",
                     describe_mint_reason(reason)
                 );
-                if *reason == MintReason::SecretDeleted {
+                if matches!(reason, MintReason::SecretDeleted | MintReason::TokenRemoved) {
                     note.push_str(
                         "; the previous token existed only in that Secret, so a new one was minted (which revoked the old one)",
                     );
@@ -153,7 +153,7 @@ pub fn minted_reason(reason: &MintReason) -> Reason {
     match reason {
         MintReason::NoToken => Reason::Issued,
         MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
-        MintReason::SecretDeleted => Reason::SecretRecreated,
+        MintReason::SecretDeleted | MintReason::TokenRemoved => Reason::SecretRecreated,
         _ => Reason::Regenerated,
     }
 }
@@ -212,6 +212,7 @@ mod tests {
             (MintReason::RenewalDue, "Renewed"),
             (MintReason::Expired, "Renewed"),
             (MintReason::SecretDeleted, "SecretRecreated"),
+            (MintReason::TokenRemoved, "SecretRecreated"),
             (
                 MintReason::RegenerateRequested { value: "x".into() },
                 "Regenerated",

@@ -1,5 +1,6 @@
-//! The keep step: the stored token stays. Drifted Secret metadata is re-applied, and a token
-//! left under a renamed target is moved, both without calling Clear.
+//! The keep step: the stored token stays. Drifted Secret metadata is re-applied, a token
+//! left under a renamed target is moved, and restarts left pending are retried, all without
+//! calling Clear.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -9,8 +10,10 @@ use tracing::{info, warn};
 use super::{
     Step,
     decide::WindowOutcome,
+    earliest,
     error::{self, Error},
     events::Notice,
+    restart,
     secret::{self, TokenRecord},
     status, write,
 };
@@ -55,13 +58,23 @@ pub(super) async fn keep(
         cac.meta().generation,
         step.now,
     );
+    let pending = restart::still_listed(
+        &step.prev().pending_restarts,
+        &cac.spec.rollout_restart_targets,
+    );
+    next.pending_restarts.clear();
+    let restart_retry = if pending.is_empty() {
+        None
+    } else {
+        step.restart(&pending, record.issued_at, &mut next).await?
+    };
     step.write_status(cac.status.as_ref(), &next).await?;
     warn_if_windows_missed(step, step.prev(), &next).await;
     let (namespace, name) = step.key();
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
-    Ok(renewal_time)
+    Ok(earliest(renewal_time, restart_retry))
 }
 
 /// Tells the owner, once, that the renewal will happen outside the renewal windows: when the

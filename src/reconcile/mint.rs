@@ -10,9 +10,10 @@ use tracing::{info, warn};
 use super::{
     Step,
     decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
+    earliest,
     error::Error,
     events::{self, Notice},
-    keep, now_seconds, restart, schedule,
+    keep, now_seconds, schedule,
     secret::TokenRecord,
     status::{self, MintFailure},
     wait::wait,
@@ -117,9 +118,9 @@ pub(super) async fn mint(
     }
     let planned = decide::plan_renewal(&record, spec, record.issued_at);
     let (renewal, windows) = decide::split_plan(planned);
-    record_success(step, &counted, &record, reason, renewal, windows.as_ref()).await?;
-    restart_targets(step, issued_at).await?;
-    Ok(renewal)
+    let done = record_success(step, &counted, &record, reason, renewal, windows.as_ref()).await?;
+    let restart_retry = restart_targets(step, &done, issued_at).await?;
+    Ok(earliest(renewal, restart_retry))
 }
 
 /// Calls Clear (if this replica still leads); a failure comes back described for status.
@@ -230,7 +231,8 @@ async fn record_failure(
     Ok(Some(retry))
 }
 
-/// A new token is in the Secret: status, the Normal Event, the gauges.
+/// A new token is in the Secret: status (with every restart target pending), the Normal
+/// Event, the gauges. Returns the status written.
 async fn record_success(
     step: &Step<'_>,
     counted: &ClearApiClientStatus,
@@ -238,7 +240,7 @@ async fn record_success(
     reason: MintReason,
     renewal: Option<Timestamp>,
     windows: Option<&WindowOutcome>,
-) -> Result<(), Error> {
+) -> Result<ClearApiClientStatus, Error> {
     let cac = &step.fetched.cac;
     let target = cac.target_secret_name();
     let generation = cac.meta().generation;
@@ -251,6 +253,9 @@ async fn record_success(
         record.issued_at,
     );
     status::set_renewal_windows(&mut done, windows, renewal, generation, record.issued_at);
+    // NB: recorded with the token, before any patch: an operator stopped before (or
+    // during) the restarts finds them pending and makes them on its next reconcile.
+    done.pending_restarts = cac.spec.rollout_restart_targets.clone();
     step.write_status(Some(counted), &done).await?;
     info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
     let (namespace, name) = step.key();
@@ -272,22 +277,25 @@ async fn record_success(
     step.ctx
         .metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
-    Ok(())
+    Ok(done)
 }
 
-/// Restarts the workloads that read the token from environment variables.
-async fn restart_targets(step: &Step<'_>, issued_at: Timestamp) -> Result<(), Error> {
-    step.ctx.fence.check()?;
-    let (namespace, _) = step.key();
-    let notices = restart::restart_targets(
-        &step.ctx.client,
-        &namespace,
-        &step.fetched.cac.spec.rollout_restart_targets,
-        issued_at,
-    )
-    .await;
-    for notice in notices {
-        step.publish(notice).await;
+/// Restarts the workloads that read the token from environment variables; the ones left
+/// to do stay pending in status. Returns when to retry those.
+async fn restart_targets(
+    step: &Step<'_>,
+    done: &ClearApiClientStatus,
+    issued_at: Timestamp,
+) -> Result<Option<Timestamp>, Error> {
+    if done.pending_restarts.is_empty() {
+        return Ok(None);
     }
-    Ok(())
+    let mut after = done.clone();
+    let retry = step
+        .restart(&done.pending_restarts, issued_at, &mut after)
+        .await?;
+    if after != *done {
+        step.write_status(Some(done), &after).await?;
+    }
+    Ok(retry)
 }

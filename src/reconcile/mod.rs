@@ -39,7 +39,7 @@ use self::{
 };
 use crate::{
     clear::FailureClass,
-    resource::{ClearApiClient, ClearApiClientStatus, REVOKE_FINALIZER},
+    resource::{ClearApiClient, ClearApiClientStatus, REVOKE_FINALIZER, RolloutRestartTarget},
 };
 
 /// The one field manager for everything the operator writes.
@@ -230,6 +230,30 @@ impl Step<'_> {
         write::status(self.ctx, self.api, &name, current, next).await
     }
 
+    /// Restarts `targets` onto the token issued at `issued_at`, publishes what became of
+    /// each, records the ones left to do in `next`, and says when to try those again.
+    async fn restart(
+        &self,
+        targets: &[RolloutRestartTarget],
+        issued_at: Timestamp,
+        next: &mut ClearApiClientStatus,
+    ) -> Result<Option<Timestamp>, Error> {
+        self.ctx.fence.check()?;
+        let (namespace, _) = self.key();
+        let attempts =
+            restart::restart_targets(&self.ctx.client, &namespace, targets, issued_at).await;
+        let mut retry_in: Option<SignedDuration> = None;
+        next.pending_restarts.clear();
+        for attempt in attempts {
+            if let Some(after) = attempt.retry_in {
+                retry_in = Some(retry_in.map_or(after, |r| r.min(after)));
+                next.pending_restarts.push(attempt.target);
+            }
+            self.publish(attempt.notice).await;
+        }
+        Ok(retry_in.map(|after| now_seconds(self.ctx) + after))
+    }
+
     async fn publish(&self, notice: Notice) {
         events::publish(
             &self.ctx.recorder,
@@ -250,6 +274,14 @@ fn decision_label(decision: &Decision) -> &'static str {
         Decision::Keep { .. } => "keep",
         Decision::Wait { .. } => "wait",
         Decision::Mint { .. } => "mint",
+    }
+}
+
+/// The earlier of two optional times.
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 

@@ -12,7 +12,7 @@ use super::{
     decide::{ClientSecretState, Observed, PreviousTarget, TargetState, ValidSpec},
     error::{Error, sanitize},
     schedule,
-    secret::{self, Ownership},
+    secret::{self, Held, Ownership},
     windows,
 };
 use crate::{
@@ -68,29 +68,49 @@ pub async fn fetch(
     };
 
     let target_name = cac.target_secret_name();
-    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
-    let target_meta = secrets
-        .get_metadata_opt(&target_name)
+    let status = cac.status.clone().unwrap_or_default();
+    // NB: read whole (not as metadata) to tell whether `accessToken` still holds the token the
+    // annotations name; the value is reduced to its fingerprint at once, and the error is
+    // sanitized because the response carries it.
+    let full: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let target_secret = full
+        .get_opt(&target_name)
         .await
-        .map_err(|source| Error::ReadTargetSecret {
+        .map_err(|e| Error::ReadStoredToken {
             name: target_name.clone(),
-            source,
+            detail: sanitize(&e),
         })?;
-    let target = match target_meta {
+    let target = match target_secret {
         None => TargetState::Absent,
-        Some(meta) => match secret::ownership(&meta.metadata, &cac.name_any()) {
+        Some(found) => match secret::ownership(&found.metadata, &cac.name_any()) {
             Ownership::Foreign { detail } => TargetState::Foreign { detail },
-            Ownership::Ours => TargetState::Ours {
-                token: secret::read_token_record(&meta.metadata),
-                drifted: base_url.as_ref().is_some_and(|url| {
-                    secret::metadata_drifted(&cac, url.as_str(), &meta.metadata)
-                }),
-            },
+            Ownership::Ours => {
+                let held = secret::stored_token(&found).map(|token| token.fingerprint());
+                let drifted = base_url.as_ref().is_some_and(|url| {
+                    secret::metadata_drifted(&cac, url.as_str(), &found.metadata)
+                });
+                match secret::held_token(&found.metadata, held.as_deref(), &status) {
+                    Held::Recorded(record) => TargetState::Ours {
+                        token: Some(record),
+                        drifted,
+                    },
+                    // NB: drifted, so the keep step re-applies the Secret: the annotations
+                    // come back from status, the token stays.
+                    Held::Repairable(record) => TargetState::Ours {
+                        token: Some(record),
+                        drifted: true,
+                    },
+                    Held::Nothing => TargetState::Ours {
+                        token: None,
+                        drifted,
+                    },
+                }
+            }
         },
     };
 
     // NB: after a rename of target.name, the Secret status names is where the token is.
-    let status = cac.status.clone().unwrap_or_default();
+    let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
     let mut previous_secret = None;
     let mut previous_target = None;
     if let Some(old) = status

@@ -2,7 +2,7 @@
 //! only see a new token when their pods are recreated), done the way `kubectl rollout
 //! restart` does it: a new `restartedAt` annotation on the pod template.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use kube::{
     Api, Client,
@@ -14,64 +14,89 @@ use crate::resource::{RolloutKind, RolloutRestartTarget};
 
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";
 
-/// Restarts each target; a missing target, a forbidden or failed patch becomes a Warning
-/// notice naming what went wrong, never a reconcile failure (the token is already in place).
+/// How long a failed restart waits before it is tried again (a forbidden one waits longer:
+/// it needs someone to grant the right).
+pub const RETRY: SignedDuration = SignedDuration::from_mins(1);
+pub const FORBIDDEN_RETRY: SignedDuration = SignedDuration::from_mins(10);
+
+/// What became of one target's restart.
+pub struct Attempt {
+    pub target: RolloutRestartTarget,
+    pub notice: Notice,
+    /// When it should be tried again; `None` when done (restarted, or gone: a workload
+    /// created later starts on the current token anyway).
+    pub retry_in: Option<SignedDuration>,
+}
+
+/// Restarts each target onto the token issued at `issued_at` (the `restartedAt` value, so
+/// that a retry of a restart that did happen changes nothing). A missing target, a
+/// forbidden or failed patch becomes a Warning notice naming what went wrong, never a
+/// reconcile failure: the token is already in place.
 pub async fn restart_targets(
     client: &Client,
     namespace: &str,
     targets: &[RolloutRestartTarget],
-    now: Timestamp,
-) -> Vec<Notice> {
-    let mut notices = Vec::new();
+    issued_at: Timestamp,
+) -> Vec<Attempt> {
+    let mut attempts = Vec::new();
     for target in targets {
         let kind = format!("{:?}", target.kind);
+        let name = target.name.clone();
         let result = match target.kind {
             RolloutKind::Deployment => {
-                patch::<Deployment>(client, namespace, &target.name, now).await
+                patch::<Deployment>(client, namespace, &target.name, issued_at).await
             }
             RolloutKind::StatefulSet => {
-                patch::<StatefulSet>(client, namespace, &target.name, now).await
+                patch::<StatefulSet>(client, namespace, &target.name, issued_at).await
             }
             RolloutKind::DaemonSet => {
-                patch::<DaemonSet>(client, namespace, &target.name, now).await
+                patch::<DaemonSet>(client, namespace, &target.name, issued_at).await
             }
         };
-        match result {
-            Ok(()) => notices.push(Notice::Restarted {
-                kind,
-                name: target.name.clone(),
-            }),
+        let (notice, retry_in) = match result {
+            Ok(()) => (Notice::Restarted { kind, name }, None),
             Err(kube::Error::Api(status)) if status.code == 404 => {
-                notices.push(Notice::RestartTargetMissing {
-                    kind,
-                    name: target.name.clone(),
-                })
+                (Notice::RestartTargetMissing { kind, name }, None)
             }
             Err(kube::Error::Api(status)) if status.code == 403 => {
-                tracing::warn!(%kind, name = %target.name, "forbidden to restart a rollout target");
-                notices.push(Notice::RestartForbidden {
-                    kind,
-                    name: target.name.clone(),
-                })
+                tracing::warn!(%kind, %name, "forbidden to restart a rollout target");
+                (
+                    Notice::RestartForbidden { kind, name },
+                    Some(FORBIDDEN_RETRY),
+                )
             }
             Err(error) => {
-                tracing::warn!(%kind, name = %target.name, error = %super::error::sanitize(&error), "failed to restart a rollout target");
-                notices.push(Notice::RestartFailed {
-                    kind,
-                    name: target.name.clone(),
-                    error: super::error::sanitize(&error),
-                });
+                let error = super::error::sanitize(&error);
+                tracing::warn!(%kind, %name, %error, "failed to restart a rollout target");
+                (Notice::RestartFailed { kind, name, error }, Some(RETRY))
             }
-        }
+        };
+        attempts.push(Attempt {
+            target: target.clone(),
+            notice,
+            retry_in,
+        });
     }
-    notices
+    attempts
+}
+
+/// The pending restarts still asked for: a target removed from the spec is dropped.
+pub fn still_listed(
+    pending: &[RolloutRestartTarget],
+    listed: &[RolloutRestartTarget],
+) -> Vec<RolloutRestartTarget> {
+    pending
+        .iter()
+        .filter(|target| listed.contains(target))
+        .cloned()
+        .collect()
 }
 
 async fn patch<K>(
     client: &Client,
     namespace: &str,
     name: &str,
-    now: Timestamp,
+    restarted_at: Timestamp,
 ) -> Result<(), kube::Error>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -81,7 +106,7 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     let body = serde_json::json!({
-        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: now.to_string()}}}}
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT_ANNOTATION: restarted_at.to_string()}}}}
     });
     api.patch(
         name,

@@ -15,7 +15,10 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     clear::AccessToken,
-    resource::{CLIENT_LABEL, ClearApiClient, DeletionPolicy, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+    resource::{
+        CLIENT_LABEL, ClearApiClient, ClearApiClientStatus, DeletionPolicy, MANAGED_BY_LABEL,
+        MANAGED_BY_VALUE,
+    },
 };
 
 /// When the token in the Secret was minted (RFC 3339).
@@ -104,6 +107,55 @@ pub fn read_token_record(meta: &ObjectMeta) -> Option<TokenRecord> {
         config_hash: get(CONFIG_HASH_ANNOTATION)?.clone(),
         regenerate: get(REGENERATE_HONOURED_ANNOTATION).cloned(),
         token_fingerprint: get(TOKEN_FINGERPRINT_ANNOTATION)?.clone(),
+    })
+}
+
+/// What an existing Secret of ours holds, judged from its annotations, the fingerprint of
+/// its `accessToken` value (`held`, `None` when the key is gone or empty) and status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// The token the annotations describe.
+    Recorded(TokenRecord),
+    /// The annotations are damaged (removed or edited) but the value is the token status
+    /// names: status knows everything the annotations said, so they are re-applied from it
+    /// without a call.
+    Repairable(TokenRecord),
+    /// No token the operator knows: the key was removed, or its value replaced. The token
+    /// existed only in this Secret, so the only way back to a working Secret is one mint.
+    Nothing,
+}
+
+pub fn held_token(meta: &ObjectMeta, held: Option<&str>, status: &ClearApiClientStatus) -> Held {
+    let Some(held) = held else {
+        return Held::Nothing;
+    };
+    if let Some(record) = read_token_record(meta) {
+        return if record.token_fingerprint == held {
+            Held::Recorded(record)
+        } else {
+            Held::Nothing
+        };
+    }
+    match record_from_status(status) {
+        Some(record) if record.token_fingerprint == held => Held::Repairable(record),
+        _ => Held::Nothing,
+    }
+}
+
+/// The record status keeps of the current token (every part the annotations hold).
+// NB: only while no attempt failed or is in flight: a failed call records the configuration
+// it was made with, which is then not necessarily the stored token's.
+fn record_from_status(status: &ClearApiClientStatus) -> Option<TokenRecord> {
+    if status.failed_attempts > 0 || status.mint_started_at.is_some() {
+        return None;
+    }
+    Some(TokenRecord {
+        issued_at: status.issued_at.as_ref()?.0,
+        valid_till: status.valid_till.as_ref().map(|t| t.0),
+        client_secret_fingerprint: status.client_secret_fingerprint.clone()?,
+        config_hash: status.config_hash.clone()?,
+        regenerate: status.last_regenerate_request.clone(),
+        token_fingerprint: status.token_fingerprint.clone()?,
     })
 }
 
@@ -666,5 +718,93 @@ mod tests {
         let mut other = cac.clone();
         other.spec.base_url = Some("https://proxy.example".into());
         assert_ne!(config_hash(&other), base);
+    }
+
+    #[test]
+    fn held_token_trusts_annotations_only_with_the_token_they_name_and_repairs_from_status() {
+        let record = record();
+        let good = |r: &TokenRecord| {
+            let cac = client("billing");
+            let token = AccessToken::new("t".into());
+            build_secret(&cac, "https://api.example", &token, r).metadata
+        };
+        let status = ClearApiClientStatus {
+            issued_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                record.issued_at,
+            )),
+            valid_till: record
+                .valid_till
+                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+            client_secret_fingerprint: Some(record.client_secret_fingerprint.clone()),
+            config_hash: Some(record.config_hash.clone()),
+            token_fingerprint: Some(record.token_fingerprint.clone()),
+            last_regenerate_request: record.regenerate.clone(),
+            ..Default::default()
+        };
+        let mut damaged = good(&record);
+        damaged
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(ISSUED_AT_ANNOTATION);
+        let named = Some(record.token_fingerprint.as_str());
+        let mut failed = status.clone();
+        failed.failed_attempts = 1;
+        let mut other_token = status.clone();
+        other_token.token_fingerprint = Some("ffffffffffff".into());
+        let cases = [
+            (
+                "intact",
+                good(&record),
+                named,
+                &status,
+                Held::Recorded(record.clone()),
+            ),
+            (
+                "accessToken removed",
+                good(&record),
+                None,
+                &status,
+                Held::Nothing,
+            ),
+            (
+                "accessToken replaced",
+                good(&record),
+                Some("000000000000"),
+                &status,
+                Held::Nothing,
+            ),
+            (
+                "annotation removed, token status names",
+                damaged.clone(),
+                named,
+                &status,
+                Held::Repairable(record.clone()),
+            ),
+            (
+                "annotation removed, another token",
+                damaged.clone(),
+                named,
+                &other_token,
+                Held::Nothing,
+            ),
+            (
+                "annotation removed after a failed attempt",
+                damaged.clone(),
+                named,
+                &failed,
+                Held::Nothing,
+            ),
+            (
+                "annotation and token removed",
+                damaged,
+                None,
+                &status,
+                Held::Nothing,
+            ),
+        ];
+        for (name, meta, held, status, expected) in cases {
+            assert_eq!(held_token(&meta, held, status), expected, "{name}");
+        }
     }
 }

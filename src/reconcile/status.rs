@@ -385,6 +385,9 @@ pub fn describe_mint_reason(reason: &MintReason) -> String {
         }
         MintReason::NoToken => "no token yet".into(),
         MintReason::SecretDeleted => "the target Secret was deleted".into(),
+        MintReason::TokenRemoved => {
+            "the target Secret no longer holds the token (its accessToken key was removed or changed)".into()
+        }
         MintReason::ClientSecretChanged => "the client secret changed".into(),
         MintReason::ConfigChanged => "environment, region, baseUrl or workspace changed".into(),
         MintReason::RegenerateRequested { value } => format!("regeneration requested ({value})"),
