@@ -133,8 +133,7 @@ async fn a_due_renewal_waits_for_the_next_window_and_makes_one_call_there() {
 }
 
 #[tokio::test]
-async fn without_a_fitting_window_the_token_is_renewed_at_the_last_safe_moment_and_ready_stays_true()
- {
+async fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_ready_stays_true() {
     let kit = kit().await;
     // The 30th of February never comes.
     let never = json!([{"schedule": "0 0 30 2 *", "duration": "1h"}]);
