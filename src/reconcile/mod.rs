@@ -75,7 +75,7 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
         let notice = Notice::ReconcileFailed {
             message: error.to_string(),
         };
-        events::publish(&ctx.recorder, &ctx.metrics, &obj.object_ref(&()), notice).await;
+        ctx.publish(&obj.object_ref(&()), notice).await;
     }
     result
 }
@@ -255,13 +255,8 @@ impl Step<'_> {
     }
 
     async fn publish(&self, notice: Notice) {
-        events::publish(
-            &self.ctx.recorder,
-            &self.ctx.metrics,
-            &self.fetched.cac.object_ref(&()),
-            notice,
-        )
-        .await;
+        let reference = self.fetched.cac.object_ref(&());
+        self.ctx.publish(&reference, notice).await;
     }
 }
 
