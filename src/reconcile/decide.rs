@@ -212,7 +212,9 @@ pub fn split_plan(planned: Option<Planned>) -> (Option<Timestamp>, Option<Window
     match planned {
         None => (None, None),
         Some(Planned::Unconstrained(at)) => (Some(at), None),
-        Some(Planned::InWindow(at)) => (Some(at), Some(WindowOutcome::Scheduled)),
+        Some(Planned::InWindow(at) | Planned::EarlyInWindow(at)) => {
+            (Some(at), Some(WindowOutcome::Scheduled))
+        }
         Some(Planned::NoWindowFits { at, why }) => {
             (Some(at), Some(WindowOutcome::NoWindowFits { why }))
         }

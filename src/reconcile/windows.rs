@@ -12,8 +12,13 @@
 //! - from `from = max(due, now)`, the earliest instant inside an occurrence `[start,
 //!   start + duration)` of any window (a `start` is a fire time of its cron schedule in its
 //!   time zone): `from` itself when it lies inside one, else the next opening.
-//! - that instant when it is no later than `deadline`; otherwise `max(from, deadline)`,
-//!   reported as [`Planned::NoWindowFits`].
+//! - that instant when it is no later than `deadline`;
+//! - else, while `now` is before `due`, the latest window opening between the earliest
+//!   early renewal allowed (half the lifetime after issue, or now) and `min(due, deadline)`:
+//!   renewing early, inside a window, costs the same one call as renewing late outside one
+//!   ([`Planned::EarlyInWindow`]); this is what lets a `renewBefore` shorter than the
+//!   windows' period fit at all;
+//! - else `max(from, deadline)`, reported as [`Planned::NoWindowFits`].
 
 use croner::{
     Cron,
@@ -136,6 +141,24 @@ impl Window {
     }
 }
 
+impl Window {
+    /// The latest opening at or before `upper` whose occurrence is open at some instant in
+    /// `[floor, upper]`: its start, or `floor` when it opened before `floor` and is still
+    /// open then.
+    fn latest_until(&self, floor: Timestamp, upper: Timestamp) -> Option<Timestamp> {
+        let start = self
+            .cron
+            .find_previous_occurrence(&upper.to_zoned(self.zone.clone()), true)
+            .ok()?
+            .timestamp();
+        if start >= floor {
+            return Some(start);
+        }
+        let end = start.checked_add(self.duration).ok()?;
+        (end > floor).then_some(floor)
+    }
+}
+
 /// When to renew, and how the windows were honoured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Planned {
@@ -143,6 +166,9 @@ pub enum Planned {
     Unconstrained(Timestamp),
     /// Inside a window, no later than the last safe moment.
     InWindow(Timestamp),
+    /// Inside a window that opens before the renewal is due (none opens between then and
+    /// the last safe moment).
+    EarlyInWindow(Timestamp),
     /// No window opens by the last safe moment: renew at `at` anyway; `why` tells the user.
     NoWindowFits { at: Timestamp, why: String },
 }
@@ -150,7 +176,10 @@ pub enum Planned {
 impl Planned {
     pub fn at(&self) -> Timestamp {
         match self {
-            Self::Unconstrained(at) | Self::InWindow(at) | Self::NoWindowFits { at, .. } => *at,
+            Self::Unconstrained(at)
+            | Self::InWindow(at)
+            | Self::EarlyInWindow(at)
+            | Self::NoWindowFits { at, .. } => *at,
         }
     }
 }
@@ -189,6 +218,27 @@ pub fn plan(
     };
     if let Some(at) = earliest.filter(|at| *at <= deadline) {
         return Some(Planned::InWindow(at));
+    }
+    // NB: an early renewal is never before half the lifetime: at most two renewals per
+    // lifetime, whatever the windows. A window set that cannot fit the lifetime (a daily
+    // window for 24h tokens) then renews outside it about once a lifetime, instead of
+    // alternating early and late renewals that would call Clear more often than without
+    // windows.
+    let lifetime = valid_till
+        .duration_since(issued_at)
+        .max(SignedDuration::ZERO);
+    let floor = issued_at
+        .saturating_add(lifetime / 2)
+        .unwrap_or(issued_at)
+        .max(now);
+    let upper = due.min(deadline);
+    if floor <= upper
+        && let Some(at) = windows
+            .iter()
+            .filter_map(|w| w.latest_until(floor, upper))
+            .max()
+    {
+        return Some(Planned::EarlyInWindow(at));
     }
     let at = from.max(deadline);
     let why = if due > deadline {
@@ -380,12 +430,12 @@ mod tests {
     #[test]
     fn a_renew_before_shorter_than_the_margin_renews_when_due_and_says_so() {
         // Due at 23:50, ten minutes before expiry: past the last safe moment (23:00), so no
-        // window can be waited for, even an always-open one.
+        // window can be waited for, and this one opens (at 23:30) only after it.
         let planned = plan(
             ts(ISSUED),
             Some(ts(TILL)),
             Some(SignedDuration::from_mins(10)),
-            &[utc("* * * * *", "1h")],
+            &[utc("30 23 * * *", "1h")],
             ts("2026-12-01T06:00:00Z"),
         )
         .unwrap();
@@ -397,6 +447,126 @@ mod tests {
             why.contains("renewBefore leaves less than the safety margin"),
             "{why}"
         );
+    }
+
+    #[test]
+    fn with_no_window_between_due_and_the_last_safe_moment_the_renewal_is_early_in_a_window() {
+        // The 24h token of the table, due at 16:00, last safe moment 23:00, earliest early
+        // renewal 12:00 (half the lifetime after issue).
+        let cases: Vec<(&str, Vec<Window>, &str, Planned)> = vec![
+            (
+                "a window before due: renew at its opening, early",
+                vec![utc("0 13 * * *", "2h")],
+                "2026-12-01T01:00:00Z",
+                Planned::EarlyInWindow(ts("2026-12-01T13:00:00Z")),
+            ),
+            (
+                "the latest opening before due wins",
+                vec![utc("30 12 * * *", "1h"), utc("0 14 * * *", "1h")],
+                "2026-12-01T01:00:00Z",
+                Planned::EarlyInWindow(ts("2026-12-01T14:00:00Z")),
+            ),
+            (
+                "a window open at the earliest early renewal: at that moment",
+                vec![utc("0 11 * * *", "2h")],
+                "2026-12-01T01:00:00Z",
+                Planned::EarlyInWindow(ts("2026-12-01T12:00:00Z")),
+            ),
+            (
+                "now inside that early window: now",
+                vec![utc("0 13 * * *", "2h")],
+                "2026-12-01T14:00:00Z",
+                Planned::EarlyInWindow(ts("2026-12-01T14:00:00Z")),
+            ),
+            (
+                "a window between due and the last safe moment is still preferred",
+                vec![utc("0 13 * * *", "2h"), utc("0 20 * * *", "1h")],
+                "2026-12-01T01:00:00Z",
+                in_window("2026-12-01T20:00:00Z"),
+            ),
+            (
+                "a window only before half the lifetime is too early",
+                vec![utc("0 3 * * *", "2h")],
+                "2026-12-01T01:00:00Z",
+                Planned::NoWindowFits {
+                    at: ts(DEADLINE),
+                    why: String::new(),
+                },
+            ),
+        ];
+        for (case, windows, now, expected) in cases {
+            let planned = plan_day(&windows, now);
+            match expected {
+                Planned::NoWindowFits { at, .. } => {
+                    assert_eq!(
+                        no_window_at(&planned),
+                        Some(at),
+                        "case: {case}: {planned:?}"
+                    )
+                }
+                expected => assert_eq!(planned, expected, "case: {case}"),
+            }
+        }
+        // Once the early window has closed unused (the operator was down), the renewal waits
+        // for no window: there is none left before the last safe moment.
+        let missed = plan_day(&[utc("0 13 * * *", "2h")], "2026-12-01T15:30:00Z");
+        assert_eq!(no_window_at(&missed), Some(ts(DEADLINE)), "{missed:?}");
+    }
+
+    #[test]
+    fn renewals_follow_each_other_safely_and_never_more_often_than_twice_a_lifetime() {
+        // Renews at each planned time for 60 days and checks every token was replaced before
+        // its last safe moment, and no more often than twice per lifetime, for window sets
+        // that fit, fit badly, or cannot fit the lifetime at all.
+        let configs: Vec<(&str, SignedDuration, Vec<Window>)> = vec![
+            (
+                "24h tokens, a daily window (cannot fit)",
+                SignedDuration::from_hours(24),
+                vec![utc("0 3 * * *", "2h")],
+            ),
+            (
+                "30h tokens, a daily window",
+                SignedDuration::from_hours(30),
+                vec![utc("0 3 * * *", "1h")],
+            ),
+            (
+                "7d tokens, weekend nights in Kolkata",
+                SignedDuration::from_hours(168),
+                vec![window("0 1 * * 6,0", Some("Asia/Kolkata"), "3h")],
+            ),
+            (
+                "36h tokens, two short windows",
+                SignedDuration::from_hours(36),
+                vec![utc("0 2 * * *", "15m"), utc("30 13 * * *", "15m")],
+            ),
+        ];
+        for (name, lifetime, windows) in configs {
+            let mut issued = ts("2026-03-01T00:00:00Z");
+            let end = ts("2026-04-30T00:00:00Z");
+            let mut renewals = 0;
+            while issued < end {
+                let till = issued + lifetime;
+                let at = plan(issued, Some(till), None, &windows, issued)
+                    .unwrap()
+                    .at();
+                assert!(
+                    at <= deadline(issued, till),
+                    "{name}: {at} is past the last safe moment of a token issued {issued}"
+                );
+                assert!(
+                    at >= issued + lifetime / 2,
+                    "{name}: {at} is less than half a lifetime after {issued}"
+                );
+                issued = at;
+                renewals += 1;
+            }
+            let lifetimes = end.duration_since(ts("2026-03-01T00:00:00Z")).as_secs_f64()
+                / lifetime.as_secs_f64();
+            assert!(
+                f64::from(renewals) <= 2.0 * lifetimes + 1.0,
+                "{name}: {renewals} renewals in {lifetimes:.1} lifetimes"
+            );
+        }
     }
 
     #[test]
