@@ -143,6 +143,7 @@ async fn main() {
                 },
                 target: None,
                 renew_before: None,
+                renewal_windows: Vec::new(),
                 revoke_on_delete: false,
                 rollout_restart_targets: Vec::new(),
             },

@@ -128,6 +128,7 @@ async fn run_size(n: usize, concurrency: Option<usize>, latency: Duration, resta
                         },
                         target: None,
                         renew_before: None,
+                        renewal_windows: Vec::new(),
                         revoke_on_delete: false,
                         rollout_restart_targets: Vec::new(),
                     },

@@ -24,10 +24,10 @@ use crate::{
     clear::{BaseUrlError, parse_base_url},
     cli::{DevArgs, RunArgs},
     operator,
-    reconcile::status::ready_condition,
+    reconcile::status::{self, ready_condition},
     resource::{
         ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
-        Environment, Product, Region,
+        Environment, Product, Region, RenewalWindow,
     },
 };
 
@@ -270,6 +270,14 @@ async fn seed_demo(client: &Client, client_secret: &str, base_url: &str) -> Resu
             },
             target: None,
             renew_before: None,
+            // NB: a window open the first 40 s of every minute: with the demo's short tokens
+            // a renewal waits for the next minute when it falls due in the last 20 s of one,
+            // and `kubectl get cac` shows the planned time in the Renewal column.
+            renewal_windows: vec![RenewalWindow {
+                schedule: "* * * * *".to_string(),
+                time_zone: None,
+                duration: "40s".to_string(),
+            }],
             revoke_on_delete: false,
             rollout_restart_targets: Vec::new(),
         },
@@ -382,6 +390,7 @@ fn narrate(
 struct Narrator {
     token: Option<String>,
     ready: Option<(String, String)>,
+    windows: Option<(String, String, String)>,
     new_token: bool,
 }
 
@@ -424,6 +433,20 @@ impl Narrator {
                     cond.status, cond.reason, cond.message
                 ));
                 self.ready = Some(now);
+            }
+        }
+        if let Some(cond) = status::condition(status, status::condition_types::RENEWAL_WINDOWS) {
+            let now = (
+                cond.status.clone(),
+                cond.reason.clone(),
+                cond.message.clone(),
+            );
+            if self.windows.as_ref() != Some(&now) {
+                lines.push(format!(
+                    "RenewalWindows={} ({}): {}",
+                    cond.status, cond.reason, cond.message
+                ));
+                self.windows = Some(now);
             }
         }
         lines

@@ -15,6 +15,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
+use strum::IntoEnumIterator;
+
+use crate::reason::Reason;
 
 /// `result` label value of a successful mint.
 pub const RESULT_ISSUED: &str = "issued";
@@ -34,6 +37,14 @@ struct EventLabels {
     reason: String,
     /// `Normal` or `Warning`, as on the Event.
     r#type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RotationLabels {
+    namespace: String,
+    name: String,
+    /// The new token's Event reason: Issued, Renewed, Regenerated or SecretRecreated.
+    reason: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +85,8 @@ pub struct Metrics {
     reconciles: Family<OutcomeLabels, Counter>,
     reconcile_duration: HistogramFamily<OutcomeLabels>,
     events: Family<EventLabels, Counter>,
+    rotations: Family<RotationLabels, Counter>,
+    last_rotation: Family<ClientLabels, Gauge<f64, AtomicU64>>,
     leader: Gauge,
 }
 
@@ -88,6 +101,8 @@ impl Metrics {
             reconciles: Family::default(),
             reconcile_duration: Family::new_with_constructor(reconcile_histogram),
             events: Family::default(),
+            rotations: Family::default(),
+            last_rotation: Family::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -132,6 +147,17 @@ impl Metrics {
             "clear_operator_events",
             "Events the operator published, by reason (the same reasons as its conditions and logs) and type",
             metrics.events.clone(),
+        );
+        registry.register(
+            "clear_operator_token_rotations",
+            "New tokens written for a ClearApiClient, by the reason of their Event (each one revoked the previous token)",
+            metrics.rotations.clone(),
+        );
+        registry.register_with_unit(
+            "clear_operator_last_rotation_timestamp",
+            "When the current token of a ClearApiClient was issued (Unix time)",
+            Unit::Seconds,
+            metrics.last_rotation.clone(),
         );
         registry.register(
             "clear_operator_leader",
@@ -180,12 +206,42 @@ impl Metrics {
             .set(i64::from(ready));
     }
 
+    /// A new token was written: `clear_operator_token_rotations_total{namespace,name,reason}`
+    /// and `clear_operator_last_rotation_timestamp_seconds{namespace,name}`.
+    pub fn record_rotation(
+        &self,
+        namespace: &str,
+        name: &str,
+        reason: Reason,
+        issued_at: jiff::Timestamp,
+    ) {
+        let labels = RotationLabels {
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        self.rotations.get_or_create(&labels).inc();
+        self.last_rotation
+            .get_or_create(&ClientLabels::new(namespace, name))
+            .set(issued_at.as_millisecond() as f64 / 1000.0);
+    }
+
     /// Drops every per-resource series of a deleted ClearApiClient.
     pub fn forget(&self, namespace: &str, name: &str) {
         let labels = ClientLabels::new(namespace, name);
         self.token_expiry.remove(&labels);
         self.token_never_expires.remove(&labels);
         self.client_ready.remove(&labels);
+        self.last_rotation.remove(&labels);
+        // NB: a family is keyed by the whole label set; every reason is tried, so a reason
+        // added later cannot leave a series behind.
+        for reason in Reason::iter() {
+            self.rotations.remove(&RotationLabels {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+                reason: reason.to_string(),
+            });
+        }
     }
 
     /// Drops every per-resource series (leadership lost: the new leader exports them).
@@ -193,6 +249,8 @@ impl Metrics {
         self.token_expiry.clear();
         self.token_never_expires.clear();
         self.client_ready.clear();
+        self.rotations.clear();
+        self.last_rotation.clear();
     }
 
     /// One published Event: `clear_operator_events_total{reason,type}`.
@@ -377,6 +435,32 @@ mod tests {
                 .unwrap()
                 .contains("clear_operator_leader 0")
         );
+    }
+
+    #[test]
+    fn rotations_are_counted_by_reason_with_the_last_issue_time_and_forgotten() {
+        let (registry, metrics) = setup();
+        let first: jiff::Timestamp = "2026-11-25T18:30:00Z".parse().unwrap();
+        let second: jiff::Timestamp = "2026-11-26T02:00:00Z".parse().unwrap();
+        metrics.record_rotation("team-a", "gst", Reason::Issued, first);
+        metrics.record_rotation("team-a", "gst", Reason::Renewed, second);
+        metrics.record_rotation("team-a", "gst", Reason::Renewed, second);
+        metrics.record_rotation("team-b", "gst", Reason::Regenerated, first);
+        let text = render(&registry).unwrap();
+        for expected in [
+            r#"clear_operator_token_rotations_total{namespace="team-a",name="gst",reason="Issued"} 1"#,
+            r#"clear_operator_token_rotations_total{namespace="team-a",name="gst",reason="Renewed"} 2"#,
+            r#"clear_operator_last_rotation_timestamp_seconds{namespace="team-a",name="gst"} 1795658400.0"#,
+            r#"clear_operator_last_rotation_timestamp_seconds{namespace="team-b",name="gst"} 1795631400.0"#,
+        ] {
+            assert!(text.contains(expected), "{expected} missing from {text}");
+        }
+        metrics.forget("team-a", "gst");
+        let text = render(&registry).unwrap();
+        assert!(!text.contains(r#"namespace="team-a""#), "{text}");
+        assert!(text.contains(r#"namespace="team-b""#), "{text}");
+        metrics.forget_all();
+        assert!(!render(&registry).unwrap().contains("namespace="));
     }
 
     #[test]

@@ -67,6 +67,15 @@ pub enum Reason {
     Revoked,
     RevokeSkipped,
 
+    // --- spec.renewalWindows: the `RenewalWindows` condition and its Warning.
+    /// The renewal is planned inside a renewal window (RenewalWindows=True).
+    Scheduled,
+    /// No renewal window opens before the last safe moment; the token is renewed outside
+    /// them (RenewalWindows=False).
+    NoWindowFits,
+    /// The Warning Event when RenewalWindows turns False.
+    RenewalWindowMissed,
+
     /// A reconcile failed on the Kubernetes side (reading, writing); the note names what.
     ReconcileFailed,
 }

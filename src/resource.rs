@@ -27,6 +27,11 @@ pub const REVOKE_FINALIZER: &str = "clear-operator.io/revoke-on-delete";
 pub const PRODUCT_PATTERN: &str = "^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$";
 /// Go-style duration (`90m`, `1h30m`, `2.5h`), the notation Kubernetes users know.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+/// A cron schedule of exactly five fields (minute hour day-of-month month day-of-week).
+pub const CRON_SCHEDULE_PATTERN: &str = r"^\s*\S+(\s+\S+){4}\s*$";
+/// The characters of an IANA time zone name (`UTC`, `Europe/Berlin`, `America/Port-au-Prince`,
+/// `Etc/GMT+5`); whether the zone exists is checked by the operator.
+pub const TIME_ZONE_PATTERN: &str = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$";
 /// An http(s) URL with a host; whether plain http is allowed is the operator's decision
 /// (`--allow-http`), which the schema cannot know.
 pub const BASE_URL_PATTERN: &str = r"^https?://[^\s/?#]+(/[^\s?#]*)?$";
@@ -71,6 +76,9 @@ pub const SECRET_KEY_PATTERN: &str = r"^[-._a-zA-Z0-9]+$";
     // NB: "string", not "date": a date column prints the time since, which is
     // meaningless (kubectl shows "<invalid>") for an expiry in the future.
     printcolumn(name = "Valid Till", type_ = "string", json_path = ".status.validTill"),
+    // NB: "string" for the same reason; with renewal windows this is when the next call to
+    // Clear (and so the next short outage for consumers) is planned.
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(
         name = "Secret",
         type_ = "string",
@@ -129,6 +137,18 @@ pub struct ClearApiClientSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = DURATION_PATTERN))]
     pub renew_before: Option<String>,
+
+    /// When renewals may happen, for consumers that would rather see the token change
+    /// outside business hours (every renewal revokes the previous token at once). A due
+    /// renewal waits for the next opening of any window, but never past the last safe moment
+    /// before expiry (a tenth of the token's lifetime, at most 1h, before `validTill`): if no
+    /// window opens by then the token is renewed at that moment anyway, the condition
+    /// `RenewalWindows` turns False and a Warning Event says why. Windows never delay a
+    /// regeneration, a changed client secret or configuration, or a missing or expired token.
+    /// Empty (default): renew as soon as the renewal is due.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub renewal_windows: Vec<RenewalWindow>,
 
     /// On deletion, mint once more and discard the result so that the token handed out is
     /// revoked. Uses a finalizer while true. Default false.
@@ -216,6 +236,36 @@ pub struct RolloutRestartTarget {
     pub name: String,
 }
 
+/// A recurring period in which the token may be renewed.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewalWindow {
+    /// When the window opens, as a five-field cron expression (minute hour day-of-month
+    /// month day-of-week) read in `timeZone`: e.g. `0 1 * * *` (01:00 every day),
+    /// `30 22 * * 1-5` (22:30 on weekdays), `0 2 * * SAT,SUN`. An opening time that does not
+    /// exist on a day the clock springs forward is moved to the first instant after the gap.
+    #[schemars(regex(pattern = CRON_SCHEDULE_PATTERN), length(min = 1, max = 128))]
+    pub schedule: String,
+    /// IANA time zone the schedule is read in (`Europe/Berlin`, `Asia/Kolkata`,
+    /// `America/New_York`). Default `UTC`. Daylight saving time is followed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = TIME_ZONE_PATTERN), length(min = 1, max = 64))]
+    pub time_zone: Option<String>,
+    /// How long the window stays open after each opening (Go duration: `2h`, `90m`),
+    /// counted in elapsed time: across a daylight-saving change the window ends that much
+    /// real time later, not at the same wall-clock time. Must be positive.
+    #[schemars(
+        regex(pattern = DURATION_PATTERN),
+        length(min = 1, max = 32),
+        extend("x-kubernetes-validations" = [{
+            "rule": "self.matches('[1-9]')",
+            "message": "duration must be positive",
+            "reason": "FieldValueInvalid"
+        }])
+    )]
+    pub duration: String,
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum RolloutKind {
     Deployment,
@@ -243,7 +293,8 @@ pub struct ClearApiClientStatus {
     /// When the current token expires; absent when it never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_till: Option<Time>,
-    /// When the operator will renew the token; absent when it never expires.
+    /// When the operator will renew the token (inside a renewal window, when the spec has
+    /// any); absent when it never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
     /// Short SHA-256 prefix of the current token (to correlate, never to recover it).

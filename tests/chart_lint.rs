@@ -1370,6 +1370,13 @@ fn exported_metric_names() -> BTreeSet<String> {
     metrics.set_ready("team-a", "gst", true);
     metrics.observe_reconcile("ok", std::time::Duration::from_millis(3));
     metrics.set_leader(true);
+    metrics.record_rotation(
+        "team-a",
+        "gst",
+        clear_operator::reason::Reason::Renewed,
+        jiff::Timestamp::UNIX_EPOCH,
+    );
+    metrics.observe_event("RateLimited", "Warning");
     render(&registry)
         .expect("metrics encode")
         .lines()
@@ -1440,7 +1447,15 @@ fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
             }
         }
     }
-    for topic in ["ready", "expir", "mints by result", "budget", "latency"] {
+    for topic in [
+        "ready",
+        "expir",
+        "mints by result",
+        "budget",
+        "latency",
+        "rotations",
+        "warnings",
+    ] {
         assert!(
             titles.iter().any(|t| t.contains(topic)),
             "no panel about {topic}: {titles:?}"
@@ -1451,6 +1466,8 @@ fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
         "clear_operator_token_expiry_timestamp_seconds",
         "clear_operator_mints_total",
         "clear_operator_clear_request_duration_seconds_bucket",
+        "clear_operator_token_rotations_total",
+        "clear_operator_events_total",
     ] {
         assert!(seen.contains(needed), "no panel queries {needed}");
     }

@@ -754,3 +754,39 @@ async fn a_trailing_slash_on_the_base_url_is_not_a_configuration_change() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_replica_without_the_lease_writes_nothing_and_publishes_no_event() {
+    let kit = Kit::start(vec![
+        ClientConfig::new("cs-fenced-0001", "ws-1").with_lifetime(Duration::from_secs(3600)),
+    ])
+    .await;
+    kit.put_client_secret("clear-secret", "clientSecret", "cs-fenced-0001")
+        .await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    let token = kit.token_in("billing").await;
+    let status = kit.get("billing").await.status;
+    let events = kit.events("billing").len();
+
+    // Leadership is required from now on and was never granted (or was lost); a regenerate
+    // request and a failing read both want to write or tell.
+    kit.ctx.fence.require_lease();
+    kit.annotate(
+        "billing",
+        clear_operator::resource::REGENERATE_ANNOTATION,
+        "r1",
+    )
+    .await;
+    let obj = std::sync::Arc::new(kit.get("billing").await);
+    let result = clear_operator::reconcile::reconcile(obj, kit.ctx.clone()).await;
+    assert!(
+        matches!(result, Err(clear_operator::reconcile::Error::NotLeader(_))),
+        "{result:?}"
+    );
+    assert_eq!(kit.calls("cs-fenced-0001"), 1, "no call without the lease");
+    assert_eq!(kit.token_in("billing").await, token, "the Secret untouched");
+    assert_eq!(kit.get("billing").await.status, status, "status untouched");
+    assert_eq!(kit.events("billing").len(), events, "no Event either");
+    kit.shutdown().await;
+}

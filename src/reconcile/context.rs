@@ -9,7 +9,13 @@ use std::{
 
 use kube::{Client, runtime::events::Reporter};
 
-use super::{conflict::ResourceIndex, decide::Policy};
+use k8s_openapi::api::core::v1::ObjectReference;
+
+use super::{
+    conflict::ResourceIndex,
+    decide::Policy,
+    events::{self, Notice},
+};
 use crate::{
     clear::{AllowedBaseUrls, ClearClient},
     clock::Clock,
@@ -80,6 +86,17 @@ impl Context {
             exported: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// Publishes an Event about `reference`, if this replica still leads.
+    // NB: fenced like every other write: a replica that lost the Lease must not tell the
+    // owner about tokens or failures the new leader may already have superseded.
+    pub async fn publish(&self, reference: &ObjectReference, notice: Notice) {
+        if !self.fence.is_open() {
+            tracing::debug!("not leading any more; an Event is not published");
+            return;
+        }
+        events::publish(&self.recorder, &self.metrics, reference, notice).await;
     }
 
     /// Notes that this process exports per-resource series for the resource.

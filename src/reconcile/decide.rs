@@ -5,7 +5,11 @@
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::{schedule, secret::TokenRecord};
+use super::{
+    schedule,
+    secret::TokenRecord,
+    windows::{self, Planned, Window},
+};
 use crate::{reason::Reason, resource::ClearApiClientStatus};
 
 /// The spec, once it passed the checks the schema cannot make.
@@ -16,6 +20,9 @@ pub struct ValidSpec {
     /// Hashes meaning the same configuration (earlier versions, equivalent spellings).
     pub equivalent_config_hashes: Vec<String>,
     pub renew_before: Option<SignedDuration>,
+    /// `spec.renewalWindows`, parsed. NB: not part of `config_hash`: windows only move a
+    /// renewal in time, so changing them must never mint.
+    pub renewal_windows: Vec<Window>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -172,7 +179,10 @@ pub enum Decision {
     Keep {
         refresh_secret: bool,
         record: TokenRecord,
+        /// When the token will be renewed (inside a renewal window, if the spec has any).
         renewal_time: Option<Timestamp>,
+        /// How the renewal windows were honoured; `None` without windows or expiry.
+        windows: Option<WindowOutcome>,
         /// The token is in this (previous) Secret: move it to the target, then delete it.
         move_from: Option<String>,
     },
@@ -186,6 +196,40 @@ pub enum Decision {
         /// The mint that would have happened, if the guards had allowed it.
         pending: Option<MintReason>,
     },
+}
+
+/// How `spec.renewalWindows` shaped the planned renewal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WindowOutcome {
+    /// The renewal is planned inside a window.
+    Scheduled,
+    /// No window opens before the last safe moment: the renewal happens outside them.
+    NoWindowFits { why: String },
+}
+
+/// The renewal time a plan stands for, and how it honoured the windows.
+pub fn split_plan(planned: Option<Planned>) -> (Option<Timestamp>, Option<WindowOutcome>) {
+    match planned {
+        None => (None, None),
+        Some(Planned::Unconstrained(at)) => (Some(at), None),
+        Some(Planned::InWindow(at) | Planned::EarlyInWindow(at)) => {
+            (Some(at), Some(WindowOutcome::Scheduled))
+        }
+        Some(Planned::NoWindowFits { at, why }) => {
+            (Some(at), Some(WindowOutcome::NoWindowFits { why }))
+        }
+    }
+}
+
+/// When the token described by `record` is to be renewed, given the spec's windows.
+pub fn plan_renewal(record: &TokenRecord, spec: &ValidSpec, now: Timestamp) -> Option<Planned> {
+    windows::plan(
+        record.issued_at,
+        record.valid_till,
+        spec.renew_before,
+        &spec.renewal_windows,
+        now,
+    )
 }
 
 pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
@@ -252,16 +296,15 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
             record,
             drifted,
             move_from,
+            planned,
         } => {
+            let (renewal_time, windows) = split_plan(planned);
             return Decision::Keep {
                 refresh_secret: drifted || move_from.is_some(),
                 move_from,
                 record: record.clone(),
-                renewal_time: schedule::renewal_time(
-                    record.issued_at,
-                    record.valid_till,
-                    spec.renew_before,
-                ),
+                renewal_time,
+                windows,
             };
         }
     };
@@ -304,6 +347,7 @@ enum Need<'a> {
         record: &'a TokenRecord,
         drifted: bool,
         move_from: Option<String>,
+        planned: Option<Planned>,
     },
     Mint(MintReason),
 }
@@ -352,14 +396,16 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
     if record.valid_till.is_some_and(|till| now >= till) {
         return Need::Mint(MintReason::Expired);
     }
-    let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
-    if renewal.is_some_and(|at| now >= at) {
+    // NB: windows only move this one renewal; every reason above mints at once.
+    let planned = plan_renewal(record, spec, now);
+    if planned.as_ref().is_some_and(|p| now >= p.at()) {
         return Need::Mint(MintReason::RenewalDue);
     }
     Need::Keep {
         record,
         drifted,
         move_from,
+        planned,
     }
 }
 
@@ -466,7 +512,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
-    use crate::reconcile::test_support::ts;
+    use crate::{reconcile::test_support::ts, resource::RenewalWindow};
 
     const FP: &str = "aaaaaaaaaaaa";
     const HASH: &str = "cccccccccccc";
@@ -492,6 +538,7 @@ mod tests {
                 config_hash: HASH.into(),
                 equivalent_config_hashes: Vec::new(),
                 renew_before: None,
+                renewal_windows: Vec::new(),
             }),
             client_secret: ClientSecretState::Present {
                 fingerprint: FP.into(),
@@ -551,6 +598,7 @@ mod tests {
                 refresh_secret: false,
                 record: record(),
                 renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                windows: None,
                 move_from: None,
             }
         );
@@ -1138,6 +1186,7 @@ mod tests {
                 refresh_secret: true,
                 record: record(),
                 renewal_time: Some(ts("2026-11-25T08:00:00Z")),
+                windows: None,
                 move_from: Some("billing".into()),
             }
         );
@@ -1149,6 +1198,151 @@ mod tests {
         // Without the previous Secret the token is gone: one mint.
         obs.previous_target = None;
         assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::NoToken));
+    }
+
+    /// The healthy resource with a window from 10:00 to 11:00 UTC: closed at NOW (06:00),
+    /// opening after the due time (08:00) and before the last safe moment (11:00).
+    fn windowed() -> Observed {
+        let mut obs = healthy();
+        obs.spec.as_mut().unwrap().renewal_windows = windows::parse(&[RenewalWindow {
+            schedule: "0 10 * * *".into(),
+            time_zone: None,
+            duration: "1h".into(),
+        }])
+        .unwrap();
+        obs
+    }
+
+    #[test]
+    fn a_due_renewal_waits_for_the_window_and_keeps_the_token_till_then() {
+        let obs = windowed();
+        for now in [NOW, "2026-11-25T08:00:00Z", "2026-11-25T09:59:59Z"] {
+            assert_eq!(
+                run_at(&obs, now),
+                Decision::Keep {
+                    refresh_secret: false,
+                    record: record(),
+                    renewal_time: Some(ts("2026-11-25T10:00:00Z")),
+                    windows: Some(WindowOutcome::Scheduled),
+                    move_from: None,
+                },
+                "at {now}"
+            );
+        }
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T10:00:00Z")),
+            Some(MintReason::RenewalDue),
+            "the window opened"
+        );
+    }
+
+    #[test]
+    fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_reported() {
+        let mut obs = healthy();
+        obs.spec.as_mut().unwrap().renewal_windows = windows::parse(&[RenewalWindow {
+            schedule: "0 0 30 2 *".into(),
+            time_zone: Some("Europe/Berlin".into()),
+            duration: "1h".into(),
+        }])
+        .unwrap();
+        let Decision::Keep {
+            renewal_time,
+            windows: Some(WindowOutcome::NoWindowFits { why }),
+            ..
+        } = run_at(&obs, "2026-11-25T09:00:00Z")
+        else {
+            panic!("expected a kept token with no window fitting");
+        };
+        assert_eq!(renewal_time, Some(ts("2026-11-25T11:00:00Z")));
+        assert!(why.contains("no renewal window opens"), "{why}");
+        assert_eq!(
+            mint_reason_of(&run_at(&obs, "2026-11-25T11:00:00Z")),
+            Some(MintReason::RenewalDue)
+        );
+    }
+
+    #[test]
+    fn windows_never_delay_anything_but_a_due_renewal() {
+        // Each case happens while the window is closed (NOW, 06:00; it opens at 10:00).
+        type Change = fn(&mut Observed);
+        let cases: Vec<(&str, Change, &str, MintReason)> = vec![
+            (
+                "regenerate request",
+                |o| o.regenerate_request = Some("r1".into()),
+                NOW,
+                MintReason::RegenerateRequested { value: "r1".into() },
+            ),
+            (
+                "client secret changed",
+                |o| {
+                    o.client_secret = ClientSecretState::Present {
+                        fingerprint: "bbbbbbbbbbbb".into(),
+                    }
+                },
+                NOW,
+                MintReason::ClientSecretChanged,
+            ),
+            (
+                "configuration changed (config hash, resolved base URL)",
+                |o| o.spec.as_mut().unwrap().config_hash = "dddddddddddd".into(),
+                NOW,
+                MintReason::ConfigChanged,
+            ),
+            (
+                "target Secret deleted",
+                |o| o.target = TargetState::Absent,
+                NOW,
+                MintReason::SecretDeleted,
+            ),
+            (
+                "the token's annotations were removed from our Secret",
+                |o| {
+                    o.target = TargetState::Ours {
+                        token: None,
+                        drifted: false,
+                    }
+                },
+                NOW,
+                MintReason::TokenRemoved,
+            ),
+            (
+                "no token yet",
+                |o| {
+                    o.target = TargetState::Absent;
+                    o.status = Default::default();
+                },
+                NOW,
+                MintReason::NoToken,
+            ),
+            (
+                "a lost call presumed to have revoked the token",
+                |o| o.status.mint_started_at = time("2026-11-25T05:00:00Z"),
+                NOW,
+                MintReason::Interrupted,
+            ),
+            (
+                "expired token (a window at 13:00 is closed at 12:30 too)",
+                |o| {
+                    o.spec.as_mut().unwrap().renewal_windows = windows::parse(&[RenewalWindow {
+                        schedule: "0 13 * * *".into(),
+                        time_zone: None,
+                        duration: "1h".into(),
+                    }])
+                    .unwrap();
+                },
+                "2026-11-25T12:30:00Z",
+                MintReason::Expired,
+            ),
+        ];
+        for (case, change, now, expected) in cases {
+            let mut obs = windowed();
+            change(&mut obs);
+            assert_eq!(
+                mint_reason_of(&run_at(&obs, now)),
+                Some(expected),
+                "case: {case}"
+            );
+        }
     }
 
     #[test]

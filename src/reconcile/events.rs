@@ -20,7 +20,13 @@ pub enum Notice {
     Minted {
         reason: MintReason,
         token_fingerprint: String,
+        issued_at: Timestamp,
         valid_till: Option<Timestamp>,
+    },
+    /// No renewal window opens before the last safe moment: the token will be renewed
+    /// outside the windows; `why` says when and why.
+    RenewalWindowMissed {
+        why: String,
     },
     SecretRefreshed,
     MintFailed {
@@ -68,17 +74,12 @@ impl Notice {
             Self::Minted {
                 reason,
                 token_fingerprint,
+                issued_at,
                 valid_till,
             } => {
-                let event_reason = match reason {
-                    MintReason::NoToken => Reason::Issued,
-                    MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
-                    MintReason::SecretDeleted | MintReason::TokenRemoved => Reason::SecretRecreated,
-                    _ => Reason::Regenerated,
-                };
                 let validity = valid_till.map_or("never expires".to_string(), |t| format!("valid until {t}"));
                 let mut note = format!(
-                    "new token {token_fingerprint} ({validity}) written: {}",
+                    "new token {token_fingerprint} (issued at {issued_at}, {validity}) written: {}",
                     describe_mint_reason(reason)
                 );
                 if matches!(reason, MintReason::SecretDeleted | MintReason::TokenRemoved) {
@@ -86,8 +87,14 @@ impl Notice {
                         "; the previous token existed only in that Secret, so a new one was minted (which revoked the old one)",
                     );
                 }
-                (EventType::Normal, event_reason, note, "Mint")
+                (EventType::Normal, minted_reason(reason), note, "Mint")
             }
+            Self::RenewalWindowMissed { why } => (
+                EventType::Warning,
+                Reason::RenewalWindowMissed,
+                why.clone(),
+                "Renew",
+            ),
             Self::SecretRefreshed => (
                 EventType::Normal,
                 Reason::SecretRefreshed,
@@ -140,6 +147,17 @@ impl Notice {
             action: action.to_string(),
             secondary: None,
         }
+    }
+}
+
+/// The reason of the Normal Event a new token gets (Issued, Renewed, Regenerated,
+/// SecretRecreated); also what the rotation metric counts by.
+pub fn minted_reason(reason: &MintReason) -> Reason {
+    match reason {
+        MintReason::NoToken => Reason::Issued,
+        MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
+        MintReason::SecretDeleted | MintReason::TokenRemoved => Reason::SecretRecreated,
+        _ => Reason::Regenerated,
     }
 }
 
@@ -242,6 +260,7 @@ mod tests {
             let event = Notice::Minted {
                 reason,
                 token_fingerprint: "tttttttttttt".into(),
+                issued_at: ts("2026-11-25T00:00:00Z"),
                 valid_till: Some(ts("2026-11-25T12:00:00Z")),
             }
             .to_event();
@@ -255,12 +274,28 @@ mod tests {
         let event = Notice::Minted {
             reason: MintReason::SecretDeleted,
             token_fingerprint: "tttttttttttt".into(),
+            issued_at: ts("2026-11-25T00:00:00Z"),
             valid_till: None,
         }
         .to_event();
         let note = event.note.unwrap();
         assert!(note.contains("existed only in that Secret"), "{note}");
+        assert!(note.contains("issued at 2026-11-25T00:00:00Z"), "{note}");
         assert!(note.contains("never expires"), "{note}");
+    }
+
+    #[test]
+    fn a_missed_renewal_window_is_a_warning_that_says_why() {
+        let event = Notice::RenewalWindowMissed {
+            why: "no renewal window opens between A and B".into(),
+        }
+        .to_event();
+        assert_eq!(event.type_, EventType::Warning);
+        assert_eq!(event.reason, "RenewalWindowMissed");
+        assert_eq!(
+            event.note.as_deref(),
+            Some("no renewal window opens between A and B")
+        );
     }
 
     #[test]

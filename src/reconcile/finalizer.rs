@@ -9,12 +9,7 @@ use kube::{
 };
 use tracing::info;
 
-use super::{
-    Context,
-    error::Error,
-    events::{self, Notice},
-    now_seconds, observe, status, write,
-};
+use super::{Context, error::Error, events::Notice, now_seconds, observe, status, write};
 use crate::{
     clear::FailureClass,
     reason::Reason,
@@ -89,7 +84,7 @@ pub(super) async fn revoke_on_delete(
         revoked = matches!(notice, Notice::Revoked),
         "revoke-on-delete finished"
     );
-    events::publish(&ctx.recorder, &ctx.metrics, &reference, notice).await;
+    ctx.publish(&reference, notice).await;
     ctx.forget(&namespace, &name);
     Ok(Action::await_change())
 }

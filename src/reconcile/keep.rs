@@ -5,16 +5,19 @@
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Resource};
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
-    Step, earliest,
+    Step,
+    decide::WindowOutcome,
+    earliest,
     error::{self, Error},
     events::Notice,
     restart,
     secret::{self, TokenRecord},
     status, write,
 };
+use crate::resource::ClearApiClientStatus;
 
 /// What to do with the target Secret while keeping the token.
 pub(super) enum Refresh {
@@ -31,6 +34,7 @@ pub(super) async fn keep(
     refresh: Refresh,
     record: &TokenRecord,
     renewal_time: Option<Timestamp>,
+    windows: Option<WindowOutcome>,
 ) -> Result<Option<Timestamp>, Error> {
     let (ctx, fetched) = (step.ctx, step.fetched);
     let cac = &fetched.cac;
@@ -47,6 +51,13 @@ pub(super) async fn keep(
         cac.meta().generation,
         step.now,
     );
+    status::set_renewal_windows(
+        &mut next,
+        windows.as_ref(),
+        renewal_time,
+        cac.meta().generation,
+        step.now,
+    );
     let pending = restart::still_listed(
         &step.prev().pending_restarts,
         &cac.spec.rollout_restart_targets,
@@ -58,11 +69,29 @@ pub(super) async fn keep(
         step.restart(&pending, record.issued_at, &mut next).await?
     };
     step.write_status(cac.status.as_ref(), &next).await?;
+    warn_if_windows_missed(step, step.prev(), &next).await;
     let (namespace, name) = step.key();
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
     Ok(earliest(renewal_time, restart_retry))
+}
+
+/// Tells the owner, once, that the renewal will happen outside the renewal windows: when the
+/// `RenewalWindows` condition turns False (not on every reconcile while it stays so).
+pub(super) async fn warn_if_windows_missed(
+    step: &Step<'_>,
+    prev: &ClearApiClientStatus,
+    next: &ClearApiClientStatus,
+) {
+    if !status::renewal_windows_turned_false(prev, next) {
+        return;
+    }
+    let why = status::condition(next, status::condition_types::RENEWAL_WINDOWS)
+        .map(|c| c.message.clone())
+        .unwrap_or_default();
+    warn!(%why, "no renewal window fits before the token expires");
+    step.publish(Notice::RenewalWindowMissed { why }).await;
 }
 
 /// Re-applies the target Secret with the token it (or the Secret it moves from) holds.

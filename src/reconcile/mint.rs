@@ -9,11 +9,11 @@ use tracing::{info, warn};
 
 use super::{
     Step,
-    decide::{Blocker, MintReason, TokenHealth},
+    decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
     earliest,
     error::Error,
-    events::Notice,
-    now_seconds, schedule,
+    events::{self, Notice},
+    keep, now_seconds, schedule,
     secret::TokenRecord,
     status::{self, MintFailure},
     wait::wait,
@@ -116,8 +116,9 @@ pub(super) async fn mint(
         let (namespace, _) = step.key();
         write::retire_previous_secret(ctx, cac, &namespace, previous).await?;
     }
-    let renewal = schedule::renewal_time(record.issued_at, record.valid_till, spec.renew_before);
-    let done = record_success(step, &counted, &record, reason, renewal).await?;
+    let planned = decide::plan_renewal(&record, spec, record.issued_at);
+    let (renewal, windows) = decide::split_plan(planned);
+    let done = record_success(step, &counted, &record, reason, renewal, windows.as_ref()).await?;
     let restart_retry = restart_targets(step, &done, issued_at).await?;
     Ok(earliest(renewal, restart_retry))
 }
@@ -238,29 +239,40 @@ async fn record_success(
     record: &TokenRecord,
     reason: MintReason,
     renewal: Option<Timestamp>,
+    windows: Option<&WindowOutcome>,
 ) -> Result<ClearApiClientStatus, Error> {
     let cac = &step.fetched.cac;
     let target = cac.target_secret_name();
+    let generation = cac.meta().generation;
     let mut done = status::minted(
         counted,
         record,
         renewal,
         &target,
-        cac.meta().generation,
+        generation,
         record.issued_at,
     );
+    status::set_renewal_windows(&mut done, windows, renewal, generation, record.issued_at);
     // NB: recorded with the token, before any patch: an operator stopped before (or
     // during) the restarts finds them pending and makes them on its next reconcile.
     done.pending_restarts = cac.spec.rollout_restart_targets.clone();
     step.write_status(Some(counted), &done).await?;
     info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
+    let (namespace, name) = step.key();
+    step.ctx.metrics.record_rotation(
+        &namespace,
+        &name,
+        events::minted_reason(&reason),
+        record.issued_at,
+    );
     step.publish(Notice::Minted {
         reason,
         token_fingerprint: record.token_fingerprint.clone(),
+        issued_at: record.issued_at,
         valid_till: record.valid_till,
     })
     .await;
-    let (namespace, name) = step.key();
+    keep::warn_if_windows_missed(step, counted, &done).await;
     step.ctx.metrics.set_ready(&namespace, &name, true);
     step.ctx
         .metrics

@@ -18,6 +18,7 @@ pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod wait;
+pub mod windows;
 mod write;
 
 use std::{sync::Arc, time::Duration};
@@ -74,7 +75,7 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
         let notice = Notice::ReconcileFailed {
             message: error.to_string(),
         };
-        events::publish(&ctx.recorder, &ctx.metrics, &obj.object_ref(&()), notice).await;
+        ctx.publish(&obj.object_ref(&()), notice).await;
     }
     result
 }
@@ -177,6 +178,7 @@ async fn apply(
             refresh_secret,
             record,
             renewal_time,
+            windows,
             move_from,
         } => {
             let refresh = match (refresh_secret, move_from) {
@@ -184,7 +186,7 @@ async fn apply(
                 (true, None) => Refresh::InPlace,
                 (true, Some(old)) => Refresh::MoveFrom(old),
             };
-            keep::keep(&step, refresh, &record, renewal_time).await?
+            keep::keep(&step, refresh, &record, renewal_time, windows).await?
         }
         Decision::Wait {
             blocker,
@@ -253,13 +255,8 @@ impl Step<'_> {
     }
 
     async fn publish(&self, notice: Notice) {
-        events::publish(
-            &self.ctx.recorder,
-            &self.ctx.metrics,
-            &self.fetched.cac.object_ref(&()),
-            notice,
-        )
-        .await;
+        let reference = self.fetched.cac.object_ref(&());
+        self.ctx.publish(&reference, notice).await;
     }
 }
 

@@ -13,6 +13,7 @@ use super::{
     error::{Error, sanitize},
     schedule,
     secret::{self, Held, Ownership},
+    windows,
 };
 use crate::{
     clear::{BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
@@ -186,7 +187,7 @@ pub async fn fetch(
 }
 
 /// The checks the schema cannot make: the base URL (plain http depends on the operator's
-/// flags) and the renewBefore duration.
+/// flags), the renewBefore duration and the renewal windows (cron syntax, known time zone).
 pub fn check_spec(
     cac: &ClearApiClient,
     allow_http: bool,
@@ -213,6 +214,10 @@ pub fn check_spec(
         Ok(d) => d,
         Err(e) => return (Some(base_url), Err(e.to_string())),
     };
+    let renewal_windows = match windows::parse(&spec.renewal_windows) {
+        Ok(windows) => windows,
+        Err(e) => return (Some(base_url), Err(e.to_string())),
+    };
     let (config_hash, equivalent_config_hashes) = secret::resolved_config_hash(
         cac,
         base_url.as_str(),
@@ -223,6 +228,7 @@ pub fn check_spec(
         config_hash,
         equivalent_config_hashes,
         renew_before,
+        renewal_windows,
     };
     (Some(base_url), Ok(valid))
 }

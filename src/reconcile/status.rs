@@ -11,7 +11,7 @@ use kube::{
 
 use super::{
     FIELD_MANAGER,
-    decide::{Blocker, MintReason, TokenHealth},
+    decide::{Blocker, MintReason, TokenHealth, WindowOutcome},
     schedule,
     secret::TokenRecord,
 };
@@ -23,11 +23,12 @@ use crate::{
 pub mod condition_types {
     /// Whether the Secret holds a token consumers can use right now.
     pub const READY: &str = "Ready";
+    /// Whether the planned renewal honours `spec.renewalWindows`; present only while the spec
+    /// has windows and the token expires.
+    pub const RENEWAL_WINDOWS: &str = "RenewalWindows";
 }
 
-/// Sets the `Ready` condition. `lastTransitionTime` only moves when the condition's status
-/// flips: rewriting it on every reconcile would change the object each time and trigger the
-/// controller in a loop.
+/// Sets the `Ready` condition.
 pub fn set_ready(
     status: &mut ClearApiClientStatus,
     ready: bool,
@@ -36,27 +37,52 @@ pub fn set_ready(
     generation: Option<i64>,
     now: Timestamp,
 ) {
-    let value = if ready { "True" } else { "False" };
-    let previous = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition_types::READY);
-    let last_transition_time = match previous {
+    let update = ConditionUpdate {
+        type_: condition_types::READY,
+        value: ready,
+        reason,
+        message,
+    };
+    set_condition(status, update, generation, now);
+}
+
+/// A condition to set: its type, status, reason and message.
+pub struct ConditionUpdate<'a> {
+    pub type_: &'a str,
+    pub value: bool,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Sets a condition. `lastTransitionTime` only moves when the condition's status flips:
+/// rewriting it on every reconcile would change the object each time and trigger the
+/// controller in a loop.
+pub fn set_condition(
+    status: &mut ClearApiClientStatus,
+    update: ConditionUpdate<'_>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let value = if update.value { "True" } else { "False" };
+    let last_transition_time = match condition(status, update.type_) {
         Some(c) if c.status == value => c.last_transition_time.clone(),
         _ => Time(now),
     };
     let condition = Condition {
-        type_: condition_types::READY.to_string(),
+        type_: update.type_.to_string(),
         status: value.to_string(),
-        reason: reason.to_string(),
-        message,
+        reason: update.reason.to_string(),
+        message: update.message,
         observed_generation: generation,
         last_transition_time,
     };
-    status
-        .conditions
-        .retain(|c| c.type_ != condition_types::READY);
+    status.conditions.retain(|c| c.type_ != update.type_);
     status.conditions.push(condition);
+}
+
+/// The condition of this type, if any.
+pub fn condition<'a>(status: &'a ClearApiClientStatus, type_: &str) -> Option<&'a Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
 }
 
 /// The `Ready` condition, if any.
@@ -65,6 +91,51 @@ pub fn ready_condition(status: Option<&ClearApiClientStatus>) -> Option<&Conditi
         .conditions
         .iter()
         .find(|c| c.type_ == condition_types::READY)
+}
+
+/// Sets the `RenewalWindows` condition from how the planned renewal honours the windows, or
+/// removes it when there are none (or the token never expires, so nothing is planned).
+pub fn set_renewal_windows(
+    status: &mut ClearApiClientStatus,
+    outcome: Option<&WindowOutcome>,
+    renewal: Option<Timestamp>,
+    generation: Option<i64>,
+    now: Timestamp,
+) {
+    let (value, reason, message) = match (outcome, renewal) {
+        (Some(WindowOutcome::Scheduled), Some(at)) => (
+            true,
+            Reason::Scheduled,
+            format!("the token will be renewed at {at}, inside a renewal window"),
+        ),
+        (Some(WindowOutcome::NoWindowFits { why }), _) => {
+            (false, Reason::NoWindowFits, why.clone())
+        }
+        _ => {
+            status
+                .conditions
+                .retain(|c| c.type_ != condition_types::RENEWAL_WINDOWS);
+            return;
+        }
+    };
+    let update = ConditionUpdate {
+        type_: condition_types::RENEWAL_WINDOWS,
+        value,
+        reason,
+        message,
+    };
+    set_condition(status, update, generation, now);
+}
+
+/// Whether the `RenewalWindows` condition turned False from `prev` to `next`: the moment to
+/// warn the owner, once, not on every reconcile while it stays False.
+pub fn renewal_windows_turned_false(
+    prev: &ClearApiClientStatus,
+    next: &ClearApiClientStatus,
+) -> bool {
+    let is_false =
+        |s| condition(s, condition_types::RENEWAL_WINDOWS).is_some_and(|c| c.status == "False");
+    is_false(next) && !is_false(prev)
 }
 
 fn describe_validity(valid_till: Option<Timestamp>, renewal: Option<Timestamp>) -> String {
@@ -372,6 +443,96 @@ mod tests {
 
     fn ready(status: &ClearApiClientStatus) -> &Condition {
         ready_condition(Some(status)).unwrap()
+    }
+
+    #[test]
+    fn renewal_windows_condition_follows_the_plan_and_warns_only_on_turning_false() {
+        let windows = |s: &ClearApiClientStatus| {
+            condition(s, condition_types::RENEWAL_WINDOWS)
+                .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+        };
+        let renewal = Some(ts("2026-11-25T10:00:00Z"));
+        let mut scheduled = ClearApiClientStatus::default();
+        set_ready(
+            &mut scheduled,
+            true,
+            Reason::Issued,
+            "x".into(),
+            Some(1),
+            ts("2026-11-25T01:00:00Z"),
+        );
+        let before = scheduled.clone();
+        set_renewal_windows(
+            &mut scheduled,
+            Some(&WindowOutcome::Scheduled),
+            renewal,
+            Some(1),
+            ts("2026-11-25T01:00:00Z"),
+        );
+        assert_eq!(
+            windows(&scheduled),
+            Some((
+                "True".into(),
+                "Scheduled".into(),
+                "the token will be renewed at 2026-11-25T10:00:00Z, inside a renewal window".into()
+            ))
+        );
+        assert!(!renewal_windows_turned_false(&before, &scheduled));
+
+        let missed = WindowOutcome::NoWindowFits {
+            why: "no renewal window opens".into(),
+        };
+        let mut missing = scheduled.clone();
+        set_renewal_windows(
+            &mut missing,
+            Some(&missed),
+            renewal,
+            Some(1),
+            ts("2026-11-25T02:00:00Z"),
+        );
+        assert_eq!(
+            windows(&missing),
+            Some((
+                "False".into(),
+                "NoWindowFits".into(),
+                "no renewal window opens".into()
+            ))
+        );
+        assert_eq!(ready(&missing).status, "True", "Ready is untouched");
+        assert!(renewal_windows_turned_false(&scheduled, &missing));
+        assert!(
+            renewal_windows_turned_false(&before, &missing),
+            "new and False"
+        );
+
+        let mut still_missing = missing.clone();
+        set_renewal_windows(
+            &mut still_missing,
+            Some(&missed),
+            renewal,
+            Some(1),
+            ts("2026-11-25T03:00:00Z"),
+        );
+        assert!(!renewal_windows_turned_false(&missing, &still_missing));
+        let transition = |s: &ClearApiClientStatus| {
+            condition(s, condition_types::RENEWAL_WINDOWS).map(|c| c.last_transition_time.0)
+        };
+        assert_eq!(
+            transition(&still_missing),
+            Some(ts("2026-11-25T02:00:00Z")),
+            "lastTransitionTime stays while the status does"
+        );
+
+        let mut removed = still_missing.clone();
+        set_renewal_windows(
+            &mut removed,
+            None,
+            renewal,
+            Some(1),
+            ts("2026-11-25T04:00:00Z"),
+        );
+        assert_eq!(windows(&removed), None, "no windows, no condition");
+        assert_eq!(ready(&removed).status, "True");
     }
 
     #[test]

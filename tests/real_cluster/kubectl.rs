@@ -102,6 +102,7 @@ async fn kubectl_applies_the_crd_explains_lists_waits_and_rejects_bad_specs() {
         "products",
         "clientSecretRef",
         "renewBefore",
+        "renewalWindows",
     ] {
         assert!(
             explained.contains(field),
@@ -129,7 +130,7 @@ async fn kubectl_applies_the_crd_explains_lists_waits_and_rejects_bad_specs() {
         let header: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
         assert_eq!(
             header,
-            ["NAME", "READY", "ENVIRONMENT", "WORKSPACE", "VALID", "TILL", "AGE"],
+            ["NAME", "READY", "ENVIRONMENT", "WORKSPACE", "VALID", "TILL", "RENEWAL", "AGE"],
             "printer columns:\n{table}"
         );
         let row: Vec<&str> = lines.next().unwrap_or_default().split_whitespace().collect();
@@ -137,6 +138,10 @@ async fn kubectl_applies_the_crd_explains_lists_waits_and_rejects_bad_specs() {
         assert!(
             row[4].starts_with("20") && row[4].ends_with('Z'),
             "Valid Till is an RFC 3339 time: {table}"
+        );
+        assert!(
+            row[5].starts_with("20") && row[5].ends_with('Z') && row[5] < row[4],
+            "Renewal is an RFC 3339 time before Valid Till: {table}"
         );
         let wide = ok(&["get", "cac", "-n", &ns, "-o", "wide"], None).await;
         assert!(wide.contains("REASON") && wide.contains("Issued"), "wide:\n{wide}");
