@@ -339,6 +339,7 @@ mod tests {
         let minted = |fingerprint: &str| Notice::Minted {
             reason: MintReason::RenewalDue,
             token_fingerprint: fingerprint.into(),
+            issued_at: ts("2026-11-25T00:00:00Z"),
             valid_till: None,
         };
         let failed = Notice::Blocked {
