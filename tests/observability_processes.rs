@@ -3,107 +3,20 @@
 //! failing when a loop is wedged, not merely when the API server is slow. The binary runs as
 //! a real process against the emulator and the Clear simulator.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::{Duration, Instant},
-};
+mod process_kit;
 
-use clear_operator::resource::ClearApiClient;
-use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
-use k8s_openapi::{
-    api::{coordination::v1::Lease, core::v1::Secret},
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
-    apimachinery::pkg::apis::meta::v1::MicroTime,
-};
-use kube::{
-    Api, CustomResourceExt,
-    api::{PostParams, ResourceExt},
-};
-use kube_emulator::{Emulator, EmulatorOptions};
-use serde_json::json;
+use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_clear-operator");
-const NS: &str = "default";
-const LEASE: &str = "clear-operator";
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{PostParams, ResourceExt};
+use process_kit::{LEASE, Replica, World};
+
 /// The per-resource series (see `src/metrics.rs`); all carry `name="billing"` here.
 const PER_RESOURCE: [&str; 3] = [
     "clear_operator_client_ready{",
     "clear_operator_token_expiry_timestamp_seconds{",
     "clear_operator_token_never_expires{",
 ];
-
-/// One `clear-operator run` process; killed on drop so a failing test leaks nothing.
-struct Replica {
-    child: Child,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Replica {
-    fn start(world: &World, extra: &[&str]) -> Replica {
-        let mut child = Command::new(BIN)
-            .args([
-                "run",
-                "--allow-http",
-                "--namespace",
-                NS,
-                "--leader-election-namespace",
-                NS,
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env("KUBECONFIG", &world.kubeconfig)
-            .env("CLEAR_OPERATOR_ALLOWED_BASE_URLS", world.sandbox.url())
-            .env("POD_NAME", "replica-a")
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("clear-operator run starts");
-        let output = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-            Box::new(child.stderr.take().unwrap()),
-        ] {
-            let output = output.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    output.lock().unwrap().push(line);
-                }
-            });
-        }
-        Replica { child, output }
-    }
-
-    fn output(&self) -> String {
-        self.output.lock().unwrap().join("\n")
-    }
-
-    /// `http://ADDR` of its metrics server, from its start-up line (it binds port 0).
-    async fn base(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let found = self.output.lock().unwrap().iter().find_map(|line| {
-                let rest = &line[line.find("metrics_addr=")? + "metrics_addr=".len()..];
-                Some(rest.split_whitespace().next()?.to_string())
-            });
-            if let Some(addr) = found {
-                return format!("http://{addr}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("no metrics address logged; output:\n{}", self.output());
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Status code and body of a GET on the replica's server.
 async fn get(base: &str, path: &str) -> (u16, String) {
@@ -127,136 +40,28 @@ fn per_resource_lines(metrics: &str) -> Vec<&str> {
         .collect()
 }
 
-struct World {
-    emulator: Emulator,
-    sandbox: SandboxHandle,
-    cacs: Api<ClearApiClient>,
-    leases: Api<Lease>,
-    kubeconfig: std::path::PathBuf,
-    secret: &'static str,
-}
-
-impl World {
-    async fn start(secret: &'static str) -> World {
-        let emulator = Emulator::start(EmulatorOptions::default())
+/// Writes the Lease as held by `holder` (renewed now, for an hour), or as free; retries
+/// when the replica's own renewal wins a race.
+async fn set_lease_holder(world: &World, holder: Option<&str>) {
+    let leases = &world.leases;
+    for _ in 0..50 {
+        let mut lease = leases.get(LEASE).await.expect("the Lease exists");
+        let spec = lease.spec.get_or_insert_with(Default::default);
+        let now = MicroTime(jiff::Timestamp::now());
+        spec.holder_identity = holder.map(str::to_string);
+        spec.renew_time = holder.map(|_| now.clone());
+        spec.acquire_time = holder.map(|_| now);
+        spec.lease_duration_seconds = Some(3600);
+        match leases
+            .replace(&lease.name_any(), &PostParams::default(), &lease)
             .await
-            .expect("emulator starts");
-        let client = emulator.client().await;
-        Api::<CustomResourceDefinition>::all(client.clone())
-            .create(&PostParams::default(), &ClearApiClient::crd())
-            .await
-            .expect("CRD registers");
-        let sandbox = Sandbox::start(SandboxConfig::new(vec![
-            ClientConfig::new(secret, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
-        ]))
-        .await
-        .expect("sandbox starts");
-        let kubeconfig =
-            std::env::temp_dir().join(format!("clear-operator-observability-{secret}.kubeconfig"));
-        std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig written");
-        let client_secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "clear-secret", "namespace": NS},
-            "stringData": {"clientSecret": secret},
-        }))
-        .unwrap();
-        Api::<Secret>::namespaced(client.clone(), NS)
-            .create(&PostParams::default(), &client_secret)
-            .await
-            .expect("client secret created");
-        let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
-        let cac: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-            "metadata": {"name": "billing", "namespace": NS},
-            "spec": {
-                "environment": "sandbox", "baseUrl": sandbox.url(), "workspace": "ws-1",
-                "products": ["GST"], "clientSecretRef": {"name": "clear-secret"},
-            },
-        }))
-        .unwrap();
-        cacs.create(&PostParams::default(), &cac)
-            .await
-            .expect("resource created");
-        World {
-            leases: Api::namespaced(client, NS),
-            emulator,
-            sandbox,
-            cacs,
-            kubeconfig,
-            secret,
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 409 => continue,
+            Err(e) => panic!("Lease write failed: {e}"),
         }
     }
-
-    fn calls(&self) -> u64 {
-        self.sandbox.call_counts(self.secret).total
-    }
-
-    async fn ready(&self) -> bool {
-        let cac = self.cacs.get("billing").await.unwrap();
-        cac.status.is_some_and(|s| {
-            s.conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True")
-        })
-    }
-
-    async fn holder(&self) -> Option<String> {
-        self.leases
-            .get_opt(LEASE)
-            .await
-            .unwrap()
-            .and_then(|l| l.spec?.holder_identity)
-    }
-
-    /// Writes the Lease as held by `holder` (renewed now, for an hour), or as free; retries
-    /// when the replica's own renewal wins a race.
-    async fn set_lease_holder(&self, holder: Option<&str>) {
-        for _ in 0..50 {
-            let mut lease = self.leases.get(LEASE).await.expect("the Lease exists");
-            let spec = lease.spec.get_or_insert_with(Default::default);
-            let now = MicroTime(jiff::Timestamp::now());
-            spec.holder_identity = holder.map(str::to_string);
-            spec.renew_time = holder.map(|_| now.clone());
-            spec.acquire_time = holder.map(|_| now);
-            spec.lease_duration_seconds = Some(3600);
-            match self
-                .leases
-                .replace(&lease.name_any(), &PostParams::default(), &lease)
-                .await
-            {
-                Ok(_) => return,
-                Err(kube::Error::Api(status)) if status.code == 409 => continue,
-                Err(e) => panic!("Lease write failed: {e}"),
-            }
-        }
-        panic!("the Lease could not be written");
-    }
-
-    async fn shutdown(self) {
-        let _ = std::fs::remove_file(&self.kubeconfig);
-        let _ = self.sandbox.shutdown().await;
-        self.emulator.shutdown().await;
-    }
-}
-
-/// Polls `check` every 100 ms until it holds; panics with the replica's output otherwise.
-async fn wait_until<F: std::future::Future<Output = bool>>(
-    what: &str,
-    within: Duration,
-    replica: &Replica,
-    check: impl Fn() -> F,
-) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!(
-        "never reached: {what}; replica output:\n{}",
-        replica.output()
-    );
+    panic!("the Lease could not be written");
 }
 
 /// The leader exports the series, then loses the Lease to another holder: the series are
@@ -265,12 +70,12 @@ async fn wait_until<F: std::future::Future<Output = bool>>(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_resource_series_leave_the_metrics_when_another_replica_takes_the_lease() {
     let world = World::start("cs-observe-lease-0001").await;
-    let replica = Replica::start(&world, &["--lease-duration-secs", "3"]);
+    let replica = Replica::start(&world, "replica-a", &["--lease-duration-secs", "3"]);
     let base = replica.base().await;
-    wait_until(
+    world.wait_until(
         "the leader exports the resource's series",
         Duration::from_secs(60),
-        &replica,
+        &[&replica],
         || async {
             let (_, metrics) = get(&base, "/metrics").await;
             metrics.contains("clear_operator_leader 1")
@@ -283,19 +88,20 @@ async fn per_resource_series_leave_the_metrics_when_another_replica_takes_the_le
     .await;
     assert_eq!(world.calls(), 1);
 
-    world.set_lease_holder(Some("another-replica")).await;
-    wait_until(
-        "the replica notices it no longer leads",
-        Duration::from_secs(30),
-        &replica,
-        || async {
-            get(&base, "/metrics")
-                .await
-                .1
-                .contains("clear_operator_leader 0")
-        },
-    )
-    .await;
+    set_lease_holder(&world, Some("another-replica")).await;
+    world
+        .wait_until(
+            "the replica notices it no longer leads",
+            Duration::from_secs(30),
+            &[&replica],
+            || async {
+                get(&base, "/metrics")
+                    .await
+                    .1
+                    .contains("clear_operator_leader 0")
+            },
+        )
+        .await;
     let (_, metrics) = get(&base, "/metrics").await;
     assert_eq!(
         per_resource_lines(&metrics),
@@ -314,20 +120,21 @@ async fn per_resource_series_leave_the_metrics_when_another_replica_takes_the_le
         "a Lease held by someone else is not taken back before it expires"
     );
 
-    world.set_lease_holder(None).await;
-    wait_until(
-        "leading again, the replica exports the series again",
-        Duration::from_secs(30),
-        &replica,
-        || async {
-            let (_, metrics) = get(&base, "/metrics").await;
-            metrics.contains("clear_operator_leader 1")
-                && metrics.contains(
-                    r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#,
-                )
-        },
-    )
-    .await;
+    set_lease_holder(&world, None).await;
+    world
+        .wait_until(
+            "leading again, the replica exports the series again",
+            Duration::from_secs(30),
+            &[&replica],
+            || async {
+                let (_, metrics) = get(&base, "/metrics").await;
+                metrics.contains("clear_operator_leader 1")
+                    && metrics.contains(
+                        r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#,
+                    )
+            },
+        )
+        .await;
     assert_eq!(world.calls(), 1, "a new term mints nothing");
     drop(replica);
     world.shutdown().await;
@@ -348,17 +155,19 @@ async fn healthz_fails_while_a_reconcile_is_stalled_and_recovers_when_it_ends() 
         .delay_next("get", "secrets", 1, Duration::from_secs(10));
     let replica = Replica::start(
         &world,
+        "replica-a",
         &["--no-leader-election", "--reconcile-stall-secs", "2"],
     );
     let base = replica.base().await;
     let started = Instant::now();
-    wait_until(
-        "/healthz fails while the reconcile is stalled",
-        Duration::from_secs(9),
-        &replica,
-        || async { get(&base, "/healthz").await.0 == 503 },
-    )
-    .await;
+    world
+        .wait_until(
+            "/healthz fails while the reconcile is stalled",
+            Duration::from_secs(9),
+            &[&replica],
+            || async { get(&base, "/healthz").await.0 == 503 },
+        )
+        .await;
     assert!(
         started.elapsed() < Duration::from_secs(9),
         "the stall was seen before the held request answered"
@@ -366,13 +175,14 @@ async fn healthz_fails_while_a_reconcile_is_stalled_and_recovers_when_it_ends() 
     assert!(!world.ready().await, "the stalled reconcile wrote nothing");
     assert_eq!(world.calls(), 0);
 
-    wait_until(
-        "the reconcile ends and /healthz is 200 again",
-        Duration::from_secs(30),
-        &replica,
-        || async { get(&base, "/healthz").await.0 == 200 && world.ready().await },
-    )
-    .await;
+    world
+        .wait_until(
+            "the reconcile ends and /healthz is 200 again",
+            Duration::from_secs(30),
+            &[&replica],
+            || async { get(&base, "/healthz").await.0 == 200 && world.ready().await },
+        )
+        .await;
     assert_eq!(world.calls(), 1);
     // Idle from here on: an idle controller is never stalled, however long it waits.
     for _ in 0..8 {
@@ -390,20 +200,20 @@ async fn healthz_fails_while_a_reconcile_is_stalled_and_recovers_when_it_ends() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_cut_off_from_its_lease_steps_down_but_stays_live() {
     let world = World::start("cs-observe-cutoff-0001").await;
-    let replica = Replica::start(&world, &["--lease-duration-secs", "3"]);
+    let replica = Replica::start(&world, "replica-a", &["--lease-duration-secs", "3"]);
     let base = replica.base().await;
-    wait_until(
-        "the leader exports the resource's series",
-        Duration::from_secs(60),
-        &replica,
-        || async {
-            get(&base, "/metrics")
-                .await
-                .1
-                .contains(r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#)
-        },
-    )
-    .await;
+    world
+        .wait_until(
+            "the leader exports the resource's series",
+            Duration::from_secs(60),
+            &[&replica],
+            || async {
+                get(&base, "/metrics").await.1.contains(
+                    r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#,
+                )
+            },
+        )
+        .await;
 
     world
         .emulator
@@ -434,18 +244,18 @@ async fn a_leader_cut_off_from_its_lease_steps_down_but_stays_live() {
     );
 
     world.emulator.faults().clear();
-    wait_until(
-        "leading again once the Lease answers",
-        Duration::from_secs(30),
-        &replica,
-        || async {
-            get(&base, "/metrics")
-                .await
-                .1
-                .contains(r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#)
-        },
-    )
-    .await;
+    world
+        .wait_until(
+            "leading again once the Lease answers",
+            Duration::from_secs(30),
+            &[&replica],
+            || async {
+                get(&base, "/metrics").await.1.contains(
+                    r#"clear_operator_client_ready{namespace="default",name="billing"} 1"#,
+                )
+            },
+        )
+        .await;
     assert_eq!(world.calls(), 1);
     drop(replica);
     world.shutdown().await;
