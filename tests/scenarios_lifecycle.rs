@@ -489,24 +489,7 @@ async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
     let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
-    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
-        kube::Api::namespaced(kit.client.clone(), "default");
-    let deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "consumer"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "consumer"}},
-            "template": {
-                "metadata": {"labels": {"app": "consumer"}},
-                "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-            }
-        }
-    }))
-    .unwrap();
-    deployments
-        .create(&Default::default(), &deployment)
-        .await
-        .unwrap();
+    let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([
         {"kind": "Deployment", "name": "consumer"},

@@ -28,23 +28,7 @@ async fn kit_with_consumer() -> (Kit, Api<Deployment>) {
     .await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
-    let deployments: Api<Deployment> = Api::namespaced(kit.client.clone(), scenario_kit::NS);
-    let deployment = serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "consumer"},
-        "spec": {
-            "selector": {"matchLabels": {"app": "consumer"}},
-            "template": {
-                "metadata": {"labels": {"app": "consumer"}},
-                "spec": {"containers": [{"name": "app", "image": "busybox"}]}
-            }
-        }
-    }))
-    .unwrap();
-    deployments
-        .create(&Default::default(), &deployment)
-        .await
-        .unwrap();
+    let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "consumer"}]);
     kit.create("billing", spec).await;

@@ -285,6 +285,32 @@ impl Kit {
         panic!("resource {name} never reached the directory");
     }
 
+    /// Creates a Deployment `name` (one container) that reads the token: a
+    /// `rolloutRestartTargets` entry. Returns the Deployments API of the namespace.
+    pub async fn create_consumer_deployment(
+        &self,
+        name: &str,
+    ) -> Api<k8s_openapi::api::apps::v1::Deployment> {
+        let deployments = Api::namespaced(self.client.clone(), NS);
+        let deployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name},
+            "spec": {
+                "selector": {"matchLabels": {"app": name}},
+                "template": {
+                    "metadata": {"labels": {"app": name}},
+                    "spec": {"containers": [{"name": "app", "image": "busybox"}]}
+                }
+            }
+        }))
+        .unwrap();
+        deployments
+            .create(&Default::default(), &deployment)
+            .await
+            .unwrap();
+        deployments
+    }
+
     pub async fn patch_spec(&self, name: &str, spec: Value) {
         self.cacs
             .patch(
