@@ -107,27 +107,32 @@ async fn refresh_secret(
     let cac = &fetched.cac;
     let (namespace, _) = step.key();
     let target = cac.target_secret_name();
-    let source = match refresh {
-        Refresh::MoveFrom(old) => old.clone(),
-        _ => target.clone(),
+    // NB: the fetch kept the target's token; only a move reads the old Secret whole, to
+    // carry its token into the apply.
+    let moved;
+    let token = match refresh {
+        Refresh::MoveFrom(old) => {
+            let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+            moved = secrets
+                .get_opt(old)
+                .await
+                .map_err(|e| Error::ReadStoredToken {
+                    name: old.clone(),
+                    detail: error::sanitize(&e),
+                })?
+                .as_ref()
+                .and_then(secret::stored_token);
+            moved.as_ref()
+        }
+        _ => fetched.stored_token.as_ref(),
     };
-    // NB: the full Secret is read only here, to carry its token into the apply.
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let current = secrets
-        .get_opt(&source)
-        .await
-        .map_err(|e| Error::ReadStoredToken {
-            name: source.clone(),
-            detail: error::sanitize(&e),
-        })?;
-    let Some(token) = current.as_ref().and_then(secret::stored_token) else {
+    let Some(token) = token else {
         return Ok(());
     };
-    write::token_secret(ctx, cac, base_url.as_str(), &token, record).await?;
-    drop(token);
-    if let Refresh::MoveFrom(_) = refresh {
-        write::retire_previous_secret(ctx, cac, &namespace, &source).await?;
-        info!(from = %source, secret = %target, "moved the token to the renamed target Secret without minting");
+    write::token_secret(ctx, cac, base_url.as_str(), token, record).await?;
+    if let Refresh::MoveFrom(old) = refresh {
+        write::retire_previous_secret(ctx, cac, &namespace, old).await?;
+        info!(from = %old, secret = %target, "moved the token to the renamed target Secret without minting");
     } else {
         info!(secret = %target, "re-applied drifted Secret metadata without minting");
     }

@@ -20,7 +20,7 @@ use super::{
     write,
 };
 use crate::{
-    clear::{ClientSecret, FailureClass, IssuedToken},
+    clear::{BaseUrl, ClientSecret, FailureClass, IssuedToken},
     reason::Reason,
     resource::ClearApiClientStatus,
 };
@@ -83,7 +83,7 @@ pub(super) async fn mint(
     // NB: the fence was checked by the status write just above; checked again because that
     // write may have taken a while.
     ctx.fence.check()?;
-    let issued = match call_clear(step, client_secret, &counted).await {
+    let issued = match call_clear(step, base_url, client_secret, &counted).await {
         Ok(issued) => issued,
         Err(failure) => {
             return record_failure(step, &counted, Some(&counted), failure, health).await;
@@ -126,18 +126,11 @@ pub(super) async fn mint(
 /// Calls Clear (if this replica still leads); a failure comes back described for status.
 async fn call_clear(
     step: &Step<'_>,
+    base_url: &BaseUrl,
     client_secret: &ClientSecret,
     counted: &ClearApiClientStatus,
 ) -> Result<IssuedToken, MintFailure> {
     let ctx = step.ctx;
-    let Some(base_url) = &step.fetched.base_url else {
-        return Err(MintFailure {
-            reason: Reason::ClearUnavailable,
-            message: "no base URL to call".to_string(),
-            next_retry: None,
-            may_have_minted: false,
-        });
-    };
     let started = std::time::Instant::now();
     let result = ctx.clear.mint(base_url, client_secret, step.now).await;
     let elapsed = started.elapsed();

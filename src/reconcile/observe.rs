@@ -16,7 +16,7 @@ use super::{
     windows,
 };
 use crate::{
-    clear::{BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
+    clear::{AccessToken, BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
     resource::ClearApiClient,
 };
 
@@ -33,6 +33,9 @@ pub struct Fetched {
     /// Our Secret under the target name of before a rename: deleted once the target holds
     /// the token, so no Secret of ours keeps a token that the next mint revokes.
     pub previous_secret: Option<String>,
+    /// The token in the target Secret when it is the one the operator knows (annotations or
+    /// status name it): what a re-apply of drifted metadata writes back.
+    pub stored_token: Option<AccessToken>,
 }
 
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
@@ -70,8 +73,8 @@ pub async fn fetch(
     let target_name = cac.target_secret_name();
     let status = cac.status.clone().unwrap_or_default();
     // NB: read whole (not as metadata) to tell whether `accessToken` still holds the token the
-    // annotations name; the value is reduced to its fingerprint at once, and the error is
-    // sanitized because the response carries it.
+    // annotations name; only that token is kept (for a re-apply), and the error is sanitized
+    // because the response carries it.
     let full: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let target_secret = full
         .get_opt(&target_name)
@@ -80,16 +83,22 @@ pub async fn fetch(
             name: target_name.clone(),
             detail: sanitize(&e),
         })?;
+    let mut stored_token = None;
     let target = match target_secret {
         None => TargetState::Absent,
         Some(found) => match secret::ownership(&found.metadata, &cac.name_any()) {
             Ownership::Foreign { detail } => TargetState::Foreign { detail },
             Ownership::Ours => {
-                let held = secret::stored_token(&found).map(|token| token.fingerprint());
+                let token = secret::stored_token(&found);
+                let held = token.as_ref().map(AccessToken::fingerprint);
                 let drifted = base_url.as_ref().is_some_and(|url| {
                     secret::metadata_drifted(&cac, url.as_str(), &found.metadata)
                 });
-                match secret::held_token(&found.metadata, held.as_deref(), &status) {
+                let assessed = secret::held_token(&found.metadata, held.as_deref(), &status);
+                if !matches!(assessed, Held::Nothing) {
+                    stored_token = token;
+                }
+                match assessed {
                     Held::Recorded(record) => TargetState::Ours {
                         token: Some(record),
                         drifted,
@@ -183,6 +192,7 @@ pub async fn fetch(
         claimant,
         holds,
         previous_secret,
+        stored_token,
     }))
 }
 
