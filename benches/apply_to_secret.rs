@@ -18,21 +18,18 @@ use clear_operator::{
     cli::RunArgs,
     dev::install_crd,
     operator,
-    resource::{
-        ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
-        Environment, MANAGED_BY_LABEL, MANAGED_BY_VALUE, Product, Region,
-    },
+    resource::{ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
-    api::{ObjectMeta, PostParams},
+    api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
-use support::{env_usize, percentile};
+use support::{bench_client, client_secret, env_usize, percentile};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -67,17 +64,7 @@ async fn main() {
 
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
     for i in 0..total_clients {
-        let s = Secret {
-            metadata: ObjectMeta {
-                name: Some(format!("client-secret-{i:04}")),
-                ..ObjectMeta::default()
-            },
-            data: Some(BTreeMap::from([(
-                DEFAULT_CLIENT_SECRET_KEY.to_string(),
-                ByteString(secrets_of(i).into_bytes()),
-            )])),
-            ..Secret::default()
-        };
+        let s = client_secret(format!("client-secret-{i:04}"), secrets_of(i));
         secrets
             .create(&PostParams::default(), &s)
             .await
@@ -129,24 +116,10 @@ async fn main() {
     let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), "default");
     let base_url = sandbox.url().to_string();
     let resource = |i: usize| {
-        ClearApiClient::new(
+        bench_client(
             &format!("bench-{i:04}"),
-            ClearApiClientSpec {
-                environment: Environment::Sandbox,
-                region: Region::India,
-                base_url: Some(base_url.clone()),
-                workspace: "bench-ws".into(),
-                products: vec![Product("GST".into())],
-                client_secret_ref: ClientSecretRef {
-                    name: format!("client-secret-{i:04}"),
-                    key: DEFAULT_CLIENT_SECRET_KEY.into(),
-                },
-                target: None,
-                renew_before: None,
-                renewal_windows: Vec::new(),
-                revoke_on_delete: false,
-                rollout_restart_targets: Vec::new(),
-            },
+            format!("client-secret-{i:04}"),
+            base_url.clone(),
         )
     };
     let mut created = BTreeMap::new();

@@ -14,30 +14,23 @@
 mod support;
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use clear_operator::{
-    cli::DEFAULT_CONCURRENCY,
-    dev::install_crd,
-    resource::{
-        ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
-        Environment, Product, Region,
-    },
-};
+use clear_operator::{cli::DEFAULT_CONCURRENCY, dev::install_crd, resource::ClearApiClient};
 use clear_sandbox::{ClientConfig, Fault, FaultScope, Sandbox, SandboxConfig};
 use futures::{StreamExt, TryStreamExt, stream};
-use k8s_openapi::{ByteString, api::core::v1::Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kube::{
     Api,
-    api::{ObjectMeta, PostParams},
+    api::PostParams,
     runtime::{WatchStreamExt, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
-use support::env_usize;
+use support::{bench_client, client_secret, env_usize};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clear-operator");
 
@@ -99,39 +92,15 @@ async fn run_size(n: usize, concurrency: Option<usize>, latency: Duration, resta
             let (secrets, cacs, base_url) = (secrets.clone(), cacs.clone(), base_url.clone());
             let value = secret_of(i);
             async move {
-                let s = Secret {
-                    metadata: ObjectMeta {
-                        name: Some(format!("client-secret-{i:05}")),
-                        ..ObjectMeta::default()
-                    },
-                    data: Some(BTreeMap::from([(
-                        DEFAULT_CLIENT_SECRET_KEY.to_string(),
-                        ByteString(value.into_bytes()),
-                    )])),
-                    ..Secret::default()
-                };
+                let s = client_secret(format!("client-secret-{i:05}"), value);
                 secrets
                     .create(&PostParams::default(), &s)
                     .await
                     .expect("client secret");
-                let cac = ClearApiClient::new(
+                let cac = bench_client(
                     &format!("scale-{i:05}"),
-                    ClearApiClientSpec {
-                        environment: Environment::Sandbox,
-                        region: Region::India,
-                        base_url: Some(base_url),
-                        workspace: "bench-ws".into(),
-                        products: vec![Product("GST".into())],
-                        client_secret_ref: ClientSecretRef {
-                            name: format!("client-secret-{i:05}"),
-                            key: DEFAULT_CLIENT_SECRET_KEY.into(),
-                        },
-                        target: None,
-                        renew_before: None,
-                        renewal_windows: Vec::new(),
-                        revoke_on_delete: false,
-                        rollout_restart_targets: Vec::new(),
-                    },
+                    format!("client-secret-{i:05}"),
+                    base_url,
                 );
                 cacs.create(&PostParams::default(), &cac)
                     .await

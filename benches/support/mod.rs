@@ -19,3 +19,52 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[idx]
 }
+
+/// The client-secret Secret `name` holding `value` under the default key.
+#[allow(dead_code)] // not every bench binary creates resources
+pub fn client_secret(name: String, value: String) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: kube::api::ObjectMeta {
+            name: Some(name),
+            ..Default::default()
+        },
+        data: Some(std::collections::BTreeMap::from([(
+            clear_operator::resource::DEFAULT_CLIENT_SECRET_KEY.to_string(),
+            k8s_openapi::ByteString(value.into_bytes()),
+        )])),
+        ..Default::default()
+    }
+}
+
+/// A sandbox ClearApiClient `name` of workspace `bench-ws` (GST) reading the client secret
+/// from the Secret `client_secret_name`, calling `base_url`.
+#[allow(dead_code)] // not every bench binary creates resources
+pub fn bench_client(
+    name: &str,
+    client_secret_name: String,
+    base_url: String,
+) -> clear_operator::resource::ClearApiClient {
+    use clear_operator::resource::{
+        ClearApiClient, ClearApiClientSpec, ClientSecretRef, DEFAULT_CLIENT_SECRET_KEY,
+        Environment, Product, Region,
+    };
+    ClearApiClient::new(
+        name,
+        ClearApiClientSpec {
+            environment: Environment::Sandbox,
+            region: Region::India,
+            base_url: Some(base_url),
+            workspace: "bench-ws".into(),
+            products: vec![Product("GST".into())],
+            client_secret_ref: ClientSecretRef {
+                name: client_secret_name,
+                key: DEFAULT_CLIENT_SECRET_KEY.into(),
+            },
+            target: None,
+            renew_before: None,
+            renewal_windows: Vec::new(),
+            revoke_on_delete: false,
+            rollout_restart_targets: Vec::new(),
+        },
+    )
+}
