@@ -70,19 +70,7 @@ async fn leader_in_a_slow_call(world: &World) -> (Replica, Replica) {
         })
         .await;
     assert_eq!(world.calls(), 1);
-    world
-        .wait_until(
-            "replica-a holds the Lease",
-            Duration::from_secs(30),
-            &[&a],
-            || async {
-                world
-                    .holder()
-                    .await
-                    .is_some_and(|h| h.starts_with("replica-a"))
-            },
-        )
-        .await;
+    world.wait_for_leader("replica-a", &[&a]).await;
     let b = replica(world, "replica-b");
     world
         .wait_until("replica-b runs", Duration::from_secs(30), &[&b], || async {
@@ -124,19 +112,7 @@ async fn sigterm_during_a_slow_call_finishes_the_call_then_hands_over_without_mi
         "SIGTERM ends the leader cleanly; output:\n{}",
         a.output()
     );
-    world
-        .wait_until(
-            "replica-b leads",
-            Duration::from_secs(30),
-            &[&b],
-            || async {
-                world
-                    .holder()
-                    .await
-                    .is_some_and(|h| h.starts_with("replica-b"))
-            },
-        )
-        .await;
+    world.wait_for_leader("replica-b", &[&b]).await;
     world
         .wait_until(
             "a live token is Ready",

@@ -260,6 +260,17 @@ impl World {
         );
     }
 
+    /// Waits (30 s at most) until the replica named `name` holds the leader Lease.
+    pub async fn wait_for_leader(&self, name: &str, replicas: &[&Replica]) {
+        self.wait_until(
+            &format!("{name} holds the Lease"),
+            Duration::from_secs(30),
+            replicas,
+            || async { self.holder().await.is_some_and(|h| h.starts_with(name)) },
+        )
+        .await;
+    }
+
     pub async fn shutdown(self) {
         let _ = std::fs::remove_file(&self.kubeconfig);
         let _ = self.sandbox.shutdown().await;
