@@ -54,6 +54,8 @@ trap on_exit EXIT
 scripts/control-plane.sh up "$cp_dir"
 export CLEAR_OPERATOR_E2E_KUBECONFIG="$cp_dir/kubeconfig"
 export CLEAR_OPERATOR_E2E_AUDIT_LOG="$cp_dir/logs/audit.log"
+# For the outage test (tests/real_cluster/outage.rs: scripts/apiserver-outage.sh DIR).
+export CLEAR_OPERATOR_E2E_CONTROL_PLANE_DIR="$cp_dir"
 kubectl --kubeconfig "$cp_dir/kubeconfig" version
 
 echo "== e2e suite and real-cluster suite on the real control plane"

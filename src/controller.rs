@@ -163,6 +163,7 @@ async fn run_term(
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
+    ctx.index.expect_scopes(scopes.len());
     let mut stoppers = Vec::new();
     let mut runs = Vec::new();
     for (id, scope) in (0u64..).zip(scopes) {

@@ -99,8 +99,10 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
     say("CRD clearapiclients.clear-operator.io installed");
 
     let shutdown = CancellationToken::new();
+    let operator_client = crate::kube_client::build(emulator.client_config())
+        .expect("a plain-http client for the emulator builds");
     let operator = tokio::spawn(operator::run(
-        client.clone(),
+        operator_client,
         dev_run_args(&args, sandbox.url())?,
         shutdown.clone(),
     ));

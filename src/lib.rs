@@ -10,6 +10,7 @@ pub mod controller;
 pub mod dev;
 pub mod fence;
 pub mod http;
+pub mod kube_client;
 pub mod leader;
 pub mod metrics;
 pub mod operator;

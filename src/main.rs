@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Run(args) => {
-            let client = kube::Client::try_default().await?;
+            let client = clear_operator::kube_client::infer().await?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             clear_operator::operator::run(client, args, shutdown).await?;

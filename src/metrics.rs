@@ -28,6 +28,11 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhyLabels {
+    why: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: String,
 }
@@ -87,6 +92,7 @@ pub struct Metrics {
     events: Family<EventLabels, Counter>,
     rotations: Family<RotationLabels, Counter>,
     last_rotation: Family<ClientLabels, Gauge<f64, AtomicU64>>,
+    revokes_skipped: Family<WhyLabels, Counter>,
     leader: Gauge,
 }
 
@@ -103,6 +109,7 @@ impl Metrics {
             events: Family::default(),
             rotations: Family::default(),
             last_rotation: Family::default(),
+            revokes_skipped: Family::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -158,6 +165,11 @@ impl Metrics {
             "When the current token of a ClearApiClient was issued (Unix time)",
             Unit::Seconds,
             metrics.last_rotation.clone(),
+        );
+        registry.register(
+            "clear_operator_revoke_skipped",
+            "Deletions with revokeOnDelete whose token was not revoked, by why (no_token, conflict, client_secret_missing, no_base_url, client_secret_rejected)",
+            metrics.revokes_skipped.clone(),
         );
         registry.register(
             "clear_operator_leader",
@@ -251,6 +263,15 @@ impl Metrics {
         self.client_ready.clear();
         self.rotations.clear();
         self.last_rotation.clear();
+    }
+
+    /// A revoke-on-delete that did not happen: `clear_operator_revoke_skipped_total{why}`.
+    pub fn observe_revoke_skipped(&self, why: &str) {
+        self.revokes_skipped
+            .get_or_create(&WhyLabels {
+                why: why.to_string(),
+            })
+            .inc();
     }
 
     /// One published Event: `clear_operator_events_total{reason,type}`.

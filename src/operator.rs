@@ -71,6 +71,15 @@ pub async fn run(
     .map_err(OperatorError::ClearClient)?;
     let identity = replica_identity();
     let allowed_base_urls = AllowedBaseUrls::from_urls(&args.allowed_base_urls);
+    let leader_election = (!args.no_leader_election).then(|| {
+        let namespace = args
+            .leader_election_namespace
+            .clone()
+            .unwrap_or_else(|| client.default_namespace().to_string());
+        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
+        lease.lease_duration = Duration::from_secs(args.lease_duration_secs);
+        lease
+    });
     let settings = Settings {
         allow_http: args.allow_http,
         allowed_base_urls: allowed_base_urls.clone(),
@@ -78,6 +87,10 @@ pub async fn run(
             mint_budget: args.mint_budget,
             in_flight_grace: in_flight_grace(Duration::from_secs(args.clear_timeout_secs)),
         },
+        // NB: one install = one Lease; its replicas share it, a second install has its own.
+        instance: leader_election
+            .as_ref()
+            .map(|lease| format!("{}/{}", lease.namespace, lease.name)),
     };
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
@@ -91,15 +104,6 @@ pub async fn run(
         settings,
         reporter,
     ));
-    let leader_election = (!args.no_leader_election).then(|| {
-        let namespace = args
-            .leader_election_namespace
-            .clone()
-            .unwrap_or_else(|| client.default_namespace().to_string());
-        let mut lease = LeaseConfig::new(namespace, args.lease_name.clone(), identity.clone());
-        lease.lease_duration = Duration::from_secs(args.lease_duration_secs);
-        lease
-    });
     spawn_watchdog(
         &ctx,
         &health,

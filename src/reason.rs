@@ -30,6 +30,9 @@ pub enum Reason {
     Regenerated,
     /// The target Secret was gone; the previous token existed only there.
     SecretRecreated,
+    /// The target Secret held a token the operator did not write (a backup restore, a
+    /// secret-sync tool, an edit); a new token replaced it (a Warning).
+    TokenReplaced,
     /// The target Secret's metadata was re-applied, or the token moved, without minting.
     SecretRefreshed,
 
@@ -75,6 +78,10 @@ pub enum Reason {
     NoWindowFits,
     /// The Warning Event when RenewalWindows turns False.
     RenewalWindowMissed,
+
+    /// Another operator install manages the resource (its `status.operatorInstance`): this
+    /// one yields instead of fighting it.
+    DuplicateOperator,
 
     /// A reconcile failed on the Kubernetes side (reading, writing); the note names what.
     ReconcileFailed,

@@ -303,9 +303,18 @@ pub struct ClearApiClientStatus {
     /// Short SHA-256 prefix of the client secret the current token was minted from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_fingerprint: Option<String>,
+    /// Hash of environment, region, base URL and workspace the current token was minted
+    /// for. With the fields above, the operator's record of the token: status is the
+    /// authority, the token Secret's annotations are a copy of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_config_hash: Option<String>,
     /// The last `clear-operator.io/regenerate` value honoured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_regenerate_request: Option<String>,
+    /// The regenerate values honoured most recently (newest last, at most 16): a value
+    /// put back by a GitOps revert is not a new request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub regenerate_history: Vec<String>,
     /// UTC day (YYYY-MM-DD) that `mintsToday` counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mint_day: Option<String>,
@@ -329,10 +338,26 @@ pub struct ClearApiClientStatus {
     /// stored token is presumed revoked and is replaced.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mint_started_at: Option<Time>,
+    /// Identifies the call marked by `mintStartedAt`. The Secret written with that call's
+    /// token carries it (annotation `clear-operator.io/call-id`), so a Secret newer than
+    /// status (the status write after the call was lost) is told apart exactly from a
+    /// token written back by something else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// Short SHA-256 prefix of the client secret the last call to Clear was made with (a
+    /// 401 or 429 waits for it to change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_client_secret_fingerprint: Option<String>,
     /// Hash of environment, region, base URL and workspace of the last call to Clear: a
     /// client secret rejected (401) for one configuration is tried again once it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_hash: Option<String>,
+    /// The operator install (its leader Lease, `namespace/name`) that manages this resource.
+    /// A second install watching the same namespace yields to it and says so (Warning
+    /// `DuplicateOperator`) instead of minting against it; it takes over only once the
+    /// first evidently stopped (see README, "Two installs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub operator_instance: Option<String>,
     /// `rolloutRestartTargets` not yet restarted onto the current token (the patch failed,
     /// was forbidden, or the operator stopped before making it); retried until done.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

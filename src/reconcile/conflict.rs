@@ -161,6 +161,10 @@ struct State {
     by_secret: HashMap<Key, BTreeSet<String>>,
     /// Keys seen since the last `Init` of each scope (to drop what a relist no longer has).
     relisting: HashMap<u64, HashSet<Key>>,
+    /// Scopes whose first list is complete, and how many scopes there are (0: not known,
+    /// e.g. an index fed by a test).
+    synced: HashSet<u64>,
+    expected_scopes: usize,
 }
 
 impl State {
@@ -237,7 +241,12 @@ impl State {
 /// Conflict, which a race between replicas can leave behind).
 fn status_use(cac: &ClearApiClient) -> Option<Use> {
     let status = cac.status.as_ref()?;
-    let fingerprint = status.client_secret_fingerprint.clone()?;
+    // NB: the secret of the stored token; a resource whose first call is under way has
+    // only the call's.
+    let fingerprint = status
+        .client_secret_fingerprint
+        .clone()
+        .or_else(|| status.call_client_secret_fingerprint.clone())?;
     let in_conflict = status
         .conditions
         .iter()
@@ -284,6 +293,7 @@ impl ResourceIndex {
                 state.relisting.insert(scope, HashSet::new());
             }
             watcher::Event::InitDone => {
+                state.synced.insert(scope);
                 let seen = state.relisting.remove(&scope).unwrap_or_default();
                 let gone: Vec<Key> = state
                     .entries
@@ -296,6 +306,21 @@ impl ResourceIndex {
                 }
             }
         }
+    }
+
+    /// A new set of `scopes` watches starts (a leadership term): none has listed yet.
+    pub fn expect_scopes(&self, scopes: usize) {
+        let mut state = self.write();
+        state.synced.clear();
+        state.expected_scopes = scopes;
+    }
+
+    /// Whether every scope's first list is in the index. NB: until then a resource in a
+    /// scope not listed yet may hold a client secret that a resource here is about to mint
+    /// with, and the shared-secret rule could not see it: nothing mints before.
+    pub fn all_scopes_synced(&self) -> bool {
+        let state = self.read();
+        state.synced.len() >= state.expected_scopes
     }
 
     /// Whether the resource is known (tests wait for the watch to deliver it).

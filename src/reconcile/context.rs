@@ -32,6 +32,10 @@ pub struct Settings {
     /// Where client secrets may be sent (`--allowed-base-url`; default: Clear's hosts).
     pub allowed_base_urls: AllowedBaseUrls,
     pub policy: Policy,
+    /// This install (its leader Lease, `namespace/name`), recorded in the status it writes
+    /// so that a second install watching the same resources yields instead of fighting;
+    /// `None` (no leader election) neither records nor yields.
+    pub instance: Option<String>,
 }
 
 /// A resource, by namespace and name.
@@ -43,7 +47,7 @@ pub struct Context {
     pub clear: ClearClient,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
-    /// Events: see [`super::events::Recorders`] for why there is more than one recorder.
+    /// Events: see [`super::events::Recorders`] for why each gets a recorder of its own.
     pub recorder: super::events::Recorders,
     pub settings: Settings,
     /// The ClearApiClients the controller knows (fed by its watch events): the conflict
@@ -61,6 +65,28 @@ pub struct Context {
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
     /// errors only; it never feeds the mint decision, which stays a function of the cluster.
     failures: Mutex<BTreeMap<Key, u32>>,
+    /// Tokens minted by this process whose Secret write has not landed yet (see
+    /// [`PendingToken`]).
+    pending: Mutex<BTreeMap<Key, PendingToken>>,
+    /// Resources another install manages that this process already warned about.
+    yielded: Mutex<BTreeSet<Key>>,
+}
+
+/// A token this process minted and could not write yet (the API server failed, timed out,
+/// restarted, or this replica could not prove it leads at that moment). It is written on
+/// the next reconciles, never minted again, for as long as status still marks its call as
+/// the one in flight: a minted token is never thrown away while it can still be served.
+// NB: in memory only, on purpose: a token is never written anywhere but its Secret. A
+// process that dies holding one costs one replacement (the next leader sees the call in
+// flight, waits for its deadline, and mints).
+pub struct PendingToken {
+    /// The `status.callId` of the call that minted it.
+    pub call_id: String,
+    pub token: crate::clear::AccessToken,
+    pub record: super::secret::TokenRecord,
+    pub reason: super::decide::MintReason,
+    /// Failed writes so far (paces the next one).
+    pub attempts: u32,
 }
 
 impl Context {
@@ -85,7 +111,30 @@ impl Context {
             index: ResourceIndex::default(),
             exported: Mutex::default(),
             failures: Mutex::default(),
+            pending: Mutex::default(),
+            yielded: Mutex::default(),
         }
+    }
+
+    /// Notes that this process yields the resource to another install; true the first time
+    /// (when the Warning is due).
+    pub(super) fn first_yield(&self, namespace: &str, name: &str) -> bool {
+        self.yielded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((namespace.to_string(), name.to_string()))
+    }
+
+    /// Keeps a minted token whose Secret write failed, to be written by a later reconcile.
+    pub(super) fn keep_pending(&self, namespace: &str, name: &str, token: PendingToken) {
+        self.pending_lock()
+            .insert((namespace.to_string(), name.to_string()), token);
+    }
+
+    /// Takes the token kept for this resource, if any.
+    pub(super) fn take_pending(&self, namespace: &str, name: &str) -> Option<PendingToken> {
+        self.pending_lock()
+            .remove(&(namespace.to_string(), name.to_string()))
     }
 
     /// Publishes an Event about `reference`, if this replica still leads.
@@ -125,14 +174,21 @@ impl Context {
         let key = (namespace.to_string(), name.to_string());
         self.exported_lock().remove(&key);
         self.failures_lock().remove(&key);
+        self.pending_lock().remove(&key);
     }
 
     /// Forgets every per-resource series, claim and failure streak (leadership lost).
+    // NB: not the pending tokens: leadership that flickered (one late Lease renewal) comes
+    // back with the Lease still ours, and the token minted meanwhile is still the live one.
+    // A new leader's call replaces `status.callId`, and a pending token whose call is no
+    // longer the one in flight is dropped unwritten.
     pub fn forget_all(&self) {
         let exported = std::mem::take(&mut *self.exported_lock());
+        let pending = std::mem::take(&mut *self.pending_lock());
         for (namespace, name) in exported {
             self.forget(&namespace, &name);
         }
+        *self.pending_lock() = pending;
         self.metrics.forget_all();
         self.index.forget_all_claims();
     }
@@ -159,6 +215,10 @@ impl Context {
     // NB: std mutexes, held for a map operation only and never across an await.
     fn failures_lock(&self) -> MutexGuard<'_, BTreeMap<Key, u32>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pending_lock(&self) -> MutexGuard<'_, BTreeMap<Key, PendingToken>> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn exported_lock(&self) -> MutexGuard<'_, BTreeSet<Key>> {

@@ -8,6 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{
     schedule,
     secret::TokenRecord,
+    status,
     windows::{self, Planned, Window},
 };
 use crate::{reason::Reason, resource::ClearApiClientStatus};
@@ -47,12 +48,16 @@ pub enum TargetState {
     Foreign {
         detail: String,
     },
-    /// Ours; `token` is what its annotations say about the token it holds, `drifted` whether
-    /// its metadata differs from what the spec asks for now.
+    /// Ours; `token` is status's record of the token it holds (or, for the answer to the
+    /// call status marks as in flight, the record written with it), `None` when the token
+    /// key is gone; `drifted` whether its metadata differs from what status and the spec say.
     Ours {
         token: Option<TokenRecord>,
         drifted: bool,
     },
+    /// Ours, but holding a token that status does not name and no call of ours wrote (a
+    /// backup restore, a secret-sync tool, an edit): never served as Ready, replaced.
+    Unknown,
 }
 
 /// Everything the decision looks at.
@@ -107,6 +112,9 @@ pub enum MintReason {
     NoToken,
     /// The target Secret, and the only copy of the token with it, was deleted.
     SecretDeleted,
+    /// The target Secret holds a token status does not name (written back by a restore or
+    /// another tool): it may be revoked, so it is replaced.
+    TokenReplaced,
     /// The target Secret is there but no longer holds the token (its `accessToken` key was
     /// removed or replaced): the only copy of the token is gone.
     TokenRemoved,
@@ -374,6 +382,9 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
         (TargetState::Ours { token: None, .. }, _) if had_token_in(obs) => {
             return Need::Mint(MintReason::TokenRemoved);
         }
+        (TargetState::Unknown, _) if had_token_in(obs) => {
+            return Need::Mint(MintReason::TokenReplaced);
+        }
         _ => return Need::Mint(MintReason::NoToken),
     };
     if record.client_secret_fingerprint != fingerprint {
@@ -385,8 +396,11 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
         return Need::Mint(MintReason::ConfigChanged);
     }
     if let Some(value) = &obs.regenerate_request {
+        // NB: any value honoured recently counts: a GitOps revert to an earlier value is
+        // not a new request.
         let honoured = record.regenerate.as_ref() == Some(value)
-            || obs.status.last_regenerate_request.as_ref() == Some(value);
+            || obs.status.last_regenerate_request.as_ref() == Some(value)
+            || obs.status.regenerate_history.contains(value);
         if !honoured {
             return Need::Mint(MintReason::RegenerateRequested {
                 value: value.clone(),
@@ -410,27 +424,18 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
 }
 
 /// A call to Clear whose outcome was never recorded: `mintStartedAt` is set and the Secret
-/// holds no token issued by that call. (The Secret is written before status, so a token
-/// other than the one status still names means the call succeeded and only the status
-/// update was lost: nothing to redo.)
-///
-/// NB: tokens are told apart by fingerprint, not by issue time: times are kept to the
-/// second, and a regeneration within the second of the previous mint is common.
+/// does not hold that call's answer (told by its call id, see [`super::secret::held_token`]): it
+/// still holds the token status names, another one, or none.
 fn call_outcome_lost(obs: &Observed) -> bool {
-    let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0) else {
+    if obs.status.mint_started_at.is_none() {
         return false;
-    };
-    let TargetState::Ours {
-        token: Some(record),
-        ..
-    } = &obs.target
-    else {
-        return true;
-    };
-    match obs.status.token_fingerprint.as_deref() {
-        Some(before_the_call) => record.token_fingerprint == before_the_call,
-        // No token was recorded before the call: any token older than it is not its answer.
-        None => record.issued_at < started,
+    }
+    match &obs.target {
+        TargetState::Ours {
+            token: Some(record),
+            ..
+        } => obs.status.token_fingerprint.as_deref() == Some(record.token_fingerprint.as_str()),
+        _ => true,
     }
 }
 
@@ -441,14 +446,21 @@ fn had_token_in(obs: &Observed) -> bool {
 }
 
 fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
-    let TargetState::Ours {
-        token: Some(record),
-        ..
-    } = &obs.target
-    else {
-        return TokenHealth::Unusable {
-            why: "no token is stored",
-        };
+    let record = match &obs.target {
+        TargetState::Ours {
+            token: Some(record),
+            ..
+        } => record,
+        TargetState::Unknown => {
+            return TokenHealth::Unusable {
+                why: "the Secret holds a token the operator did not write (restored from a backup or written by another tool), which may be revoked",
+            };
+        }
+        _ => {
+            return TokenHealth::Unusable {
+                why: "no token is stored",
+            };
+        }
     };
     if call_outcome_lost(obs) {
         return TokenHealth::Unusable {
@@ -486,7 +498,7 @@ fn backoff(
     if reason == Reason::ClientSecretRejected && !same_config {
         return None;
     }
-    let same_secret = status.client_secret_fingerprint.as_deref() == Some(fingerprint);
+    let same_secret = status::call_secret(status) == Some(fingerprint);
     let about_secret = matches!(reason, Reason::ClientSecretRejected | Reason::RateLimited);
     if about_secret && !same_secret {
         return None;
@@ -496,6 +508,28 @@ fn backoff(
     }
     let until = status.next_retry_time.as_ref()?.0;
     (now < until).then_some(Blocker::Backoff { reason, until })
+}
+
+/// How long past its planned renewal a resource managed by another install waits before
+/// this install takes it over (that install evidently stopped).
+pub const TAKEOVER_AFTER_OVERDUE: SignedDuration = SignedDuration::from_mins(10);
+/// How long a resource of another install may go without a token before this one takes it.
+pub const TAKEOVER_WITHOUT_TOKEN: SignedDuration = SignedDuration::from_hours(1);
+
+/// The other install this one must yield the resource to, if any: the one status names,
+/// unless it evidently stopped (its renewal overdue by [`TAKEOVER_AFTER_OVERDUE`], its token
+/// expired, or no token and no change of the Ready condition for [`TAKEOVER_WITHOUT_TOKEN`]).
+pub fn yield_to<'a>(status: &'a ClearApiClientStatus, me: &str, now: Timestamp) -> Option<&'a str> {
+    let other = status.operator_instance.as_deref().filter(|o| *o != me)?;
+    let overdue = status
+        .renewal_time
+        .as_ref()
+        .is_some_and(|t| now > t.0 + TAKEOVER_AFTER_OVERDUE);
+    let expired = status.valid_till.as_ref().is_some_and(|t| now >= t.0);
+    let tokenless_for_long = status.token_fingerprint.is_none()
+        && status::ready_condition(Some(status))
+            .is_none_or(|c| now > c.last_transition_time.0 + TAKEOVER_WITHOUT_TOKEN);
+    (!overdue && !expired && !tokenless_for_long).then_some(other)
 }
 
 /// Calls made on the current UTC day (a count recorded on an earlier day is stale).
@@ -745,6 +779,31 @@ mod tests {
                 },
                 NOW,
                 Some(MintReason::TokenRemoved),
+            ),
+            (
+                "a token status does not name (written back by a restore) is replaced",
+                |o| o.target = TargetState::Unknown,
+                NOW,
+                Some(MintReason::TokenReplaced),
+            ),
+            (
+                "a foreign token with no token in status is a first mint",
+                |o| {
+                    o.target = TargetState::Unknown;
+                    o.status.token_fingerprint = None;
+                },
+                NOW,
+                Some(MintReason::NoToken),
+            ),
+            (
+                "a regenerate value honoured before (a GitOps revert) is not a new request",
+                |o| {
+                    o.regenerate_request = Some("v1".into());
+                    o.status.last_regenerate_request = Some("v2".into());
+                    o.status.regenerate_history = vec!["v1".into(), "v2".into()];
+                },
+                NOW,
+                None,
             ),
             (
                 "an interrupted call presumes the stored token revoked",
@@ -1117,6 +1176,23 @@ mod tests {
         obs.status.last_failure_reason = Some(Reason::ClearUnavailable.to_string());
         obs.status.next_retry_time = time("2026-11-25T05:59:50Z");
         assert_eq!(mint_reason_of(&run(&obs)), Some(MintReason::Interrupted));
+    }
+
+    #[test]
+    fn a_token_status_does_not_name_is_never_usable() {
+        let mut obs = healthy();
+        obs.target = TargetState::Unknown;
+        let Decision::Mint { health, .. } = run(&obs) else {
+            panic!("replaced at once");
+        };
+        assert!(!health.is_usable());
+        // While a guard holds the replacement back, the resource is not Ready on it either.
+        obs.status.last_failure_reason = Some(Reason::ClearUnavailable.to_string());
+        obs.status.next_retry_time = time("2026-11-25T06:05:00Z");
+        let Decision::Wait { health, .. } = run(&obs) else {
+            panic!("waits for the backoff");
+        };
+        assert!(!health.is_usable());
     }
 
     #[test]

@@ -26,6 +26,10 @@ pub enum Error {
     ApplySecret { name: String, detail: String },
     #[error("failed to update the ClearApiClient status: {0}")]
     PatchStatus(#[source] kube::Error),
+    /// A write did not finish within [`crate::reconcile::write::WRITE_TIMEOUT`]; its outcome
+    /// is unknown (it may still land, which is what its precondition is for).
+    #[error("failed to write {what}: no answer within {secs} s")]
+    WriteTimedOut { what: &'static str, secs: u64 },
     #[error("failed to update the revoke-on-delete finalizer: {0}")]
     Finalizer(#[source] kube::Error),
     #[error("failed to revoke the token on delete: {0}")]
@@ -47,6 +51,7 @@ impl Error {
             Self::ReadStoredToken { .. } => "ReadStoredToken",
             Self::ApplySecret { .. } => "ApplySecret",
             Self::PatchStatus(_) => "PatchStatus",
+            Self::WriteTimedOut { .. } => "WriteTimedOut",
             Self::Finalizer(_) => "Finalizer",
             Self::Revoke(_) => "Revoke",
             Self::InvalidObject { .. } => "InvalidObject",

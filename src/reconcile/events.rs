@@ -62,6 +62,11 @@ pub enum Notice {
     RevokeSkipped {
         why: String,
     },
+    /// Another install manages the resource; this one yields.
+    DuplicateOperator {
+        other: String,
+        me: String,
+    },
     /// A reconcile failed on the Kubernetes side (reading, writing); `message` says what.
     ReconcileFailed {
         message: String,
@@ -87,7 +92,17 @@ impl Notice {
                         "; the previous token existed only in that Secret, so a new one was minted (which revoked the old one)",
                     );
                 }
-                (EventType::Normal, minted_reason(reason), note, "Mint")
+                // NB: a Warning: something outside the operator wrote a token into its
+                // Secret, and replacing it revoked whatever that token was.
+                let type_ = if *reason == MintReason::TokenReplaced {
+                    note.push_str(
+                        "; the Secret held a token the operator had not written (a restore, another tool or an edit), which may have been revoked, so it was replaced",
+                    );
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                };
+                (type_, minted_reason(reason), note, "Mint")
             }
             Self::RenewalWindowMissed { why } => (
                 EventType::Warning,
@@ -138,6 +153,14 @@ impl Notice {
                 "Revoke",
             ),
             Self::RevokeSkipped { why } => (EventType::Warning, Reason::RevokeSkipped, why.clone(), "Revoke"),
+            Self::DuplicateOperator { other, me } => (
+                EventType::Warning,
+                Reason::DuplicateOperator,
+                format!(
+                    "two clear-operator installs watch this resource: it is managed by {other}, so {me} leaves it alone                      (two minters would revoke each other's tokens); uninstall one, or keep their namespaces apart.                      {me} takes over only once {other} evidently stopped (a renewal overdue by 10 minutes, or no token for an hour)"
+                ),
+                "Reconcile",
+            ),
             Self::ReconcileFailed { message } => (EventType::Warning, Reason::ReconcileFailed, message.clone(), "Reconcile"),
         };
         Event {
@@ -157,6 +180,7 @@ pub fn minted_reason(reason: &MintReason) -> Reason {
         MintReason::NoToken => Reason::Issued,
         MintReason::RenewalDue | MintReason::Expired => Reason::Renewed,
         MintReason::SecretDeleted | MintReason::TokenRemoved => Reason::SecretRecreated,
+        MintReason::TokenReplaced => Reason::TokenReplaced,
         _ => Reason::Regenerated,
     }
 }
@@ -174,36 +198,30 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-/// kube-runtime's event recorders, one per kind of Event.
+/// Makes kube-runtime event recorders.
 ///
 /// NB: a [`Recorder`] keeps every Event it published for six minutes, so that a repeat
-/// becomes a series (the same Event, counted) rather than another Event. Warnings repeat (a
-/// failure retried with backoff), so they share one recorder. A Normal Event says that
-/// something happened (a new token, a restart): the next one is news, not a repeat, and
-/// keeping each would hold one Event per resource (most of the operator's memory when
-/// 10,000 resources all mint at their first start). So each Normal Event gets a recorder of
-/// its own, as kube-runtime intends recorders to be used (one per reconcile).
+/// becomes a series (the same Event, counted) rather than another Event. Shared by all
+/// reconciles, that cache holds one Event per resource that had news in the last six
+/// minutes: most of the operator's memory when 10,000 resources all mint at their first
+/// start, and, for Warnings, memory that grows with a fleet-wide failure (Clear down for
+/// every resource) rather than with the work. Each Event therefore gets a recorder of its
+/// own, as kube-runtime intends recorders to be used (one per reconcile): the operator
+/// already publishes a Warning once per streak of failures, not on every retry, so there are
+/// no repeats to fold into series.
 #[derive(Clone)]
 pub struct Recorders {
     client: Client,
     reporter: Reporter,
-    warnings: Recorder,
 }
 
 impl Recorders {
     pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self {
-            warnings: Recorder::new(client.clone(), reporter.clone()),
-            client,
-            reporter,
-        }
+        Self { client, reporter }
     }
 
-    fn for_type(&self, type_: EventType) -> Recorder {
-        match type_ {
-            EventType::Warning => self.warnings.clone(),
-            EventType::Normal => Recorder::new(self.client.clone(), self.reporter.clone()),
-        }
+    fn fresh(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 }
 
@@ -221,7 +239,7 @@ pub async fn publish(
         EventType::Warning => "Warning",
     };
     metrics.observe_event(&event.reason, type_);
-    let recorder = recorders.for_type(event.type_);
+    let recorder = recorders.fresh();
     if let Err(error) = recorder.publish(&event, reference).await {
         tracing::warn!(reason = %event.reason, error = %error, "failed to publish event");
     }
@@ -270,6 +288,21 @@ mod tests {
     }
 
     #[test]
+    fn a_replaced_foreign_token_is_a_warning_that_says_so() {
+        let event = Notice::Minted {
+            reason: MintReason::TokenReplaced,
+            token_fingerprint: "tttttttttttt".into(),
+            issued_at: ts("2026-11-25T00:00:00Z"),
+            valid_till: None,
+        }
+        .to_event();
+        assert_eq!(event.type_, EventType::Warning);
+        assert_eq!(event.reason, "TokenReplaced");
+        let note = event.note.unwrap();
+        assert!(note.contains("had not written"), "{note}");
+    }
+
+    #[test]
     fn secret_recreated_event_explains_the_old_token_is_gone() {
         let event = Notice::Minted {
             reason: MintReason::SecretDeleted,
@@ -312,7 +345,7 @@ mod tests {
     /// Against the emulator: a Warning that repeats becomes a series on one Event, while each
     /// Normal Event (another new token) is an Event of its own and nothing is kept for it.
     #[tokio::test]
-    async fn warnings_repeat_as_a_series_and_each_new_token_is_its_own_event() {
+    async fn every_event_is_its_own_and_no_recorder_holds_one_in_memory() {
         use k8s_openapi::api::events::v1::Event as K8sEvent;
         use kube::{Api, api::ListParams};
 
@@ -380,9 +413,14 @@ mod tests {
         );
         assert!(normal.iter().any(|(note, _)| note.contains("aaaaaaaaaaaa")));
         assert!(normal.iter().any(|(note, _)| note.contains("bbbbbbbbbbbb")));
+        // NB: no recorder keeps an Event to fold a repeat into a series (memory that would
+        // grow with a fleet-wide failure); the operator publishes a Warning once per streak.
         let warning = notes("Warning");
-        assert_eq!(warning.len(), 1, "{warning:?}");
-        assert_eq!(warning[0].1, Some(2), "the repeat is counted: {warning:?}");
+        assert_eq!(warning.len(), 2, "{warning:?}");
+        assert!(
+            warning.iter().all(|(_, series)| series.is_none()),
+            "{warning:?}"
+        );
         emulator.shutdown().await;
     }
 }

@@ -30,8 +30,14 @@ pub(super) async fn revoke_on_delete(
     let Some(fetched) = observe::fetch(ctx, api, &name).await? else {
         return Ok(Action::await_change());
     };
-    let skip = |why: &str| Notice::RevokeSkipped {
-        why: format!("the token was not revoked on delete: {why}"),
+    // NB: never silent: a Warning Event (which a namespace being deleted may refuse, so
+    // also) a log line and `clear_operator_revoke_skipped_total{why}`.
+    let skip = |label: &'static str, why: &str| {
+        ctx.metrics.observe_revoke_skipped(label);
+        tracing::warn!(why = label, "the token was not revoked on delete: {why}");
+        Notice::RevokeSkipped {
+            why: format!("the token was not revoked on delete: {why}"),
+        }
     };
     let status = &fetched.observed.status;
     // NB: a revoke already recorded (the finalizer patch after it failed, e.g. on a
@@ -41,19 +47,22 @@ pub(super) async fn revoke_on_delete(
         return Ok(Action::await_change());
     }
     let notice = match (&fetched.client_secret, &fetched.base_url) {
-        _ if status.token_fingerprint.is_none() => skip("no token was ever issued"),
+        _ if status.token_fingerprint.is_none() => skip("no_token", "no token was ever issued"),
         _ if fetched.observed.conflict_with.is_some() => skip(
+            "conflict",
             "another ClearApiClient holds the same client secret and minting would revoke its token",
         ),
-        (None, _) => skip("the client secret is missing"),
-        (_, None) => skip("the spec has no usable base URL"),
+        (None, _) => skip(
+            "client_secret_missing",
+            "the client secret is missing (a namespace being deleted removes it before this finalizer runs; the handed-out token stays live until it expires or the API client is deleted in Clear)",
+        ),
+        (_, None) => skip("no_base_url", "the spec has no usable base URL"),
         (Some(secret), _)
             if status.last_failure_reason.as_deref()
                 == Some(Reason::ClientSecretRejected.as_str())
-                && status.client_secret_fingerprint.as_deref()
-                    == Some(secret.fingerprint().as_str()) =>
+                && status::call_secret(status) == Some(secret.fingerprint().as_str()) =>
         {
-            skip("Clear rejected the client secret")
+            skip("client_secret_rejected", "Clear rejected the client secret")
         }
         (Some(secret), Some(base_url)) => {
             let lock = ctx.index.lock_for(&secret.fingerprint());
@@ -66,7 +75,15 @@ pub(super) async fn revoke_on_delete(
                 Ok(_discarded) => {
                     ctx.metrics.observe_clear_call("issued", started.elapsed());
                     let next = status::revoked(status, obj.meta().generation, now_seconds(ctx));
-                    write::status(ctx, api, &name, obj.status.as_ref(), &next).await?;
+                    write::status(
+                        ctx,
+                        api,
+                        &name,
+                        obj.status.as_ref(),
+                        &next,
+                        obj.metadata.resource_version.as_deref(),
+                    )
+                    .await?;
                     Notice::Revoked
                 }
                 Err(error) => {
@@ -75,7 +92,7 @@ pub(super) async fn revoke_on_delete(
                     if error.class() != FailureClass::Rejected {
                         return Err(Error::Revoke(error));
                     }
-                    skip(&error.to_string())
+                    skip("client_secret_rejected", &error.to_string())
                 }
             }
         }

@@ -41,6 +41,13 @@ pub(super) async fn keep(
     if !matches!(refresh, Refresh::No) {
         refresh_secret(step, &refresh, record).await?;
     }
+    let prev = step.prev();
+    if prev.mint_started_at.is_some()
+        && prev.token_fingerprint.as_deref() != Some(record.token_fingerprint.as_str())
+    {
+        // NB: told apart by its call id (see secret::held_token), not guessed.
+        info!(token = %record.token_fingerprint, "the Secret holds the answer to the call in flight (its status write was lost); recording it without a call");
+    }
     ctx.index
         .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
     let mut next = status::kept(
@@ -129,7 +136,23 @@ async fn refresh_secret(
     let Some(token) = token else {
         return Ok(());
     };
-    write::token_secret(ctx, cac, base_url.as_str(), token, record).await?;
+    // NB: the answer to the call in flight keeps its call id until status records it, so
+    // that a status write lost after this one still tells it apart from a foreign token.
+    let prev = step.prev();
+    let call_id = prev
+        .call_id
+        .as_deref()
+        .filter(|_| prev.token_fingerprint.as_deref() != Some(record.token_fingerprint.as_str()));
+    write::token_secret(
+        ctx,
+        cac,
+        base_url.as_str(),
+        token,
+        record,
+        call_id,
+        fetched.target_resource_version.as_deref(),
+    )
+    .await?;
     if let Refresh::MoveFrom(old) = refresh {
         write::retire_previous_secret(ctx, cac, &namespace, old).await?;
         info!(from = %old, secret = %target, "moved the token to the renamed target Secret without minting");

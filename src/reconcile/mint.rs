@@ -1,14 +1,16 @@
 //! The mint step: serialize per client secret, yield to a holder, check the Secret can be
 //! written, count the call, call Clear, store the token, record it, restart the targets.
-//! Every failure records itself in status and backs off; none leaves a new token unrecorded
-//! or the last good token overwritten.
+//! Every failure records itself in status and backs off; none leaves the last good token
+//! overwritten, and a token Clear issued is never thrown away: when its Secret write fails
+//! it is kept (see [`super::context::PendingToken`]) and written by the next reconciles.
 
 use jiff::Timestamp;
 use kube::Resource;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     Step,
+    context::PendingToken,
     decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
     earliest,
     error::Error,
@@ -42,6 +44,12 @@ pub(super) async fn mint(
         });
     };
     let cac = &fetched.cac;
+    if !ctx.index.all_scopes_synced() {
+        debug!(
+            "not every watched namespace is listed yet; minting waits for the shared-secret check to see them all"
+        );
+        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(1)));
+    }
     let fingerprint = client_secret.fingerprint();
     let lock = ctx.index.lock_for(&fingerprint);
     let _serialized = lock.lock().await;
@@ -60,11 +68,20 @@ pub(super) async fn mint(
     ctx.index.claim(&fetched.claimant, &fingerprint, true);
 
     let prev = step.prev();
+    let call_id = new_call_id();
     if let Err(Error::ApplySecret {
         name: target,
         detail,
-    }) =
-        write::dry_run_token_secret(ctx, cac, base_url.as_str(), spec, &fingerprint, step.now).await
+    }) = write::dry_run_token_secret(
+        ctx,
+        cac,
+        base_url.as_str(),
+        spec,
+        &fingerprint,
+        &call_id,
+        step.now,
+    )
+    .await
     {
         let failure = MintFailure {
             reason: Reason::SecretApplyFailed,
@@ -77,8 +94,25 @@ pub(super) async fn mint(
         warn!(secret = %target, error = %detail, "the token Secret cannot be written; not calling Clear");
         return record_failure(step, prev, cac.status.as_ref(), failure, health).await;
     }
-    let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, step.now);
+    // NB: `mintStartedAt` is what another replica's wait counts from, so it is taken right
+    // before the request and rounded up (status keeps seconds): the recorded start is never
+    // earlier than the real one. A status write that ate much of the margin the waiters add
+    // to the Clear timeout cancels the call instead of starting it late.
+    let marked = std::time::Instant::now();
+    let started = ceil_to_second(ctx.clock.now());
+    let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, &call_id, started);
     step.write_status(cac.status.as_ref(), &counted).await?;
+    if marked.elapsed() > CALL_START_BUDGET {
+        warn!(
+            elapsed_ms = marked.elapsed().as_millis(),
+            "marking the call in status took too long; not calling Clear this time"
+        );
+        let mut unmarked = counted.clone();
+        unmarked.mint_started_at = None;
+        unmarked.call_id = None;
+        step.write_status(Some(&counted), &unmarked).await?;
+        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(5)));
+    }
     info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
     // NB: the fence was checked by the status write just above; checked again because that
     // write may have taken a while.
@@ -90,27 +124,113 @@ pub(super) async fn mint(
         }
     };
 
-    let issued_at = now_seconds(ctx);
-    let record = token_record(step, &issued, fingerprint, issued_at, &spec.config_hash);
-    let applied = write::token_secret(ctx, cac, base_url.as_str(), &issued.token, &record).await;
-    drop(issued);
-    if let Err(Error::ApplySecret {
-        name: target,
-        detail,
-    }) = applied
-    {
-        // NB: the new token is lost and the stored one revoked; retrying at once would mint
-        // in a loop if the write keeps failing (RBAC, quota), so it backs off like a failure.
-        let failure = MintFailure {
-            reason: Reason::SecretApplyFailed,
-            message: format!("failed to write the new token to Secret {target}: {detail}"),
-            next_retry: Some(transient_retry(step, &counted)),
-            may_have_minted: true,
-        };
-        warn!(secret = %target, error = %detail, "failed to write the new token; retrying with backoff");
-        return record_failure(step, &counted, Some(&counted), failure, health).await;
+    let record = token_record(step, &issued, fingerprint, &spec.config_hash);
+    let pending = PendingToken {
+        call_id,
+        token: issued.token,
+        record,
+        reason,
+        attempts: 0,
+    };
+    store_and_record(step, pending, &counted).await
+}
+
+/// Writes a token this process minted earlier and could not write then (see
+/// [`PendingToken`]); `status.callId` still names its call.
+pub(super) async fn write_pending(
+    step: &Step<'_>,
+    pending: PendingToken,
+) -> Result<Option<Timestamp>, Error> {
+    info!(token = %pending.record.token_fingerprint, attempt = pending.attempts + 1, "writing the token minted earlier, not minting again");
+    let counted = step.prev().clone();
+    store_and_record(step, pending, &counted).await
+}
+
+/// Longest time marking a call in status may take before the call is sent. It must stay
+/// well inside [`crate::operator::IN_FLIGHT_MARGIN`], the margin other replicas wait past
+/// `mintStartedAt` + the Clear timeout.
+const CALL_START_BUDGET: std::time::Duration = std::time::Duration::from_secs(4);
+
+/// Identifies one call to Clear (`status.callId`, and the Secret annotation written with
+/// its token).
+fn new_call_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::thread_rng().r#gen::<u64>())
+}
+
+/// `at`, rounded up to the whole second.
+fn ceil_to_second(at: Timestamp) -> Timestamp {
+    let floor = at.as_second();
+    let second = if at.subsec_nanosecond() > 0 {
+        floor.saturating_add(1)
+    } else {
+        floor
+    };
+    Timestamp::from_second(second).unwrap_or(at)
+}
+
+/// Writes a fresh token to the Secret, then status, the Event and the restarts. When the
+/// Secret write fails, the token is kept for the next reconcile (never a second call while
+/// it can still be written); `counted` is the status that marks its call.
+async fn store_and_record(
+    step: &Step<'_>,
+    mut pending: PendingToken,
+    counted: &ClearApiClientStatus,
+) -> Result<Option<Timestamp>, Error> {
+    let (ctx, fetched) = (step.ctx, step.fetched);
+    let (Some(base_url), Ok(spec)) = (&fetched.base_url, &fetched.observed.spec) else {
+        // NB: the spec turned invalid (or its base URL was refused) since the call: the token
+        // is still the live one; it is written with the base URL of its call when it comes
+        // back, so keep it.
+        let (namespace, name) = step.key();
+        ctx.keep_pending(&namespace, &name, pending);
+        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(30)));
+    };
+    let cac = &fetched.cac;
+    let applied = write::token_secret(
+        ctx,
+        cac,
+        base_url.as_str(),
+        &pending.token,
+        &pending.record,
+        Some(&pending.call_id),
+        fetched.target_resource_version.as_deref(),
+    )
+    .await;
+    if let Err(error) = applied {
+        // NB: the stored token was revoked by this call; the new one is the only live one.
+        // It is kept and written again soon (this process is the only one that has it), at
+        // a pace that does not hammer a failing API server.
+        pending.attempts = pending.attempts.saturating_add(1);
+        let retry_in = jiff::SignedDuration::from_secs(
+            1_i64 << pending.attempts.clamp(1, 5).saturating_sub(1),
+        );
+        let detail = error.to_string();
+        warn!(error = %detail, attempt = pending.attempts, "failed to write the new token; keeping it and writing it again");
+        let (namespace, name) = step.key();
+        ctx.metrics.set_ready(&namespace, &name, false);
+        let token_fingerprint = pending.record.token_fingerprint.clone();
+        ctx.keep_pending(&namespace, &name, pending);
+        // NB: best effort: the same outage may fail this write too. Nothing depends on it:
+        // `mintStartedAt` and `callId` (already in status) are what keep other replicas
+        // from minting, and the pending token what keeps this one from it.
+        if error.is_transient() && !matches!(error, Error::NotLeader(_)) {
+            let mut next = counted.clone();
+            status::set_ready(
+                &mut next,
+                false,
+                Reason::SecretApplyFailed,
+                format!(
+                    "new token {token_fingerprint} was minted but could not be written yet ({detail}); it is kept and written again, not minted again"
+                ),
+                cac.meta().generation,
+                now_seconds(ctx),
+            );
+            let _ = step.write_status(Some(counted), &next).await;
+        }
+        return Ok(Some(now_seconds(ctx) + retry_in));
     }
-    applied?;
+    let PendingToken { record, reason, .. } = pending;
     if let Some(previous) = &fetched.previous_secret {
         // NB: the new token revoked the one still sitting under the old target name.
         let (namespace, _) = step.key();
@@ -118,8 +238,8 @@ pub(super) async fn mint(
     }
     let planned = decide::plan_renewal(&record, spec, record.issued_at);
     let (renewal, windows) = decide::split_plan(planned);
-    let done = record_success(step, &counted, &record, reason, renewal, windows.as_ref()).await?;
-    let restart_retry = restart_targets(step, &done, issued_at).await?;
+    let done = record_success(step, counted, &record, reason, renewal, windows.as_ref()).await?;
+    let restart_retry = restart_targets(step, &done, record.issued_at).await?;
     Ok(earliest(renewal, restart_retry))
 }
 
@@ -169,9 +289,9 @@ fn token_record(
     step: &Step<'_>,
     issued: &IssuedToken,
     client_secret_fingerprint: String,
-    issued_at: Timestamp,
     config_hash: &str,
 ) -> TokenRecord {
+    let issued_at = now_seconds(step.ctx);
     let (valid_till, clamped) = schedule::clamp_valid_till(issued_at, issued.valid_till);
     if clamped {
         warn!(

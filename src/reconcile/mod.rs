@@ -160,19 +160,47 @@ async fn apply(
     ctx: &Context,
 ) -> Result<Action, Error> {
     let name = obj.name_any();
-    let Some(fetched) = observe::fetch(ctx, api, &name).await? else {
-        ctx.forget(obj.namespace().as_deref().unwrap_or_default(), &name);
+    let namespace = obj.namespace().unwrap_or_default();
+    let Some(mut fetched) = observe::fetch(ctx, api, &name).await? else {
+        ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     };
     let now = now_seconds(ctx);
-    let decision = decide(&fetched.observed, now, &ctx.settings.policy);
-    debug!(decision = decision_label(&decision), "decided");
+    schedule::bound_future_times(&mut fetched.observed.status, now);
+    if let Some(me) = &ctx.settings.instance
+        && let Some(other) = decide::yield_to(&fetched.observed.status, me, now)
+    {
+        // NB: no write, no call: another install owns this resource. Said loudly once.
+        warn!(%other, %me, "another clear-operator install manages this resource; leaving it alone");
+        if ctx.first_yield(&namespace, &name) {
+            let notice = Notice::DuplicateOperator {
+                other: other.to_string(),
+                me: me.clone(),
+            };
+            ctx.publish(&fetched.cac.object_ref(&()), notice).await;
+        }
+        return Ok(requeue_at(None, now));
+    }
     let step = Step {
         ctx,
         api,
         fetched: &fetched,
         now,
+        resource_version: std::sync::Mutex::new(fetched.cac.metadata.resource_version.clone()),
     };
+    // NB: before deciding: a token this process minted and could not write yet is written,
+    // never minted again, while status still marks its call as the one in flight.
+    if let Some(pending) = ctx.take_pending(&namespace, &name) {
+        if step.prev().call_id.as_deref() == Some(pending.call_id.as_str())
+            && pending.record.valid_till.is_none_or(|till| now < till)
+        {
+            let next = mint::write_pending(&step, pending).await?;
+            return Ok(requeue_at(next, now_seconds(ctx)));
+        }
+        debug!("a kept token's call is no longer the one in flight; dropped unwritten");
+    }
+    let decision = decide(&fetched.observed, now, &ctx.settings.policy);
+    debug!(decision = decision_label(&decision), "decided");
     let next = match decision {
         Decision::Keep {
             refresh_secret,
@@ -206,6 +234,9 @@ struct Step<'a> {
     fetched: &'a Fetched,
     /// The clock when the decision was made.
     now: Timestamp,
+    /// The resource's resourceVersion as read, then as each status write left it: the
+    /// precondition of the next status write.
+    resource_version: std::sync::Mutex<Option<String>>,
 }
 
 impl Step<'_> {
@@ -220,14 +251,38 @@ impl Step<'_> {
         &self.fetched.observed.status
     }
 
-    /// Writes status (fenced) over `current`, the status as last written.
+    /// Writes status (fenced, and on condition that the resource did not change since this
+    /// reconcile read or last wrote it) over `current`, the status as last written.
     async fn write_status(
         &self,
         current: Option<&ClearApiClientStatus>,
         next: &ClearApiClientStatus,
     ) -> Result<(), Error> {
         let name = self.fetched.cac.name_any();
-        write::status(self.ctx, self.api, &name, current, next).await
+        let expected = self.lock_resource_version().clone();
+        let mut next = next.clone();
+        if let Some(me) = &self.ctx.settings.instance {
+            next.operator_instance = Some(me.clone());
+        }
+        let written = write::status(
+            self.ctx,
+            self.api,
+            &name,
+            current,
+            &next,
+            expected.as_deref(),
+        )
+        .await?;
+        if let Some(rv) = written {
+            *self.lock_resource_version() = Some(rv);
+        }
+        Ok(())
+    }
+
+    fn lock_resource_version(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.resource_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Restarts `targets` onto the token issued at `issued_at`, publishes what became of
@@ -240,8 +295,14 @@ impl Step<'_> {
     ) -> Result<Option<Timestamp>, Error> {
         self.ctx.fence.check()?;
         let (namespace, _) = self.key();
-        let attempts =
-            restart::restart_targets(&self.ctx.client, &namespace, targets, issued_at).await;
+        let attempts = restart::restart_targets(
+            &self.ctx.client,
+            &namespace,
+            targets,
+            issued_at,
+            &self.ctx.fence,
+        )
+        .await;
         let mut retry_in: Option<SignedDuration> = None;
         next.pending_restarts.clear();
         for attempt in attempts {

@@ -33,9 +33,12 @@ pub struct Fetched {
     /// Our Secret under the target name of before a rename: deleted once the target holds
     /// the token, so no Secret of ours keeps a token that the next mint revokes.
     pub previous_secret: Option<String>,
-    /// The token in the target Secret when it is the one the operator knows (annotations or
-    /// status name it): what a re-apply of drifted metadata writes back.
+    /// The token in the target Secret when it is the one the operator knows (status names
+    /// it, or it is the answer to the call in flight): what a re-apply writes back.
     pub stored_token: Option<AccessToken>,
+    /// The target Secret's resourceVersion as read (`None`: absent): the precondition of
+    /// this reconcile's write of it.
+    pub target_resource_version: Option<String>,
 }
 
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
@@ -84,6 +87,9 @@ pub async fn fetch(
             detail: sanitize(&e),
         })?;
     let mut stored_token = None;
+    let target_resource_version = target_secret
+        .as_ref()
+        .and_then(|s| s.metadata.resource_version.clone());
     let target = match target_secret {
         None => TargetState::Absent,
         Some(found) => match secret::ownership(&found.metadata, &cac.name_any()) {
@@ -95,20 +101,24 @@ pub async fn fetch(
                     secret::metadata_drifted(&cac, url.as_str(), &found.metadata)
                 });
                 let assessed = secret::held_token(&found.metadata, held.as_deref(), &status);
-                if !matches!(assessed, Held::Nothing) {
+                if matches!(assessed, Held::Current { .. } | Held::CallAnswer(_)) {
                     stored_token = token;
                 }
                 match assessed {
-                    Held::Recorded(record) => TargetState::Ours {
+                    // NB: annotations that no longer copy status are re-applied from it: the
+                    // keep step rewrites the Secret, the token stays.
+                    Held::Current {
+                        record,
+                        annotations_match,
+                    } => TargetState::Ours {
+                        token: Some(record),
+                        drifted: drifted || !annotations_match,
+                    },
+                    Held::CallAnswer(record) => TargetState::Ours {
                         token: Some(record),
                         drifted,
                     },
-                    // NB: drifted, so the keep step re-applies the Secret: the annotations
-                    // come back from status, the token stays.
-                    Held::Repairable(record) => TargetState::Ours {
-                        token: Some(record),
-                        drifted: true,
-                    },
+                    Held::Unknown => TargetState::Unknown,
                     Held::Nothing => TargetState::Ours {
                         token: None,
                         drifted,
@@ -193,6 +203,7 @@ pub async fn fetch(
         holds,
         previous_secret,
         stored_token,
+        target_resource_version,
     }))
 }
 

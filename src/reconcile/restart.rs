@@ -37,11 +37,26 @@ pub async fn restart_targets(
     namespace: &str,
     targets: &[RolloutRestartTarget],
     issued_at: Timestamp,
+    fence: &crate::fence::Fence,
 ) -> Vec<Attempt> {
     let mut attempts = Vec::new();
     for target in targets {
         let kind = format!("{:?}", target.kind);
         let name = target.name.clone();
+        // NB: fenced per patch, not once for the list: a replica that lost the Lease
+        // half-way leaves the rest pending for the new leader.
+        if fence.check().is_err() {
+            attempts.push(Attempt {
+                target: target.clone(),
+                notice: Notice::RestartFailed {
+                    kind,
+                    name,
+                    error: "this replica no longer leads".to_string(),
+                },
+                retry_in: Some(RETRY),
+            });
+            continue;
+        }
         let result = match target.kind {
             RolloutKind::Deployment => {
                 patch::<Deployment>(client, namespace, &target.name, issued_at).await

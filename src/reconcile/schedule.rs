@@ -4,6 +4,8 @@
 
 use jiff::{SignedDuration, Timestamp};
 
+use crate::resource::ClearApiClientStatus;
+
 /// Default `renewBefore` is a third of the token's lifetime, but never more than this.
 pub const MAX_DEFAULT_RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(24);
 /// First transient-failure backoff; doubles with each consecutive failure.
@@ -76,6 +78,34 @@ pub fn transient_backoff(attempt: i32, jitter: f64) -> SignedDuration {
 pub fn random_jitter() -> f64 {
     use rand::Rng;
     rand::thread_rng().gen_range(-BACKOFF_JITTER..=BACKOFF_JITTER)
+}
+
+/// The longest wait a failure can legitimately ask for: until the next 00:00 UTC (429, the
+/// budget), plus room for jitter. A `nextRetryTime` further ahead was written under a
+/// wrong clock.
+pub const LONGEST_RETRY_WAIT: SignedDuration = SignedDuration::from_hours(25);
+
+/// Bounds the times in status that say "not before" (`mintStartedAt`, `lastFailureTime`,
+/// `nextRetryTime`) to what `now` makes possible, so that a value written under a clock
+/// that was ahead (this node's, or another replica's) cannot block progress or failover:
+/// a call cannot have started or failed in the future, and no retry waits longer than
+/// [`LONGEST_RETRY_WAIT`] (it is cut to the cap of a transient backoff). The next status
+/// write keeps the bounded values, so the bound is applied once, not moved on every
+/// reconcile.
+pub fn bound_future_times(status: &mut ClearApiClientStatus, now: Timestamp) {
+    for time in [&mut status.mint_started_at, &mut status.last_failure_time]
+        .into_iter()
+        .flatten()
+    {
+        if time.0 > now {
+            time.0 = now;
+        }
+    }
+    if let Some(retry) = &mut status.next_retry_time
+        && retry.0.duration_since(now) > LONGEST_RETRY_WAIT
+    {
+        retry.0 = now.saturating_add(BACKOFF_CAP).unwrap_or(now);
+    }
 }
 
 /// The UTC day (`YYYY-MM-DD`) a call made at `now` counts against in Clear's quota.

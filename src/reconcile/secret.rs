@@ -39,6 +39,8 @@ pub const TOKEN_FINGERPRINT_ANNOTATION: &str = "clear-operator.io/token-fingerpr
 pub const CONTENT_HASH_ANNOTATION: &str = "clear-operator.io/content-hash";
 /// On a Secret the token moved away from (a renamed target): where it went.
 pub const RETIRED_ANNOTATION: &str = "clear-operator.io/retired";
+/// On a Secret written with a new token: the `status.callId` of the call that minted it.
+pub const CALL_ID_ANNOTATION: &str = "clear-operator.io/call-id";
 /// Value of [`VALID_TILL_ANNOTATION`] for a token that never expires.
 pub const NEVER_EXPIRES: &str = "never";
 
@@ -110,18 +112,27 @@ pub fn read_token_record(meta: &ObjectMeta) -> Option<TokenRecord> {
     })
 }
 
-/// What an existing Secret of ours holds, judged from its annotations, the fingerprint of
-/// its `accessToken` value (`held`, `None` when the key is gone or empty) and status.
+/// What an existing Secret of ours holds, judged against status (the authority) from the
+/// fingerprint of its `accessToken` value (`held`, `None` when the key is gone or empty)
+/// and, only for the one case where the Secret may be newer than status, its annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Held {
-    /// The token the annotations describe.
-    Recorded(TokenRecord),
-    /// The annotations are damaged (removed or edited) but the value is the token status
-    /// names: status knows everything the annotations said, so they are re-applied from it
-    /// without a call.
-    Repairable(TokenRecord),
-    /// No token the operator knows: the key was removed, or its value replaced. The token
-    /// existed only in this Secret, so the only way back to a working Secret is one mint.
+    /// The token status names. The record is status's; `annotations_match` says whether the
+    /// Secret's annotations still copy it (edited or removed ones are re-applied from status
+    /// without a call).
+    Current {
+        record: TokenRecord,
+        annotations_match: bool,
+    },
+    /// The answer to the call status marks as in flight: written to the Secret with that
+    /// call's id, but the status write after it was lost. Told apart exactly by the call id,
+    /// so it is adopted without a call.
+    CallAnswer(TokenRecord),
+    /// A token status does not name and no call of ours wrote: put back by a backup restore,
+    /// a secret-sync tool, a second install or an edit. It may well be revoked, so it is
+    /// never served as Ready; one call replaces it.
+    Unknown,
+    /// No token: the key was removed or emptied.
     Nothing,
 }
 
@@ -129,33 +140,64 @@ pub fn held_token(meta: &ObjectMeta, held: Option<&str>, status: &ClearApiClient
     let Some(held) = held else {
         return Held::Nothing;
     };
-    if let Some(record) = read_token_record(meta) {
-        return if record.token_fingerprint == held {
-            Held::Recorded(record)
-        } else {
-            Held::Nothing
+    let annotated = read_token_record(meta);
+    if let Some(record) = status_record(status, annotated.as_ref())
+        && record.token_fingerprint == held
+    {
+        let annotations_match = annotated.as_ref() == Some(&record);
+        return Held::Current {
+            record,
+            annotations_match,
         };
     }
-    match record_from_status(status) {
-        Some(record) if record.token_fingerprint == held => Held::Repairable(record),
-        _ => Held::Nothing,
+    let answer_to_our_call = status.mint_started_at.is_some()
+        && status.call_id.is_some()
+        && call_id(meta) == status.call_id.as_deref();
+    match annotated {
+        Some(record) if answer_to_our_call && record.token_fingerprint == held => {
+            Held::CallAnswer(record)
+        }
+        _ => Held::Unknown,
     }
 }
 
-/// The record status keeps of the current token (every part the annotations hold).
-// NB: only while no attempt failed or is in flight: a failed call records the configuration
-// it was made with, which is then not necessarily the stored token's.
-fn record_from_status(status: &ClearApiClientStatus) -> Option<TokenRecord> {
-    if status.failed_attempts > 0 || status.mint_started_at.is_some() {
-        return None;
-    }
+/// The call id annotation of a Secret (see [`CALL_ID_ANNOTATION`]).
+fn call_id(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(CALL_ID_ANNOTATION)
+        .map(String::as_str)
+}
+
+/// The operator's record of the current token, from status. `annotated` (the Secret's
+/// annotations) only fills the configuration hash and client secret of a status written by
+/// a version before `tokenConfigHash`, and only when it names the same token.
+pub fn status_record(
+    status: &ClearApiClientStatus,
+    annotated: Option<&TokenRecord>,
+) -> Option<TokenRecord> {
+    let token_fingerprint = status.token_fingerprint.clone()?;
+    let issued_at = status.issued_at.as_ref()?.0;
+    let (client_secret_fingerprint, config_hash) = match &status.token_config_hash {
+        Some(hash) => (status.client_secret_fingerprint.clone()?, hash.clone()),
+        None => match annotated.filter(|a| a.token_fingerprint == token_fingerprint) {
+            Some(a) => (a.client_secret_fingerprint.clone(), a.config_hash.clone()),
+            // NB: before tokenConfigHash, a failed or interrupted call overwrote these two
+            // with the call's; only a clean status still describes the token.
+            None if status.failed_attempts == 0 && status.mint_started_at.is_none() => (
+                status.client_secret_fingerprint.clone()?,
+                status.config_hash.clone()?,
+            ),
+            None => return None,
+        },
+    };
     Some(TokenRecord {
-        issued_at: status.issued_at.as_ref()?.0,
+        issued_at,
         valid_till: status.valid_till.as_ref().map(|t| t.0),
-        client_secret_fingerprint: status.client_secret_fingerprint.clone()?,
-        config_hash: status.config_hash.clone()?,
+        client_secret_fingerprint,
+        config_hash,
         regenerate: status.last_regenerate_request.clone(),
-        token_fingerprint: status.token_fingerprint.clone()?,
+        token_fingerprint,
     })
 }
 
@@ -248,13 +290,18 @@ fn content_hash(cac: &ClearApiClient, base_url: &str) -> String {
 }
 
 /// The Secret to server-side apply: token, token bookkeeping and the spec's metadata.
+/// `call_id` is the minting call's (see [`CALL_ID_ANNOTATION`]); `None` on a re-apply.
 pub fn build_secret(
     cac: &ClearApiClient,
     base_url: &str,
     token: &AccessToken,
     record: &TokenRecord,
+    call_id: Option<&str>,
 ) -> Secret {
     let (labels, mut annotations, mut data) = content(cac, base_url);
+    if let Some(id) = call_id {
+        annotations.insert(CALL_ID_ANNOTATION.to_string(), id.to_string());
+    }
     let valid_till = record.valid_till.map(|t| t.to_string());
     annotations.insert(
         ISSUED_AT_ANNOTATION.to_string(),
@@ -455,6 +502,7 @@ mod tests {
             "https://api-sandbox.clear.in",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         );
 
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
@@ -491,7 +539,13 @@ mod tests {
         let cac = client("billing");
         let mut rec = record();
         rec.valid_till = None;
-        let secret = build_secret(&cac, "https://x", &AccessToken::new("tok".into()), &rec);
+        let secret = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &rec,
+            None,
+        );
         assert_eq!(data_of(&secret, keys::VALID_TILL), "");
         assert_eq!(
             secret.metadata.annotations.as_ref().unwrap()[VALID_TILL_ANNOTATION],
@@ -541,6 +595,7 @@ mod tests {
             "https://x",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         );
         let owners = secret.metadata.owner_references.unwrap();
         assert_eq!(owners.len(), 1);
@@ -558,6 +613,7 @@ mod tests {
             "https://x",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         );
         assert!(secret.metadata.owner_references.is_none());
     }
@@ -570,6 +626,7 @@ mod tests {
             "https://x",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         );
         assert_eq!(ownership(&ours.metadata, "billing"), Ownership::Ours);
         assert!(matches!(
@@ -590,6 +647,7 @@ mod tests {
             "https://x",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         );
         assert!(!metadata_drifted(&cac, "https://x", &applied.metadata));
 
@@ -669,6 +727,7 @@ mod tests {
             "https://x",
             &AccessToken::new("tok".into()),
             &record(),
+            None,
         )
         .metadata;
         meta.annotations
@@ -721,90 +780,154 @@ mod tests {
     }
 
     #[test]
-    fn held_token_trusts_annotations_only_with_the_token_they_name_and_repairs_from_status() {
+    fn held_token_believes_status_and_adopts_only_the_answer_to_the_call_in_flight() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
         let record = record();
-        let good = |r: &TokenRecord| {
+        let meta_of = |r: &TokenRecord, call: Option<&str>| {
             let cac = client("billing");
             let token = AccessToken::new("t".into());
-            build_secret(&cac, "https://api.example", &token, r).metadata
+            build_secret(&cac, "https://api.example", &token, r, call).metadata
         };
         let status = ClearApiClientStatus {
-            issued_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                record.issued_at,
-            )),
-            valid_till: record
-                .valid_till
-                .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
+            issued_at: Some(Time(record.issued_at)),
+            valid_till: record.valid_till.map(Time),
             client_secret_fingerprint: Some(record.client_secret_fingerprint.clone()),
-            config_hash: Some(record.config_hash.clone()),
+            token_config_hash: Some(record.config_hash.clone()),
             token_fingerprint: Some(record.token_fingerprint.clone()),
             last_regenerate_request: record.regenerate.clone(),
             ..Default::default()
         };
-        let mut damaged = good(&record);
-        damaged
-            .annotations
-            .as_mut()
-            .unwrap()
-            .remove(ISSUED_AT_ANNOTATION);
+        // A newer token minted by the call `c-2`, its status write lost.
+        let newer = TokenRecord {
+            token_fingerprint: "nnnnnnnnnnnn".into(),
+            issued_at: ts("2026-11-25T11:00:00Z"),
+            valid_till: Some(ts("2026-11-25T23:00:00Z")),
+            ..record.clone()
+        };
+        let mut in_flight = status.clone();
+        in_flight.mint_started_at = Some(Time(ts("2026-11-25T10:59:59Z")));
+        in_flight.call_id = Some("c-2".into());
+        let mut edited = record.clone();
+        edited.valid_till = Some(ts("2030-01-01T00:00:00Z"));
+        let mut stripped = meta_of(&record, None);
+        stripped.annotations = None;
         let named = Some(record.token_fingerprint.as_str());
-        let mut failed = status.clone();
-        failed.failed_attempts = 1;
-        let mut other_token = status.clone();
-        other_token.token_fingerprint = Some("ffffffffffff".into());
+        let newer_fp = Some(newer.token_fingerprint.as_str());
+        let current = |annotations_match| Held::Current {
+            record: record.clone(),
+            annotations_match,
+        };
         let cases = [
             (
                 "intact",
-                good(&record),
+                meta_of(&record, None),
                 named,
                 &status,
-                Held::Recorded(record.clone()),
+                current(true),
+            ),
+            (
+                "valid-till annotation edited to 2030: status wins",
+                meta_of(&edited, None),
+                named,
+                &status,
+                current(false),
+            ),
+            (
+                "annotations removed",
+                stripped.clone(),
+                named,
+                &status,
+                current(false),
             ),
             (
                 "accessToken removed",
-                good(&record),
+                meta_of(&record, None),
                 None,
                 &status,
                 Held::Nothing,
             ),
             (
-                "accessToken replaced",
-                good(&record),
+                "an older token written back with its own annotations",
+                meta_of(&newer, None),
+                newer_fp,
+                &status,
+                Held::Unknown,
+            ),
+            (
+                "a value with no annotations",
+                stripped,
                 Some("000000000000"),
                 &status,
-                Held::Nothing,
+                Held::Unknown,
             ),
             (
-                "annotation removed, token status names",
-                damaged.clone(),
-                named,
+                "the answer to the call in flight",
+                meta_of(&newer, Some("c-2")),
+                newer_fp,
+                &in_flight,
+                Held::CallAnswer(newer.clone()),
+            ),
+            (
+                "a token written by an earlier call",
+                meta_of(&newer, Some("c-1")),
+                newer_fp,
+                &in_flight,
+                Held::Unknown,
+            ),
+            (
+                "a call id with no call in flight",
+                meta_of(&newer, Some("c-2")),
+                newer_fp,
                 &status,
-                Held::Repairable(record.clone()),
+                Held::Unknown,
             ),
             (
-                "annotation removed, another token",
-                damaged.clone(),
+                "the call's id over another token",
+                meta_of(&newer, Some("c-2")),
+                Some("000000000000"),
+                &in_flight,
+                Held::Unknown,
+            ),
+            (
+                "the current token while a call is in flight",
+                meta_of(&record, None),
                 named,
-                &other_token,
-                Held::Nothing,
-            ),
-            (
-                "annotation removed after a failed attempt",
-                damaged.clone(),
-                named,
-                &failed,
-                Held::Nothing,
-            ),
-            (
-                "annotation and token removed",
-                damaged,
-                None,
-                &status,
-                Held::Nothing,
+                &in_flight,
+                current(true),
             ),
         ];
         for (name, meta, held, status, expected) in cases {
             assert_eq!(held_token(&meta, held, status), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_status_from_before_token_config_hash_is_completed_from_matching_annotations_only() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        let record = record();
+        let legacy = ClearApiClientStatus {
+            issued_at: Some(Time(record.issued_at)),
+            valid_till: record.valid_till.map(Time),
+            // NB: the old before-mint overwrote these with a failed call's secret and config.
+            client_secret_fingerprint: Some("callsecret00".into()),
+            config_hash: Some("callconfig00".into()),
+            token_fingerprint: Some(record.token_fingerprint.clone()),
+            last_regenerate_request: record.regenerate.clone(),
+            failed_attempts: 1,
+            ..Default::default()
+        };
+        assert_eq!(status_record(&legacy, Some(&record)), Some(record.clone()));
+        let other = TokenRecord {
+            token_fingerprint: "ffffffffffff".into(),
+            ..record.clone()
+        };
+        assert_eq!(status_record(&legacy, Some(&other)), None);
+        let clean = ClearApiClientStatus {
+            failed_attempts: 0,
+            client_secret_fingerprint: Some(record.client_secret_fingerprint.clone()),
+            config_hash: Some(record.config_hash.clone()),
+            ..legacy
+        };
+        assert_eq!(status_record(&clean, None), Some(record));
     }
 }

@@ -165,9 +165,34 @@ fn record_token(
     status.renewal_time = renewal.map(Time);
     status.token_fingerprint = Some(record.token_fingerprint.clone());
     status.client_secret_fingerprint = Some(record.client_secret_fingerprint.clone());
-    if record.regenerate.is_some() {
-        status.last_regenerate_request = record.regenerate.clone();
+    status.token_config_hash = Some(record.config_hash.clone());
+    if let Some(value) = &record.regenerate {
+        status.last_regenerate_request = Some(value.clone());
+        remember_regenerate(status, value);
     }
+}
+
+/// How many honoured regenerate values status remembers.
+pub const REGENERATE_HISTORY: usize = 16;
+
+/// Adds `value` to the honoured regenerate values (newest last, oldest dropped).
+fn remember_regenerate(status: &mut ClearApiClientStatus, value: &str) {
+    status.regenerate_history.retain(|v| v != value);
+    status.regenerate_history.push(value.to_string());
+    let excess = status
+        .regenerate_history
+        .len()
+        .saturating_sub(REGENERATE_HISTORY);
+    status.regenerate_history.drain(..excess);
+}
+
+/// The client secret the last call to Clear was made with (for a status written before
+/// `callClientSecretFingerprint`, the one status recorded).
+pub fn call_secret(status: &ClearApiClientStatus) -> Option<&str> {
+    status
+        .call_client_secret_fingerprint
+        .as_deref()
+        .or(status.client_secret_fingerprint.as_deref())
 }
 
 /// Status when the stored token is kept: Ready, describing it; failure bookkeeping cleared
@@ -186,6 +211,7 @@ pub fn kept(
     // NB: keeping a token means no call is in flight; a mark left by a call whose token did
     // reach the Secret is cleared here.
     status.mint_started_at = None;
+    status.call_id = None;
     status.observed_generation = generation;
     let message = describe_validity(record.valid_till, renewal);
     set_ready(&mut status, true, Reason::Issued, message, generation, now);
@@ -199,10 +225,12 @@ pub fn before_mint(
     prev: &ClearApiClientStatus,
     fingerprint: &str,
     config_hash: &str,
+    call_id: &str,
     now: Timestamp,
 ) -> ClearApiClientStatus {
     let mut status = prev.clone();
     status.config_hash = Some(config_hash.to_string());
+    status.call_id = Some(call_id.to_string());
     let today = schedule::utc_day(now);
     status.mints_today = if status.mint_day.as_deref() == Some(today.as_str()) {
         status.mints_today.saturating_add(1)
@@ -211,7 +239,9 @@ pub fn before_mint(
     };
     status.mint_day = Some(today);
     status.mint_started_at = Some(Time(now));
-    status.client_secret_fingerprint = Some(fingerprint.to_string());
+    // NB: not clientSecretFingerprint: that describes the stored token, which this call
+    // has not replaced yet.
+    status.call_client_secret_fingerprint = Some(fingerprint.to_string());
     status
 }
 
@@ -225,6 +255,7 @@ pub fn revoked(
     let mut status = prev.clone();
     status.token_fingerprint = None;
     status.mint_started_at = None;
+    status.call_id = None;
     set_ready(
         &mut status,
         false,
@@ -245,9 +276,7 @@ pub fn minted(
     generation: Option<i64>,
     now: Timestamp,
 ) -> ClearApiClientStatus {
-    let mut status = kept(prev, record, renewal, secret_name, generation, now);
-    status.mint_started_at = None;
-    status
+    kept(prev, record, renewal, secret_name, generation, now)
 }
 
 /// What a failed call to Clear leaves behind.
@@ -275,6 +304,7 @@ pub fn mint_failed(
     status.next_retry_time = failure.next_retry.map(Time);
     if !failure.may_have_minted {
         status.mint_started_at = None;
+        status.call_id = None;
     }
     status.observed_generation = generation;
     let usable = health.is_usable() && !failure.may_have_minted;
@@ -386,7 +416,10 @@ pub fn describe_mint_reason(reason: &MintReason) -> String {
         MintReason::NoToken => "no token yet".into(),
         MintReason::SecretDeleted => "the target Secret was deleted".into(),
         MintReason::TokenRemoved => {
-            "the target Secret no longer holds the token (its accessToken key was removed or changed)".into()
+            "the target Secret no longer holds the token (its accessToken key was removed)".into()
+        }
+        MintReason::TokenReplaced => {
+            "the target Secret holds a token the operator did not write (restored from a backup, written back by another tool, or edited)".into()
         }
         MintReason::ClientSecretChanged => "the client secret changed".into(),
         MintReason::ConfigChanged => "environment, region, baseUrl or workspace changed".into(),
@@ -397,32 +430,40 @@ pub fn describe_mint_reason(reason: &MintReason) -> String {
 }
 
 /// Writes `status` with server-side apply on the status subresource, unless it already is
-/// the object's status (an unchanged write would still wake every watcher).
+/// the object's status (an unchanged write would still wake every watcher). With
+/// `resource_version`, the write is conditional: it fails with 409 if the resource changed
+/// since (a stale or late write, or the resource was deleted and created again under the
+/// same name). Returns the resourceVersion after the write (`None`: nothing was written).
 pub async fn apply(
     api: &Api<ClearApiClient>,
     name: &str,
     current: Option<&ClearApiClientStatus>,
     status: &ClearApiClientStatus,
-) -> Result<(), kube::Error> {
+    resource_version: Option<&str>,
+) -> Result<Option<String>, kube::Error> {
     // NB: compared as serialized, i.e. as stored: times are kept to the second, so an
     // in-memory status with sub-second times would never equal the stored one and every
     // reconcile would write (and wake itself) again.
     let serialized = |s: &ClearApiClientStatus| serde_json::to_value(s).ok();
     if current.is_some_and(|c| serialized(c) == serialized(status)) {
-        return Ok(());
+        return Ok(None);
     }
-    let patch = serde_json::json!({
+    let mut patch = serde_json::json!({
         "apiVersion": "clear-operator.io/v1alpha1",
         "kind": "ClearApiClient",
         "status": status,
     });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
+    if let Some(rv) = resource_version {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": rv });
+    }
+    let written = api
+        .patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(written.metadata.resource_version)
 }
 
 #[cfg(test)]
@@ -632,6 +673,7 @@ mod tests {
             &prev,
             "ffffffffffff",
             "cccccccccccc",
+            "c-1",
             ts("2026-11-25T23:59:59Z"),
         );
         assert_eq!(same_day.mints_today, 8);
@@ -640,14 +682,20 @@ mod tests {
             Some(Time(ts("2026-11-25T23:59:59Z")))
         );
         assert_eq!(
-            same_day.client_secret_fingerprint.as_deref(),
+            same_day.call_client_secret_fingerprint.as_deref(),
             Some("ffffffffffff")
+        );
+        assert_eq!(same_day.call_id.as_deref(), Some("c-1"));
+        assert_eq!(
+            same_day.client_secret_fingerprint, None,
+            "the stored token's client secret is not the call's until it answers"
         );
         prev.mints_today = 250;
         let next_day = before_mint(
             &prev,
             "ffffffffffff",
             "cccccccccccc",
+            "c-1",
             ts("2026-11-26T00:00:00Z"),
         );
         assert_eq!(next_day.mints_today, 1);
@@ -693,6 +741,7 @@ mod tests {
             &Default::default(),
             "aaaaaaaaaaaa",
             "cccccccccccc",
+            "c-1",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {
@@ -728,6 +777,7 @@ mod tests {
             &Default::default(),
             "aaaaaaaaaaaa",
             "cccccccccccc",
+            "c-1",
             ts("2026-11-25T09:00:00Z"),
         );
         let failure = MintFailure {

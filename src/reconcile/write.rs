@@ -2,6 +2,12 @@
 //! writes nothing more. Secret writes are one server-side apply as the operator's field
 //! manager (dry run, token Secret, retired Secret); errors name the Secret, never its
 //! content.
+//!
+//! NB: each write is one request, sent only after the fence check: the operator's
+//! Kubernetes client has no retry layer (see [`crate::kube_client`]), so no write is re-sent
+//! behind the fence's back. Writes that can race carry a precondition: status writes the
+//! resourceVersion the reconcile read (or last wrote), token Secret writes the Secret's, so
+//! a late or stale write fails with 409 instead of landing over a newer one.
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
@@ -29,54 +35,84 @@ enum Write {
     Store,
 }
 
-/// Writes status, if this replica still leads.
+/// Writes status, if this replica still leads, on condition that the resource is still at
+/// `resource_version` (when given); returns the resourceVersion after the write.
 pub(super) async fn status(
     ctx: &Context,
     api: &Api<ClearApiClient>,
     name: &str,
     current: Option<&ClearApiClientStatus>,
     next: &ClearApiClientStatus,
-) -> Result<(), Error> {
+    resource_version: Option<&str>,
+) -> Result<Option<String>, Error> {
     ctx.fence.check()?;
-    status::apply(api, name, current, next)
-        .await
-        .map_err(Error::PatchStatus)
+    bounded(
+        "the ClearApiClient status",
+        status::apply(api, name, current, next, resource_version),
+    )
+    .await?
+    .map_err(Error::PatchStatus)
 }
 
-/// Server-side applies the target Secret holding `token`, if this replica still leads.
+/// How long one write may take. NB: a write that hangs (an API server frozen mid-request)
+/// would hold the reconcile, and with it the resource, for the client's read timeout of
+/// several minutes; the write's own precondition keeps a late landing harmless.
+pub const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn bounded<T>(
+    what: &'static str,
+    write: impl std::future::Future<Output = T>,
+) -> Result<T, Error> {
+    tokio::time::timeout(WRITE_TIMEOUT, write)
+        .await
+        .map_err(|_| Error::WriteTimedOut {
+            what,
+            secs: WRITE_TIMEOUT.as_secs(),
+        })
+}
+
+/// Server-side applies the target Secret holding `token`, if this replica still leads, on
+/// condition that the Secret is still at `resource_version` (`None`: it did not exist).
+/// `call_id` marks a token fresh from a call (see [`secret::CALL_ID_ANNOTATION`]).
 pub(super) async fn token_secret(
     ctx: &Context,
     cac: &ClearApiClient,
     base_url: &str,
     token: &AccessToken,
     record: &TokenRecord,
+    call_id: Option<&str>,
+    resource_version: Option<&str>,
 ) -> Result<(), Error> {
     ctx.fence.check()?;
-    let desired = secret::build_secret(cac, base_url, token, record);
+    let mut desired = secret::build_secret(cac, base_url, token, record, call_id);
+    desired.metadata.resource_version = resource_version.map(str::to_string);
     server_side_apply(ctx, &desired, Write::Store).await
 }
 
-/// Server-side dry run of the Secret apply a mint would make (with a placeholder token).
-// NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC) would
-// make a call to Clear revoke the stored token for nothing; this finds out at no cost.
+/// Server-side dry run of the Secret apply a mint would make: the same shape and at least
+/// the same size (the longest token Clear documents, a full expiry, the regenerate value
+/// and call id the real write will carry), with a placeholder token.
+// NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC, size)
+// would make a call to Clear revoke the stored token for nothing; this finds out at no cost.
 pub(super) async fn dry_run_token_secret(
     ctx: &Context,
     cac: &ClearApiClient,
     base_url: &str,
     spec: &ValidSpec,
     fingerprint: &str,
+    call_id: &str,
     now: Timestamp,
 ) -> Result<(), Error> {
     let record = TokenRecord {
         issued_at: now,
-        valid_till: None,
+        valid_till: Some(now),
         client_secret_fingerprint: fingerprint.to_string(),
         config_hash: spec.config_hash.clone(),
-        regenerate: None,
-        token_fingerprint: "dry-run".to_string(),
+        regenerate: cac.regenerate_request().map(str::to_string),
+        token_fingerprint: "0".repeat(crate::clear::FINGERPRINT_HEX_CHARS),
     };
-    let placeholder = AccessToken::new("dry-run-placeholder".to_string());
-    let desired = secret::build_secret(cac, base_url, &placeholder, &record);
+    let placeholder = AccessToken::new("x".repeat(crate::clear::MAX_TOKEN_CHARS));
+    let desired = secret::build_secret(cac, base_url, &placeholder, &record, Some(call_id));
     server_side_apply(ctx, &desired, Write::DryRun).await
 }
 
@@ -119,7 +155,12 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
         Write::DryRun => PatchParams::apply(FIELD_MANAGER).force().dry_run(),
         Write::Store => PatchParams::apply(FIELD_MANAGER).force(),
     };
-    match secrets.patch(&name, &params, &Patch::Apply(desired)).await {
+    match bounded(
+        "the target Secret",
+        secrets.patch(&name, &params, &Patch::Apply(desired)),
+    )
+    .await?
+    {
         Ok(_) => Ok(()),
         Err(e) => Err(Error::ApplySecret {
             name,

@@ -166,7 +166,9 @@ impl E2e {
 
     /// Starts the real operator in this process, watching only this test's namespace.
     pub fn start_operator(&self) -> RunningOperator {
-        let client = Client::try_from(self.config.clone()).expect("a kube client builds");
+        // NB: the client `run` builds: no hidden retries.
+        let client =
+            clear_operator::kube_client::build(self.config.clone()).expect("a kube client builds");
         let args = RunArgs {
             namespaces: vec![self.namespace.clone()],
             // NB: like `dev`, the operator may only call the simulator.

@@ -19,6 +19,7 @@ mod e2e_support;
 mod audit;
 mod chart;
 mod kubectl;
+mod outage;
 
 use std::path::PathBuf;
 

@@ -151,12 +151,17 @@ impl Kit {
                 .expect("sandbox starts");
 
         let clock = ManualClock::new(options.start);
+        // NB: the operator's client as `run` builds it (no hidden retries); the test's own
+        // client is kube-rs's default.
+        let operator_client = clear_operator::kube_client::build(emulator.client_config())
+            .expect("a plain-http client builds");
         let ctx = Arc::new(new_context(
-            &client,
+            &operator_client,
             &clock,
             options.policy,
             options.clear_timeout,
             &[&[sandbox.url().to_string()][..], &options.also_allowed[..]].concat(),
+            None,
         ));
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
@@ -485,12 +490,20 @@ impl Kit {
 
     /// A fresh operator context (as after a restart) sharing this kit's clock.
     pub fn new_context(&self, policy: Policy) -> Arc<Context> {
+        self.new_context_of(policy, None)
+    }
+
+    /// A fresh operator context of the install `instance` (its Lease `namespace/name`).
+    pub fn new_context_of(&self, policy: Policy, instance: Option<&str>) -> Arc<Context> {
+        let operator_client = clear_operator::kube_client::build(self.emulator.client_config())
+            .expect("a plain-http client builds");
         Arc::new(new_context(
-            &self.client,
+            &operator_client,
             &self.clock,
             policy,
             Duration::from_secs(5),
             &[self.sandbox.url().to_string()],
+            instance,
         ))
     }
 
@@ -533,6 +546,7 @@ fn new_context(
     policy: Policy,
     timeout: Duration,
     allowed: &[String],
+    instance: Option<&str>,
 ) -> Context {
     let mut registry = prometheus_client::registry::Registry::default();
     let metrics = Arc::new(Metrics::register(&mut registry));
@@ -557,6 +571,7 @@ fn new_context(
                     .collect::<Vec<_>>(),
             ),
             policy,
+            instance: instance.map(str::to_string),
         },
         Reporter {
             controller: "clear-operator".into(),

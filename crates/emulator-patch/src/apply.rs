@@ -139,7 +139,8 @@ fn without_nulls(value: &Value) -> Value {
     }
 }
 
-/// What a status-subresource apply may touch: identity and `status`.
+/// What a status-subresource apply may touch: identity and `status`. A `resourceVersion` in
+/// the configuration stays: as on the main endpoint, apiserver treats it as a precondition.
 fn status_only(config: Value) -> Value {
     let Value::Object(mut map) = config else {
         return config;
@@ -153,7 +154,7 @@ fn status_only(config: Value) -> Value {
     if let Some(Value::Object(meta)) = map.remove("metadata") {
         let identity: Map<String, Value> = meta
             .into_iter()
-            .filter(|(k, _)| k == "name" || k == "namespace")
+            .filter(|(k, _)| k == "name" || k == "namespace" || k == "resourceVersion")
             .collect();
         out.insert("metadata".into(), Value::Object(identity));
     }

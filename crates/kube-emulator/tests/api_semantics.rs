@@ -670,3 +670,67 @@ async fn json_patch_that_does_not_apply_is_422_invalid_and_a_malformed_one_400()
     assert_eq!(err.reason, "BadRequest");
     c.stop().await;
 }
+
+#[tokio::test]
+async fn a_resource_version_in_an_apply_is_a_precondition_on_the_main_and_status_endpoints() {
+    let (c, client) = start().await;
+    let api: Api<Deployment> = Api::namespaced(client, &c.ns);
+    let d: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "rv"},
+        "spec": {"selector": {"matchLabels": {"app": "rv"}},
+                 "template": {"metadata": {"labels": {"app": "rv"}},
+                              "spec": {"containers": [{"name": "a", "image": "a:1"}]}}},
+    }))
+    .unwrap();
+    let created = api.create(&PostParams::default(), &d).await.unwrap();
+    let current = created.metadata.resource_version.clone().unwrap();
+    // A write made on an older read (here: before a label was added) must fail, not land.
+    let relabelled = api
+        .patch(
+            "rv",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    let stale = |body: Value| {
+        let mut body = body;
+        body["apiVersion"] = json!("apps/v1");
+        body["kind"] = json!("Deployment");
+        body["metadata"] = json!({"name": "rv", "resourceVersion": current});
+        body
+    };
+    let params = PatchParams::apply("precondition-test").force();
+    let main = api
+        .patch(
+            "rv",
+            &params,
+            &Patch::Apply(stale(json!({"metadata": {}, "spec": {"replicas": 3}}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(main).code, 409);
+    let status = api
+        .patch_status(
+            "rv",
+            &params,
+            &Patch::Apply(stale(json!({"status": {"observedGeneration": 7}}))),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(api_status(status).code, 409, "the status endpoint too");
+    // With the current resourceVersion both land.
+    let fresh = relabelled.metadata.resource_version.unwrap();
+    let ok = api
+        .patch_status(
+            "rv",
+            &params,
+            &Patch::Apply(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "rv", "resourceVersion": fresh},
+                "status": {"observedGeneration": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(ok.status.unwrap().observed_generation, Some(7));
+    c.stop().await;
+}
