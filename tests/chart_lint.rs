@@ -1766,3 +1766,32 @@ fn install_notes_and_both_readmes_carry_the_finalizer_removal_command_as_tested(
         );
     }
 }
+
+#[test]
+fn extra_args_that_repeat_a_flag_the_chart_passes_are_refused() {
+    // The binary refuses a flag given twice and would not start (a crash loop, e.g. after
+    // an upgrade that began passing --shutdown-grace-secs itself).
+    for (extra, value) in [
+        (
+            r#"operator.extraArgs=["--shutdown-grace-secs","60"]"#,
+            "operator.shutdownGraceSeconds",
+        ),
+        (
+            r#"operator.extraArgs=["--clear-timeout-secs=30"]"#,
+            "operator.clearTimeoutSeconds",
+        ),
+        (r#"operator.extraArgs=["--mint-budget","10"]"#, "operator.mintBudget"),
+    ] {
+        let error = render_error(&["--set-json", extra]);
+        assert!(
+            error.contains("which the chart already sets") && error.contains(&format!("Set {value} instead")),
+            "{extra}: {error}"
+        );
+    }
+    // Flags the chart does not pass still go through, and parse.
+    let objects = render(&[
+        "--set-json",
+        r#"operator.extraArgs=["--reconcile-stall-secs","600"]"#,
+    ]);
+    assert_eq!(parse_run_args(&objects).1.reconcile_stall_secs, 600);
+}

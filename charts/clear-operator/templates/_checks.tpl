@@ -8,6 +8,7 @@ before anything reaches the cluster.
 {{- include "clear-operator.checkServiceAccount" . -}}
 {{- include "clear-operator.checkDisruptionBudget" . -}}
 {{- include "clear-operator.checkTimeouts" . -}}
+{{- include "clear-operator.checkExtraArgs" . -}}
 {{- end -}}
 
 {{/* The placeholder repository in values.yaml: no image is published for you. */}}
@@ -77,5 +78,20 @@ releases the Lease; the kubelet sends SIGKILL after terminationGracePeriodSecond
 {{- end -}}
 {{- if lt $period (add $grace $margin) -}}
 {{- fail (printf "terminationGracePeriodSeconds=%d leaves less than %d s after the operator's shutdown grace (operator.shutdownGraceSeconds=%d) to release its Lease: the kubelet would SIGKILL it in the middle of a call to Clear, and the next leader would mint once more. Set terminationGracePeriodSeconds to at least %d, or leave it null to derive it" $period $margin $grace (add $grace $margin)) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+A flag the chart already passes, given again in operator.extraArgs, makes the binary exit
+at start ("cannot be used multiple times"): a crash loop after an upgrade that starts
+passing it. Refused here, naming the value to set instead.
+*/}}
+{{- define "clear-operator.checkExtraArgs" -}}
+{{- $owned := dict "--metrics-addr" "metrics.port" "--leader-election-namespace" "the release namespace (helm --namespace)" "--lease-name" "operator.leaseName" "--mint-budget" "operator.mintBudget" "--concurrency" "operator.concurrency" "--clear-timeout-secs" "operator.clearTimeoutSeconds" "--shutdown-grace-secs" "operator.shutdownGraceSeconds" "--log-format" "operator.logFormat" -}}
+{{- range .Values.operator.extraArgs -}}
+{{- $flag := regexReplaceAll "=.*$" (toString .) "" -}}
+{{- if hasKey $owned $flag -}}
+{{- fail (printf "operator.extraArgs passes %s, which the chart already sets from %s: the operator would refuse the flag twice and not start. Set %s instead" $flag (get $owned $flag) (get $owned $flag)) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
