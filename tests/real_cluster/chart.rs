@@ -535,7 +535,10 @@ async fn assert_metrics_are_fenced_by_default(install: &Install, admin: &Client)
     )
     .unwrap();
     for (key, value) in spec["podSelector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(&pod_labels[key], value, "the policy selects the operator pods");
+        assert_eq!(
+            &pod_labels[key], value,
+            "the policy selects the operator pods"
+        );
     }
     assert_eq!(spec["policyTypes"], json!(["Ingress"]));
     assert_eq!(

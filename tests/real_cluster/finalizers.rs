@@ -71,11 +71,9 @@ async fn run_the_documented_command() -> std::process::Output {
     let home = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("real-finalizers-home");
     std::fs::create_dir_all(&home).unwrap();
     let kubectl_dir = tool("kubectl").parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(
-        std::iter::once(kubectl_dir).chain(std::env::split_paths(
-            &std::env::var_os("PATH").unwrap_or_default(),
-        )),
-    )
+    let path = std::env::join_paths(std::iter::once(kubectl_dir).chain(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    )))
     .unwrap();
     let run = tokio::process::Command::new("sh")
         .arg("-c")
@@ -169,7 +167,10 @@ async fn check(admin: &Client, doomed: &str, kept: &str, suffix: &str) {
         namespaces.get_opt(doomed).await.unwrap().is_some(),
         "the finalizer holds the namespace"
     );
-    assert_eq!(finalizers_of(&in_doomed, &billing).await, [REVOKE_FINALIZER]);
+    assert_eq!(
+        finalizers_of(&in_doomed, &billing).await,
+        [REVOKE_FINALIZER]
+    );
 
     let out = run_the_documented_command().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -200,7 +201,13 @@ async fn check(admin: &Client, doomed: &str, kept: &str, suffix: &str) {
     );
     assert!(finalizers_of(&in_kept, &plain).await.is_empty());
     assert!(
-        in_kept.get(&shared).await.unwrap().metadata.deletion_timestamp.is_none(),
+        in_kept
+            .get(&shared)
+            .await
+            .unwrap()
+            .metadata
+            .deletion_timestamp
+            .is_none(),
         "a resource nobody deleted is not deleted"
     );
 
