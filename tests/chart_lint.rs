@@ -231,7 +231,7 @@ const EVERYTHING_ON: &[&str] = &[
     "--set",
     "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
     "--set",
-    "networkPolicy.enabled=true,networkPolicy.apiServer.cidrs[0]=10.96.0.1/32",
+    "networkPolicy.restrictEgress=true,networkPolicy.apiServer.cidrs[0]=10.96.0.1/32",
     "--set",
     "podAnnotations.team=payments,podLabels.tier=platform",
     "--set",
@@ -273,6 +273,7 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
             "ClusterRoleBinding",
             "CustomResourceDefinition",
             "Deployment",
+            "NetworkPolicy",
             "Role",
             "RoleBinding",
             "Service",
@@ -546,12 +547,7 @@ fn watched_namespaces_get_roles_instead_of_cluster_roles() {
 #[test]
 fn optional_objects_are_absent_by_default() {
     let objects = render(&[]);
-    for kind in [
-        "ServiceMonitor",
-        "PrometheusRule",
-        "PodDisruptionBudget",
-        "NetworkPolicy",
-    ] {
+    for kind in ["ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"] {
         assert!(
             of_kind(&objects, kind).is_empty(),
             "{kind} rendered although not enabled"
@@ -583,7 +579,10 @@ fn every_optional_object_renders_when_enabled() {
         alerts,
         [
             "ClearApiClientNotReady",
+            "ClearClientSecretNearDailyLimit",
             "ClearMintsFailing",
+            "ClearOperatorNotLeading",
+            "ClearRenewalWindowMissed",
             "ClearTokenExpiringSoon"
         ]
         .into_iter()
@@ -623,6 +622,18 @@ fn every_optional_object_renders_when_enabled() {
     assert!(
         expr_of("ClearMintsFailing").contains("clear_operator_mints_total{result!=\"issued\"}")
     );
+    // With the ServiceMonitor on, the no-leader alert picks this release's scrape job.
+    assert_eq!(
+        expr_of("ClearOperatorNotLeading"),
+        format!(
+            "absent(clear_operator_leader{{job=\"{FULLNAME}-metrics\", namespace=\"{RELEASE_NAMESPACE}\"}} == 1)"
+        )
+    );
+    assert_eq!(
+        only(&objects, "Service")["metadata"]["name"],
+        format!("{FULLNAME}-metrics"),
+        "the job the no-leader alert selects is the metrics Service's name"
+    );
 
     let pdb = only(&objects, "PodDisruptionBudget");
     assert_eq!(pdb["spec"]["minAvailable"], 1);
@@ -630,10 +641,7 @@ fn every_optional_object_renders_when_enabled() {
 
     let policy = &only(&objects, "NetworkPolicy")["spec"];
     assert_eq!(policy["policyTypes"], json!(["Ingress", "Egress"]));
-    assert_eq!(
-        policy["ingress"],
-        json!([{"ports": [{"port": "metrics", "protocol": "TCP"}]}])
-    );
+    assert_eq!(policy["ingress"], default_metrics_ingress());
     let egress = policy["egress"].as_array().unwrap();
     let ports_of = |rule: &Value| -> BTreeSet<(i64, String)> {
         rule["ports"]
@@ -768,6 +776,28 @@ fn schema_rejects_bad_values_before_anything_renders() {
         // The operator's own range (--concurrency 1..=1024).
         ("operator.concurrency=0", "/operator/concurrency"),
         ("operator.concurrency=1025", "/operator/concurrency"),
+        (
+            "operator.shutdownGraceSeconds=5",
+            "/operator/shutdownGraceSeconds",
+        ),
+        (
+            "terminationGracePeriodSeconds=-1",
+            "/terminationGracePeriodSeconds",
+        ),
+        ("networkPolicy.restrictEgres=true", "restrictEgres"),
+        (
+            "prometheusRule.noLeaderFor=soon",
+            "/prometheusRule/noLeaderFor",
+        ),
+        (
+            "prometheusRule.clientSecretCallsToday=289",
+            "/prometheusRule/clientSecretCallsToday",
+        ),
+        (
+            // Matchers without their braces: the rule adds them.
+            "prometheusRule.operatorSelector=job=\"x\"}",
+            "/prometheusRule/operatorSelector",
+        ),
     ];
     for (setting, path) in cases {
         let output = helm(&["template", RELEASE, CHART, "--set", setting]);
@@ -1358,8 +1388,15 @@ fn chart_metadata_names_maintainers_keywords_and_license() {
     );
 }
 
+/// Metrics the chart's alerts and dashboard already use that another part of issue 14 adds
+/// to the operator (the per-client-secret ledger of calls in the current UTC day).
+/// NB: once the operator exports it, give it a sample in `exported_metric_names` and
+/// remove it from this list.
+const METRICS_BEING_ADDED: &[&str] = &["clear_operator_client_secret_calls_today"];
+
 /// Every metric name the operator exports, as Prometheus sees it (suffixes included), with
-/// one sample in each family so that labelled families are printed too.
+/// one sample in each family so that labelled families are printed too (plus
+/// [`METRICS_BEING_ADDED`]).
 fn exported_metric_names() -> BTreeSet<String> {
     use clear_operator::metrics::{Metrics, render};
     let mut registry = prometheus_client::registry::Registry::default();
@@ -1382,6 +1419,7 @@ fn exported_metric_names() -> BTreeSet<String> {
         .lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .chain(METRICS_BEING_ADDED.iter().map(|m| m.to_string()))
         .collect()
 }
 
@@ -1455,6 +1493,7 @@ fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
         "latency",
         "rotations",
         "warnings",
+        "per client secret today",
     ] {
         assert!(
             titles.iter().any(|t| t.contains(topic)),
@@ -1468,6 +1507,7 @@ fn grafana_dashboard_shows_each_topic_with_metrics_the_operator_exports() {
         "clear_operator_clear_request_duration_seconds_bucket",
         "clear_operator_token_rotations_total",
         "clear_operator_events_total",
+        "clear_operator_client_secret_calls_today",
     ] {
         assert!(seen.contains(needed), "no panel queries {needed}");
     }
@@ -1518,4 +1558,281 @@ fn install_notes_say_where_client_secrets_may_go() {
         proxy.contains("Client secrets are only sent to https://clear-proxy.internal"),
         "{proxy}"
     );
+}
+
+/// The ingress rule of the default NetworkPolicy: the metrics port, from the `monitoring`
+/// namespace only.
+fn default_metrics_ingress() -> Value {
+    json!([{
+        "ports": [{"port": "metrics", "protocol": "TCP"}],
+        "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+    }])
+}
+
+#[test]
+fn network_policy_is_on_by_default_and_opens_metrics_to_the_monitoring_namespace_only() {
+    let objects = render(&[]);
+    let policy = &only(&objects, "NetworkPolicy")["spec"];
+    assert_eq!(
+        policy["podSelector"]["matchLabels"],
+        only(&objects, "Deployment")["spec"]["selector"]["matchLabels"],
+        "the policy covers the operator pods"
+    );
+    // NB: a NetworkPolicy selecting a pod denies all ingress not allowed by some rule.
+    assert_eq!(policy["ingress"], default_metrics_ingress());
+    assert_eq!(
+        container(&objects)["ports"][0]["name"],
+        "metrics",
+        "the port the policy opens is the container's only port"
+    );
+    assert_eq!(
+        policy["policyTypes"],
+        json!(["Ingress"]),
+        "egress is restricted only on request"
+    );
+    assert!(policy.get("egress").is_none(), "{policy}");
+
+    let prometheus = json!([{
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}},
+        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+    }]);
+    let set = format!("networkPolicy.metrics.from={prometheus}");
+    let objects = render(&["--set-json", &set]);
+    assert_eq!(
+        only(&objects, "NetworkPolicy")["spec"]["ingress"][0]["from"],
+        prometheus
+    );
+
+    assert!(
+        of_kind(
+            &render(&["--set", "networkPolicy.enabled=false"]),
+            "NetworkPolicy"
+        )
+        .is_empty()
+    );
+}
+
+/// (`--clear-timeout-secs`, `--shutdown-grace-secs`, `terminationGracePeriodSeconds`) as
+/// rendered, the flags read back through the operator's own command line.
+fn shutdown_timeouts(extra: &[&str]) -> (u64, u64, i64) {
+    let objects = render(extra);
+    let (_, run) = parse_run_args(&objects);
+    let period =
+        only(&objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_i64()
+            .expect("the chart sets terminationGracePeriodSeconds");
+    (run.clear_timeout_secs, run.shutdown_grace_secs, period)
+}
+
+#[test]
+fn shutdown_timeouts_are_derived_from_the_clear_timeout_unless_set() {
+    // The defaults are the binary's own (20 s, 25 s) inside Kubernetes' usual 30 s.
+    use clap::Parser;
+    let binary = clear_operator::cli::Cli::try_parse_from(["clear-operator", "run"]).unwrap();
+    let clear_operator::cli::Command::Run(defaults) = binary.command else {
+        unreachable!()
+    };
+    assert_eq!(
+        shutdown_timeouts(&[]),
+        (
+            defaults.clear_timeout_secs,
+            defaults.shutdown_grace_secs,
+            30
+        )
+    );
+    assert_eq!(
+        shutdown_timeouts(&["--set", "operator.clearTimeoutSeconds=60"]),
+        (60, 65, 70)
+    );
+    assert_eq!(
+        shutdown_timeouts(&["--set", "operator.shutdownGraceSeconds=40"]),
+        (20, 40, 45)
+    );
+    assert_eq!(
+        shutdown_timeouts(&[
+            "--set",
+            "operator.clearTimeoutSeconds=10,operator.shutdownGraceSeconds=15",
+            "--set",
+            "terminationGracePeriodSeconds=120",
+        ]),
+        (10, 15, 120)
+    );
+}
+
+#[test]
+fn timeouts_that_would_cut_a_call_to_clear_short_are_refused_with_the_fix() {
+    // A grace that does not cover a call and the writes after it: SIGTERM drops the call.
+    let error = render_error(&["--set", "operator.shutdownGraceSeconds=24"]);
+    assert!(
+        error.contains(
+            "operator.shutdownGraceSeconds=24 is shorter than operator.clearTimeoutSeconds=20"
+        ) && error.contains("at least 25"),
+        "{error}"
+    );
+    let error = render_error(&[
+        "--set",
+        "operator.clearTimeoutSeconds=40,operator.shutdownGraceSeconds=25",
+    ]);
+    assert!(error.contains("at least 45"), "{error}");
+    // A termination grace period that does not cover the grace and the Lease's release:
+    // the kubelet's SIGKILL lands mid-call.
+    for (sets, at_least) in [
+        (vec!["--set", "terminationGracePeriodSeconds=29"], 30),
+        (vec!["--set", "terminationGracePeriodSeconds=0"], 30),
+        (
+            vec![
+                "--set",
+                "operator.clearTimeoutSeconds=60",
+                "--set",
+                "terminationGracePeriodSeconds=30",
+            ],
+            70,
+        ),
+    ] {
+        let error = render_error(&sets);
+        assert!(
+            error.contains("SIGKILL") && error.contains(&format!("at least {at_least}")),
+            "{sets:?}: {error}"
+        );
+    }
+    // `helm install` stops before anything reaches a cluster, too.
+    let output = helm(&[
+        "install",
+        RELEASE,
+        CHART,
+        "--dry-run=client",
+        "--set",
+        IMAGE_SET,
+        "--set",
+        "terminationGracePeriodSeconds=10",
+    ]);
+    assert!(!output.status.success());
+}
+
+/// The NOTES `helm install` prints, with `extra` values.
+fn install_notes(extra: &[&str]) -> String {
+    let mut args = vec![
+        "install",
+        RELEASE,
+        CHART,
+        "--dry-run=client",
+        "--namespace",
+        RELEASE_NAMESPACE,
+        "--set",
+        IMAGE_SET,
+    ];
+    args.extend_from_slice(extra);
+    let text = stdout_of(&helm(&args), "helm install --dry-run=client");
+    text.split("NOTES:").nth(1).expect("NOTES").to_string()
+}
+
+#[test]
+fn install_notes_say_what_metrics_expose_and_who_may_read_them() {
+    let exposure =
+        "names every ClearApiClient (namespace and name labels) and has no authentication";
+    let default = install_notes(&[]);
+    assert!(default.contains(exposure), "{default}");
+    assert!(
+        default.contains("only the peers in networkPolicy.metrics.from reach it"),
+        "{default}"
+    );
+    assert!(!default.contains("WARNING"), "{default}");
+    let open = install_notes(&["--set", "networkPolicy.enabled=false"]);
+    assert!(
+        open.contains(
+            "WARNING: networkPolicy.enabled is false: every pod in the cluster may read it"
+        ),
+        "{open}"
+    );
+    let open = install_notes(&["--set-json", "networkPolicy.metrics.from=[]"]);
+    assert!(
+        open.contains("WARNING: networkPolicy.metrics.from is empty"),
+        "{open}"
+    );
+}
+
+/// The command that removes the revoke-on-delete finalizer once no operator runs; the
+/// real-cluster suite runs this very file (tests/real_cluster/finalizers.rs).
+fn finalizer_removal_command() -> String {
+    std::fs::read_to_string(
+        repo_root()
+            .join(CHART)
+            .join("files/remove-revoke-finalizers.sh"),
+    )
+    .expect("the finalizer removal command")
+}
+
+#[test]
+fn the_finalizer_removal_command_names_the_operators_finalizer() {
+    let command = finalizer_removal_command();
+    let finalizer = clear_operator::resource::REVOKE_FINALIZER;
+    assert_eq!(
+        command.matches(finalizer).count(),
+        2,
+        "the command selects {finalizer}, then tests that the position it removes holds it:\n{command}"
+    );
+    assert!(
+        !command.contains(r#"/metadata/finalizers\""#) && command.contains(r#"\"op\":\"test\""#),
+        "only that finalizer goes, never the whole list (another controller's stays):\n{command}"
+    );
+}
+
+#[test]
+fn install_notes_and_both_readmes_carry_the_finalizer_removal_command_as_tested() {
+    let command = finalizer_removal_command();
+    let notes = install_notes(&[]);
+    let indented: String = command
+        .trim_end()
+        .lines()
+        .map(|l| format!("  {l}\n"))
+        .collect();
+    assert!(
+        notes.contains(&indented),
+        "NOTES lack the command (indented by two spaces):\n{notes}"
+    );
+    assert!(
+        notes.contains("clear-operator.io/revoke-on-delete")
+            && notes.contains("Before uninstalling"),
+        "{notes}"
+    );
+    for readme in ["README.md", "charts/clear-operator/README.md"] {
+        let text = std::fs::read_to_string(repo_root().join(readme)).unwrap();
+        assert!(
+            text.contains(&format!("```sh\n{command}```\n")),
+            "{readme} lacks the tested command, verbatim in a sh block:\n{command}"
+        );
+    }
+}
+
+#[test]
+fn extra_args_that_repeat_a_flag_the_chart_passes_are_refused() {
+    // The binary refuses a flag given twice and would not start (a crash loop, e.g. after
+    // an upgrade that began passing --shutdown-grace-secs itself).
+    for (extra, value) in [
+        (
+            r#"operator.extraArgs=["--shutdown-grace-secs","60"]"#,
+            "operator.shutdownGraceSeconds",
+        ),
+        (
+            r#"operator.extraArgs=["--clear-timeout-secs=30"]"#,
+            "operator.clearTimeoutSeconds",
+        ),
+        (
+            r#"operator.extraArgs=["--mint-budget","10"]"#,
+            "operator.mintBudget",
+        ),
+    ] {
+        let error = render_error(&["--set-json", extra]);
+        assert!(
+            error.contains("which the chart already sets")
+                && error.contains(&format!("Set {value} instead")),
+            "{extra}: {error}"
+        );
+    }
+    // Flags the chart does not pass still go through, and parse.
+    let objects = render(&[
+        "--set-json",
+        r#"operator.extraArgs=["--reconcile-stall-secs","600"]"#,
+    ]);
+    assert_eq!(parse_run_args(&objects).1.reconcile_stall_secs, 600);
 }

@@ -18,6 +18,7 @@ use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
 use k8s_openapi::api::{
     apps::v1::{DaemonSet, Deployment, StatefulSet},
     core::v1::{Namespace, Secret},
+    networking::v1::NetworkPolicy,
 };
 use kube::{
     Api, Client,
@@ -55,7 +56,7 @@ const JUSTIFIED: &[(&str, &str)] = &[
     ("events", "patch"),
 ];
 
-fn random_suffix() -> String {
+pub(crate) fn random_suffix() -> String {
     use rand::Rng;
     let mut rng = rand::thread_rng();
     (0..6)
@@ -63,7 +64,7 @@ fn random_suffix() -> String {
         .collect()
 }
 
-async fn admin_client() -> (Client, Kubeconfig) {
+pub(crate) async fn admin_client() -> (Client, Kubeconfig) {
     let kubeconfig = Kubeconfig::read_from(crate::kubeconfig_path()).expect("read kubeconfig");
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
@@ -108,7 +109,7 @@ async fn create_token(namespace: &str, service_account: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-async fn create_namespace(client: &Client, name: &str) {
+pub(crate) async fn create_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({
         "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "clear-operator-e2e"}},
@@ -120,7 +121,7 @@ async fn create_namespace(client: &Client, name: &str) {
         .expect("namespace created");
 }
 
-async fn delete_namespace(client: &Client, name: &str) {
+pub(crate) async fn delete_namespace(client: &Client, name: &str) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let _ = namespaces.delete(name, &DeleteParams::default()).await;
 }
@@ -321,6 +322,7 @@ async fn operate(
             args.extend(["--set", &watch]);
         }
         helm(&install.dir, &args).await;
+        assert_metrics_are_fenced_by_default(install, admin).await;
 
         // What the operator will act on, made before it starts.
         let secrets: Api<Secret> = Api::namespaced(admin.clone(), &install.tenant_ns);
@@ -510,6 +512,42 @@ async fn operate(
     })
     .catch_unwind()
     .await
+}
+
+/// The default NetworkPolicy, as the real server stored it: it selects the operator pods
+/// and admits only the monitoring namespace, only on the metrics port.
+async fn assert_metrics_are_fenced_by_default(install: &Install, admin: &Client) {
+    let policies: Api<NetworkPolicy> = Api::namespaced(admin.clone(), &install.release_ns);
+    let policy = policies
+        .get(&install.fullname())
+        .await
+        .expect("the chart installs its NetworkPolicy by default");
+    let deployment = Api::<Deployment>::namespaced(admin.clone(), &install.release_ns)
+        .get(&install.fullname())
+        .await
+        .expect("the Deployment");
+    let spec = serde_json::to_value(policy.spec.expect("a spec")).unwrap();
+    let pod_labels = serde_json::to_value(
+        deployment
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.labels),
+    )
+    .unwrap();
+    for (key, value) in spec["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(
+            &pod_labels[key], value,
+            "the policy selects the operator pods"
+        );
+    }
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([{
+            "ports": [{"port": "metrics", "protocol": "TCP"}],
+            "from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        }])
+    );
 }
 
 async fn wait_issued(

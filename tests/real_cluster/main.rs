@@ -18,6 +18,7 @@ mod e2e_support;
 
 mod audit;
 mod chart;
+mod finalizers;
 mod kubectl;
 mod outage;
 

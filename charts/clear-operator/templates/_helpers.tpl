@@ -52,6 +52,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
+{{/* The metrics Service; the ServiceMonitor makes its name the scrape's `job`. */}}
+{{- define "clear-operator.metricsServiceName" -}}
+{{- printf "%s-metrics" (include "clear-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
 {{- define "clear-operator.leaseName" -}}
 {{- default (include "clear-operator.fullname" .) .Values.operator.leaseName -}}
 {{- end -}}
@@ -114,4 +119,33 @@ kube-apiserver's audit log in both directions):
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["patch"]
 {{- end }}
+{{- end -}}
+
+{{/*
+The three shutdown timeouts, derived from each other unless set (clear-operator.checkTimeouts
+refuses values that break the chain):
+  clearTimeoutSeconds (one call to Clear)
+  + 5 s (the Secret, status and Event writes after it) <= shutdownGraceSeconds
+  + 5 s (releasing the Lease, exiting)                   <= terminationGracePeriodSeconds
+*/}}
+{{- define "clear-operator.timeoutMarginSeconds" -}}
+5
+{{- end -}}
+
+{{- define "clear-operator.shutdownGraceSeconds" -}}
+{{- $grace := .Values.operator.shutdownGraceSeconds -}}
+{{- if kindIs "invalid" $grace -}}
+{{- add (int .Values.operator.clearTimeoutSeconds) (include "clear-operator.timeoutMarginSeconds" . | int) -}}
+{{- else -}}
+{{- int $grace -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "clear-operator.terminationGracePeriodSeconds" -}}
+{{- $period := .Values.terminationGracePeriodSeconds -}}
+{{- if kindIs "invalid" $period -}}
+{{- add (include "clear-operator.shutdownGraceSeconds" . | int) (include "clear-operator.timeoutMarginSeconds" . | int) -}}
+{{- else -}}
+{{- int $period -}}
+{{- end -}}
 {{- end -}}
