@@ -51,6 +51,9 @@ pub enum Reason {
     // --- A call to Clear, or the write after it, failed.
     ClientSecretRejected,
     RateLimited,
+    /// Clear (or a proxy, WAF or allow-list in front of it) refused the request with a 3xx
+    /// or a 4xx other than 401/429: nothing was minted; the message names the status.
+    ClearRefused,
     ClearUnavailable,
     ClearResponseInvalid,
     /// The Secret could not be written (before calling Clear: the dry run; after: the new

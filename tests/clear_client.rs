@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use clear_operator::clear::{
     BaseUrl, ClearClient, ClearClientConfig, ClearError, ClientSecret, DEFAULT_USER_AGENT,
-    FailureClass, ProxyConfig, resolve_base_url,
+    FailureClass, ProxyConfig, QUOTA_JITTER_MAX, quota_reset_with_jitter, resolve_base_url,
 };
 use clear_operator::resource::{Environment, Region};
 use jiff::Timestamp;
@@ -292,7 +292,7 @@ async fn error_id_that_echoes_the_secret_is_dropped() {
 }
 
 #[tokio::test]
-async fn rate_limited_retries_at_the_next_utc_midnight() {
+async fn rate_limited_without_retry_after_is_the_quota_until_the_next_utc_midnight() {
     let body = r#"{"errors":[{"error_code":"RATE_LIMIT","error_message":"Too many requests","error_source":"CLEAR","error_id":"rl-1"}]}"#;
     let server = TestServer::start(Canned::json(429, body)).await;
     let err = mint_err(&server).await;
@@ -301,11 +301,23 @@ async fn rate_limited_retries_at_the_next_utc_midnight() {
         err,
         ClearError::RateLimited {
             retry_at,
+            quota: true,
             error_id: Some("rl-1".into()),
         }
     );
-    assert_eq!(err.class(), FailureClass::RateLimited { retry_at });
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at,
+            quota: true
+        }
+    );
     assert_eq!(err.reason().as_str(), "RateLimited");
+    assert!(!err.may_have_minted());
+    // The caller spreads the quota's wake-up over five minutes, per key.
+    let jittered = err.class().jittered_retry_at(b"ns/a").unwrap();
+    assert_eq!(jittered, quota_reset_with_jitter(now(), b"ns/a"));
+    assert!(jittered >= retry_at && jittered < retry_at + QUOTA_JITTER_MAX);
 }
 
 #[tokio::test]
@@ -343,11 +355,19 @@ async fn service_unavailable_with_an_html_page_is_a_server_error_without_ids() {
 }
 
 #[tokio::test]
-async fn teapot_is_an_unexpected_status() {
+async fn teapot_is_a_refusal() {
     let server = TestServer::start(Canned::json(418, "{}")).await;
     let err = mint_err(&server).await;
-    assert_eq!(err, ClearError::UnexpectedStatus { status: 418 });
-    assert_eq!(err.reason().as_str(), "ClearResponseInvalid");
+    assert_eq!(
+        err,
+        ClearError::Refused {
+            status: 418,
+            error_id: None,
+            code: None
+        }
+    );
+    assert_eq!(err.reason().as_str(), "ClearRefused");
+    assert!(!err.may_have_minted());
 }
 
 #[tokio::test]
@@ -361,7 +381,9 @@ async fn redirect_is_not_followed_so_the_secret_stays_put() {
     canned.headers = vec![(header::LOCATION, elsewhere.base.token_url())];
     let server = TestServer::start(canned).await;
     let err = mint_err(&server).await;
-    assert_eq!(err, ClearError::UnexpectedStatus { status: 302 });
+    assert_eq!(err.class(), FailureClass::Refused { status: 302 });
+    assert!(!err.may_have_minted());
+    assert_eq!(server.requests().len(), 1);
     assert!(elsewhere.requests().is_empty());
 }
 
@@ -529,6 +551,346 @@ async fn refused_connection_is_a_connect_error_that_cannot_have_minted() {
     );
     assert!(!err.may_have_minted());
     assert_eq!(err.reason().as_str(), "ClearUnavailable");
+}
+
+/// Every status that proves nothing was minted: any 3xx (not followed) and any 4xx but
+/// 401 and 429.
+const REFUSALS: [u16; 22] = [
+    300, 301, 302, 303, 307, 308, 400, 403, 404, 405, 406, 408, 409, 410, 411, 412, 413, 414, 415,
+    422, 431, 451,
+];
+
+#[tokio::test]
+async fn every_refusal_is_its_own_class_that_cannot_have_minted() {
+    // A body that echoes the secret (in the message, and as a would-be code) must not get
+    // it into the error.
+    let body = format!(
+        r#"{{"errors":[{{"error_code":"{SECRET}","error_message":"denied for {SECRET}","error_source":"CLEAR","error_id":"ref-1"}}]}}"#
+    );
+    for status in REFUSALS {
+        let server = TestServer::start(Canned::json(status, &body)).await;
+        let err = mint_err(&server).await;
+        assert_eq!(
+            err,
+            ClearError::Refused {
+                status,
+                error_id: Some("ref-1".into()),
+                code: None
+            },
+            "{status}"
+        );
+        assert_eq!(err.class(), FailureClass::Refused { status });
+        assert!(!err.may_have_minted(), "{status}");
+        assert_eq!(err.reason().as_str(), "ClearRefused");
+        assert_eq!(err.metric_label(), "refused");
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "failed to mint a Clear access token: Clear refused the request: HTTP {status}"
+            )),
+            "{message}"
+        );
+        assert!(message.contains("error_id ref-1"), "{message}");
+        assert_eq!(message.contains("redirect"), status < 400, "{message}");
+        assert_eq!(server.requests().len(), 1, "{status}: called exactly once");
+    }
+}
+
+#[tokio::test]
+async fn a_2xx_other_than_200_may_have_minted() {
+    for status in [201, 202, 204] {
+        let server = TestServer::start(Canned::json(
+            status,
+            &format!(r#"{{"access_token":"{TOKEN}"}}"#),
+        ))
+        .await;
+        let err = mint_err(&server).await;
+        assert_eq!(err, ClearError::UnexpectedStatus { status });
+        assert!(err.may_have_minted());
+        assert_eq!(err.class(), FailureClass::Transient);
+    }
+}
+
+/// A 429 with the given extra headers and body.
+async fn rate_limited(headers: &[(header::HeaderName, &str)], body: &str) -> ClearError {
+    let mut canned = Canned::json(429, body);
+    for (name, value) in headers {
+        canned.headers.push((name.clone(), value.to_string()));
+    }
+    let server = TestServer::start(canned).await;
+    let err = mint_err(&server).await;
+    assert!(!err.may_have_minted());
+    assert_eq!(err.reason().as_str(), "RateLimited");
+    err
+}
+
+fn ts(text: &str) -> Timestamp {
+    text.parse().unwrap()
+}
+
+const BURST_BODY: &str = r#"{"errors":[{"error_code":"RATE_LIMIT_EXCEEDED","error_message":"Too many requests","error_source":"CLEAR"}]}"#;
+
+#[tokio::test]
+async fn rate_limited_with_retry_after_seconds_retries_then() {
+    let err = rate_limited(&[(header::RETRY_AFTER, "120")], BURST_BODY).await;
+    let retry_at = ts("2026-11-25T16:42:00Z");
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at,
+            quota: false
+        }
+    );
+    assert_eq!(err.class().jittered_retry_at(b"ns/a"), Some(retry_at));
+    assert!(
+        err.to_string()
+            .contains("no call before 2026-11-25T16:42:00Z"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_with_an_http_date_is_read_on_clears_clock() {
+    // Clear's clock is 2 minutes behind ours (16:40): "5 minutes from now" there.
+    let err = rate_limited(
+        &[
+            (header::RETRY_AFTER, "Wed, 25 Nov 2026 16:43:00 GMT"),
+            (header::DATE, "Wed, 25 Nov 2026 16:38:00 GMT"),
+        ],
+        BURST_BODY,
+    )
+    .await;
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at: ts("2026-11-25T16:45:00Z"),
+            quota: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_with_a_quota_body_waits_for_midnight_despite_retry_after() {
+    let body = r#"{"errors":[{"error_code":"QUOTA_EXHAUSTED","error_message":"daily quota exhausted","error_source":"CLEAR"}]}"#;
+    let err = rate_limited(&[(header::RETRY_AFTER, "60")], body).await;
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at: ts("2026-11-26T00:00:00Z"),
+            quota: true
+        }
+    );
+    assert!(
+        err.to_string()
+            .contains("the daily rate limit is exhausted (HTTP 429)"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn rate_limited_with_garbage_retry_after_is_the_quota() {
+    for garbage in ["soon", "-5", "1.5", "Wed, 25 Nov 2026 99:00:00 GMT"] {
+        let err = rate_limited(&[(header::RETRY_AFTER, garbage)], BURST_BODY).await;
+        assert_eq!(
+            err.class(),
+            FailureClass::RateLimited {
+                retry_at: ts("2026-11-26T00:00:00Z"),
+                quota: true
+            },
+            "{garbage}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn rate_limited_retry_after_is_bounded() {
+    let err = rate_limited(&[(header::RETRY_AFTER, "31536000")], BURST_BODY).await;
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at: ts("2026-11-26T01:00:00Z"),
+            quota: false
+        }
+    );
+    let err = rate_limited(&[(header::RETRY_AFTER, "0")], BURST_BODY).await;
+    assert_eq!(
+        err.class(),
+        FailureClass::RateLimited {
+            retry_at: ts("2026-11-25T16:40:01Z"),
+            quota: false
+        }
+    );
+}
+
+#[tokio::test]
+async fn ok_response_carries_clears_date_and_when_it_arrived() {
+    let mut canned = Canned::json(
+        200,
+        &format!(r#"{{"access_token":"{TOKEN}","valid_till":"2026-11-25T17:40:05+00:00"}}"#),
+    );
+    canned
+        .headers
+        .push((header::DATE, "Wed, 25 Nov 2026 16:40:05 GMT".into()));
+    let server = TestServer::start(canned).await;
+    let before = std::time::Instant::now();
+    let issued = client().mint(&server.base, &secret(), now()).await.unwrap();
+    let after = std::time::Instant::now();
+    assert_eq!(issued.server_date, Some(ts("2026-11-25T16:40:05Z")));
+    assert!(before <= issued.received_at && issued.received_at <= after);
+    // The lifetime as Clear counts it: one hour.
+    assert_eq!(
+        issued
+            .valid_till
+            .unwrap()
+            .duration_since(issued.server_date.unwrap()),
+        jiff::SignedDuration::from_hours(1)
+    );
+}
+
+#[tokio::test]
+async fn ok_response_with_an_unreadable_date_has_none() {
+    let mut canned = Canned::json(200, &format!(r#"{{"access_token":"{TOKEN}"}}"#));
+    canned.headers.push((header::DATE, "yesterday-ish".into()));
+    let server = TestServer::start(canned).await;
+    let issued = client().mint(&server.base, &secret(), now()).await.unwrap();
+    assert_eq!(issued.server_date, None);
+    assert_eq!(issued.token.expose(), TOKEN);
+}
+
+/// The same classes against the Clear simulator, with its own faults and clock.
+mod against_the_simulator {
+    use std::sync::Arc;
+
+    use clear_sandbox::{
+        ClientConfig, Fault, FaultScope, ManualClock, Sandbox, SandboxConfig, SandboxHandle,
+    };
+
+    use super::*;
+
+    const SIM_SECRET: &str = "sim-SECRETVALUE-77";
+
+    async fn simulator(quota: u32) -> (SandboxHandle, BaseUrl) {
+        let clock = Arc::new(ManualClock::new("2026-11-25T16:40:00Z".parse().unwrap()));
+        let sandbox = Sandbox::start(
+            SandboxConfig::new(vec![
+                ClientConfig::new(SIM_SECRET, "acme")
+                    .with_lifetime(Duration::from_secs(3600))
+                    .with_daily_quota(quota),
+            ])
+            .with_clock(clock),
+        )
+        .await
+        .unwrap();
+        let base = resolve_base_url(
+            Region::India,
+            Environment::Sandbox,
+            Some(sandbox.url()),
+            true,
+        )
+        .unwrap();
+        (sandbox, base)
+    }
+
+    fn sim_secret() -> ClientSecret {
+        ClientSecret::new(SIM_SECRET.to_string())
+    }
+
+    fn no_leak(err: &ClearError) {
+        for shown in [err.to_string(), format!("{err:?}")] {
+            assert!(!shown.contains("SECRETVALUE"), "secret leaked: {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mint_reports_the_simulator_clock_as_clears_date() {
+        let (sandbox, base) = simulator(288).await;
+        let issued = client().mint(&base, &sim_secret(), now()).await.unwrap();
+        assert_eq!(issued.server_date, Some(ts("2026-11-25T16:40:00Z")));
+        assert_eq!(issued.valid_till, Some(ts("2026-11-25T17:40:00Z")));
+        sandbox.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refusals_leave_the_stored_token_live_and_are_not_followed() {
+        let (sandbox, base) = simulator(288).await;
+        let stored = client().mint(&base, &sim_secret(), now()).await.unwrap();
+        for status in [302, 307, 403, 404, 405] {
+            sandbox.inject_fault(
+                FaultScope::Global,
+                Fault::Status(StatusCode::from_u16(status).unwrap()),
+                1,
+            );
+            let err = client()
+                .mint(&base, &sim_secret(), now())
+                .await
+                .unwrap_err();
+            no_leak(&err);
+            assert_eq!(err.class(), FailureClass::Refused { status });
+            assert!(!err.may_have_minted());
+        }
+        assert!(sandbox.is_token_valid(stored.token.expose()));
+        // One mint and five refusals: no redirect was followed.
+        let counts = sandbox.call_counts(SIM_SECRET);
+        assert_eq!((counts.total, counts.with_status(200)), (6, 1));
+        sandbox.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn injected_429s_are_read_by_retry_after_and_body() {
+        let (sandbox, base) = simulator(288).await;
+        let cases = [
+            (Some("90"), false, ts("2026-11-25T16:41:30Z"), false),
+            (
+                Some("Wed, 25 Nov 2026 16:50:00 GMT"),
+                false,
+                ts("2026-11-25T16:50:00Z"),
+                false,
+            ),
+            (None, false, ts("2026-11-26T00:00:00Z"), true),
+            (Some("90"), true, ts("2026-11-26T00:00:00Z"), true),
+            (Some("whenever"), false, ts("2026-11-26T00:00:00Z"), true),
+        ];
+        for (retry_after, quota_body, retry_at, quota) in cases {
+            sandbox.inject_fault(
+                FaultScope::Global,
+                Fault::TooManyRequests {
+                    retry_after: retry_after.map(str::to_string),
+                    quota_body,
+                },
+                1,
+            );
+            let err = client()
+                .mint(&base, &sim_secret(), now())
+                .await
+                .unwrap_err();
+            no_leak(&err);
+            assert_eq!(
+                err.class(),
+                FailureClass::RateLimited { retry_at, quota },
+                "{retry_after:?} {quota_body}"
+            );
+            assert!(!err.may_have_minted());
+        }
+        sandbox.shutdown().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_simulators_own_quota_answer_is_the_quota() {
+        let (sandbox, base) = simulator(0).await;
+        let err = client()
+            .mint(&base, &sim_secret(), now())
+            .await
+            .unwrap_err();
+        no_leak(&err);
+        assert_eq!(
+            err.class(),
+            FailureClass::RateLimited {
+                retry_at: ts("2026-11-26T00:00:00Z"),
+                quota: true
+            }
+        );
+        sandbox.shutdown().await.unwrap();
+    }
 }
 
 /// HTTPS with a private CA: the CA bundle option is what makes it trusted.

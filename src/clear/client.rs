@@ -5,14 +5,16 @@
 use std::error::Error as _;
 use std::fmt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, DATE, HeaderValue, RETRY_AFTER};
 
 use super::endpoint::BaseUrl;
-use super::error::{ClearError, next_utc_midnight};
+use super::error::{ClearError, is_refusal};
+use super::http_date::{parse_http_date, single_header};
+use super::rate_limit::read_429;
 use super::response::{ErrorDetails, IssuedToken, parse_error_body, parse_token_body};
 use super::secret::{ClientSecret, REDACTED};
 
@@ -146,7 +148,11 @@ impl ClearClient {
 
     /// `GET {base}/integration/v1/authz/token` with the client secret. Every call mints a
     /// new token and revokes the previous one: call only when a mint was decided.
-    /// `now` dates a 429's `retry_at` (next 00:00 UTC after it).
+    /// `now`: when the call is made; a 429's `retry_at` counts from it.
+    ///
+    /// The answer, by status: 200 a token (or `Malformed`); 401 `Unauthorized`; 429
+    /// `RateLimited` (see `rate_limit`); any other 3xx or 4xx `Refused`; 5xx `Server`;
+    /// anything else `UnexpectedStatus`.
     pub async fn mint(
         &self,
         base: &BaseUrl,
@@ -162,12 +168,20 @@ impl ClearClient {
             .send()
             .await
             .map_err(|e| map_request_error(&e, secret))?;
+        let received_at = Instant::now();
         let status = response.status();
+        let server_date = single_header(response.headers(), &DATE).and_then(parse_http_date);
+        let retry_after = single_header(response.headers(), &RETRY_AFTER).map(str::to_owned);
         let body = read_bounded(response, self.max_body_bytes).await;
         match status {
             StatusCode::OK => {
                 let body = body.map_err(|e| e.into_clear_error(secret))?;
-                parse_token_body(&body)
+                let issued = parse_token_body(&body)?;
+                Ok(IssuedToken {
+                    server_date,
+                    received_at,
+                    ..issued
+                })
             }
             StatusCode::UNAUTHORIZED => {
                 let details = error_details(body, secret);
@@ -177,10 +191,21 @@ impl ClearClient {
                 })
             }
             StatusCode::TOO_MANY_REQUESTS => {
+                let text = body.as_deref().unwrap_or_default();
+                let limit = read_429(now, retry_after.as_deref(), server_date, text);
                 let details = error_details(body, secret);
                 Err(ClearError::RateLimited {
-                    retry_at: next_utc_midnight(now),
+                    retry_at: limit.retry_at,
+                    quota: limit.quota,
                     error_id: details.error_id,
+                })
+            }
+            s if is_refusal(s.as_u16()) => {
+                let details = error_details(body, secret);
+                Err(ClearError::Refused {
+                    status: s.as_u16(),
+                    error_id: details.error_id,
+                    code: details.code,
                 })
             }
             s if s.is_server_error() => {

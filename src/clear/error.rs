@@ -5,6 +5,7 @@
 
 use jiff::Timestamp;
 
+use super::rate_limit::quota_jitter;
 use crate::reason::Reason;
 
 /// How the reconciler should back off after a failure.
@@ -13,10 +14,39 @@ pub enum FailureClass {
     /// Clear refused the client secret: retrying with the same secret cannot help; wait
     /// until it changes.
     Rejected,
-    /// The daily quota is spent: no call may succeed before `retry_at` (next 00:00 UTC).
-    RateLimited { retry_at: Timestamp },
+    /// HTTP 429: no call may succeed before `retry_at` (before any jitter).
+    /// `quota: false`: Clear's `Retry-After` (bounded to 1 s ..= next 00:00 UTC + 1 h);
+    /// retry at `retry_at`. `quota: true`: the daily quota (no usable `Retry-After`, or the
+    /// body says so): `retry_at` is the next 00:00 UTC (or a later `Retry-After`), and the
+    /// caller adds [`quota_jitter`](super::quota_jitter) so that every refused resource
+    /// does not call at 00:00:00 exactly: see [`FailureClass::jittered_retry_at`].
+    RateLimited { retry_at: Timestamp, quota: bool },
+    /// Clear (or something in front of it) answered and refused the request: any 3xx
+    /// (redirects are not followed) or 4xx other than 401 and 429. Nothing was minted, so
+    /// the stored token is intact; the cause (an IP allow-list, a WAF, a wrong path) may
+    /// or may not go away: back off as for `Transient`.
+    Refused { status: u16 },
     /// Worth retrying with exponential backoff.
     Transient,
+}
+
+impl FailureClass {
+    /// For `RateLimited`, when to call again: `retry_at`, plus for the quota the
+    /// deterministic [`quota_jitter`](super::quota_jitter) of `key` (a per-resource key,
+    /// e.g. namespace/name; see there). `None` for every other class.
+    pub fn jittered_retry_at(self, key: &[u8]) -> Option<Timestamp> {
+        match self {
+            Self::RateLimited {
+                retry_at,
+                quota: true,
+            } => Some(retry_at + quota_jitter(retry_at, key)),
+            Self::RateLimited {
+                retry_at,
+                quota: false,
+            } => Some(retry_at),
+            Self::Rejected | Self::Refused { .. } | Self::Transient => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,10 +56,19 @@ pub enum ClearError {
         error_id: Option<String>,
         code: Option<String>,
     },
-    #[error("failed to mint a Clear access token: the daily rate limit is exhausted (HTTP 429{}); retry at {retry_at}", ids(None, error_id.as_deref()))]
+    /// HTTP 429; see [`FailureClass::RateLimited`] for `retry_at` and `quota`.
+    #[error("failed to mint a Clear access token: {} (HTTP 429{}); no call before {retry_at}", if *quota { "the daily rate limit is exhausted" } else { "Clear is limiting the call rate" }, ids(None, error_id.as_deref()))]
     RateLimited {
         retry_at: Timestamp,
+        quota: bool,
         error_id: Option<String>,
+    },
+    /// Any 3xx or 4xx other than 401 and 429: an answer that proves nothing was minted.
+    #[error("failed to mint a Clear access token: Clear refused the request: HTTP {status}{}{}", redirect_note(*status), ids(code.as_deref(), error_id.as_deref()))]
+    Refused {
+        status: u16,
+        error_id: Option<String>,
+        code: Option<String>,
     },
     #[error("failed to mint a Clear access token: Clear answered HTTP {status}{}", ids(code.as_deref(), error_id.as_deref()))]
     Server {
@@ -48,6 +87,8 @@ pub enum ClearError {
     Transport { detail: String },
     #[error("failed to mint a Clear access token: the response is invalid: {detail}")]
     Malformed { detail: String },
+    /// A status that is neither a success, a refusal nor a server error (1xx, a 2xx other
+    /// than 200, 600 and above): what it did is unknown, so it may have minted.
     #[error("failed to mint a Clear access token: unexpected HTTP status {status}")]
     UnexpectedStatus { status: u16 },
     /// The client secret cannot be sent at all (empty, or not a valid header value), so no
@@ -71,15 +112,31 @@ fn ids(code: Option<&str>, error_id: Option<&str>) -> String {
     }
 }
 
+/// ` (a redirect, not followed)` for a 3xx: the likely cause is a wrong base URL.
+fn redirect_note(status: u16) -> &'static str {
+    if (300..400).contains(&status) {
+        " (a redirect, not followed)"
+    } else {
+        ""
+    }
+}
+
+/// Whether `status` proves that Clear minted nothing: any 3xx (redirects are not followed)
+/// and any 4xx except 401 (its own variant) and 429 (rate limited).
+pub(crate) fn is_refusal(status: u16) -> bool {
+    (300..500).contains(&status) && status != 401 && status != 429
+}
+
 impl ClearError {
-    /// Condition/Event reason: ClientSecretRejected | RateLimited | ClearUnavailable |
-    /// ClearResponseInvalid.
+    /// Condition/Event reason: ClientSecretRejected | RateLimited | ClearRefused |
+    /// ClearUnavailable | ClearResponseInvalid.
     pub fn reason(&self) -> Reason {
         match self {
             Self::Unauthorized { .. } | Self::InvalidClientSecret { .. } => {
                 Reason::ClientSecretRejected
             }
             Self::RateLimited { .. } => Reason::RateLimited,
+            Self::Refused { .. } => Reason::ClearRefused,
             Self::Server { .. }
             | Self::Timeout
             | Self::Connect { .. }
@@ -93,9 +150,13 @@ impl ClearError {
     pub fn class(&self) -> FailureClass {
         match self {
             Self::Unauthorized { .. } | Self::InvalidClientSecret { .. } => FailureClass::Rejected,
-            Self::RateLimited { retry_at, .. } => FailureClass::RateLimited {
+            Self::RateLimited {
+                retry_at, quota, ..
+            } => FailureClass::RateLimited {
                 retry_at: *retry_at,
+                quota: *quota,
             },
+            Self::Refused { status, .. } => FailureClass::Refused { status: *status },
             Self::Server { .. }
             | Self::Timeout
             | Self::Connect { .. }
@@ -111,6 +172,7 @@ impl ClearError {
         match self {
             Self::Unauthorized { .. } => "unauthorized",
             Self::RateLimited { .. } => "rate_limited",
+            Self::Refused { .. } => "refused",
             Self::Server { .. } => "server_error",
             Self::Timeout => "timeout",
             Self::Connect { .. } => "connect_error",
@@ -123,10 +185,11 @@ impl ClearError {
     }
 
     /// Whether Clear may have minted (and so revoked the previous token) although this call
-    /// failed: conservatively true whenever the request may have reached Clear and the
-    /// answer was not a clean refusal (401, 429); false when the request was never sent
-    /// (connection failures, unusable secret, set-up errors). The reconciler
-    /// can use it to presume the stored token revoked.
+    /// failed: true only when the request may have reached Clear and no answer proves
+    /// otherwise (a timeout, a failure after sending, a 5xx, a 2xx that is not a readable
+    /// token, an unknown status); false for every refusal (401, 429, any 3xx and other
+    /// 4xx) and when the request was never sent (connection failures, unusable secret,
+    /// set-up errors). The reconciler uses it to presume the stored token revoked.
     pub fn may_have_minted(&self) -> bool {
         matches!(
             self,
@@ -201,10 +264,23 @@ mod tests {
             (
                 ClearError::RateLimited {
                     retry_at,
+                    quota: true,
                     error_id: None,
                 },
                 "RateLimited",
-                FailureClass::RateLimited { retry_at },
+                FailureClass::RateLimited {
+                    retry_at,
+                    quota: true,
+                },
+            ),
+            (
+                ClearError::Refused {
+                    status: 403,
+                    error_id: None,
+                    code: None,
+                },
+                "ClearRefused",
+                FailureClass::Refused { status: 403 },
             ),
             (
                 ClearError::Server {
@@ -264,7 +340,24 @@ mod tests {
             .may_have_minted()
         );
         assert!(ClearError::Malformed { detail: "x".into() }.may_have_minted());
+        assert!(ClearError::UnexpectedStatus { status: 204 }.may_have_minted());
         assert!(!ClearError::Connect { detail: "x".into() }.may_have_minted());
+        assert!(
+            !ClearError::Refused {
+                status: 404,
+                error_id: None,
+                code: None
+            }
+            .may_have_minted()
+        );
+        assert!(
+            !ClearError::RateLimited {
+                retry_at: ts("2026-11-26T00:00:00Z"),
+                quota: false,
+                error_id: None
+            }
+            .may_have_minted()
+        );
         assert!(
             !ClearError::Unauthorized {
                 error_id: None,
@@ -301,12 +394,86 @@ mod tests {
         );
         let err = ClearError::RateLimited {
             retry_at: ts("2026-11-26T00:00:00Z"),
+            quota: true,
             error_id: Some("q1".into()),
         };
-        assert!(
-            err.to_string().contains("retry at 2026-11-26T00:00:00Z"),
-            "{err}"
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: the daily rate limit is exhausted (HTTP 429, error_id q1); no call before 2026-11-26T00:00:00Z"
         );
-        assert!(err.to_string().contains("error_id q1"), "{err}");
+        let err = ClearError::RateLimited {
+            retry_at: ts("2026-11-25T16:42:00Z"),
+            quota: false,
+            error_id: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: Clear is limiting the call rate (HTTP 429); no call before 2026-11-25T16:42:00Z"
+        );
+    }
+
+    #[test]
+    fn refusals_name_the_status_and_redirects_say_so() {
+        let err = ClearError::Refused {
+            status: 403,
+            error_id: Some("e-1".into()),
+            code: Some("FORBIDDEN".into()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: Clear refused the request: HTTP 403, error_code FORBIDDEN, error_id e-1"
+        );
+        let err = ClearError::Refused {
+            status: 308,
+            error_id: None,
+            code: None,
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: Clear refused the request: HTTP 308 (a redirect, not followed)"
+        );
+    }
+
+    #[test]
+    fn every_3xx_and_4xx_but_401_and_429_is_a_refusal() {
+        for status in [
+            300, 301, 302, 303, 304, 307, 308, 399, 400, 403, 404, 405, 406, 408, 409, 410, 411,
+            413, 414, 415, 418, 422, 431, 451, 499,
+        ] {
+            assert!(is_refusal(status), "{status}");
+        }
+        for status in [
+            100, 101, 200, 201, 204, 299, 401, 429, 500, 502, 503, 504, 599, 600, 999,
+        ] {
+            assert!(!is_refusal(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn only_a_quota_rate_limit_is_jittered() {
+        let retry_at = ts("2026-11-26T00:00:00Z");
+        let quota = FailureClass::RateLimited {
+            retry_at,
+            quota: true,
+        };
+        let jittered = quota.jittered_retry_at(b"ns/a").unwrap();
+        assert_eq!(jittered, retry_at + quota_jitter(retry_at, b"ns/a"));
+        assert_eq!(quota.jittered_retry_at(b"ns/a"), Some(jittered));
+        // Some pair of keys differs (a single pair could collide by chance).
+        assert!(
+            (0..10)
+                .any(|i| quota.jittered_retry_at(format!("ns/{i}").as_bytes()) != Some(jittered))
+        );
+        let asked = FailureClass::RateLimited {
+            retry_at,
+            quota: false,
+        };
+        assert_eq!(asked.jittered_retry_at(b"ns/a"), Some(retry_at));
+        assert_eq!(FailureClass::Transient.jittered_retry_at(b"k"), None);
+        assert_eq!(FailureClass::Rejected.jittered_retry_at(b"k"), None);
+        assert_eq!(
+            FailureClass::Refused { status: 403 }.jittered_retry_at(b"k"),
+            None
+        );
     }
 }

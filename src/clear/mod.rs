@@ -5,6 +5,8 @@ mod allowlist;
 mod client;
 mod endpoint;
 mod error;
+mod http_date;
+mod rate_limit;
 mod response;
 mod secret;
 
@@ -16,6 +18,10 @@ pub use endpoint::{
     BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, parse_base_url, resolve_base_url,
 };
 pub use error::{ClearError, FailureClass, next_utc_midnight};
+pub use rate_limit::{
+    MAX_RETRY_AFTER_PAST_RESET, MIN_RETRY_AFTER, QUOTA_JITTER_MAX, quota_jitter,
+    quota_reset_with_jitter,
+};
 pub use response::{
     ErrorDetails, IssuedToken, MAX_TOKEN_CHARS, parse_error_body, parse_token_body,
     parse_valid_till,

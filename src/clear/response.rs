@@ -3,6 +3,8 @@
 //! ever copies body text into an error: serde messages can quote values, and a token body
 //! is full of them.
 
+use std::time::Instant;
+
 use jiff::Timestamp;
 use serde_json::Value;
 
@@ -21,6 +23,13 @@ pub struct IssuedToken {
     pub token: AccessToken,
     /// `None`: the API client's tokens never expire.
     pub valid_till: Option<Timestamp>,
+    /// Clear's clock when it answered: its `Date` header (an HTTP-date), `None` when absent,
+    /// unreadable or sent twice with different values. `valid_till - server_date` is the
+    /// token's lifetime as Clear counts it, whatever the skew of the local clock.
+    pub server_date: Option<Timestamp>,
+    /// The local monotonic instant the answer's status and headers arrived (the moment
+    /// `server_date` is closest to). From [`parse_token_body`] alone: when it parsed.
+    pub received_at: Instant,
 }
 
 /// The parts of an `errors` body worth keeping: codes to quote to support. The
@@ -37,7 +46,8 @@ fn malformed(detail: &str) -> ClearError {
     }
 }
 
-/// Parses a 200 body into a token.
+/// Parses a 200 body into a token (`server_date: None`, `received_at`: now; the client
+/// fills both in from the response).
 pub fn parse_token_body(body: &[u8]) -> Result<IssuedToken, ClearError> {
     let value: Value = serde_json::from_slice(body).map_err(|e| ClearError::Malformed {
         // NB: only the category and position; serde_json's text for syntax errors carries
@@ -64,7 +74,12 @@ pub fn parse_token_body(body: &[u8]) -> Result<IssuedToken, ClearError> {
         Some(Value::String(s)) => Some(parse_valid_till(s)?),
         Some(_) => return Err(malformed("valid_till is not a date")),
     };
-    Ok(IssuedToken { token, valid_till })
+    Ok(IssuedToken {
+        token,
+        valid_till,
+        server_date: None,
+        received_at: Instant::now(),
+    })
 }
 
 fn validate_token(value: &Value) -> Result<AccessToken, ClearError> {

@@ -265,8 +265,10 @@ async fn call_clear(
             warn!(reason = %error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
             let next_retry = match error.class() {
                 FailureClass::Rejected => None,
-                FailureClass::RateLimited { retry_at } => Some(retry_at),
-                FailureClass::Transient => Some(transient_retry(step, counted)),
+                FailureClass::RateLimited { retry_at, .. } => Some(retry_at),
+                FailureClass::Refused { .. } | FailureClass::Transient => {
+                    Some(transient_retry(step, counted))
+                }
             };
             Err(MintFailure {
                 reason: error.reason(),

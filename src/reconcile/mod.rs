@@ -97,7 +97,7 @@ pub fn retry_delay(streak: u32, transient: bool) -> Duration {
 pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(name = %obj.name_any(), namespace = obj.namespace().as_deref().unwrap_or(""), reason = error.metric_label(), %error, "reconcile failed");
     if let Error::Revoke(clear_error) = error
-        && let FailureClass::RateLimited { retry_at } = clear_error.class()
+        && let FailureClass::RateLimited { retry_at, .. } = clear_error.class()
     {
         return requeue_at(Some(retry_at), now_seconds(&ctx));
     }

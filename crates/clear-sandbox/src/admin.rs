@@ -147,6 +147,7 @@ enum FaultKind {
     Status,
     MalformedBody,
     Delay,
+    TooManyRequests,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +158,11 @@ struct FaultRequest {
     fault: FaultKind,
     status: Option<u16>,
     delay: Option<String>,
+    /// `too-many-requests`: the `Retry-After` value, sent as is.
+    retry_after: Option<String>,
+    /// `too-many-requests`: the body says the daily quota is exhausted.
+    #[serde(default)]
+    quota_body: bool,
     #[serde(default = "one")]
     times: u32,
 }
@@ -189,6 +195,19 @@ async fn inject_fault(
             let delay = parse_duration(&text)
                 .map_err(|err| AdminFailure::new(StatusCode::BAD_REQUEST, err.to_string()))?;
             Fault::Delay(delay)
+        }
+        FaultKind::TooManyRequests => {
+            if let Some(value) = &request.retry_after
+                && axum::http::HeaderValue::from_str(value).is_err()
+            {
+                return Err(bad_request(
+                    "failed to inject fault: `retryAfter` is not a valid header value",
+                ));
+            }
+            Fault::TooManyRequests {
+                retry_after: request.retry_after,
+                quota_body: request.quota_body,
+            }
         }
     };
     let mut registry = shared.registry();

@@ -1,6 +1,6 @@
 //! The Clear-facing HTTP endpoints: `GET /integration/v1/authz/token` as Clear documents
 //! it, and `GET /integration/v1/authz/whoami`, the simulator's own liveness check for a
-//! token. Turns registry answers into status codes, bodies and log lines.
+//! token. Turns registry answers into status codes, bodies, headers and log lines.
 
 use std::sync::Arc;
 
@@ -35,7 +35,7 @@ async fn get_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
     let now = shared.clock.now();
     let answer = shared.registry().request_token(secret.as_deref(), now);
     let status = answer.status();
-    match answer {
+    let mut response = match answer {
         TokenAnswer::Minted {
             client,
             issued,
@@ -114,14 +114,59 @@ async fn get_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
                     MALFORMED_BODY,
                 )
                     .into_response(),
-                _ => error_response(
-                    status,
-                    &error_code_for(status),
-                    "unhandled error on the Clear side (injected by clear-sandbox)",
-                ),
+                Fault::TooManyRequests {
+                    retry_after,
+                    quota_body,
+                } => {
+                    let mut response = if quota_body {
+                        error_response(
+                            status,
+                            "QUOTA_EXHAUSTED",
+                            "daily quota of token requests exhausted for this client secret (injected by clear-sandbox)",
+                        )
+                    } else {
+                        error_response(
+                            status,
+                            "TOO_MANY_REQUESTS",
+                            "too many requests, slow down (injected by clear-sandbox)",
+                        )
+                    };
+                    if let Some(value) = retry_after {
+                        match HeaderValue::from_str(&value) {
+                            Ok(value) => {
+                                response.headers_mut().insert(header::RETRY_AFTER, value);
+                            }
+                            Err(_) => {
+                                warn!("injected Retry-After is not a valid header value; left out");
+                            }
+                        }
+                    }
+                    response
+                }
+                _ => {
+                    let mut response = error_response(
+                        status,
+                        &error_code_for(status),
+                        "unhandled error on the Clear side (injected by clear-sandbox)",
+                    );
+                    if status.is_redirection() {
+                        // NB: back to this very endpoint: a client that follows it sends
+                        // the secret again and mints, which a test can count.
+                        response
+                            .headers_mut()
+                            .insert(header::LOCATION, HeaderValue::from_static(TOKEN_PATH));
+                    }
+                    response
+                }
             }
         }
-    }
+    };
+    // NB: the simulator's clock, not the system's (which hyper would add): `valid_till` and
+    // `Date` then agree, as they do at Clear, also when a test moves the clock.
+    response
+        .headers_mut()
+        .insert(header::DATE, http_date_header(now));
+    response
 }
 
 async fn get_whoami(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
@@ -160,6 +205,15 @@ fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
 /// `2026-11-25T18:30:00+00:00`, the shape Clear documents.
 pub(crate) fn format_valid_till(till: chrono::DateTime<chrono::Utc>) -> String {
     till.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+}
+
+/// `Date` as HTTP sends it (IMF-fixdate): `Wed, 25 Nov 2026 18:30:00 GMT`.
+pub(crate) fn format_http_date(now: chrono::DateTime<chrono::Utc>) -> String {
+    now.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+fn http_date_header(now: chrono::DateTime<chrono::Utc>) -> HeaderValue {
+    HeaderValue::from_str(&format_http_date(now)).expect("an HTTP-date is a valid header value")
 }
 
 /// An `errors` body; Clear adds an `error_id` for unhandled errors, so 5xx carry one.
@@ -204,6 +258,12 @@ mod tests {
     fn valid_till_uses_the_documented_offset_form() {
         let till: chrono::DateTime<chrono::Utc> = "2026-11-25T18:30:00Z".parse().unwrap();
         assert_eq!(format_valid_till(till), "2026-11-25T18:30:00+00:00");
+    }
+
+    #[test]
+    fn date_header_is_an_imf_fixdate() {
+        let now: chrono::DateTime<chrono::Utc> = "2026-11-05T08:09:07.9Z".parse().unwrap();
+        assert_eq!(format_http_date(now), "Thu, 05 Nov 2026 08:09:07 GMT");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Injected faults for the token endpoint: the next N calls of one secret (or of any
-//! secret) answer 500, another status, a malformed body, or arrive late.
+//! secret) answer 500, another status (a 3xx with a `Location`), a 429 with or without
+//! `Retry-After`, a malformed body, or arrive late.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -13,8 +14,19 @@ use crate::secret::ClientSecret;
 pub enum Fault {
     /// 500 with an `errors` body carrying an `error_id`; nothing is minted.
     ServerError,
-    /// The given status with an `errors` body; nothing is minted.
+    /// The given status with an `errors` body; nothing is minted. A 3xx also carries
+    /// `Location: /integration/v1/authz/token` (this server's own token path), so a client
+    /// that follows redirects would call, and mint, a second time.
     Status(StatusCode),
+    /// 429 with an `errors` body; nothing is minted. `retry_after` is sent as the
+    /// `Retry-After` value exactly as given (garbage included, to test clients), and left
+    /// out when `None` (as the simulator's own quota answer does). `quota_body`: the body
+    /// says the daily quota is exhausted (`QUOTA_EXHAUSTED`); otherwise it is a short
+    /// limit's `TOO_MANY_REQUESTS` that says nothing about how long.
+    TooManyRequests {
+        retry_after: Option<String>,
+        quota_body: bool,
+    },
     /// 200 with a truncated JSON body; nothing is minted.
     MalformedBody,
     /// The call is processed normally (the token is minted and the previous one

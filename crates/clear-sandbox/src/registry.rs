@@ -53,6 +53,7 @@ impl TokenAnswer {
             Self::Faulted { fault, .. } => match fault {
                 Fault::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                 Fault::Status(status) => *status,
+                Fault::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
                 Fault::MalformedBody | Fault::Delay(_) => StatusCode::OK,
             },
         }

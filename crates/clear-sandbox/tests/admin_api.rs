@@ -129,6 +129,47 @@ async fn faults_injected_over_http_hit_the_named_client() {
 }
 
 #[tokio::test]
+async fn rate_limit_faults_injected_over_http_carry_retry_after_and_body() {
+    let fx = start(vec![ClientConfig::new("secret-a", "acme").with_name("a")]).await;
+    let injected = fx
+        .admin_send(
+            Method::POST,
+            "/_sandbox/faults",
+            json!({"client": "a", "fault": "too-many-requests", "retryAfter": "30"}),
+        )
+        .await;
+    assert_eq!(injected.status, 204, "{}", injected.body);
+    let injected = fx
+        .admin_send(
+            Method::POST,
+            "/_sandbox/faults",
+            json!({"fault": "too-many-requests", "quotaBody": true}),
+        )
+        .await;
+    assert_eq!(injected.status, 204, "{}", injected.body);
+    let first = fx.token(Some("secret-a")).await;
+    assert_eq!(
+        (first.status, first.header("retry-after")),
+        (429, Some("30"))
+    );
+    assert_eq!(first.json()["errors"][0]["error_code"], "TOO_MANY_REQUESTS");
+    let second = fx.token(Some("secret-a")).await;
+    assert_eq!((second.status, second.header("retry-after")), (429, None));
+    assert_eq!(second.json()["errors"][0]["error_code"], "QUOTA_EXHAUSTED");
+    let bad = fx
+        .admin_send(
+            Method::POST,
+            "/_sandbox/faults",
+            json!({"fault": "too-many-requests", "retryAfter": "a\nb"}),
+        )
+        .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert!(bad.body.contains("retryAfter"), "{}", bad.body);
+    assert_eq!(fx.sandbox.pending_faults(), 0);
+    fx.stop().await;
+}
+
+#[tokio::test]
 async fn counts_report_splits_clients_unknown_and_anonymous_calls() {
     let fx = start(vec![ClientConfig::new("secret-a", "acme").with_name("a")]).await;
     fx.token(Some("secret-a")).await;

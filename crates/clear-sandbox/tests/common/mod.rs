@@ -19,10 +19,18 @@ pub fn at(text: &str) -> DateTime<Utc> {
 #[derive(Debug)]
 pub struct Answer {
     pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
     pub body: String,
 }
 
 impl Answer {
+    /// The single value of a header, as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("visible ASCII"))
+    }
+
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body).expect("JSON body")
     }
@@ -41,10 +49,12 @@ pub struct Fixture {
     pub http: reqwest::Client,
 }
 
+/// NB: redirects are not followed, so a test sees the 3xx itself (as the operator does).
 pub fn http_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("HTTP client")
 }
@@ -111,8 +121,13 @@ impl Fixture {
 
 pub async fn into_answer(response: reqwest::Response) -> Answer {
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let body = response.text().await.expect("body");
-    Answer { status, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// Asserts the documented error shape and returns the first error object.
