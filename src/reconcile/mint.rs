@@ -263,9 +263,15 @@ async fn call_clear(
             ctx.metrics
                 .observe_clear_call(error.metric_label(), elapsed);
             warn!(reason = %error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
-            let next_retry = match error.class() {
+            let class = error.class();
+            let next_retry = match class {
                 FailureClass::Rejected => None,
-                FailureClass::RateLimited { retry_at, .. } => Some(retry_at),
+                // NB: the daily quota resets for every resource at 00:00 UTC; a jitter of its
+                // own (deterministic per resource) keeps them from all calling that second.
+                FailureClass::RateLimited { .. } => {
+                    let (namespace, name) = step.key();
+                    class.jittered_retry_at(format!("{namespace}/{name}").as_bytes())
+                }
                 FailureClass::Refused { .. } | FailureClass::Transient => {
                     Some(transient_retry(step, counted))
                 }
@@ -294,7 +300,8 @@ fn token_record(
     config_hash: &str,
 ) -> TokenRecord {
     let issued_at = now_seconds(step.ctx);
-    let (valid_till, clamped) = schedule::clamp_valid_till(issued_at, issued.valid_till);
+    let (valid_till, clamped) =
+        schedule::clamp_valid_till(issued_at, valid_till_on_our_clock(issued, issued_at));
     if clamped {
         warn!(
             valid_till = ?issued.valid_till,
@@ -312,6 +319,22 @@ fn token_record(
         regenerate: step.fetched.observed.regenerate_request.clone(),
         token_fingerprint: issued.token.fingerprint(),
     }
+}
+
+/// When the token expires, on the operator's clock: the lifetime Clear gives it by its own
+/// clock (`valid_till` less its `Date` header), counted from when the answer arrived. A
+/// local clock that is off (a step, a skewed node) then neither shortens nor stretches the
+/// token's life; without a `Date`, Clear's `valid_till` as it is.
+fn valid_till_on_our_clock(issued: &IssuedToken, received: Timestamp) -> Option<Timestamp> {
+    let till = issued.valid_till?;
+    let Some(date) = issued.server_date else {
+        return Some(till);
+    };
+    let skew = received.duration_since(date);
+    if skew.abs() > jiff::SignedDuration::from_mins(1) {
+        warn!(clear_date = %date, local = %received, "the local clock and Clear's differ by more than a minute; the token's life is counted on Clear's clock");
+    }
+    Some(received.saturating_add(till.duration_since(date)).unwrap_or(till))
 }
 
 /// A failed attempt: status (on top of `base`, the status as last written), a Warning, the
