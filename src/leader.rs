@@ -7,8 +7,19 @@
 //! extends the fence to the renewal's start plus the renew deadline (two thirds of the
 //! Lease duration); a renewal that fails or hangs past that deadline ends leadership, so a
 //! replica cut off from the API server stops writing before anyone else may take over.
+//!
+//! Expiry follows client-go's rule, on monotonic time only: a Lease held by another replica
+//! is expired when it has not *changed* (holder, times, transitions, resourceVersion) for
+//! its `leaseDurationSeconds`, as observed by this replica. Its `renewTime` is never
+//! compared with a wall clock, so a holder whose clock is ahead (a `renewTime` from the
+//! future) or behind, or a step of this node's clock, neither makes a live Lease look
+//! expired nor keeps a dead one fresh. The price, as in client-go: a replica that starts
+//! while a dead holder's Lease is still there waits one full duration before taking it.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::{
@@ -19,7 +30,7 @@ use kube::{
     Api, Client,
     api::{PostParams, ResourceExt},
 };
-use tokio::sync::watch;
+use tokio::{sync::watch, time::Instant};
 use tracing::{info, warn};
 
 use crate::{clock::Clock, fence::Fence, watchdog::Heartbeat};
@@ -67,6 +78,8 @@ pub struct LeaderElector {
     clock: Arc<dyn Clock>,
     fence: Fence,
     heartbeat: Heartbeat,
+    /// The other holder's Lease as last seen, and since when (monotonic) it has not changed.
+    observed: Mutex<Observed>,
 }
 
 impl LeaderElector {
@@ -79,6 +92,7 @@ impl LeaderElector {
             clock,
             fence,
             heartbeat: Heartbeat::default(),
+            observed: Mutex::default(),
         }
     }
 
@@ -113,13 +127,17 @@ impl LeaderElector {
             };
             return on_conflict_false(self.api.create(&PostParams::default(), &lease).await);
         };
+        // NB: read after the answer: the Lease changed at the latest now, so counting its
+        // duration from here never takes it early.
+        let seen_at = self.clock.instant();
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.as_deref().filter(|h| !h.is_empty());
         let transitions = spec.lease_transitions.unwrap_or(0);
         let next = if holder == Some(self.config.identity.as_str()) {
-            let acquired = spec.acquire_time.map_or(now, |t| t.0);
-            self.held_spec(acquired, now, transitions)
-        } else if holder.is_none() || expired(&spec, now) {
+            let acquired = spec.acquire_time.as_ref().map_or(now, |t| t.0);
+            let renewed = changed_from(now, spec.renew_time.as_ref().map(|t| t.0));
+            self.held_spec(acquired, renewed, transitions)
+        } else if holder.is_none() || self.observe(&lease, seen_at) {
             info!(
                 previous = holder.unwrap_or(""),
                 "taking over the leader Lease"
@@ -137,6 +155,17 @@ impl LeaderElector {
                 .replace(&self.config.name, &PostParams::default(), &updated)
                 .await,
         )
+    }
+
+    /// Records another holder's Lease as seen at `at`; returns whether it has gone
+    /// unchanged for its duration.
+    fn observe(&self, lease: &Lease, at: Instant) -> bool {
+        let record = Record::of(lease);
+        let duration = record.duration.unwrap_or(self.config.lease_duration);
+        self.observed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .expired(record, duration, at)
     }
 
     fn held_spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
@@ -184,29 +213,28 @@ impl LeaderElector {
     ) {
         tokio::pin!(shutdown);
         let deadline = self.config.renew_deadline();
-        let grant = SignedDuration::try_from(deadline).unwrap_or_default();
-        let mut valid_until: Option<Timestamp> = None;
+        let mut valid_until: Option<Instant> = None;
         loop {
             self.heartbeat.beat();
-            let started = self.clock.now();
+            let started = self.clock.instant();
             let round = tokio::time::timeout(deadline, self.try_acquire_or_renew()).await;
             let held = match round {
                 Ok(Ok(true)) => {
-                    valid_until = Some(started + grant);
-                    self.fence.extend_until(started + grant);
+                    valid_until = Some(started + deadline);
+                    self.fence.extend_until(started + deadline);
                     true
                 }
                 Ok(Ok(false)) => false,
                 Ok(Err(error)) => {
                     warn!(%error, "failed to read or write the leader Lease");
-                    valid_until.is_some_and(|until| self.clock.now() < until)
+                    valid_until.is_some_and(|until| self.clock.instant() < until)
                 }
                 Err(_) => {
                     warn!(
                         deadline_ms = deadline.as_millis(),
                         "the leader Lease request did not finish within the renew deadline"
                     );
-                    valid_until.is_some_and(|until| self.clock.now() < until)
+                    valid_until.is_some_and(|until| self.clock.instant() < until)
                 }
             };
             if !held {
@@ -238,12 +266,70 @@ impl LeaderElector {
     }
 }
 
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(renewed) = spec.renew_time.as_ref().map(|t| t.0) else {
-        return true;
-    };
-    let duration = SignedDuration::from_secs(i64::from(spec.lease_duration_seconds.unwrap_or(15)));
-    renewed + duration <= now
+/// What identifies one write of a Lease: any change means its holder is alive.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    holder: Option<String>,
+    acquired: Option<Timestamp>,
+    renewed: Option<Timestamp>,
+    transitions: Option<i32>,
+    resource_version: Option<String>,
+    /// Its `leaseDurationSeconds` (not part of the comparison's meaning, but a change of
+    /// it is a write too).
+    duration: Option<Duration>,
+}
+
+impl Record {
+    fn of(lease: &Lease) -> Self {
+        let spec = lease.spec.clone().unwrap_or_default();
+        Self {
+            holder: spec.holder_identity,
+            acquired: spec.acquire_time.map(|t| t.0),
+            renewed: spec.renew_time.map(|t| t.0),
+            transitions: spec.lease_transitions,
+            resource_version: lease.metadata.resource_version.clone(),
+            duration: spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .filter(|s| *s > 0)
+                .map(Duration::from_secs),
+        }
+    }
+}
+
+/// client-go's `observedRecord` and `observedTime`: the last record seen, and the monotonic
+/// instant it was first seen.
+#[derive(Debug, Default)]
+struct Observed {
+    last: Option<(Record, Instant)>,
+}
+
+impl Observed {
+    /// Notes `record` as seen at `now`; true when it has not changed for `duration`. A
+    /// record seen for the first time (or changed) is fresh: its holder may be alive.
+    fn expired(&mut self, record: Record, duration: Duration, now: Instant) -> bool {
+        match &self.last {
+            Some((seen, since)) if *seen == record => {
+                now.saturating_duration_since(*since) >= duration
+            }
+            _ => {
+                self.last = Some((record, now));
+                false
+            }
+        }
+    }
+}
+
+/// The renew time to write: `now`, unless that is the previous value to the microsecond
+/// (a clock that did not move, or moved back onto it), when it would not be a change the
+/// others can see: then one microsecond later.
+fn changed_from(now: Timestamp, previous: Option<Timestamp>) -> Timestamp {
+    match previous {
+        Some(previous) if previous.as_microsecond() == now.as_microsecond() => previous
+            .checked_add(SignedDuration::from_micros(1))
+            .unwrap_or(now),
+        _ => now,
+    }
 }
 
 fn on_conflict_false<T>(result: Result<T, kube::Error>) -> Result<bool, kube::Error> {
@@ -258,28 +344,100 @@ fn on_conflict_false<T>(result: Result<T, kube::Error>) -> Result<bool, kube::Er
 mod tests {
     use super::*;
 
-    fn spec(holder: &str, renewed: &str, seconds: i32) -> LeaseSpec {
-        LeaseSpec {
-            holder_identity: Some(holder.into()),
-            renew_time: Some(MicroTime(renewed.parse().unwrap())),
-            lease_duration_seconds: Some(seconds),
-            ..LeaseSpec::default()
+    fn lease(holder: &str, renewed: &str, seconds: i32, version: &str) -> Lease {
+        Lease {
+            metadata: ObjectMeta {
+                resource_version: Some(version.into()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(LeaseSpec {
+                holder_identity: Some(holder.into()),
+                renew_time: Some(MicroTime(renewed.parse().unwrap())),
+                lease_duration_seconds: Some(seconds),
+                ..LeaseSpec::default()
+            }),
+        }
+    }
+
+    const SECS_15: Duration = Duration::from_secs(15);
+
+    #[test]
+    fn a_lease_expires_one_duration_after_it_was_last_seen_to_change() {
+        let mut observed = Observed::default();
+        let t0 = Instant::now();
+        let l1 = Record::of(&lease("other", "2026-11-25T00:00:00Z", 15, "1"));
+        assert!(
+            !observed.expired(l1.clone(), SECS_15, t0),
+            "first seen: fresh"
+        );
+        assert!(!observed.expired(l1.clone(), SECS_15, t0 + Duration::from_secs(10)));
+        let l2 = Record::of(&lease("other", "2026-11-25T00:00:10Z", 15, "2"));
+        assert!(
+            !observed.expired(l2.clone(), SECS_15, t0 + Duration::from_secs(14)),
+            "renewed: counted again from when the change was seen"
+        );
+        assert!(!observed.expired(l2.clone(), SECS_15, t0 + Duration::from_secs(28)));
+        assert!(observed.expired(l2, SECS_15, t0 + Duration::from_secs(29)));
+    }
+
+    #[test]
+    fn a_renew_time_from_the_future_is_not_fresh_forever() {
+        let mut observed = Observed::default();
+        let t0 = Instant::now();
+        let ahead = Record::of(&lease("other", "2126-11-25T00:00:00Z", 15, "7"));
+        assert!(!observed.expired(ahead.clone(), SECS_15, t0));
+        assert!(
+            observed.expired(ahead, SECS_15, t0 + SECS_15),
+            "unchanged for its duration: expired, whatever time it claims"
+        );
+    }
+
+    #[test]
+    fn a_renew_time_far_in_the_past_that_keeps_changing_is_alive() {
+        let mut observed = Observed::default();
+        let t0 = Instant::now();
+        for (i, renewed) in ["2000-01-01T00:00:00Z", "2000-01-01T00:00:05Z"]
+            .into_iter()
+            .enumerate()
+        {
+            let record = Record::of(&lease("other", renewed, 15, &i.to_string()));
+            let at = t0 + Duration::from_secs(20) * u32::try_from(i).unwrap();
+            assert!(
+                !observed.expired(record, SECS_15, at),
+                "a holder whose clock is behind but who renews keeps the Lease"
+            );
         }
     }
 
     #[test]
-    fn lease_expires_exactly_one_duration_after_its_last_renewal() {
-        let s = spec("other", "2026-11-25T00:00:00Z", 15);
-        assert!(!expired(&s, "2026-11-25T00:00:14Z".parse().unwrap()));
-        assert!(expired(&s, "2026-11-25T00:00:15Z".parse().unwrap()));
+    fn any_write_of_the_lease_counts_as_a_change() {
+        let mut observed = Observed::default();
+        let t0 = Instant::now();
+        let same_time = "2026-11-25T00:00:00Z";
+        assert!(!observed.expired(Record::of(&lease("other", same_time, 15, "1")), SECS_15, t0));
+        assert!(
+            !observed.expired(
+                Record::of(&lease("other", same_time, 15, "2")),
+                SECS_15,
+                t0 + SECS_15
+            ),
+            "a new resourceVersion is a renewal, even with the same renewTime"
+        );
     }
 
     #[test]
-    fn lease_never_renewed_counts_as_expired() {
-        assert!(expired(
-            &LeaseSpec::default(),
-            "2026-11-25T00:00:00Z".parse().unwrap()
-        ));
+    fn the_holder_renews_with_a_time_the_others_can_see_change() {
+        let t: Timestamp = "2026-11-25T00:00:00.000001Z".parse().unwrap();
+        assert_eq!(changed_from(t, None), t);
+        assert_eq!(
+            changed_from(t, Some("2026-11-25T00:00:00Z".parse().unwrap())),
+            t
+        );
+        assert_eq!(
+            changed_from(t, Some(t)),
+            "2026-11-25T00:00:00.000002Z".parse::<Timestamp>().unwrap(),
+            "a clock that did not move still writes a different renewTime"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use tracing::info;
 use crate::{
     clear::{AllowedBaseUrls, ClearClient, ClearClientConfig, ClearError},
     cli::RunArgs,
-    clock::SystemClock,
+    clock::{self, AnchoredClock},
     controller::{self, ControllerConfig},
     http::{self, Health},
     leader::LeaseConfig,
@@ -96,10 +96,16 @@ pub async fn run(
         controller: CONTROLLER_NAME.into(),
         instance: Some(identity.clone()),
     };
+    // NB: the operator's time is the API server's, read before anything is decided, so a
+    // node whose wall clock is wrong or steps does not make tokens look expired (README,
+    // "Clocks").
+    let clock = Arc::new(AnchoredClock::system());
+    clock::reference::first_sample(&clock, &client, clock::reference::FIRST_SAMPLE_WITHIN).await;
+    clock::reference::spawn_sampler(clock.clone(), client.clone(), shutdown.clone());
     let ctx = Arc::new(Context::new(
         client.clone(),
         clear,
-        Arc::new(SystemClock),
+        clock,
         metrics,
         settings,
         reporter,

@@ -1,5 +1,6 @@
 //! Leader election on a Lease in the emulator: one holder at a time, takeover only after
-//! expiry, release on shutdown, and a standby that keeps trying.
+//! expiry (the Lease unchanged for its duration on the standby's monotonic clock, whatever
+//! the times written in it), release on shutdown, and a standby that keeps trying.
 
 use std::{sync::Arc, time::Duration};
 
@@ -40,6 +41,10 @@ async fn only_one_replica_holds_the_lease_until_it_expires() {
     );
     clock.advance(SignedDuration::from_secs(10));
     assert!(a.try_acquire_or_renew().await.unwrap(), "the holder renews");
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "the standby sees the renewal"
+    );
     clock.advance(SignedDuration::from_secs(14));
     assert!(
         !b.try_acquire_or_renew().await.unwrap(),
@@ -48,7 +53,7 @@ async fn only_one_replica_holds_the_lease_until_it_expires() {
     clock.advance(SignedDuration::from_secs(1));
     assert!(
         b.try_acquire_or_renew().await.unwrap(),
-        "an expired Lease is taken over"
+        "a Lease unchanged for its duration is taken over"
     );
     assert!(
         !a.try_acquire_or_renew().await.unwrap(),
@@ -62,6 +67,66 @@ async fn only_one_replica_holds_the_lease_until_it_expires() {
     let spec = lease.spec.unwrap();
     assert_eq!(spec.holder_identity.as_deref(), Some("pod-b"));
     assert_eq!(spec.lease_transitions, Some(1));
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lease_renewed_from_the_future_is_taken_once_it_stops_changing() {
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emulator.client().await;
+    let leases = Api::<Lease>::namespaced(client.clone(), "default");
+    let ghost: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "clear-operator", "namespace": "default"},
+        "spec": {
+            "holderIdentity": "ghost", "leaseDurationSeconds": 15,
+            "acquireTime": "2026-11-26T10:00:00.000000Z",
+            "renewTime": "2026-11-26T10:00:00.000000Z",
+        },
+    }))
+    .unwrap();
+    leases
+        .create(&kube::api::PostParams::default(), &ghost)
+        .await
+        .unwrap();
+    let clock = ManualClock::new("2026-11-25T10:00:00Z".parse().unwrap());
+    let b = elector(&client, "pod-b", &clock);
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "first seen: its holder may be alive"
+    );
+    clock.advance(SignedDuration::from_secs(14));
+    assert!(!b.try_acquire_or_renew().await.unwrap());
+    clock.advance(SignedDuration::from_secs(1));
+    assert!(
+        b.try_acquire_or_renew().await.unwrap(),
+        "a renewTime a day ahead does not keep a dead holder's Lease"
+    );
+    emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_holder_whose_clock_is_behind_keeps_the_lease_while_it_renews() {
+    let emulator = Emulator::start(EmulatorOptions::default()).await.unwrap();
+    let client = emulator.client().await;
+    let behind = ManualClock::new("2026-11-24T10:00:00Z".parse().unwrap());
+    let right = ManualClock::new("2026-11-25T10:00:00Z".parse().unwrap());
+    let a = elector(&client, "pod-a", &behind);
+    let b = elector(&client, "pod-b", &right);
+    assert!(a.try_acquire_or_renew().await.unwrap());
+    for _ in 0..6 {
+        assert!(
+            !b.try_acquire_or_renew().await.unwrap(),
+            "a renewTime a day old that keeps changing is a live holder"
+        );
+        behind.advance(SignedDuration::from_secs(5));
+        right.advance(SignedDuration::from_secs(5));
+        assert!(a.try_acquire_or_renew().await.unwrap());
+    }
+    right.set("2026-11-27T10:00:00Z".parse().unwrap());
+    assert!(
+        !b.try_acquire_or_renew().await.unwrap(),
+        "nor does a step of the standby's wall clock expire it"
+    );
     emulator.shutdown().await;
 }
 

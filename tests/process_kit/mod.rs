@@ -4,6 +4,8 @@
 //! failure message (and which are killed on drop, so a failing test leaks nothing).
 #![allow(dead_code)]
 
+pub mod faketime;
+
 use std::{
     io::{BufRead, BufReader},
     path::PathBuf,
@@ -33,13 +35,38 @@ pub const LEASE: &str = "clear-operator";
 pub struct Replica {
     child: Child,
     output: Arc<Mutex<Vec<String>>>,
+    /// Run under libfaketime: its shared memory is removed when the process is killed.
+    faked: bool,
 }
 
 impl Replica {
     /// Starts a replica named `name` (its POD_NAME) against `world`, allowed to call only the
     /// simulator, with leader election in [`NS`] and `extra` flags.
     pub fn start(world: &World, name: &str, extra: &[&str]) -> Replica {
-        let mut child = Command::new(BIN)
+        Self::start_with(world, name, extra, None)
+    }
+
+    /// As [`Replica::start`], with its wall clock under `clock` (monotonic time untouched).
+    pub fn start_faked(
+        world: &World,
+        name: &str,
+        extra: &[&str],
+        clock: &faketime::FakeClock,
+    ) -> Replica {
+        Self::start_with(world, name, extra, Some(clock))
+    }
+
+    fn start_with(
+        world: &World,
+        name: &str,
+        extra: &[&str],
+        clock: Option<&faketime::FakeClock>,
+    ) -> Replica {
+        let mut command = Command::new(BIN);
+        if let Some(clock) = clock {
+            command.envs(clock.env());
+        }
+        let mut child = command
             .args([
                 "run",
                 "--allow-http",
@@ -71,7 +98,11 @@ impl Replica {
                 }
             });
         }
-        Replica { child, output }
+        Replica {
+            child,
+            output,
+            faked: clock.is_some(),
+        }
     }
 
     pub fn logged(&self, needle: &str) -> bool {
@@ -114,6 +145,21 @@ impl Replica {
     pub fn kill(&mut self) {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
+        self.forget_faketime();
+    }
+
+    /// SIGTERM, then waits (30 s at most) for a clean exit; returns whether it exited 0.
+    pub async fn stop(&mut self) -> bool {
+        self.signal_term();
+        self.wait_exit(Duration::from_secs(30)).await
+    }
+
+    /// libfaketime keeps shared memory named after the process, removed only by a clean
+    /// exit; a later process given the same id would fail to start under it.
+    fn forget_faketime(&self) {
+        if self.faked {
+            faketime::remove_shared_memory(self.child.id());
+        }
     }
 
     /// Waits for the process to exit; returns whether it exited with status 0.
@@ -131,8 +177,11 @@ impl Replica {
 
 impl Drop for Replica {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        self.forget_faketime();
     }
 }
 
@@ -149,7 +198,13 @@ pub struct World {
 }
 
 impl World {
+    /// The world with `billing`'s tokens living 12 hours.
     pub async fn start(secret: &'static str) -> World {
+        Self::start_with_lifetime(secret, Duration::from_secs(12 * 3600)).await
+    }
+
+    /// The world with `billing`'s tokens living `lifetime`.
+    pub async fn start_with_lifetime(secret: &'static str, lifetime: Duration) -> World {
         let emulator = Emulator::start(EmulatorOptions::default())
             .await
             .expect("emulator starts");
@@ -159,46 +214,62 @@ impl World {
             .await
             .expect("CRD registers");
         let sandbox = Sandbox::start(SandboxConfig::new(vec![
-            ClientConfig::new(secret, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
+            ClientConfig::new(secret, "ws-1").with_lifetime(lifetime),
         ]))
         .await
         .expect("sandbox starts");
         let kubeconfig =
             std::env::temp_dir().join(format!("clear-operator-process-{secret}.kubeconfig"));
         std::fs::write(&kubeconfig, emulator.kubeconfig_yaml()).expect("kubeconfig written");
-        let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+        let world = World {
+            leases: Api::namespaced(client.clone(), NS),
+            secrets: Api::namespaced(client.clone(), NS),
+            cacs: Api::namespaced(client, NS),
+            emulator,
+            sandbox,
+            kubeconfig,
+            secret,
+        };
+        world
+            .create_resource("billing", "clear-secret", secret)
+            .await;
+        world
+    }
+
+    /// Adds a ClearApiClient `name` with a client secret of its own (`secret`, known to the
+    /// simulator from now on, its tokens living `lifetime`), in a Secret `<name>-secret`.
+    pub async fn add_resource(&self, name: &str, secret: &str, lifetime: Duration) {
+        self.sandbox
+            .add_client(ClientConfig::new(secret, "ws-1").with_lifetime(lifetime))
+            .expect("the simulator takes the client");
+        self.create_resource(name, &format!("{name}-secret"), secret)
+            .await;
+    }
+
+    async fn create_resource(&self, name: &str, secret_name: &str, secret: &str) {
         let client_secret: Secret = serde_json::from_value(json!({
             "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": "clear-secret", "namespace": NS},
+            "metadata": {"name": secret_name, "namespace": NS},
             "stringData": {"clientSecret": secret},
         }))
         .unwrap();
-        secrets
+        self.secrets
             .create(&PostParams::default(), &client_secret)
             .await
             .expect("client secret created");
-        let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let cac: ClearApiClient = serde_json::from_value(json!({
             "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-            "metadata": {"name": "billing", "namespace": NS},
+            "metadata": {"name": name, "namespace": NS},
             "spec": {
-                "environment": "sandbox", "baseUrl": sandbox.url(), "workspace": "ws-1",
-                "products": ["GST"], "clientSecretRef": {"name": "clear-secret"},
+                "environment": "sandbox", "baseUrl": self.sandbox.url(), "workspace": "ws-1",
+                "products": ["GST"], "clientSecretRef": {"name": secret_name},
             },
         }))
         .unwrap();
-        cacs.create(&PostParams::default(), &cac)
+        self.cacs
+            .create(&PostParams::default(), &cac)
             .await
             .expect("resource created");
-        World {
-            leases: Api::namespaced(client, NS),
-            emulator,
-            sandbox,
-            cacs,
-            secrets,
-            kubeconfig,
-            secret,
-        }
     }
 
     /// Calls to Clear with this world's client secret.
