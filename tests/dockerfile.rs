@@ -27,7 +27,13 @@ fn cargo() -> Command {
 /// `cargo metadata --no-deps` of the workspace whose root manifest is in `dir`.
 fn metadata(dir: &Path) -> Value {
     let output = cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(dir)
         .output()
         .expect("failed to run cargo metadata");
@@ -68,7 +74,10 @@ fn write_skeleton(name: &str) -> PathBuf {
         .arg(repo_root().join("scripts/cargo-skeleton.sh"))
         .arg(repo_root())
         .arg(&out)
-        .env("CARGO", std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .env(
+            "CARGO",
+            std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()),
+        )
         .status()
         .expect("failed to run scripts/cargo-skeleton.sh");
     assert!(status.success(), "scripts/cargo-skeleton.sh failed");
@@ -111,13 +120,21 @@ fn the_skeleton_has_every_target_of_the_workspace_and_no_source() {
     rust_files(&skeleton, &mut files);
     let stand_ins: BTreeSet<String> = files
         .iter()
-        .map(|f| f.strip_prefix(&skeleton).unwrap().to_string_lossy().into_owned())
+        .map(|f| {
+            f.strip_prefix(&skeleton)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned()
+        })
         .collect();
     let target_paths: BTreeSet<String> = workspace
         .iter()
         .map(|(_, _, _, path)| path.trim_start_matches('/').to_string())
         .collect();
-    assert_eq!(stand_ins, target_paths, "one stand-in per target file, nothing else");
+    assert_eq!(
+        stand_ins, target_paths,
+        "one stand-in per target file, nothing else"
+    );
     for file in files {
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
