@@ -13,27 +13,27 @@
 ARG RUST_IMAGE=rust:1.95-slim-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
+# 0. The dependency skeleton (scripts/cargo-skeleton.sh): Cargo.lock, every member's
+#    manifest and an empty stand-in for every target `cargo metadata` lists. This stage
+#    sees all sources, but what it hands on is identical as long as the manifests are, so
+#    the dependency layer below stays cached across source edits. NB: the target list
+#    comes from cargo, not from a list typed here (a forgotten bench once broke the build);
+#    tests/dockerfile.rs checks the skeleton against the workspace.
+FROM ${RUST_IMAGE} AS skeleton
+WORKDIR /src
+COPY . .
+RUN bash scripts/cargo-skeleton.sh /src /skeleton
+
 FROM ${RUST_IMAGE} AS builder
 WORKDIR /src
+# Set to true to build from a pre-filled registry cache mount with no network (as
+# scripts/build-image.sh does); cargo reads it from the environment.
+ARG CARGO_NET_OFFLINE=false
 
 # 1. Dependencies only, cached on the dependency graph: this layer is rebuilt when a
-#    manifest or Cargo.lock changes, not on a source or README edit. Cargo reads every
-#    workspace member's manifest (and needs each declared target to exist), so the members
-#    get empty stand-ins; --no-default-features builds none of them.
-COPY Cargo.toml Cargo.lock ./
-COPY crates/kube-emulator/Cargo.toml crates/kube-emulator/
-COPY crates/emulator-patch/Cargo.toml crates/emulator-patch/
-COPY crates/emulator-schema/Cargo.toml crates/emulator-schema/
-COPY crates/clear-sandbox/Cargo.toml crates/clear-sandbox/
-RUN mkdir -p src benches \
-      crates/kube-emulator/src crates/emulator-patch/src \
-      crates/emulator-schema/src crates/clear-sandbox/src \
-    && for f in src/main.rs benches/emulator.rs benches/apply_to_secret.rs \
-        crates/kube-emulator/src/main.rs crates/clear-sandbox/src/main.rs; do \
-        echo 'fn main() {}' > "$f"; \
-      done \
-    && touch src/lib.rs crates/kube-emulator/src/lib.rs crates/emulator-patch/src/lib.rs \
-      crates/emulator-schema/src/lib.rs crates/clear-sandbox/src/lib.rs
+#    manifest or Cargo.lock changes, not on a source or README edit. --no-default-features
+#    builds none of the other members.
+COPY --from=skeleton /skeleton/ ./
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     cargo build --profile dist --locked -p clear-operator --no-default-features
 

@@ -5,6 +5,8 @@
 #
 #   scripts/control-plane.sh build        builds the binary if needed (cached), prints its path
 #   scripts/control-plane.sh up DIR       starts the three, waits for /readyz, writes DIR/kubeconfig
+#   scripts/control-plane.sh up DIR --node  ...plus kube-scheduler and a node (containerd and a
+#                                         kubelet, scripts/node.sh), waits until the Node is Ready
 #   scripts/control-plane.sh down DIR     stops exactly what `up DIR` started, removes DIR
 #
 # `up` turns on RBAC, ServiceAccount token signing (`kubectl create token` works), the
@@ -12,6 +14,11 @@
 # request not made by the control plane itself (DIR/logs/audit.log: tests read it to check
 # RBAC from the server's own record). DIR/kubeconfig is a cluster-admin identity
 # (system:masters); DIR/env holds the ports and paths for scripts.
+#
+# With --node (root, Debian packages containerd runc busybox-static): the Node authorizer
+# and NodeRestriction, the controllers pods need, and the node named 127.0.0.1; `down` also
+# stops containerd, the kubelet and the pods' containers and undoes the kubelet's host
+# changes (see scripts/node.sh).
 #
 # Environment: CONTROL_PLANE_CACHE (where built binaries are kept; default .tools/control-plane),
 # CONTROL_PLANE_START_TIMEOUT (seconds per component, default 180).
@@ -23,6 +30,9 @@ module="$root/tools/control-plane"
 cache="${CONTROL_PLANE_CACHE:-$root/.tools/control-plane}"
 start_timeout="${CONTROL_PLANE_START_TIMEOUT:-180}"
 kube_version="$(cat "$module/KUBERNETES_VERSION")"
+with_node=""
+# shellcheck source=scripts/node.sh
+. "$root/scripts/node.sh"
 
 say() { echo "control-plane: $*" >&2; }
 die() { say "$*"; exit 1; }
@@ -50,7 +60,7 @@ build() {
 	minor="${minor%%.*}"
 	local pkg=k8s.io/component-base/version
 	local started=$SECONDS
-	say "building Kubernetes v$kube_version (etcd, kube-apiserver, kube-controller-manager) from Go modules; a cold build takes several minutes"
+	say "building Kubernetes v$kube_version (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubelet) from Go modules; a cold build takes several minutes"
 	# NB: without these -X flags the servers report v0.0.0-master, which kubectl and helm
 	# read (helm refuses charts whose kubeVersion then does not match).
 	(cd "$module" && go build -trimpath -o "$out.tmp" \
@@ -173,7 +183,8 @@ fail_start() { # name why
 
 stop_all() {
 	local f pid name
-	for name in kube-controller-manager kube-apiserver etcd; do
+	node_down
+	for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
 		f="$DIR/pids/$name.pid"
 		[ -f "$f" ] || continue
 		pid="$(cat "$f")"
@@ -195,13 +206,21 @@ stop_all() {
 }
 
 up() {
+	[ -z "$with_node" ] || node_check_host
 	BIN="$(build)"
 	[ -e "$DIR/pids" ] && [ -n "$(ls -A "$DIR/pids" 2>/dev/null)" ] && die "$DIR already holds a running control plane (run: $0 down $DIR)"
 	mkdir -p "$DIR/logs" "$DIR/pids" "$DIR/etcd"
 	DIR="$(cd "$DIR" && pwd)"
 	local started=$SECONDS
-	read -r etcd_client etcd_peer apiserver_port kcm_port <<<"$(free_ports 4)"
+	read -r etcd_client etcd_peer apiserver_port kcm_port scheduler_port <<<"$(free_ports 5)"
 	gen_certs "$DIR"
+	local authorization=(--authorization-mode RBAC) controllers=garbagecollector,namespace,serviceaccount,serviceaccount-token
+	if [ -n "$with_node" ]; then
+		node_certs
+		# shellcheck disable=SC2207 # the flags hold no spaces
+		authorization=($(node_apiserver_flags))
+		controllers="$controllers,$NODE_CONTROLLERS"
+	fi
 	write_audit_policy
 	local pki="$DIR/pki" server="https://127.0.0.1:$apiserver_port"
 
@@ -215,7 +234,7 @@ up() {
 		--cert-dir "$DIR/apiserver" \
 		--tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
 		--client-ca-file "$pki/ca.crt" \
-		--authorization-mode RBAC \
+		"${authorization[@]}" \
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$pki/sa.pub" \
 		--service-account-signing-key-file "$pki/sa.key" \
@@ -234,7 +253,7 @@ up() {
 		--authorization-kubeconfig "$DIR/controller-manager.kubeconfig" \
 		--bind-address 127.0.0.1 --secure-port "$kcm_port" --cert-dir "$DIR/controller-manager" \
 		--leader-elect=false \
-		--controllers garbagecollector,namespace,serviceaccount,serviceaccount-token \
+		--controllers "$controllers" \
 		--use-service-account-credentials \
 		--service-account-private-key-file "$pki/sa.key" \
 		--root-ca-file "$pki/ca.crt"
@@ -243,6 +262,16 @@ up() {
 	# tests that create namespaces get their ServiceAccounts as in a real cluster).
 	wait_for kube-controller-manager curl -sf --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
 		"$server/api/v1/namespaces/default/serviceaccounts/default"
+
+	if [ -n "$with_node" ]; then
+		write_kubeconfig "$DIR/scheduler.kubeconfig" "$server" scheduler
+		start kube-scheduler \
+			--kubeconfig "$DIR/scheduler.kubeconfig" \
+			--authentication-kubeconfig "$DIR/scheduler.kubeconfig" \
+			--authorization-kubeconfig "$DIR/scheduler.kubeconfig" \
+			--bind-address 127.0.0.1 --secure-port "$scheduler_port" --leader-elect=false
+		wait_for kube-scheduler curl -sfk "https://127.0.0.1:$scheduler_port/healthz"
+	fi
 
 	cat >"$DIR/env" <<EOF
 KUBERNETES_VERSION=v$kube_version
@@ -253,6 +282,10 @@ CONTROLLER_MANAGER=https://127.0.0.1:$kcm_port
 AUDIT_LOG=$DIR/logs/audit.log
 CA_FILE=$pki/ca.crt
 EOF
+	if [ -n "$with_node" ]; then
+		say "starting the node: containerd and a kubelet"
+		node_up
+	fi
 	say "Kubernetes v$kube_version ready at $server in $((SECONDS - started)) s (pids: $(cat "$DIR"/pids/*.pid | tr '\n' ' '))"
 	say "export KUBECONFIG=$DIR/kubeconfig"
 }
@@ -269,7 +302,12 @@ down() {
 case "${1:-}" in
 build) build ;;
 up)
-	DIR="${2:?usage: $0 up DIR}"
+	DIR="${2:?usage: $0 up DIR [--node]}"
+	case "${3:-}" in
+	"") ;;
+	--node) with_node=1 ;;
+	*) die "usage: $0 up DIR [--node]" ;;
+	esac
 	up
 	;;
 down)
@@ -277,7 +315,7 @@ down)
 	down
 	;;
 *)
-	echo "usage: $0 build | up DIR | down DIR" >&2
+	echo "usage: $0 build | up DIR [--node] | down DIR" >&2
 	exit 2
 	;;
 esac

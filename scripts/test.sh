@@ -5,6 +5,7 @@
 # Go modules by scripts/control-plane.sh, started for this run and stopped after it).
 #   scripts/test.sh             everything
 #   SKIP_REAL_CLUSTER=1 scripts/test.sh    only the fast part (no Go build, no control plane)
+#   SKIP_REAL_NODE=1 scripts/test.sh       everything but the real node subset
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export GOTOOLCHAIN=local
@@ -65,3 +66,15 @@ echo "== differential conformance: the emulator's kubectl and kube-rs suites on 
 KUBE_EMULATOR_CONFORMANCE_KUBECONFIG="$cp_dir/kubeconfig" cargo test --locked -p kube-emulator \
 	--test kubectl --test kube_rs_crud --test kube_rs_watch --test kube_rs_custom --test api_semantics \
 	"$@" -- --test-threads=2
+
+# ---- A real node: the subset that fits CI's time ----------------------------------------
+# The full real-pod suite (operator image built with buildah, the operator as the chart's
+# pod, failover on pods, consumer pods through rotations) takes about 30 minutes on two
+# cores: `sudo scripts/node-suite.sh` runs it. Here: a node up (containerd and a kubelet,
+# root needed), the Secret-to-file propagation test on it, and the node's teardown.
+if [ -n "${SKIP_REAL_NODE:-}" ] || [ "$(id -u)" -ne 0 ]; then
+	echo "== real node: skipped (SKIP_REAL_NODE is set, or not root)"
+else
+	echo "== real node subset: scripts/node-suite.sh with NODE_SUITE_QUICK=1"
+	NODE_SUITE_QUICK=1 scripts/node-suite.sh
+fi

@@ -1,13 +1,15 @@
-// Command control-plane is one multi-call binary holding the real etcd, kube-apiserver
-// and kube-controller-manager of the Kubernetes release pinned in go.mod. Each runs as
-// its own process (`control-plane etcd ...`, `control-plane kube-apiserver ...`,
-// `control-plane kube-controller-manager ...`) because the components share global
-// state (flags, metrics registries) that must not meet in one process. One binary
-// rather than three: linking Kubernetes is the slow, memory-hungry step, and doing it
-// once saves minutes on a two-core machine.
+// Command control-plane is one multi-call binary holding the real etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler and kubelet of the Kubernetes release pinned in
+// go.mod. Each runs as its own process (`control-plane etcd ...`, `control-plane
+// kube-apiserver ...`, ...) because the components share global state (flags, metrics
+// registries) that must not meet in one process. One binary rather than five: linking
+// Kubernetes is the slow, memory-hungry step, and doing it once saves minutes on a
+// two-core machine. The scheduler and the kubelet serve `scripts/control-plane.sh up DIR
+// --node` (a real node for pods).
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	_ "time/tzdata" // CronJob time zones, as upstream's main packages do
@@ -18,6 +20,8 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	controllermanager "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+	scheduler "k8s.io/kubernetes/cmd/kube-scheduler/app"
+	kubelet "k8s.io/kubernetes/cmd/kubelet/app"
 )
 
 func main() {
@@ -35,6 +39,10 @@ func main() {
 		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Exit(cli.Run(controllermanager.NewControllerManagerCommand()))
+	case "kube-scheduler":
+		os.Exit(cli.Run(scheduler.NewSchedulerCommand()))
+	case "kubelet":
+		os.Exit(cli.Run(kubelet.NewKubeletCommand(context.Background())))
 	case "version":
 		fmt.Println(kubernetesVersion())
 	default:
@@ -43,6 +51,6 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: control-plane etcd|kube-apiserver|kube-controller-manager|version [flags]")
+	fmt.Fprintln(os.Stderr, "usage: control-plane etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubelet|version [flags]")
 	os.Exit(2)
 }

@@ -112,12 +112,37 @@ public final class ClearClient {
 
     /**
      * Against the Clear simulator the default path checks the token; against Clear, pass the
-     * path of a business API.
+     * path of a business API. {@code --every MILLIS} repeats the call forever, one line per
+     * request (time, status, how long it took, retries so far; never the token or the
+     * answer): how the node tests watch a consumer pod through rotations.
      */
     public static void main(String[] args) throws Exception {
-        String path = args.length > 0 ? args[0] : "/integration/v1/authz/whoami";
-        HttpResponse<String> response = fromEnvironment().get(path);
-        System.out.println(response.statusCode() + " " + response.body());
-        System.exit(response.statusCode() / 100 == 2 ? 0 : 1);
+        long every = -1;
+        int first = 0;
+        if (args.length >= 2 && args[0].equals("--every")) {
+            every = Long.parseLong(args[1]);
+            first = 2;
+        }
+        String path = args.length > first ? args[first] : "/integration/v1/authz/whoami";
+        ClearClient client = fromEnvironment();
+        if (every < 0) {
+            HttpResponse<String> response = client.get(path);
+            System.out.println(response.statusCode() + " " + response.body());
+            System.exit(response.statusCode() / 100 == 2 ? 0 : 1);
+        }
+        while (true) {
+            long started = System.currentTimeMillis();
+            String status;
+            try {
+                status = String.valueOf(client.get(path).statusCode());
+            } catch (IOException error) { // the caller's view of a failure, like a non-200
+                status = error.getClass().getSimpleName();
+            }
+            long took = System.currentTimeMillis() - started;
+            System.out.printf("request at=%.3f status=%s took_ms=%d retries_after_401=%d%n",
+                    started / 1000.0, status, took, client.retriesAfter401());
+            System.out.flush();
+            Thread.sleep(every);
+        }
     }
 }

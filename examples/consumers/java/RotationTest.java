@@ -96,8 +96,10 @@ public final class RotationTest {
             try {
                 for (int i = 0; i < ROTATIONS; i++) {
                     Thread.sleep(between(GAP_MS));
-                    mintTimes.add(now());
                     String token = sandbox.mint(secret); // the old token is revoked now
+                    // NB: the instant after the mint is answered, not before it is sent: a
+                    // request that starts in between may still be served with the old token.
+                    mintTimes.add(now());
                     Thread.sleep(between(LAG_MS)); // ...and the file still holds it
                     volume.write(Map.of("accessToken", token, "baseUrl", sandbox.url));
                 }

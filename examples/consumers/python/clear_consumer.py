@@ -81,11 +81,29 @@ class ClearClient:
 
 def main():
     # Against the Clear simulator the default path checks the token; against Clear, pass the
-    # path of a business API.
-    path = sys.argv[1] if len(sys.argv) > 1 else "/integration/v1/authz/whoami"
-    status, answer = ClearClient().get(path)
-    print(status, answer.decode("utf-8", "replace"))
-    return 0 if 200 <= status < 300 else 1
+    # path of a business API. `--every SECONDS` repeats the call forever, one line per
+    # request (time, status, how long it took, retries so far; never the token or the
+    # answer): how the node tests watch a consumer pod through rotations.
+    args = sys.argv[1:]
+    every = None
+    if args[:1] == ["--every"]:
+        every, args = float(args[1]), args[2:]
+    path = args[0] if args else "/integration/v1/authz/whoami"
+    client = ClearClient()
+    if every is None:
+        status, answer = client.get(path)
+        print(status, answer.decode("utf-8", "replace"))
+        return 0 if 200 <= status < 300 else 1
+    while True:
+        started = time.time()
+        try:
+            status = client.get(path)[0]
+        except OSError as error:  # the caller's view of a failure, like a non-200
+            status = type(error).__name__
+        took = time.time() - started
+        print(f"request at={started:.3f} status={status} took_ms={took * 1000:.0f} "
+              f"retries_after_401={client.retries_after_401}", flush=True)
+        time.sleep(every)
 
 
 if __name__ == "__main__":

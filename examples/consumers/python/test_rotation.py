@@ -170,8 +170,10 @@ class RotationTest(unittest.TestCase):
         try:
             for _ in range(ROTATIONS):
                 time.sleep(random.uniform(*GAP))
-                mint_times.append(time.monotonic())
                 token = self.sandbox.mint(secret)  # the old token is revoked now
+                # NB: the instant after the mint is answered, not before it is sent: a
+                # request that starts in between may still be served with the old token.
+                mint_times.append(time.monotonic())
                 time.sleep(random.uniform(*LAG))  # ...and the file still holds it
                 self.volume.write({"accessToken": token, "baseUrl": self.sandbox.url})
             time.sleep(1.0)
