@@ -6,9 +6,9 @@ mod scenario_kit;
 
 use std::time::Duration;
 
+use axum::http::StatusCode;
 use clear_operator::resource::REGENERATE_ANNOTATION;
 use clear_sandbox::{ClientConfig, Fault, FaultScope};
-use axum::http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use scenario_kit::Kit;
 
@@ -51,8 +51,14 @@ async fn a_429_with_retry_after_waits_that_long_not_until_midnight() {
     kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
-    assert_eq!(next_retry(&kit).await, kit.now() + SignedDuration::from_secs(120));
-    assert_eq!(kit.ready("billing").await, ("True".into(), "RateLimited".into()));
+    assert_eq!(
+        next_retry(&kit).await,
+        kit.now() + SignedDuration::from_secs(120)
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "RateLimited".into())
+    );
     kit.advance(SignedDuration::from_secs(119));
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2, "not before Retry-After");
@@ -84,7 +90,11 @@ async fn the_daily_quota_waits_for_midnight_plus_a_jitter_of_its_own() {
         "{retry}"
     );
     kit.reconcile("billing").await;
-    assert_eq!(next_retry(&kit).await, retry, "deterministic: a reconcile does not move it");
+    assert_eq!(
+        next_retry(&kit).await,
+        retry,
+        "deterministic: a reconcile does not move it"
+    );
     kit.set_time(&(retry - SignedDuration::from_secs(1)).to_string());
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
@@ -109,7 +119,10 @@ async fn refusals_leave_the_stored_token_ready_and_name_the_status_code() {
         kit.reconcile("billing").await;
         let cac = kit.get("billing").await;
         let status = cac.status.as_ref().unwrap();
-        assert_eq!(status.mint_started_at, None, "HTTP {code}: nothing was minted");
+        assert_eq!(
+            status.mint_started_at, None,
+            "HTTP {code}: nothing was minted"
+        );
         let ready = status
             .conditions
             .iter()
@@ -120,14 +133,25 @@ async fn refusals_leave_the_stored_token_ready_and_name_the_status_code() {
             ("True", "ClearRefused"),
             "HTTP {code}"
         );
-        assert!(ready.message.contains(&format!("HTTP {code}")), "{}", ready.message);
+        assert!(
+            ready.message.contains(&format!("HTTP {code}")),
+            "{}",
+            ready.message
+        );
         kit.advance(SignedDuration::from_hours(2));
     }
     assert_eq!(kit.calls(SECRET), 5, "one call per refusal");
     assert_eq!(kit.token_in("billing").await, token);
-    assert!(kit.sandbox.is_token_valid(&token), "the stored token is intact");
+    assert!(
+        kit.sandbox.is_token_valid(&token),
+        "the stored token is intact"
+    );
     kit.reconcile_times("billing", 2).await;
-    assert_eq!(kit.calls(SECRET), 6, "the regenerate request is served after the backoff");
+    assert_eq!(
+        kit.calls(SECRET),
+        6,
+        "the regenerate request is served after the backoff"
+    );
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
@@ -144,7 +168,11 @@ async fn a_local_clock_a_day_ahead_of_clears_counts_the_life_on_clears_clock() {
     kit.set_clear_time("2026-11-24T10:00:00Z");
     kit.create("billing", kit.spec("clear-secret")).await;
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 1, "no mint loop on a token that looks expired");
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "no mint loop on a token that looks expired"
+    );
     let status = kit.get("billing").await.status.unwrap();
     assert_eq!(
         status.valid_till.map(|t| t.0),

@@ -110,9 +110,13 @@ async fn rate_limit_waits_until_midnight_utc_without_calls() {
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2, "the second call is refused with 429");
     let status = kit.get("billing").await.status.unwrap();
-    assert_eq!(
-        status.next_retry_time.unwrap().0.to_string(),
-        "2026-11-26T00:00:00Z"
+    // NB: the daily quota resets at 00:00 UTC; each resource waits a few minutes more of
+    // its own, so that resources refused together do not all call at 00:00:00.
+    let retry = status.next_retry_time.unwrap().0;
+    let midnight: jiff::Timestamp = "2026-11-26T00:00:00Z".parse().unwrap();
+    assert!(
+        retry >= midnight && retry < midnight + SignedDuration::from_mins(5),
+        "{retry}"
     );
     assert_eq!(
         kit.ready("billing").await,
@@ -124,11 +128,15 @@ async fn rate_limit_waits_until_midnight_utc_without_calls() {
     );
     assert_eq!(kit.token_in("billing").await, first);
 
-    kit.set_time("2026-11-25T23:59:59Z");
+    kit.set_time(&(retry - SignedDuration::from_secs(1)).to_string());
     kit.reconcile_times("billing", 3).await;
-    assert_eq!(kit.calls(SECRET), 2, "no call before 00:00 UTC");
+    assert_eq!(
+        kit.calls(SECRET),
+        2,
+        "no call before the reset and this resource's jitter"
+    );
 
-    kit.set_time("2026-11-26T00:00:00Z");
+    kit.set_time(&retry.to_string());
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 3, "one call once the quota reset");
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
@@ -667,12 +675,14 @@ fn retry_delays_double_from_five_seconds_up_to_five_minutes() {
 }
 
 #[tokio::test]
-async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_loop() {
+async fn a_clear_clock_behind_the_clusters_counts_the_life_on_clears_clock_instead_of_minting_in_a_loop()
+ {
     let kit = Kit::start(vec![
         ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(60)),
     ])
     .await;
-    // Clear's clock is two hours behind: every token it mints "expired" before it was issued.
+    // Clear's clock is two hours behind: on the cluster's clock, every token it mints
+    // "expired" before it was issued. Its life is counted on Clear's clock instead.
     kit.set_clear_time("2026-11-25T08:00:00Z");
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
@@ -683,16 +693,16 @@ async fn a_valid_till_before_the_issue_time_is_clamped_instead_of_minting_in_a_l
     let status = kit.get("billing").await.status.unwrap();
     assert_eq!(
         status.valid_till.map(|t| t.0),
-        Some("2026-11-25T11:00:00Z".parse().unwrap()),
-        "a lifetime of one hour is assumed"
+        Some("2026-11-25T10:01:00Z".parse().unwrap()),
+        "the minute Clear gives, from when the answer arrived"
     );
-    // Renewal at two thirds of that hour; before it, any number of reconciles costs nothing.
+    // Renewal at two thirds of that minute; before it, any number of reconciles costs nothing.
     for _ in 0..39 {
-        kit.clock.advance(SignedDuration::from_mins(1));
+        kit.clock.advance(SignedDuration::from_secs(1));
         kit.reconcile("billing").await;
     }
     assert_eq!(kit.calls(SECRET), 1, "no mint loop");
-    kit.clock.advance(SignedDuration::from_mins(1));
+    kit.clock.advance(SignedDuration::from_secs(1));
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "one renewal per clamped lifetime");
     kit.assert_no_leaks();

@@ -334,7 +334,11 @@ fn valid_till_on_our_clock(issued: &IssuedToken, received: Timestamp) -> Option<
     if skew.abs() > jiff::SignedDuration::from_mins(1) {
         warn!(clear_date = %date, local = %received, "the local clock and Clear's differ by more than a minute; the token's life is counted on Clear's clock");
     }
-    Some(received.saturating_add(till.duration_since(date)).unwrap_or(till))
+    Some(
+        received
+            .saturating_add(till.duration_since(date))
+            .unwrap_or(till),
+    )
 }
 
 /// A failed attempt: status (on top of `base`, the status as last written), a Warning, the
