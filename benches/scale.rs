@@ -23,9 +23,9 @@
 //! kube-apiserver (Go pprof) and of the operator (`perf record`) while tokens are minted,
 //! kept under target/tmp with the top of each printed).
 
-mod support;
 #[path = "support/real/mod.rs"]
 mod real;
+mod support;
 
 use std::{
     collections::HashMap,
@@ -227,7 +227,10 @@ async fn run_real(n: usize, latency: Duration, restart: bool) {
         vec![
             ("kube-apiserver", server(plane.pid("kube-apiserver"))),
             ("etcd", server(plane.pid("etcd"))),
-            ("kube-controller-manager", server(plane.pid("kube-controller-manager"))),
+            (
+                "kube-controller-manager",
+                server(plane.pid("kube-controller-manager")),
+            ),
             ("operator", operator),
             ("bench+Clear", std::process::id()),
         ]
@@ -237,8 +240,12 @@ async fn run_real(n: usize, latency: Duration, restart: bool) {
     let audit_from = audit::len(&audit_log);
     let metrics_addr = free_loopback_addr();
     let started = Instant::now();
-    let mut operator =
-        plane::start_as_deployed(&deployment, &kubeconfig, &metrics_addr, &dir_log(&plane, "operator-1"));
+    let mut operator = plane::start_as_deployed(
+        &deployment,
+        &kubeconfig,
+        &metrics_addr,
+        &dir_log(&plane, "operator-1"),
+    );
     let cpu_start = probe::cpu_mark(&processes(operator.id()));
     let sampler = probe::Sampler::start(admin.clone(), operator.id(), api_port.clone());
     let profile = if std::env::var("BENCH_PROFILE").as_deref() == Ok("1") {
@@ -365,7 +372,9 @@ async fn operator_metrics(addr: &str) -> String {
     let addr = addr.to_string();
     tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(&addr).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
         stream
             .write_all(b"GET /metrics HTTP/1.0\r\nHost: operator\r\n\r\n")
             .ok()?;
@@ -418,7 +427,10 @@ fn start_profiles(plane: &plane::ControlPlane, operator: u32, n: usize) -> Profi
 fn finish_profiles(profiles: Profiles) {
     let (mut curl, pprof) = profiles.apiserver;
     let _ = curl.wait();
-    println!("    kube-apiserver CPU profile (20 s, pprof -top, cumulative): {}", pprof.display());
+    println!(
+        "    kube-apiserver CPU profile (20 s, pprof -top, cumulative): {}",
+        pprof.display()
+    );
     print_head(
         Command::new("go")
             .args(["tool", "pprof", "-top", "-cum", "-nodecount=25"])
@@ -427,10 +439,22 @@ fn finish_profiles(profiles: Profiles) {
     );
     if let Some((mut perf, data)) = profiles.operator {
         let _ = perf.wait();
-        println!("    operator CPU profile (20 s, perf, self time): {}", data.display());
+        println!(
+            "    operator CPU profile (20 s, perf, self time): {}",
+            data.display()
+        );
         print_head(
             Command::new("perf")
-                .args(["report", "--stdio", "--no-children", "--sort", "dso,symbol", "-g", "none", "-i"])
+                .args([
+                    "report",
+                    "--stdio",
+                    "--no-children",
+                    "--sort",
+                    "dso,symbol",
+                    "-g",
+                    "none",
+                    "-i",
+                ])
                 .arg(&data),
             40,
         );

@@ -101,12 +101,7 @@ pub fn print_breakdown(requests: &[Request], per: usize, per_what: &str) {
     let per = per.max(1) as f64;
     println!(
         "    {:<40} {:>7} {:>8} {:>9} {:>9} {:>9}  codes",
-        "request (audit log)",
-        "count",
-        per_what,
-        "mean ms",
-        "p50 ms",
-        "p99 ms"
+        "request (audit log)", "count", per_what, "mean ms", "p50 ms", "p99 ms"
     );
     for (kind, list) in &rows {
         let mut ms: Vec<f64> = list

@@ -114,7 +114,11 @@ fn script(args: &[&str]) {
         .args(args)
         .status()
         .expect("control-plane.sh runs");
-    assert!(status.success(), "control-plane.sh {} failed", args.join(" "));
+    assert!(
+        status.success(),
+        "control-plane.sh {} failed",
+        args.join(" ")
+    );
 }
 
 pub async fn client_from(path: &Path) -> Client {
@@ -181,8 +185,13 @@ pub async fn helm_install(plane: &ControlPlane, admin: &Client, clear_url: &str)
     .expect("CRD established within 60 s")
     .expect("CRD watch");
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), RELEASE_NS);
-    serde_json::to_value(deployments.get(RELEASE).await.expect("the chart's Deployment"))
-        .unwrap()
+    serde_json::to_value(
+        deployments
+            .get(RELEASE)
+            .await
+            .expect("the chart's Deployment"),
+    )
+    .unwrap()
 }
 
 /// A kubeconfig for the chart's ServiceAccount (a TokenRequest token, as a pod gets), so

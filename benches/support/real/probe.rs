@@ -33,7 +33,12 @@ fn proc_ticks(pid: u32) -> u64 {
     // NB: fields are counted after the command name, which may hold spaces.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let get = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(11) + get(12)
 }
 
@@ -79,8 +84,8 @@ pub fn print_cpu(start: &CpuMark, end: &CpuMark) {
             )
         })
         .collect();
-    let busy = (end.machine.0 - start.machine.0) as f64
-        / (end.machine.1 - start.machine.1).max(1) as f64;
+    let busy =
+        (end.machine.0 - start.machine.0) as f64 / (end.machine.1 - start.machine.1).max(1) as f64;
     println!(
         "    CPU over {wall:.1} s, in cores: {}; whole machine {:.0} % busy of {cores} cores",
         parts.join(", "),
@@ -175,7 +180,10 @@ pub fn print_server_metrics(before: &str, after: &str, peaks: &Peaks) {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    println!("    APF dispatched (priority level/flow schema): {}", line(&dispatched));
+    println!(
+        "    APF dispatched (priority level/flow schema): {}",
+        line(&dispatched)
+    );
     let rejected = deltas_by(
         &before,
         &after,
@@ -208,7 +216,10 @@ pub fn print_server_metrics(before: &str, after: &str, peaks: &Peaks) {
             )
         })
         .collect();
-    println!("    APF queue wait (priority level/executed): {}", mean_waits.join("; "));
+    println!(
+        "    APF queue wait (priority level/executed): {}",
+        mean_waits.join("; ")
+    );
     let seats: Vec<String> = family(&after, "apiserver_flowcontrol_nominal_limit_seats")
         .filter_map(|(k, v)| Some(format!("{} {v:.0}", label(k, "priority_level")?)))
         .filter(|s| s.starts_with("workload-") || s.starts_with("global-default"))
@@ -239,7 +250,10 @@ pub fn print_server_metrics(before: &str, after: &str, peaks: &Peaks) {
             )
         })
         .collect();
-    println!("    etcd requests from the apiserver: {}", per_op.join(", "));
+    println!(
+        "    etcd requests from the apiserver: {}",
+        per_op.join(", ")
+    );
 }
 
 const SAMPLE_EVERY: Duration = Duration::from_secs(5);
@@ -266,9 +280,10 @@ impl Sampler {
             let mut peaks = Peaks::default();
             while !flag.load(Ordering::Relaxed) {
                 let port = api_port.clone();
-                let connections = tokio::task::spawn_blocking(move || tcp_connections(operator_pid, &port))
-                    .await
-                    .unwrap_or(0);
+                let connections =
+                    tokio::task::spawn_blocking(move || tcp_connections(operator_pid, &port))
+                        .await
+                        .unwrap_or(0);
                 peaks.connections = peaks.connections.max(connections);
                 let metrics = parse(&scrape(&admin).await);
                 let sum = |name: &str| -> f64 {
@@ -277,7 +292,9 @@ impl Sampler {
                         .map(|(_, v)| v)
                         .sum()
                 };
-                peaks.inqueue = peaks.inqueue.max(sum("apiserver_flowcontrol_current_inqueue_requests"));
+                peaks.inqueue = peaks
+                    .inqueue
+                    .max(sum("apiserver_flowcontrol_current_inqueue_requests"));
                 peaks.executing = peaks
                     .executing
                     .max(sum("apiserver_flowcontrol_current_executing_requests"));
