@@ -317,7 +317,7 @@ class Sandbox:
     def calls(self):
         counts = http_get_json(f"{self.url}/_sandbox/counts")
         per_client = [c["total"] for c in counts["clients"].values()]
-        return counts["total"], per_client
+        return counts["total"]["total"], per_client
 
     def mint_times(self, client):
         """Times at which the simulator minted for this client, from its log."""
