@@ -12,7 +12,8 @@
 #
 # Environment: ESO_BENCH_PROFILE (cargo profile, default release), CLEAR_OPERATOR_BIN and
 # CLEAR_SANDBOX_BIN (use these binaries, no cargo build), ESO_BENCH_SYSTEMS (eso,ours),
-# ESO_BENCH_WINDOW_SAMPLE (forced renewals timed, default 20), ESO_CACHE, CONTROL_PLANE_CACHE.
+# ESO_BENCH_WINDOW_SAMPLE (forced renewals timed, default 20), ESO_BENCH_WORKDIR (default
+# target/eso-bench), ESO_CACHE, CONTROL_PLANE_CACHE.
 set -euo pipefail
 export GOTOOLCHAIN=local
 
@@ -41,7 +42,7 @@ else
 	sandbox_bin="$root/target/$dir/clear-sandbox"
 fi
 
-work="$root/target/eso-bench"
+work="${ESO_BENCH_WORKDIR:-$root/target/eso-bench}"
 cp_dir="$work/control-plane"
 scripts/control-plane.sh down "$cp_dir" >/dev/null 2>&1 || true
 rm -rf "$work/logs"
