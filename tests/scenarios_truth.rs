@@ -64,6 +64,22 @@ async fn reconcile_during_a_slow_call(kit: &Kit) -> tokio::task::JoinHandle<bool
     handle
 }
 
+/// Edits the status as the operator's field manager would write it (another replica, an
+/// earlier version, a clock that was off).
+async fn edit_status(kit: &Kit, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
+    edit(&mut status);
+    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
+    kit.cacs
+        .patch_status(
+            "billing",
+            &PatchParams::apply("clear-operator").force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .unwrap();
+}
+
 async fn regenerate(kit: &Kit, value: &str) {
     kit.annotate("billing", REGENERATE_ANNOTATION, value).await;
 }
@@ -388,18 +404,11 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
     let kit = kit_with_token().await;
     // Written by a replica whose clock was a month ahead: a call "started" and a retry
     // "scheduled" far in the future.
-    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
-    status["mintStartedAt"] = json!("2026-12-25T10:00:00Z");
-    status["callId"] = json!("from-the-future");
-    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
-    kit.cacs
-        .patch_status(
-            "billing",
-            &PatchParams::apply("clear-operator").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .unwrap();
+    edit_status(&kit, |status| {
+        status["mintStartedAt"] = json!("2026-12-25T10:00:00Z");
+        status["callId"] = json!("from-the-future");
+    })
+    .await;
     kit.reconcile("billing").await;
     assert_eq!(
         kit.calls(SECRET),
@@ -417,20 +426,13 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
     assert_eq!(kit.calls(SECRET), 2, "replaced once, a month early");
     assert_ready_on_a_live_token(&kit).await;
 
-    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
-    status["lastFailureReason"] = json!("ClearUnavailable");
-    status["failedAttempts"] = json!(1);
-    status["lastFailureTime"] = json!("2027-06-01T00:00:00Z");
-    status["nextRetryTime"] = json!("2027-06-01T00:00:00Z");
-    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
-    kit.cacs
-        .patch_status(
-            "billing",
-            &PatchParams::apply("clear-operator").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .unwrap();
+    edit_status(&kit, |status| {
+        status["lastFailureReason"] = json!("ClearUnavailable");
+        status["failedAttempts"] = json!(1);
+        status["lastFailureTime"] = json!("2027-06-01T00:00:00Z");
+        status["nextRetryTime"] = json!("2027-06-01T00:00:00Z");
+    })
+    .await;
     regenerate(&kit, "r1").await;
     kit.reconcile("billing").await;
     let bounded = kit.get("billing").await.status.unwrap();
