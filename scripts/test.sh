@@ -18,7 +18,7 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 # NB: --all-targets leaves out test targets marked `test = false` (tests/real_cluster).
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p clear-operator --test real_cluster --locked -- -D warnings
+cargo clippy -p clear-operator --test real_cluster --test real_node --locked -- -D warnings
 echo "== cargo clippy, operator without the dev kit (as the container image builds it)"
 cargo clippy -p clear-operator --no-default-features --locked -- -D warnings
 echo "== cargo test (kube-emulator)"
