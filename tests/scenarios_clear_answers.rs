@@ -15,16 +15,7 @@ use scenario_kit::Kit;
 const SECRET: &str = "cs-answers-0001";
 
 async fn kit_with_token() -> Kit {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
-    ])
-    .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
-    kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
-    kit
+    Kit::with_first_token(SECRET).await
 }
 
 async fn next_retry(kit: &Kit) -> Timestamp {

@@ -12,7 +12,7 @@ use clear_operator::{
     reconcile::{self, secret},
     resource::{ClearApiClient, REGENERATE_ANNOTATION},
 };
-use clear_sandbox::{ClientConfig, Fault, FaultScope};
+use clear_sandbox::{Fault, FaultScope};
 use jiff::SignedDuration;
 use kube::api::{Patch, PatchParams, PostParams};
 use scenario_kit::Kit;
@@ -21,16 +21,7 @@ use serde_json::json;
 const SECRET: &str = "cs-truth-00001";
 
 async fn kit_with_token() -> Kit {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
-    ])
-    .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
-    kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
-    kit
+    Kit::with_first_token(SECRET).await
 }
 
 /// Every Ready=True check of these tests: the token in the Secret is the live one.

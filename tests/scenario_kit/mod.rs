@@ -128,6 +128,21 @@ impl Kit {
         .await
     }
 
+    /// A kit whose resource `billing` (client secret `secret` in Secret `clear-secret`,
+    /// tokens living 12 h) holds its first token: one call made.
+    pub async fn with_first_token(secret: &str) -> Kit {
+        let kit = Kit::start(vec![
+            ClientConfig::new(secret, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
+        ])
+        .await;
+        kit.put_client_secret("clear-secret", "clientSecret", secret)
+            .await;
+        kit.create("billing", kit.spec("clear-secret")).await;
+        kit.reconcile("billing").await;
+        assert_eq!(kit.calls(secret), 1);
+        kit
+    }
+
     pub async fn start_with(options: KitOptions) -> Kit {
         capture_logs();
         let emulator = Emulator::start(EmulatorOptions::default())
