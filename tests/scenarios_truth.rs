@@ -77,10 +77,7 @@ async fn regenerate(kit: &Kit, value: &str) {
 
 /// One reconcile that may fail (an injected API error), as the controller would run it.
 async fn try_reconcile(kit: &Kit) -> bool {
-    let obj: ClearApiClient = kit.get("billing").await;
-    reconcile::reconcile(Arc::new(obj), kit.ctx.clone())
-        .await
-        .is_ok()
+    kit.reconcile_in(&kit.ctx, "billing").await.is_ok()
 }
 
 #[tokio::test]
@@ -114,17 +111,9 @@ async fn a_stale_token_written_back_is_never_ready_and_is_replaced_with_one_call
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 3, "exactly one call replaces it");
     assert_ready_on_a_live_token(&kit).await;
-    let warnings: Vec<_> = kit
-        .events("billing")
-        .into_iter()
-        .filter(|(kind, reason, _)| kind == "Warning" && reason == "TokenReplaced")
-        .collect();
+    let warnings = kit.warnings("billing", "TokenReplaced");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
-    assert!(
-        warnings[0].2.contains("had not written"),
-        "{}",
-        warnings[0].2
-    );
+    assert!(warnings[0].contains("had not written"), "{}", warnings[0]);
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
@@ -318,15 +307,7 @@ async fn a_replica_that_lost_the_lease_mid_call_never_writes_and_its_token_is_su
 
     // Replica B waits for A's call deadline, then replaces the token once.
     let b = kit.new_context(Default::default());
-    let run_b = |kit: &Kit| {
-        let b = b.clone();
-        let cacs = kit.cacs.clone();
-        async move {
-            let obj = cacs.get("billing").await.unwrap();
-            reconcile::reconcile(Arc::new(obj), b).await.unwrap();
-        }
-    };
-    run_b(&kit).await;
+    kit.reconcile_in(&b, "billing").await.unwrap();
     assert_eq!(
         kit.calls(SECRET),
         2,
@@ -334,8 +315,8 @@ async fn a_replica_that_lost_the_lease_mid_call_never_writes_and_its_token_is_su
     );
     assert_eq!(kit.ready("billing").await.1, "MintInFlight");
     kit.advance(SignedDuration::from_secs(31));
-    run_b(&kit).await;
-    run_b(&kit).await;
+    kit.reconcile_in(&b, "billing").await.unwrap();
+    kit.reconcile_in(&b, "billing").await.unwrap();
     assert_eq!(kit.calls(SECRET), 3);
     let b_token = kit.token_in("billing").await;
 
@@ -507,10 +488,9 @@ async fn a_second_install_yields_loudly_and_takes_over_only_once_the_first_stopp
     let second = kit.new_context_of(Default::default(), Some("ops-b/clear-operator"));
     let run = |ctx: &Arc<reconcile::Context>| {
         let ctx = ctx.clone();
-        let cacs = kit.cacs.clone();
+        let kit = &kit;
         async move {
-            let obj = cacs.get("billing").await.unwrap();
-            reconcile::reconcile(Arc::new(obj), ctx).await.unwrap();
+            kit.reconcile_in(&ctx, "billing").await.unwrap();
         }
     };
     run(&first).await;
@@ -526,16 +506,12 @@ async fn a_second_install_yields_loudly_and_takes_over_only_once_the_first_stopp
         run(&second).await;
     }
     assert_eq!(kit.calls(SECRET), 1, "the second install never calls");
-    let warnings: Vec<_> = kit
-        .events("billing")
-        .into_iter()
-        .filter(|(kind, reason, _)| kind == "Warning" && reason == "DuplicateOperator")
-        .collect();
+    let warnings = kit.warnings("billing", "DuplicateOperator");
     assert_eq!(warnings.len(), 1, "said once: {warnings:?}");
     assert!(
-        warnings[0].2.contains("ops-a/clear-operator"),
+        warnings[0].contains("ops-a/clear-operator"),
         "{}",
-        warnings[0].2
+        warnings[0]
     );
     run(&first).await;
     assert_eq!(kit.calls(SECRET), 2, "the owner serves the request");

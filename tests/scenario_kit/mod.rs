@@ -355,10 +355,20 @@ impl Kit {
 
     /// One reconcile of `name`, as the controller would run it on any event.
     pub async fn reconcile(&self, name: &str) -> Action {
-        let obj = self.cacs.get(name).await.expect("resource exists");
-        reconcile::reconcile(Arc::new(obj), self.ctx.clone())
+        self.reconcile_in(&self.ctx, name)
             .await
             .expect("reconcile succeeds")
+    }
+
+    /// One reconcile of `name` by the replica (or install) whose context is `ctx`; it may
+    /// fail (an injected API error, a replica that may not write).
+    pub async fn reconcile_in(
+        &self,
+        ctx: &Arc<Context>,
+        name: &str,
+    ) -> Result<Action, reconcile::Error> {
+        let obj = self.cacs.get(name).await.expect("resource exists");
+        reconcile::reconcile(Arc::new(obj), ctx.clone()).await
     }
 
     /// Several reconciles in a row: spurious events must not change anything.
@@ -416,6 +426,15 @@ impl Kit {
                 let s = |v: &Value| v.as_str().unwrap_or_default().to_string();
                 (s(&e["type"]), s(&e["reason"]), s(&e["note"]))
             })
+            .collect()
+    }
+
+    /// The notes of the Warning Events with `reason` recorded about `name`.
+    pub fn warnings(&self, name: &str, reason: &str) -> Vec<String> {
+        self.events(name)
+            .into_iter()
+            .filter(|(kind, r, _)| kind == "Warning" && r == reason)
+            .map(|(_, _, note)| note)
             .collect()
     }
 
