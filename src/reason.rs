@@ -38,6 +38,9 @@ pub enum Reason {
 
     // --- Why no token is minted now (the `Ready` condition's reason, and a Warning).
     ClientSecretMissing,
+    /// The client secret's key holds something that cannot be one (over the size limit,
+    /// not UTF-8 text): never sent to Clear.
+    ClientSecretInvalid,
     Conflict,
     TargetConflict,
     InvalidSpec,

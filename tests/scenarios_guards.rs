@@ -63,6 +63,38 @@ async fn missing_client_secret_makes_no_call_and_recovers_when_created() {
 }
 
 #[tokio::test]
+async fn an_oversized_or_binary_client_secret_is_reported_never_sent_and_recovers() {
+    let kit = Kit::start(vec![client()]).await;
+    kit.create("billing", kit.spec("clear-secret")).await;
+    // A tenant points the resource at a key of 5,000 bytes: refused by size, not read into a
+    // header, and the message names the limit, not the value.
+    let oversized = format!("{SECRET}{}", "x".repeat(5000));
+    kit.remember(&oversized);
+    kit.put_client_secret("clear-secret", "clientSecret", &oversized)
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.all_calls(), 0);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "ClientSecretInvalid".into())
+    );
+    let message = scenario_kit::ready_message(&kit.get("billing").await);
+    assert!(
+        message.contains("5014 bytes") && message.contains("4096"),
+        "{message}"
+    );
+    assert_eq!(kit.warnings("billing", "ClientSecretInvalid").len(), 1);
+
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
 async fn rejected_client_secret_is_not_retried_until_it_changes() {
     let kit = Kit::start(vec![client()]).await;
     const UNKNOWN: &str = "cs-guards-unknown";

@@ -38,6 +38,10 @@ pub struct Settings {
     pub instance: Option<String>,
 }
 
+/// Secrets read whole at once, at most: 8 Secrets of 1 MiB, decoded, stay far under the
+/// chart's memory limit, and a read takes milliseconds, so this does not slow a fleet.
+pub const SECRET_READS_AT_ONCE: usize = 8;
+
 /// A resource, by namespace and name.
 type Key = (String, String);
 
@@ -60,6 +64,10 @@ pub struct Context {
     pub progress: Progress,
     /// Beats on every round of the leader-election loop, for the `/healthz` stall check.
     pub lease_heartbeat: Heartbeat,
+    /// Permits to read a Secret whole: a Secret may be up to 1 MiB, and tenants choose which
+    /// one a resource reads, so the number decoded at once is bounded (see
+    /// [`SECRET_READS_AT_ONCE`]) rather than following the reconcile concurrency.
+    pub secret_reads: tokio::sync::Semaphore,
     /// Resources this process exported per-resource metrics for.
     exported: Mutex<BTreeSet<Key>>,
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
@@ -101,6 +109,7 @@ impl Context {
         Self {
             recorder: super::events::Recorders::new(client.clone(), reporter),
             fence: Fence::new(clock.clone()),
+            secret_reads: tokio::sync::Semaphore::new(SECRET_READS_AT_ONCE),
             progress: Progress::default(),
             lease_heartbeat: Heartbeat::default(),
             client,

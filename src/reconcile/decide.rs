@@ -32,6 +32,11 @@ pub enum ClientSecretState {
     Missing {
         detail: String,
     },
+    /// The key's value cannot be a client secret (too large, not UTF-8 text): reported,
+    /// never sent.
+    Invalid {
+        detail: String,
+    },
     Present {
         fingerprint: String,
     },
@@ -153,6 +158,9 @@ pub enum Blocker {
     ClientSecretMissing {
         detail: String,
     },
+    ClientSecretInvalid {
+        detail: String,
+    },
     TargetConflict {
         detail: String,
     },
@@ -265,6 +273,15 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         ClientSecretState::Missing { detail } => {
             return wait(
                 Blocker::ClientSecretMissing {
+                    detail: detail.clone(),
+                },
+                None,
+                None,
+            );
+        }
+        ClientSecretState::Invalid { detail } => {
+            return wait(
+                Blocker::ClientSecretInvalid {
                     detail: detail.clone(),
                 },
                 None,

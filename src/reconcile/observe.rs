@@ -1,7 +1,7 @@
 //! The fetch step: reads what the decision needs, fresh from the API server (the cache may
 //! lag behind this controller's own last write, and acting on a stale status could mint
 //! twice). The client secret's value is kept only as a [`ClientSecret`]; the decision sees
-//! its fingerprint. The target Secret is read as metadata only.
+//! its fingerprint. The target Secret is read whole, and reduced at once to its token.
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt, core::PartialObjectMeta};
@@ -69,7 +69,8 @@ pub async fn fetch(
                 let fingerprint = secret.fingerprint();
                 (Some(secret), ClientSecretState::Present { fingerprint })
             }
-            Err(detail) => (None, ClientSecretState::Missing { detail }),
+            Err(Unreadable::Missing(detail)) => (None, ClientSecretState::Missing { detail }),
+            Err(Unreadable::Invalid(detail)) => (None, ClientSecretState::Invalid { detail }),
         },
     };
 
@@ -79,6 +80,7 @@ pub async fn fetch(
     // annotations name; only that token is kept (for a re-apply), and the error is sanitized
     // because the response carries it.
     let full: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let permit = ctx.secret_reads.acquire().await;
     let target_secret = full
         .get_opt(&target_name)
         .await
@@ -127,6 +129,8 @@ pub async fn fetch(
             }
         },
     };
+    // NB: held until the Secret is reduced to what is kept of it (see read_client_secret).
+    drop(permit);
 
     // NB: after a rename of target.name, the Secret status names is where the token is.
     let secrets: Api<PartialObjectMeta<Secret>> = Api::namespaced(ctx.client.clone(), &namespace);
@@ -180,7 +184,9 @@ pub async fn fetch(
                 .find_conflict(&claimant, fingerprint, holds)
                 .map(|c| c.display_to(&claimant))
         }
-        ClientSecretState::Missing { .. } | ClientSecretState::Withheld { .. } => None,
+        ClientSecretState::Missing { .. }
+        | ClientSecretState::Invalid { .. }
+        | ClientSecretState::Withheld { .. } => None,
     };
 
     let observed = Observed {
@@ -254,46 +260,66 @@ pub fn check_spec(
     (Some(base_url), Ok(valid))
 }
 
-/// GETs the referenced Secret and extracts the key: `Ok(Err(why))` when it is missing or
-/// empty (a state, not an error), `Err` when the API call itself failed.
+/// Longest client secret accepted, in bytes. Clear's are well under a hundred characters;
+/// anything this large is a mistake (or a tenant probing the operator's memory) and is
+/// reported, never sent.
+pub const MAX_CLIENT_SECRET_BYTES: usize = 4096;
+
+/// Why a client secret could not be taken from its Secret.
+enum Unreadable {
+    /// Missing or empty: a state the owner fixes by creating it.
+    Missing(String),
+    /// There, but not a client secret.
+    Invalid(String),
+}
+
+/// GETs the referenced Secret and extracts the key: `Ok(Err(why))` when it is missing, empty
+/// or not a client secret (a state, not an error), `Err` when the API call itself failed.
 async fn read_client_secret(
     ctx: &Context,
     namespace: &str,
     cac: &ClearApiClient,
-) -> Result<Result<ClientSecret, String>, Error> {
+) -> Result<Result<ClientSecret, Unreadable>, Error> {
     let reference = &cac.spec.client_secret_ref;
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let secret = api
-        .get_opt(&reference.name)
-        .await
-        .map_err(|e| Error::ReadClientSecret {
-            name: reference.name.clone(),
-            detail: sanitize(&e),
-        })?;
+    // NB: a Secret is read whole (a Secret's data cannot be fetched key by key) and can be
+    // up to 1 MiB: the permit bounds how many are decoded at once, whatever tenants point
+    // their resources at.
+    let secret = {
+        let _permit = ctx.secret_reads.acquire().await;
+        api.get_opt(&reference.name)
+            .await
+            .map_err(|e| Error::ReadClientSecret {
+                name: reference.name.clone(),
+                detail: sanitize(&e),
+            })?
+    };
+    let (name, key) = (&reference.name, &reference.key);
     let Some(secret) = secret else {
-        return Ok(Err(format!(
-            "client secret Secret {} not found",
-            reference.name
-        )));
+        return Ok(Err(Unreadable::Missing(format!(
+            "client secret Secret {name} not found"
+        ))));
     };
-    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(&reference.key)) else {
-        return Ok(Err(format!(
-            "key {} not found in client secret Secret {}",
-            reference.key, reference.name
-        )));
+    let Some(bytes) = secret.data.as_ref().and_then(|d| d.get(key)) else {
+        return Ok(Err(Unreadable::Missing(format!(
+            "key {key} not found in client secret Secret {name}"
+        ))));
     };
+    if bytes.0.len() > MAX_CLIENT_SECRET_BYTES {
+        return Ok(Err(Unreadable::Invalid(format!(
+            "key {key} in client secret Secret {name} holds {} bytes, more than the {MAX_CLIENT_SECRET_BYTES} a client secret can be",
+            bytes.0.len()
+        ))));
+    }
     // NB: `kubectl create secret --from-file` keeps a trailing newline; a header value
     // cannot carry it, so surrounding whitespace is not part of the secret.
-    let value = String::from_utf8(bytes.0.clone()).map(|v| v.trim().to_string());
-    match value {
-        Ok(v) if !v.is_empty() => Ok(Ok(ClientSecret::new(v))),
-        Ok(_) => Ok(Err(format!(
-            "key {} in client secret Secret {} is empty",
-            reference.key, reference.name
-        ))),
-        Err(_) => Ok(Err(format!(
-            "key {} in client secret Secret {} is not UTF-8 text",
-            reference.key, reference.name
-        ))),
+    match std::str::from_utf8(&bytes.0).map(str::trim) {
+        Ok(v) if !v.is_empty() => Ok(Ok(ClientSecret::new(v.to_string()))),
+        Ok(_) => Ok(Err(Unreadable::Missing(format!(
+            "key {key} in client secret Secret {name} is empty"
+        )))),
+        Err(_) => Ok(Err(Unreadable::Invalid(format!(
+            "key {key} in client secret Secret {name} is not UTF-8 text"
+        )))),
     }
 }

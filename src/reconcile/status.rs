@@ -369,6 +369,7 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason
         ),
         Blocker::BaseUrlNotAllowed { detail } => (Reason::BaseUrlNotAllowed, detail.clone()),
         Blocker::ClientSecretMissing { detail } => (Reason::ClientSecretMissing, detail.clone()),
+        Blocker::ClientSecretInvalid { detail } => (Reason::ClientSecretInvalid, detail.clone()),
         Blocker::TargetConflict { detail } => (
             Reason::TargetConflict,
             format!("the target Secret exists and is left untouched: {detail}"),

@@ -621,3 +621,12 @@ pub fn is_ready(cac: &ClearApiClient, status: &str) -> bool {
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == status)
 }
+
+/// The Ready condition's message ("" without one).
+pub fn ready_message(cac: &ClearApiClient) -> String {
+    cac.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
