@@ -81,6 +81,7 @@ async fn main() {
             ],
             allow_http: true,
             mint_budget: 250,
+            renewal_jitter_percent: 5,
             concurrency,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             no_leader_election: true,

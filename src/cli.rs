@@ -63,6 +63,17 @@ pub struct RunArgs {
     /// Mints allowed per client secret per UTC day (Clear's hard limit is 288).
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=288))]
     pub mint_budget: u32,
+    /// Renewals are brought forward by up to this share of the token's lifetime, in percent,
+    /// by an amount fixed per resource (its namespace/name): resources created together then
+    /// do not renew, nor revoke their consumers' tokens, in the same second every cycle.
+    /// Never past the last safe moment, never out of a renewal window; 0 turns it off.
+    #[arg(
+        long,
+        env = "CLEAR_OPERATOR_RENEWAL_JITTER_PERCENT",
+        default_value_t = crate::reconcile::schedule::DEFAULT_RENEWAL_JITTER_PERCENT,
+        value_parser = clap::value_parser!(u8).range(0..=10)
+    )]
+    pub renewal_jitter_percent: u8,
     /// Resources reconciled at once, and so calls to Clear in flight at most (a reconcile
     /// makes at most one). Each reconcile makes its Kubernetes requests one after another,
     /// so this also bounds the operator's API requests in flight. See "Scale" in the README

@@ -163,6 +163,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         allowed_base_urls: vec![simulator],
         allow_http: true,
         mint_budget: 250,
+        renewal_jitter_percent: crate::reconcile::schedule::DEFAULT_RENEWAL_JITTER_PERCENT,
         concurrency: crate::cli::DEFAULT_CONCURRENCY,
         metrics_addr: args.metrics_addr,
         no_leader_election: false,

@@ -86,6 +86,7 @@ pub async fn run(
         policy: Policy {
             mint_budget: args.mint_budget,
             in_flight_grace: in_flight_grace(Duration::from_secs(args.clear_timeout_secs)),
+            renewal_jitter_percent: args.renewal_jitter_percent,
         },
         // NB: one install = one Lease; its replicas share it, a second install has its own.
         instance: leader_election

@@ -6,6 +6,7 @@ mod scenario_kit;
 
 use std::time::Duration;
 
+use clear_operator::reconcile::decide::Policy;
 use clear_operator::{
     reconcile::secret::{self, keys},
     resource::{CLIENT_LABEL, MANAGED_BY_LABEL, REGENERATE_ANNOTATION},
@@ -13,7 +14,7 @@ use clear_operator::{
 use clear_sandbox::ClientConfig;
 use jiff::SignedDuration;
 use kube::api::DeleteParams;
-use scenario_kit::Kit;
+use scenario_kit::{Kit, KitOptions};
 use serde_json::json;
 
 const SECRET: &str = "cs-lifecycle-0001";
@@ -621,6 +622,77 @@ async fn renaming_the_target_when_renewal_is_due_mints_once_and_leaves_no_revoke
     assert_ne!(token, old_token);
     assert!(kit.sandbox.is_token_valid(&token));
     assert_retired(&kit, "billing").await;
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn resources_created_together_renew_apart_each_at_its_own_jittered_time() {
+    // The operator's default policy: renewals spread over 5 % of the lifetime.
+    let lifetime = Duration::from_secs(24 * 3600);
+    let kit = Kit::start_with(KitOptions {
+        clients: vec![
+            ClientConfig::new("cs-jitter-a", "ws-1").with_lifetime(lifetime),
+            ClientConfig::new("cs-jitter-b", "ws-1").with_lifetime(lifetime),
+        ],
+        policy: Policy::default(),
+        ..KitOptions::default()
+    })
+    .await;
+    let names = ["billing-a", "billing-b"];
+    for (name, secret) in names.iter().zip(["cs-jitter-a", "cs-jitter-b"]) {
+        kit.put_client_secret(&format!("{name}-secret"), "clientSecret", secret)
+            .await;
+        kit.create(name, kit.spec(&format!("{name}-secret"))).await;
+        kit.reconcile(name).await;
+    }
+    // Without jitter both would renew at 02:00 the next day (issued 10:00, due a third of
+    // the lifetime before expiry).
+    let unjittered: jiff::Timestamp = "2026-11-26T02:00:00Z".parse().unwrap();
+    let mut planned = Vec::new();
+    for name in names {
+        let status = kit.get(name).await.status.unwrap();
+        let at = status.renewal_time.unwrap().0;
+        let ahead = unjittered.duration_since(at);
+        assert!(
+            ahead > SignedDuration::ZERO && ahead < SignedDuration::from_mins(72),
+            "{name}: {at} is not within 5 % of the lifetime before {unjittered}"
+        );
+        planned.push(at);
+    }
+    assert_ne!(planned[0], planned[1], "two resources, two instants");
+
+    // Each renews at its own instant, and not a second before it.
+    let (first, second) = if planned[0] < planned[1] {
+        ((names[0], planned[0]), (names[1], planned[1]))
+    } else {
+        ((names[1], planned[1]), (names[0], planned[0]))
+    };
+    kit.set_time(&(first.1 - SignedDuration::from_secs(1)).to_string());
+    for name in names {
+        kit.reconcile(name).await;
+    }
+    assert_eq!(kit.all_calls(), 2, "nothing renews before its instant");
+    kit.set_time(&first.1.to_string());
+    for name in names {
+        kit.reconcile(name).await;
+    }
+    assert_eq!(kit.all_calls(), 3, "{} renews at {}", first.0, first.1);
+    if second.1 > first.1 {
+        assert_eq!(
+            kit.get(second.0)
+                .await
+                .status
+                .unwrap()
+                .renewal_time
+                .unwrap()
+                .0,
+            second.1
+        );
+    }
+    kit.set_time(&second.1.to_string());
+    kit.reconcile(second.0).await;
+    assert_eq!(kit.all_calls(), 4);
     kit.assert_no_leaks();
     kit.shutdown().await;
 }

@@ -24,6 +24,9 @@ pub struct ValidSpec {
     /// `spec.renewalWindows`, parsed. NB: not part of `config_hash`: windows only move a
     /// renewal in time, so changing them must never mint.
     pub renewal_windows: Vec<Window>,
+    /// The share of the token's lifetime this resource's renewals are brought forward by:
+    /// its [`schedule::renewal_jitter`] times [`Policy::renewal_jitter_percent`].
+    pub renewal_jitter: f64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -98,6 +101,9 @@ pub struct Policy {
     /// (its Clear timeout plus a margin): until then nothing is minted, since that call's
     /// answer may still be written, and a second mint would revoke it.
     pub in_flight_grace: SignedDuration,
+    /// Renewals are spread over this share of the token's lifetime, in percent (see
+    /// [`schedule::renewal_jitter`]); 0 renews exactly at `renewBefore`.
+    pub renewal_jitter_percent: u8,
 }
 
 impl Default for Policy {
@@ -105,6 +111,7 @@ impl Default for Policy {
         Self {
             mint_budget: 250,
             in_flight_grace: SignedDuration::from_secs(30),
+            renewal_jitter_percent: schedule::DEFAULT_RENEWAL_JITTER_PERCENT,
         }
     }
 }
@@ -244,6 +251,7 @@ pub fn plan_renewal(record: &TokenRecord, spec: &ValidSpec, now: Timestamp) -> O
         record.valid_till,
         spec.renew_before,
         &spec.renewal_windows,
+        spec.renewal_jitter,
         now,
     )
 }
@@ -590,6 +598,7 @@ mod tests {
                 equivalent_config_hashes: Vec::new(),
                 renew_before: None,
                 renewal_windows: Vec::new(),
+                renewal_jitter: 0.0,
             }),
             client_secret: ClientSecretState::Present {
                 fingerprint: FP.into(),

@@ -52,7 +52,11 @@ pub async fn fetch(
         return Ok(None);
     };
     let namespace = cac.namespace().unwrap_or_default();
-    let (mut base_url, spec) = check_spec(&cac, ctx.settings.allow_http);
+    let (mut base_url, spec) = check_spec(
+        &cac,
+        ctx.settings.allow_http,
+        ctx.settings.policy.renewal_jitter_percent,
+    );
     // NB: the allow-list is checked before the client secret is read (confused deputy: the
     // tenant picks both the Secret and the host); without a base URL nothing is called.
     let refused = base_url
@@ -214,10 +218,12 @@ pub async fn fetch(
 }
 
 /// The checks the schema cannot make: the base URL (plain http depends on the operator's
-/// flags), the renewBefore duration and the renewal windows (cron syntax, known time zone).
+/// flags), the renewBefore duration and the renewal windows (cron syntax, known time zone);
+/// with the resource's renewal jitter (its share of `renewal_jitter_percent`).
 pub fn check_spec(
     cac: &ClearApiClient,
     allow_http: bool,
+    renewal_jitter_percent: u8,
 ) -> (Option<BaseUrl>, Result<ValidSpec, String>) {
     let spec = &cac.spec;
     let base_url = match resolve_base_url(
@@ -256,6 +262,10 @@ pub fn check_spec(
         equivalent_config_hashes,
         renew_before,
         renewal_windows,
+        renewal_jitter: schedule::renewal_jitter(
+            format!("{}/{}", cac.namespace().unwrap_or_default(), cac.name_any()).as_bytes(),
+        ) * f64::from(renewal_jitter_percent)
+            / 100.0,
     };
     (Some(base_url), Ok(valid))
 }

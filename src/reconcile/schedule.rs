@@ -39,15 +39,49 @@ pub fn clamp_valid_till(
     }
 }
 
-/// When the token should be replaced, or `None` for a token that never expires.
+/// Default share of a token's lifetime over which renewals are spread, in percent
+/// (`--renewal-jitter-percent`; see [`renewal_jitter`]).
+pub const DEFAULT_RENEWAL_JITTER_PERCENT: u8 = 5;
+/// Largest share of the lifetime a renewal may be brought forward by.
+pub const MAX_RENEWAL_JITTER_SHARE: f64 = 0.10;
+
+/// A resource's renewal jitter: a fraction in `[0, 1)`, fixed by `key` (the resource's
+/// namespace/name), of the share of the lifetime renewals are spread over. Resources created together
+/// (a Helm release, a restore) otherwise renew together every cycle: a burst of calls to
+/// Clear, and a burst of revocations their consumers feel at once. Deterministic, so that
+/// every replica and every restart plans the same instant.
+pub fn renewal_jitter(key: &[u8]) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"clear-operator renewal jitter\0")
+        .chain_update(key)
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    // NB: 53 bits, the precision of an f64 fraction.
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The span a resource's jitter moves its renewal by: `share` (its [`renewal_jitter`] times
+/// the configured share) of the lifetime, to the second.
+pub fn jitter_span(lifetime: SignedDuration, share: f64) -> SignedDuration {
+    let seconds = lifetime.as_secs_f64() * share.clamp(0.0, MAX_RENEWAL_JITTER_SHARE);
+    SignedDuration::from_secs(seconds.floor() as i64)
+}
+
+/// When the token should be replaced, or `None` for a token that never expires: `renewBefore`
+/// before expiry, brought forward by the resource's jitter share of the lifetime
+/// ([`jitter_span`]).
 ///
-/// NB: a `renewBefore` as long as the token's lifetime would make every fresh token due at
-/// once and mint in a loop; the renewal is therefore never earlier than a tenth of the
-/// lifetime after issue.
+/// NB: the jitter only ever brings a renewal forward, so it can never pass the last safe
+/// moment; it costs at most its share more calls over time. A `renewBefore` as
+/// long as the token's lifetime would make every fresh token due at once and mint in a loop;
+/// the renewal is therefore never earlier than a tenth of the lifetime after issue.
 pub fn renewal_time(
     issued_at: Timestamp,
     valid_till: Option<Timestamp>,
     renew_before: Option<SignedDuration>,
+    jitter: f64,
 ) -> Option<Timestamp> {
     let valid_till = valid_till?;
     let lifetime = valid_till.duration_since(issued_at);
@@ -55,7 +89,11 @@ pub fn renewal_time(
         return Some(valid_till);
     }
     let renew_before = renew_before.unwrap_or_else(|| (lifetime / 3).min(MAX_DEFAULT_RENEW_BEFORE));
-    let wanted = valid_till.saturating_sub(renew_before).unwrap_or(issued_at);
+    let wanted = valid_till
+        .saturating_sub(renew_before)
+        .unwrap_or(issued_at)
+        .saturating_sub(jitter_span(lifetime, jitter))
+        .unwrap_or(issued_at);
     let earliest = issued_at
         .saturating_add(lifetime / 10)
         .unwrap_or(valid_till);
@@ -193,6 +231,7 @@ mod tests {
             ts("2026-11-25T00:00:00Z"),
             Some(ts("2026-11-25T03:00:00Z")),
             None,
+            0.0,
         );
         assert_eq!(renewal, Some(ts("2026-11-25T02:00:00Z")));
     }
@@ -203,6 +242,7 @@ mod tests {
             ts("2026-11-01T00:00:00Z"),
             Some(ts("2026-11-30T00:00:00Z")),
             None,
+            0.0,
         );
         assert_eq!(renewal, Some(ts("2026-11-29T00:00:00Z")));
     }
@@ -213,6 +253,7 @@ mod tests {
             ts("2026-11-25T00:00:00Z"),
             Some(ts("2026-11-25T10:00:00Z")),
             Some(SignedDuration::from_hours(1)),
+            0.0,
         );
         assert_eq!(renewal, Some(ts("2026-11-25T09:00:00Z")));
     }
@@ -223,13 +264,59 @@ mod tests {
             ts("2026-11-25T00:00:00Z"),
             Some(ts("2026-11-25T01:40:00Z")),
             Some(SignedDuration::from_hours(5)),
+            0.0,
         );
         assert_eq!(renewal, Some(ts("2026-11-25T00:10:00Z")));
     }
 
     #[test]
+    fn renewal_jitter_brings_renewals_forward_by_at_most_five_percent_of_the_lifetime() {
+        let (issued, till) = (ts("2026-11-25T00:00:00Z"), Some(ts("2026-11-26T00:00:00Z")));
+        let plain = renewal_time(issued, till, None, 0.0).unwrap();
+        assert_eq!(plain, ts("2026-11-25T16:00:00Z"));
+        // 2.5 % of 24h is 36 minutes.
+        assert_eq!(
+            renewal_time(issued, till, None, 0.025),
+            Some(ts("2026-11-25T15:24:00Z"))
+        );
+        // Never more than 10 %, whatever is asked.
+        assert_eq!(
+            renewal_time(issued, till, None, 0.5),
+            renewal_time(issued, till, None, 0.1)
+        );
+        let mut spread = std::collections::BTreeSet::new();
+        for i in 0..2000 {
+            let key = format!("tenant-{}/client-{i}", i % 13);
+            let jitter = renewal_jitter(key.as_bytes());
+            assert_eq!(jitter, renewal_jitter(key.as_bytes()), "deterministic");
+            assert!((0.0..1.0).contains(&jitter));
+            let at = renewal_time(issued, till, None, jitter * 0.05).unwrap();
+            assert!(at <= plain, "never later than without jitter");
+            assert!(plain.duration_since(at) < SignedDuration::from_mins(72));
+            spread.insert(at.as_second() / 60);
+        }
+        // 2,000 resources created together renew over the 72 minutes, not in one second.
+        assert!(spread.len() >= 70, "{}", spread.len());
+    }
+
+    #[test]
+    fn renewal_jitter_never_makes_a_fresh_token_due() {
+        // renewBefore of the whole lifetime: due at a tenth of it, jitter or not.
+        let (issued, till) = (ts("2026-11-25T00:00:00Z"), Some(ts("2026-11-25T10:00:00Z")));
+        for jitter in [0.0, 0.05, 0.1] {
+            assert_eq!(
+                renewal_time(issued, till, Some(SignedDuration::from_hours(10)), jitter),
+                Some(ts("2026-11-25T01:00:00Z"))
+            );
+        }
+    }
+
+    #[test]
     fn never_expiring_tokens_have_no_renewal_time() {
-        assert_eq!(renewal_time(ts("2026-11-25T00:00:00Z"), None, None), None);
+        assert_eq!(
+            renewal_time(ts("2026-11-25T00:00:00Z"), None, None, 0.0),
+            None
+        );
     }
 
     #[test]

@@ -200,14 +200,27 @@ pub fn plan(
     valid_till: Option<Timestamp>,
     renew_before: Option<SignedDuration>,
     windows: &[Window],
+    jitter: f64,
     now: Timestamp,
 ) -> Option<Planned> {
-    let due = schedule::renewal_time(issued_at, valid_till, renew_before)?;
+    let due = schedule::renewal_time(issued_at, valid_till, renew_before, jitter)?;
     let valid_till = valid_till?;
     if windows.is_empty() {
         return Some(Planned::Unconstrained(due));
     }
     let deadline = deadline(issued_at, valid_till);
+    let lifetime = valid_till
+        .duration_since(issued_at)
+        .max(SignedDuration::ZERO);
+    if let Some(at) = spread_in_window(
+        windows,
+        due,
+        deadline,
+        schedule::jitter_span(lifetime, jitter),
+    ) && now <= at
+    {
+        return Some(Planned::InWindow(at));
+    }
     let from = due.max(now);
     // NB: the search is bounded by the deadline: one next-fire-time lookup per window, and
     // none at all once the deadline has passed.
@@ -224,9 +237,6 @@ pub fn plan(
     // window for 24h tokens) then renews outside it about once a lifetime, instead of
     // alternating early and late renewals that would call Clear more often than without
     // windows.
-    let lifetime = valid_till
-        .duration_since(issued_at)
-        .max(SignedDuration::ZERO);
     let floor = issued_at
         .saturating_add(lifetime / 2)
         .unwrap_or(issued_at)
@@ -255,6 +265,25 @@ pub fn plan(
         )
     };
     Some(Planned::NoWindowFits { at, why })
+}
+
+/// When the renewal falls due outside the windows, every resource due before the next
+/// opening would renew at that very instant: the resource's jitter `span` moves it into the
+/// window instead, as long as that instant is still inside a window and before `deadline`.
+/// A function of `due`, not of the clock, so that the plan does not move as time passes.
+fn spread_in_window(
+    windows: &[Window],
+    due: Timestamp,
+    deadline: Timestamp,
+    span: SignedDuration,
+) -> Option<Timestamp> {
+    let opening = windows.iter().filter_map(|w| w.earliest_from(due)).min()?;
+    if opening == due || span.is_zero() {
+        return None;
+    }
+    let at = opening.checked_add(span).ok()?.min(deadline);
+    let inside = windows.iter().any(|w| w.earliest_from(at) == Some(at));
+    (inside && at > opening).then_some(at)
 }
 
 #[cfg(test)]
@@ -287,7 +316,7 @@ mod tests {
     const DEADLINE: &str = "2026-12-01T23:00:00Z";
 
     fn plan_day(windows: &[Window], now: &str) -> Planned {
-        plan(ts(ISSUED), Some(ts(TILL)), None, windows, ts(now)).expect("the token expires")
+        plan(ts(ISSUED), Some(ts(TILL)), None, windows, 0.0, ts(now)).expect("the token expires")
     }
 
     fn in_window(at: &str) -> Planned {
@@ -436,6 +465,7 @@ mod tests {
             Some(ts(TILL)),
             Some(SignedDuration::from_mins(10)),
             &[utc("30 23 * * *", "1h")],
+            0.0,
             ts("2026-12-01T06:00:00Z"),
         )
         .unwrap();
@@ -546,7 +576,7 @@ mod tests {
             let mut renewals = 0;
             while issued < end {
                 let till = issued + lifetime;
-                let at = plan(issued, Some(till), None, &windows, issued)
+                let at = plan(issued, Some(till), None, &windows, 0.0, issued)
                     .unwrap()
                     .at();
                 assert!(
@@ -573,7 +603,14 @@ mod tests {
     fn a_token_that_never_expires_has_no_renewal_windows_or_not() {
         for windows in [vec![], vec![utc("0 1 * * *", "1h")]] {
             assert_eq!(
-                plan(ts(ISSUED), None, None, &windows, ts("2030-01-01T00:00:00Z")),
+                plan(
+                    ts(ISSUED),
+                    None,
+                    None,
+                    &windows,
+                    0.0,
+                    ts("2030-01-01T00:00:00Z")
+                ),
                 None
             );
         }
@@ -590,6 +627,7 @@ mod tests {
             Some(ts("2026-03-29T12:00:00Z")),
             hours(13), // due 2026-03-28T23:00Z (midnight in Berlin)
             std::slice::from_ref(&window),
+            0.0,
             ts("2026-03-28T12:00:00Z"),
         );
         assert_eq!(planned, Some(in_window("2026-03-29T01:00:00Z")));
@@ -599,6 +637,7 @@ mod tests {
             Some(ts("2026-03-30T12:00:00Z")),
             hours(13),
             &[window],
+            0.0,
             ts("2026-03-29T12:00:00Z"),
         );
         assert_eq!(planned, Some(in_window("2026-03-30T00:30:00Z")));
@@ -616,6 +655,7 @@ mod tests {
                 Some(till),
                 Some(renew_before),
                 &[window(schedule, Some("America/New_York"), duration)],
+                0.0,
                 ts("2026-10-31T12:00:00Z"),
             )
             .unwrap()
@@ -653,6 +693,7 @@ mod tests {
             Some(ts("2027-01-01T00:00:00Z")),
             None,
             &[utc("* * * * *", "1s")],
+            0.0,
             ts("2026-12-31T00:00:30Z"),
         );
         assert_eq!(planned, Some(in_window("2026-12-31T00:01:00Z")));
@@ -710,5 +751,76 @@ mod tests {
         let example: crate::resource::ClearApiClient =
             serde_yaml::from_str(include_str!("../../examples/clearapiclient.yaml")).unwrap();
         assert_eq!(parse(&example.spec.renewal_windows).map(|w| w.len()), Ok(1));
+    }
+
+    #[test]
+    fn jitter_spreads_renewals_inside_a_window_that_opens_after_they_are_due() {
+        // Due at 16:00 (before jitter); the window opens at 18:00 for 3h.
+        let windows = [utc("0 18 * * *", "3h")];
+        let at = |jitter: f64, now: &str| {
+            plan(ts(ISSUED), Some(ts(TILL)), None, &windows, jitter, ts(now)).unwrap()
+        };
+        assert_eq!(at(0.0, ISSUED), in_window("2026-12-01T18:00:00Z"));
+        // 2.5 % of 24h (36 minutes) into the window.
+        assert_eq!(at(0.025, ISSUED), in_window("2026-12-01T18:36:00Z"));
+        // The plan does not move as time passes: the same instant at the opening, and just
+        // before it; at it, the renewal is due.
+        assert_eq!(
+            at(0.025, "2026-12-01T18:00:00Z"),
+            in_window("2026-12-01T18:36:00Z")
+        );
+        assert_eq!(
+            at(0.025, "2026-12-01T18:35:59Z"),
+            in_window("2026-12-01T18:36:00Z")
+        );
+        assert_eq!(
+            at(0.025, "2026-12-01T18:36:00Z"),
+            in_window("2026-12-01T18:36:00Z")
+        );
+    }
+
+    #[test]
+    fn jitter_never_leaves_the_window_nor_passes_the_last_safe_moment() {
+        // A 30-minute window: a 65-minute span would leave it; the opening is kept.
+        let short = [utc("0 18 * * *", "30m")];
+        let planned = plan(ts(ISSUED), Some(ts(TILL)), None, &short, 0.045, ts(ISSUED)).unwrap();
+        assert_eq!(planned, in_window("2026-12-01T18:00:00Z"));
+        // A window opening 22:50, ten minutes before the last safe moment (23:00).
+        let late = [utc("50 22 * * *", "2h")];
+        let planned = plan(ts(ISSUED), Some(ts(TILL)), None, &late, 0.045, ts(ISSUED)).unwrap();
+        assert_eq!(planned, in_window(DEADLINE));
+    }
+
+    #[test]
+    fn jittered_plans_stay_in_windows_and_before_the_deadline_for_any_resource() {
+        let sets = [
+            vec![utc("0 18 * * *", "3h")],
+            vec![utc("0 2 * * 1-5", "1h"), utc("30 20 * * *", "45m")],
+            vec![window("0 9 * * *", Some("Asia/Kolkata"), "90m")],
+        ];
+        for windows in &sets {
+            for i in 0..300 {
+                let jitter = schedule::renewal_jitter(format!("ns/r-{i}").as_bytes()) * 0.05;
+                let planned = plan(
+                    ts(ISSUED),
+                    Some(ts(TILL)),
+                    None,
+                    windows,
+                    jitter,
+                    ts(ISSUED),
+                )
+                .unwrap();
+                let at = planned.at();
+                if let Planned::InWindow(_) | Planned::EarlyInWindow(_) = planned {
+                    assert!(at <= ts(DEADLINE), "{planned:?}");
+                    assert!(
+                        windows.iter().any(|w| w.earliest_from(at) == Some(at)),
+                        "{planned:?} is outside the windows"
+                    );
+                }
+                let later = plan(ts(ISSUED), Some(ts(TILL)), None, windows, jitter, at).unwrap();
+                assert_eq!(later.at(), at, "stable up to its instant");
+            }
+        }
     }
 }

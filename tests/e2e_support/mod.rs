@@ -177,6 +177,7 @@ impl E2e {
             ],
             allow_http: true,
             mint_budget: 250,
+            renewal_jitter_percent: 5,
             concurrency: 4,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             no_leader_election: true,

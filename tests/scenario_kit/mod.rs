@@ -111,7 +111,12 @@ impl Default for KitOptions {
     fn default() -> Self {
         Self {
             clients: Vec::new(),
-            policy: Policy::default(),
+            // NB: exact renewal instants, so that tests can name them; the jitter has
+            // scenarios of its own.
+            policy: Policy {
+                renewal_jitter_percent: 0,
+                ..Policy::default()
+            },
             start: "2026-11-25T10:00:00Z".parse().unwrap(),
             clear_timeout: Duration::from_secs(5),
             also_allowed: Vec::new(),
