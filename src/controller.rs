@@ -29,6 +29,9 @@ use crate::{
 /// Written by `kubectl apply`: the whole object again, as JSON.
 const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
+/// Longest wait for the budget ledger at the start of a leadership term.
+const LEDGER_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How often metrics and claims of deleted resources are dropped.
 const FORGET_SWEEP: Duration = Duration::from_secs(30);
 
@@ -164,6 +167,14 @@ async fn run_term(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     ctx.index.expect_scopes(scopes.len());
+    // NB: before the first reconcile of the term: calls another leader counted today (with
+    // any client secret) count here too. Bounded: an unreadable ledger is logged, and each
+    // resource's own count in status still holds.
+    let _ = tokio::time::timeout(
+        LEDGER_LOAD_TIMEOUT,
+        ctx.ledger.load(&ctx.client, ctx.clock.now(), &ctx.metrics),
+    )
+    .await;
     let mut stoppers = Vec::new();
     let mut runs = Vec::new();
     for (id, scope) in (0u64..).zip(scopes) {
@@ -190,6 +201,16 @@ async fn run_term(
             }
         })
     });
+    let ledger_writer = AbortOnDrop({
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::reconcile::ledger::FLUSH_EVERY);
+            loop {
+                every.tick().await;
+                ctx.ledger.flush(&ctx.client, &ctx.fence).await;
+            }
+        })
+    });
     tokio::spawn(async move {
         end.await;
         for stop in stoppers {
@@ -198,6 +219,10 @@ async fn run_term(
     });
     join_all(runs).await;
     drop(sweeper);
+    drop(ledger_writer);
+    // NB: the calls of the term's last seconds, for the next leader (fenced: nothing is
+    // written once the Lease is lost).
+    ctx.ledger.flush(&ctx.client, &ctx.fence).await;
 }
 
 /// Aborts the task when dropped (also when the term is dropped midway).
@@ -242,8 +267,19 @@ fn build(
             }
         })
         .applied_objects();
+    // NB: resources held back while Clear failed for everyone come back when it answers
+    // again, paced by the circuit (see `reconcile::circuit`); only this scope's.
+    let scope_namespace = namespace.map(str::to_string);
+    let released = ctx
+        .circuits
+        .releases()
+        .filter(move |(ns, _)| {
+            futures::future::ready(scope_namespace.as_ref().is_none_or(|scope| scope == ns))
+        })
+        .map(|(ns, name)| ObjectRef::new(&name).within(&ns));
     let controller = Controller::for_stream(trigger, reader)
-        .with_config(RunConfig::default().concurrency(config.concurrency));
+        .with_config(RunConfig::default().concurrency(config.concurrency))
+        .reconcile_on(released);
     let index = ctx.index.clone();
     // NB: one watch of all Secrets (metadata only) serves both mappings: a second one for the
     // operator's own Secrets would list and deliver each of them twice.

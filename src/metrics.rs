@@ -28,6 +28,16 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BaseUrlLabels {
+    base_url: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientSecretLabels {
+    client_secret_fingerprint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct WhyLabels {
     why: String,
 }
@@ -93,6 +103,8 @@ pub struct Metrics {
     rotations: Family<RotationLabels, Counter>,
     last_rotation: Family<ClientLabels, Gauge<f64, AtomicU64>>,
     revokes_skipped: Family<WhyLabels, Counter>,
+    circuit_open: Family<BaseUrlLabels, Gauge>,
+    client_secret_calls: Family<ClientSecretLabels, Gauge>,
     leader: Gauge,
 }
 
@@ -110,6 +122,8 @@ impl Metrics {
             rotations: Family::default(),
             last_rotation: Family::default(),
             revokes_skipped: Family::default(),
+            circuit_open: Family::default(),
+            client_secret_calls: Family::default(),
             leader: Gauge::default(),
         };
         registry.register(
@@ -172,6 +186,16 @@ impl Metrics {
             metrics.revokes_skipped.clone(),
         );
         registry.register(
+            "clear_operator_clear_circuit_open",
+            "1 while Clear (this base URL) failed for every resource lately and only trial calls go to it (see the README, \"When Clear fails for everyone\")",
+            metrics.circuit_open.clone(),
+        );
+        registry.register(
+            "clear_operator_client_secret_calls_today",
+            "Calls to Clear in the current UTC day per client secret (by fingerprint), across its resources, deletions and revocations, as the leader counts them",
+            metrics.client_secret_calls.clone(),
+        );
+        registry.register(
             "clear_operator_leader",
             "1 while this replica holds the leader Lease and reconciles",
             metrics.leader.clone(),
@@ -188,6 +212,31 @@ impl Metrics {
         self.clear_request_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Whether the circuit of the Clear host `base_url` is open.
+    pub fn set_clear_circuit_open(&self, base_url: &str, open: bool) {
+        self.circuit_open
+            .get_or_create(&BaseUrlLabels {
+                base_url: base_url.to_string(),
+            })
+            .set(i64::from(open));
+    }
+
+    /// The calls made today with the client secret of this fingerprint.
+    pub fn set_client_secret_calls(&self, fingerprint: &str, calls: u32) {
+        self.client_secret_calls
+            .get_or_create(&ClientSecretLabels {
+                client_secret_fingerprint: fingerprint.to_string(),
+            })
+            .set(i64::from(calls));
+    }
+
+    /// Drops the series of one client secret (a day ended, or leadership was lost).
+    pub fn forget_client_secret(&self, fingerprint: &str) {
+        self.client_secret_calls.remove(&ClientSecretLabels {
+            client_secret_fingerprint: fingerprint.to_string(),
+        });
     }
 
     /// `None`: the token never expires (see the module docs for how that is shown).

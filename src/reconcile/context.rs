@@ -42,6 +42,16 @@ pub struct Settings {
 /// chart's memory limit, and a read takes milliseconds, so this does not slow a fleet.
 pub const SECRET_READS_AT_ONCE: usize = 8;
 
+/// Where an install keeps its budget ledger: next to its Lease (`namespace/name` in
+/// `instance`), as `<lease>-budget`.
+pub fn ledger_location(instance: Option<&str>) -> Option<super::ledger::LedgerLocation> {
+    let (namespace, lease) = instance?.split_once('/')?;
+    Some(super::ledger::LedgerLocation {
+        namespace: namespace.to_string(),
+        name: format!("{lease}-budget"),
+    })
+}
+
 /// A resource, by namespace and name.
 type Key = (String, String);
 
@@ -64,6 +74,10 @@ pub struct Context {
     pub progress: Progress,
     /// Beats on every round of the leader-election loop, for the `/healthz` stall check.
     pub lease_heartbeat: Heartbeat,
+    /// Calls per client secret today (see [`super::ledger`]).
+    pub ledger: super::ledger::Ledger,
+    /// Clear's availability, per host, as this process saw it (see [`super::circuit`]).
+    pub circuits: super::circuit::Circuits,
     /// Permits to read a Secret whole: a Secret may be up to 1 MiB, and tenants choose which
     /// one a resource reads, so the number decoded at once is bounded (see
     /// [`SECRET_READS_AT_ONCE`]) rather than following the reconcile concurrency.
@@ -110,6 +124,8 @@ impl Context {
             recorder: super::events::Recorders::new(client.clone(), reporter),
             fence: Fence::new(clock.clone()),
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS_AT_ONCE),
+            circuits: super::circuit::Circuits::default(),
+            ledger: super::ledger::Ledger::new(ledger_location(settings.instance.as_deref())),
             progress: Progress::default(),
             lease_heartbeat: Heartbeat::default(),
             client,
@@ -199,6 +215,7 @@ impl Context {
         }
         *self.pending_lock() = pending;
         self.metrics.forget_all();
+        self.ledger.forget_series(&self.metrics);
         self.index.forget_all_claims();
     }
 

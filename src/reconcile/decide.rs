@@ -84,6 +84,11 @@ pub struct Observed {
     /// After `target.name` changed: the Secret status names, if it is ours and still holds
     /// the token status records (it can be moved without a call).
     pub previous_target: Option<PreviousTarget>,
+    /// When Clear (this resource's host) last answered again after failing for every
+    /// resource (see `circuit`): a "Clear unavailable" backoff recorded before then is over.
+    pub clear_recovered_at: Option<Timestamp>,
+    /// Calls made today with this client secret, by every resource (see `ledger`).
+    pub client_secret_calls_today: u32,
 }
 
 /// The token Secret of before a `target.name` change.
@@ -95,7 +100,7 @@ pub struct PreviousTarget {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
-    /// Calls to Clear allowed per resource (one client secret each) per UTC day.
+    /// Calls to Clear allowed per client secret per UTC day.
     pub mint_budget: u32,
     /// How long after `mintStartedAt` a call made by another replica may still be in flight
     /// (its Clear timeout plus a margin): until then nothing is minted, since that call's
@@ -183,6 +188,11 @@ pub enum Blocker {
     Rejected,
     BudgetExhausted {
         until: Timestamp,
+    },
+    /// Clear failed for every resource lately (the shared circuit is open): only trial calls
+    /// go; this resource waits to be released when Clear answers, at the latest `retry_at`.
+    ClearDown {
+        retry_at: Timestamp,
     },
     /// `mintStartedAt` is recent and no token from that call reached the Secret: the call
     /// may still be running in a replica that lost the Lease; wait for its deadline.
@@ -356,14 +366,17 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         let until = started + policy.in_flight_grace;
         return wait(Blocker::CallInFlight { until }, Some(until), Some(reason));
     }
-    if let Some(blocker) = backoff(&obs.status, fingerprint, spec, now) {
+    if let Some(blocker) = backoff(&obs.status, fingerprint, spec, obs.clear_recovered_at, now) {
         let retry_at = match &blocker {
             Blocker::Backoff { until, .. } => Some(*until),
             _ => Some(now + schedule::REJECTED_RECHECK),
         };
         return wait(blocker, retry_at, Some(reason));
     }
-    if mints_today(&obs.status, now) >= i64::from(policy.mint_budget) {
+    // NB: Clear's limit is per client secret: the calls of other (or deleted) resources
+    // with it count, and so do this resource's own, which status keeps across restarts.
+    let spent = mints_today(&obs.status, now).max(i64::from(obs.client_secret_calls_today));
+    if spent >= i64::from(policy.mint_budget) {
         let until = schedule::next_utc_midnight(now);
         return wait(
             Blocker::BudgetExhausted { until },
@@ -510,6 +523,7 @@ fn backoff(
     status: &ClearApiClientStatus,
     fingerprint: &str,
     spec: &ValidSpec,
+    clear_recovered_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<Blocker> {
     // NB: an unknown recorded reason (written by another version) is treated as transient.
@@ -530,6 +544,14 @@ fn backoff(
     }
     if reason == Reason::ClientSecretRejected {
         return Some(Blocker::Rejected);
+    }
+    // NB: Clear answered again since this failure, which said it was unavailable: the
+    // backoff was about an outage that is over.
+    if reason == Reason::ClearUnavailable
+        && let (Some(recovered), Some(failed)) = (clear_recovered_at, &status.last_failure_time)
+        && failed.0 <= recovered
+    {
+        return None;
     }
     let until = status.next_retry_time.as_ref()?.0;
     (now < until).then_some(Blocker::Backoff { reason, until })
@@ -610,6 +632,8 @@ mod tests {
             conflict_with: None,
             regenerate_request: None,
             previous_target: None,
+            clear_recovered_at: None,
+            client_secret_calls_today: 0,
             status: ClearApiClientStatus {
                 secret_name: Some("billing".into()),
                 token_fingerprint: Some("tttttttttttt".into()),
@@ -1124,6 +1148,31 @@ mod tests {
         assert!(health.is_usable());
         assert_eq!(retry_at, Some(ts("2026-11-26T00:00:00Z")));
         assert_eq!(pending, Some(MintReason::RenewalDue));
+    }
+
+    #[test]
+    fn clear_answering_again_lifts_the_backoff_of_failures_that_said_it_was_down() {
+        // now is 06:00; a renewal is wanted, and a 503 at 05:50 asked to wait till 06:50.
+        let mut obs = healthy();
+        obs.regenerate_request = Some("r9".into());
+        obs.status.last_failure_reason = Some("ClearUnavailable".into());
+        obs.status.last_failure_time = time("2026-11-25T05:50:00Z");
+        obs.status.next_retry_time = time("2026-11-25T06:50:00Z");
+        obs.status.failed_attempts = 7;
+        assert!(matches!(
+            blocker_of(&run(&obs)),
+            Some(Blocker::Backoff { .. })
+        ));
+        // Clear answered (another resource's trial) at 05:55: the backoff was about an
+        // outage that is over.
+        obs.clear_recovered_at = Some(ts("2026-11-25T05:55:00Z"));
+        assert!(mint_reason_of(&run(&obs)).is_some());
+        // ...but not a recovery before the failure, nor for a failure of another kind.
+        obs.clear_recovered_at = Some(ts("2026-11-25T05:49:59Z"));
+        assert!(blocker_of(&run(&obs)).is_some());
+        obs.clear_recovered_at = Some(ts("2026-11-25T05:55:00Z"));
+        obs.status.last_failure_reason = Some("SecretApplyFailed".into());
+        assert!(blocker_of(&run(&obs)).is_some());
     }
 
     #[test]

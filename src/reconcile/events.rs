@@ -250,7 +250,9 @@ pub fn blocked(blocker: &Blocker, reason: Reason, message: String) -> Option<Not
     // NB: a resource waiting out a backoff already got the failure's Warning; repeating it on
     // every requeue would only add noise.
     match blocker {
-        Blocker::Backoff { .. } => None,
+        // NB: nor a resource held back by the shared circuit: in an outage of Clear that is
+        // every resource due, and the condition, the log and the metrics say it.
+        Blocker::Backoff { .. } | Blocker::ClearDown { .. } => None,
         _ => Some(Notice::Blocked { reason, message }),
     }
 }

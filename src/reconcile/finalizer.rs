@@ -68,6 +68,10 @@ pub(super) async fn revoke_on_delete(
             let lock = ctx.index.lock_for(&secret.fingerprint());
             let _serialized = lock.lock().await;
             ctx.fence.check()?;
+            // NB: a revoke is a mint whose token is discarded: it counts against the secret's
+            // daily limit like any other call.
+            ctx.ledger
+                .count(&secret.fingerprint(), now_seconds(ctx), &ctx.metrics);
             let started = std::time::Instant::now();
             let result = ctx.clear.mint(base_url, secret, now_seconds(ctx)).await;
             match result {

@@ -4,12 +4,13 @@
 //! overwritten, and a token Clear issued is never thrown away: when its Secret write fails
 //! it is kept (see [`super::context::PendingToken`]) and written by the next reconciles.
 
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use kube::Resource;
 use tracing::{debug, info, warn};
 
 use super::{
     Step,
+    circuit::{self, Admission, Outcome},
     context::PendingToken,
     decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
     earliest,
@@ -50,6 +51,17 @@ pub(super) async fn mint(
         );
         return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(1)));
     }
+    // NB: before anything is written: while Clear fails for everyone, a resource that is not
+    // the trial waits to be released, with no dry run, no status mark and no call.
+    let trial = match ctx.circuits.admit(base_url.as_str(), &step.key(), step.now) {
+        Admission::Call => false,
+        Admission::Trial => true,
+        Admission::Wait { .. } => {
+            let retry_at = circuit_retry(step, health);
+            let blocker = Blocker::ClearDown { retry_at };
+            return wait(step, &blocker, health, Some(retry_at), Some(&reason)).await;
+        }
+    };
     let fingerprint = client_secret.fingerprint();
     let lock = ctx.index.lock_for(&fingerprint);
     let _serialized = lock.lock().await;
@@ -88,7 +100,7 @@ pub(super) async fn mint(
             message: format!(
                 "failed to write Secret {target} (server-side dry run, before calling Clear): {detail}"
             ),
-            next_retry: Some(transient_retry(step, prev)),
+            next_retry: Some(transient_retry(step, prev, health)),
             may_have_minted: false,
         };
         warn!(secret = %target, error = %detail, "the token Secret cannot be written; not calling Clear");
@@ -102,6 +114,12 @@ pub(super) async fn mint(
     let started = ceil_to_second(ctx.clock.now());
     let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, &call_id, started);
     step.write_status(cac.status.as_ref(), &counted).await?;
+    // NB: counted before the call, like `mintsToday`: a call whose outcome is lost counted.
+    let calls_today = ctx.ledger.count(&fingerprint, step.now, &ctx.metrics);
+    debug!(
+        calls_today,
+        "calls with this client secret today, this one included"
+    );
     if marked.elapsed() > CALL_START_BUDGET {
         warn!(
             elapsed_ms = marked.elapsed().as_millis(),
@@ -113,11 +131,11 @@ pub(super) async fn mint(
         step.write_status(Some(&counted), &unmarked).await?;
         return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(5)));
     }
-    info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, "calling Clear for a new token");
+    info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, trial, "calling Clear for a new token");
     // NB: the fence was checked by the status write just above; checked again because that
     // write may have taken a while.
     ctx.fence.check()?;
-    let issued = match call_clear(step, base_url, client_secret, &counted).await {
+    let issued = match call_clear(step, base_url, client_secret, &counted, health).await {
         Ok(issued) => issued,
         Err(failure) => {
             return record_failure(step, &counted, Some(&counted), failure, health).await;
@@ -249,11 +267,28 @@ async fn call_clear(
     base_url: &BaseUrl,
     client_secret: &ClientSecret,
     counted: &ClearApiClientStatus,
+    health: &TokenHealth,
 ) -> Result<IssuedToken, MintFailure> {
     let ctx = step.ctx;
     let started = std::time::Instant::now();
     let result = ctx.clear.mint(base_url, client_secret, step.now).await;
     let elapsed = started.elapsed();
+    let host = base_url.as_str();
+    let was_open = ctx.circuits.is_open(host);
+    if ctx
+        .circuits
+        .record(host, &step.key(), Outcome::of(&result), now_seconds(ctx))
+    {
+        warn!(
+            failures = circuit::OPEN_AFTER,
+            "Clear failed this many calls in a row: holding back every call but one trial every {}s until it answers",
+            circuit::TRIAL_INTERVAL.as_secs()
+        );
+    } else if was_open && !ctx.circuits.is_open(host) {
+        info!("Clear answers again: releasing the resources that waited for it");
+    }
+    ctx.metrics
+        .set_clear_circuit_open(host, ctx.circuits.is_open(host));
     match result {
         Ok(issued) => {
             ctx.metrics.observe_clear_call("issued", elapsed);
@@ -273,7 +308,7 @@ async fn call_clear(
                     class.jittered_retry_at(format!("{namespace}/{name}").as_bytes())
                 }
                 FailureClass::Refused { .. } | FailureClass::Transient => {
-                    Some(transient_retry(step, counted))
+                    Some(transient_retry(step, counted, health))
                 }
             };
             Err(MintFailure {
@@ -286,10 +321,51 @@ async fn call_clear(
     }
 }
 
-/// When a transiently failed attempt may be retried: exponential, jittered.
-fn transient_retry(step: &Step<'_>, base: &ClearApiClientStatus) -> Timestamp {
+/// When a transiently failed attempt may be retried: exponential, jittered, capped by the
+/// life the stored token has left (see [`schedule::backoff_cap`]), and never after it
+/// expires (from then on the cap of a resource without a token applies).
+fn transient_retry(
+    step: &Step<'_>,
+    base: &ClearApiClientStatus,
+    health: &TokenHealth,
+) -> Timestamp {
     let attempt = base.failed_attempts.saturating_add(1);
-    step.now + schedule::transient_backoff(attempt, schedule::random_jitter())
+    let cap = schedule::backoff_cap(life_left(health, step.now));
+    let at = step.now + schedule::transient_backoff(attempt, schedule::random_jitter(), cap);
+    expiry_bound(at, health)
+}
+
+/// When a resource held back by the circuit looks again if it is not released first: at the
+/// cap of its backoff (the release, not this, is what serves it once Clear answers; this
+/// only bounds how long a process that missed the release waits), jittered.
+fn circuit_retry(step: &Step<'_>, health: &TokenHealth) -> Timestamp {
+    let cap = schedule::backoff_cap(life_left(health, step.now));
+    let spread = 1.0 + schedule::random_jitter();
+    expiry_bound(
+        step.now + SignedDuration::from_secs_f64(cap.as_secs_f64() * spread),
+        health,
+    )
+}
+
+/// How long the stored token still lives: `None` without a usable one.
+fn life_left(health: &TokenHealth, now: Timestamp) -> Option<SignedDuration> {
+    match health {
+        TokenHealth::Usable {
+            valid_till: Some(till),
+        } => Some(till.duration_since(now)),
+        TokenHealth::Usable { valid_till: None } => Some(SignedDuration::MAX),
+        TokenHealth::Unusable { .. } => None,
+    }
+}
+
+/// `at`, but no later than the usable token's expiry.
+fn expiry_bound(at: Timestamp, health: &TokenHealth) -> Timestamp {
+    match health {
+        TokenHealth::Usable {
+            valid_till: Some(till),
+        } => at.min(*till),
+        _ => at,
+    }
 }
 
 /// What is recorded about a new token (never the token itself).

@@ -2,6 +2,7 @@
 //! edges — fetch (observe) → decide (pure) → mint → apply the Secret → update status → emit
 //! Events → restart targets. The revoke-on-delete finalizer wraps it while asked for.
 
+pub mod circuit;
 pub mod conflict;
 mod context;
 pub mod decide;
@@ -9,6 +10,7 @@ pub mod error;
 pub mod events;
 mod finalizer;
 mod keep;
+pub mod ledger;
 mod mint;
 pub mod observe;
 pub mod restart;

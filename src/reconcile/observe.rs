@@ -193,7 +193,14 @@ pub async fn fetch(
         | ClientSecretState::Withheld { .. } => None,
     };
 
+    let client_secret_calls_today = match &client_secret_state {
+        ClientSecretState::Present { fingerprint } => {
+            ctx.ledger.calls_today(fingerprint, super::now_seconds(ctx))
+        }
+        _ => 0,
+    };
     let observed = Observed {
+        client_secret_calls_today,
         name: cac.name_any(),
         target_name,
         spec,
@@ -203,6 +210,9 @@ pub async fn fetch(
         regenerate_request: cac.regenerate_request().map(str::to_string),
         status,
         previous_target,
+        clear_recovered_at: base_url
+            .as_ref()
+            .and_then(|url| ctx.circuits.recovered_at(url.as_str())),
     };
     Ok(Some(Fetched {
         cac,

@@ -10,8 +10,14 @@ use crate::resource::ClearApiClientStatus;
 pub const MAX_DEFAULT_RENEW_BEFORE: SignedDuration = SignedDuration::from_hours(24);
 /// First transient-failure backoff; doubles with each consecutive failure.
 pub const BACKOFF_BASE: SignedDuration = SignedDuration::from_secs(30);
-/// Longest transient-failure backoff.
+/// Longest transient-failure backoff, for a token with long to live.
 pub const BACKOFF_CAP: SignedDuration = SignedDuration::from_hours(1);
+/// Longest transient-failure backoff of a resource without a usable token (and the shortest
+/// cap of any): once Clear is back, it is served within this (plus jitter) even by a process
+/// that did not see the outage end. NB: not shorter: a client secret for which Clear keeps
+/// failing alone would spend 6 calls an hour of its budget (144 a day, of 250), and the
+/// release of the shared circuit is what serves a fleet at once after an outage.
+pub const BACKOFF_CAP_WITHOUT_TOKEN: SignedDuration = SignedDuration::from_mins(10);
 /// Relative spread applied to each backoff so that resources failing together do not retry
 /// together.
 pub const BACKOFF_JITTER: f64 = 0.2;
@@ -100,15 +106,26 @@ pub fn renewal_time(
     Some(wanted.max(earliest))
 }
 
+/// The cap of a transient backoff, from how long the stored token still lives (`None`: no
+/// usable token): a tenth of it, between [`BACKOFF_CAP_WITHOUT_TOKEN`] and [`BACKOFF_CAP`].
+/// A token with a day to live can wait out an hour; a missing or expired one is retried
+/// every ten minutes, so an outage of Clear is never followed by an hour without a token.
+pub fn backoff_cap(life_left: Option<SignedDuration>) -> SignedDuration {
+    match life_left {
+        None => BACKOFF_CAP_WITHOUT_TOKEN,
+        Some(left) => (left / 10).clamp(BACKOFF_CAP_WITHOUT_TOKEN, BACKOFF_CAP),
+    }
+}
+
 /// Delay before retry number `attempt` (1 for the first failure) after a transient failure:
 /// 30s·2^(attempt-1), spread by `jitter` (a factor in [-0.2, 0.2] the caller draws at
-/// random), capped at one hour.
-pub fn transient_backoff(attempt: i32, jitter: f64) -> SignedDuration {
+/// random), at most `cap` (see [`backoff_cap`]).
+pub fn transient_backoff(attempt: i32, jitter: f64, cap: SignedDuration) -> SignedDuration {
     let exponent = attempt.saturating_sub(1).clamp(0, 16);
     let base = BACKOFF_BASE.as_secs_f64() * f64::from(1u32 << exponent);
     let jitter = jitter.clamp(-BACKOFF_JITTER, BACKOFF_JITTER);
-    let secs =
-        (base.min(BACKOFF_CAP.as_secs_f64()) * (1.0 + jitter)).min(BACKOFF_CAP.as_secs_f64());
+    let cap = cap.as_secs_f64();
+    let secs = (base.min(cap) * (1.0 + jitter)).min(cap);
     SignedDuration::from_secs_f64(secs)
 }
 
@@ -321,20 +338,63 @@ mod tests {
 
     #[test]
     fn transient_backoff_doubles_from_thirty_seconds_and_caps_at_an_hour() {
-        assert_eq!(transient_backoff(1, 0.0), SignedDuration::from_secs(30));
-        assert_eq!(transient_backoff(2, 0.0), SignedDuration::from_secs(60));
-        assert_eq!(transient_backoff(4, 0.0), SignedDuration::from_secs(240));
-        assert_eq!(transient_backoff(8, 0.0), SignedDuration::from_secs(3600));
-        assert_eq!(transient_backoff(500, 0.2), SignedDuration::from_secs(3600));
+        let cap = BACKOFF_CAP;
+        assert_eq!(
+            transient_backoff(1, 0.0, cap),
+            SignedDuration::from_secs(30)
+        );
+        assert_eq!(
+            transient_backoff(2, 0.0, cap),
+            SignedDuration::from_secs(60)
+        );
+        assert_eq!(
+            transient_backoff(4, 0.0, cap),
+            SignedDuration::from_secs(240)
+        );
+        assert_eq!(
+            transient_backoff(8, 0.0, cap),
+            SignedDuration::from_secs(3600)
+        );
+        assert_eq!(
+            transient_backoff(500, 0.2, cap),
+            SignedDuration::from_secs(3600)
+        );
+    }
+
+    #[test]
+    fn the_backoff_cap_follows_the_life_the_stored_token_has_left() {
+        let mins = SignedDuration::from_mins;
+        assert_eq!(backoff_cap(None), mins(5), "no usable token");
+        assert_eq!(backoff_cap(Some(mins(20))), mins(5));
+        assert_eq!(backoff_cap(Some(mins(300))), mins(30));
+        assert_eq!(backoff_cap(Some(SignedDuration::from_hours(24))), mins(60));
+        assert_eq!(
+            backoff_cap(Some(SignedDuration::MAX)),
+            mins(60),
+            "never expires"
+        );
+        // Without a token, the ninth failure in a row waits five minutes, not an hour.
+        assert_eq!(transient_backoff(9, 0.0, backoff_cap(None)), mins(5));
+        assert_eq!(transient_backoff(9, 0.2, backoff_cap(None)), mins(5));
     }
 
     #[test]
     fn transient_backoff_jitter_stays_within_twenty_percent() {
-        assert_eq!(transient_backoff(1, 0.2), SignedDuration::from_secs(36));
-        assert_eq!(transient_backoff(1, -0.2), SignedDuration::from_secs(24));
-        assert_eq!(transient_backoff(1, 5.0), SignedDuration::from_secs(36));
+        let cap = BACKOFF_CAP;
+        assert_eq!(
+            transient_backoff(1, 0.2, cap),
+            SignedDuration::from_secs(36)
+        );
+        assert_eq!(
+            transient_backoff(1, -0.2, cap),
+            SignedDuration::from_secs(24)
+        );
+        assert_eq!(
+            transient_backoff(1, 5.0, cap),
+            SignedDuration::from_secs(36)
+        );
         for _ in 0..100 {
-            let d = transient_backoff(3, random_jitter());
+            let d = transient_backoff(3, random_jitter(), cap);
             assert!(d >= SignedDuration::from_secs(96) && d <= SignedDuration::from_secs(144));
         }
     }

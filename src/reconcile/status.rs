@@ -402,6 +402,15 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason
                     .unwrap_or_default()
             ),
         ),
+        // NB: no times nor counts in the message: it stays the same while the outage lasts,
+        // so a resource looking again writes nothing.
+        Blocker::ClearDown { .. } => (
+            Reason::ClearUnavailable,
+            format!(
+                "Clear failed for every resource lately: one trial call goes every {}s, and this resource calls Clear once one succeeds",
+                super::circuit::TRIAL_INTERVAL.as_secs()
+            ),
+        ),
         Blocker::BudgetExhausted { until } => (
             Reason::BudgetExhausted,
             format!("the daily budget of calls to Clear is spent; next attempt at {until}"),

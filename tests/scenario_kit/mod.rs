@@ -105,6 +105,9 @@ pub struct KitOptions {
     pub clear_timeout: Duration,
     /// Base URLs allowed besides the kit's own simulator (another Clear host of a test).
     pub also_allowed: Vec<String>,
+    /// The install the kit's context belongs to (its Lease, `namespace/name`): it records
+    /// itself in status, and keeps its budget ledger next to the Lease.
+    pub instance: Option<String>,
 }
 
 impl Default for KitOptions {
@@ -120,6 +123,7 @@ impl Default for KitOptions {
             start: "2026-11-25T10:00:00Z".parse().unwrap(),
             clear_timeout: Duration::from_secs(5),
             also_allowed: Vec::new(),
+            instance: None,
         }
     }
 }
@@ -181,7 +185,7 @@ impl Kit {
             options.policy,
             options.clear_timeout,
             &[&[sandbox.url().to_string()][..], &options.also_allowed[..]].concat(),
-            None,
+            options.instance.as_deref(),
         ));
         let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), NS);
         let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);

@@ -1,0 +1,234 @@
+//! The budget ledger: calls to Clear per client secret (by fingerprint) in the current UTC
+//! day, across every resource that used it: resources deleted and created again, the holder
+//! role passing to another resource, and revoke-on-delete calls. Clear's limit (288 a day)
+//! is per client secret; a count per resource (`status.mintsToday`) forgets all of these.
+//!
+//! Kept in memory, where each call is counted before it is made, and written to a ConfigMap
+//! in the operator's namespace (its Lease's, named after it: `<lease>-budget`) at most every
+//! [`FLUSH_EVERY`], so that it survives restarts and failover: a new leader reads it before
+//! its first call. NB: written in the background, not before each call: one more write per
+//! call to one shared object would serialise the whole fleet on it. A process killed between
+//! two flushes loses the counts of those seconds for resources other than the ones it
+//! called for (each of which still counts its own calls in status, and the decision takes
+//! the larger of the two).
+
+use std::{
+    collections::BTreeMap,
+    sync::{Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::{
+    Api, Client,
+    api::{Patch, PatchParams},
+};
+use tracing::{debug, warn};
+
+use super::{FIELD_MANAGER, schedule::utc_day};
+use crate::{fence::Fence, metrics::Metrics};
+
+/// How often the counts are written to the ConfigMap (when they changed).
+pub const FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// The ConfigMap key holding the UTC day the counts are for.
+const DAY_KEY: &str = "day";
+
+/// Where the ledger is kept: the ConfigMap `name` in `namespace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerLocation {
+    pub namespace: String,
+    pub name: String,
+}
+
+#[derive(Default)]
+struct Counts {
+    /// The UTC day of `calls`.
+    day: String,
+    calls: BTreeMap<String, u32>,
+    /// Changed since the last write.
+    dirty: bool,
+}
+
+/// Calls per client secret today (see the module docs).
+#[derive(Default)]
+pub struct Ledger {
+    counts: Mutex<Counts>,
+    location: Option<LedgerLocation>,
+}
+
+impl Ledger {
+    /// A ledger written to `location`, or kept in memory only (`None`: no leader election,
+    /// so no namespace of its own; `dev`, tests).
+    pub fn new(location: Option<LedgerLocation>) -> Self {
+        Self {
+            counts: Mutex::default(),
+            location,
+        }
+    }
+
+    /// Counts one call with the client secret `fingerprint` at `now`; returns the calls of
+    /// that secret today, this one included.
+    pub fn count(&self, fingerprint: &str, now: Timestamp, metrics: &Metrics) -> u32 {
+        let mut counts = self.lock();
+        roll_over(&mut counts, now, metrics);
+        let calls = counts.calls.entry(fingerprint.to_string()).or_insert(0);
+        *calls = calls.saturating_add(1);
+        let calls = *calls;
+        counts.dirty = true;
+        metrics.set_client_secret_calls(fingerprint, calls);
+        calls
+    }
+
+    /// The calls with the client secret `fingerprint` on the UTC day of `now`.
+    pub fn calls_today(&self, fingerprint: &str, now: Timestamp) -> u32 {
+        let counts = self.lock();
+        if counts.day != utc_day(now) {
+            return 0;
+        }
+        counts.calls.get(fingerprint).copied().unwrap_or(0)
+    }
+
+    /// Reads the ConfigMap and takes, per client secret, the larger of its count and the
+    /// one in memory (a new leader learns what the previous one counted). A ledger of
+    /// another day is ignored.
+    pub async fn load(&self, client: &Client, now: Timestamp, metrics: &Metrics) {
+        let Some(location) = &self.location else {
+            return;
+        };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
+        let stored = match api.get_opt(&location.name).await {
+            Ok(stored) => stored.and_then(|cm| cm.data).unwrap_or_default(),
+            Err(error) => {
+                // NB: the decision still has each resource's own count in status.
+                warn!(%error, ledger = %location.name, "could not read the budget ledger; counting from each resource's status only until it is written again");
+                return;
+            }
+        };
+        let today = utc_day(now);
+        if stored.get(DAY_KEY) != Some(&today) {
+            return;
+        }
+        let mut counts = self.lock();
+        roll_over(&mut counts, now, metrics);
+        for (fingerprint, value) in stored.into_iter().filter(|(k, _)| k != DAY_KEY) {
+            let Ok(stored_calls) = value.parse::<u32>() else {
+                continue;
+            };
+            let calls = counts.calls.entry(fingerprint.clone()).or_insert(0);
+            *calls = (*calls).max(stored_calls);
+            metrics.set_client_secret_calls(&fingerprint, *calls);
+        }
+        debug!(client_secrets = counts.calls.len(), "budget ledger loaded");
+    }
+
+    /// Writes the counts to the ConfigMap if they changed (fenced: only the leader writes).
+    pub async fn flush(&self, client: &Client, fence: &Fence) {
+        let Some(location) = &self.location else {
+            return;
+        };
+        let (day, calls) = {
+            let mut counts = self.lock();
+            if !counts.dirty {
+                return;
+            }
+            counts.dirty = false;
+            (counts.day.clone(), counts.calls.clone())
+        };
+        if fence.check().is_err() {
+            self.lock().dirty = true;
+            return;
+        }
+        let mut data: BTreeMap<String, String> = calls
+            .into_iter()
+            .map(|(fingerprint, calls)| (fingerprint, calls.to_string()))
+            .collect();
+        data.insert(DAY_KEY.to_string(), day);
+        let config_map = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": location.name,
+                "labels": {"app.kubernetes.io/managed-by": "clear-operator"},
+                "annotations": {
+                    "clear-operator.io/about": "calls to Clear per client secret (by fingerprint) in the current UTC day; written by the leader, read by the next one"
+                },
+            },
+            "data": data,
+        });
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        if let Err(error) = api
+            .patch(&location.name, &params, &Patch::Apply(&config_map))
+            .await
+        {
+            warn!(%error, ledger = %location.name, "could not write the budget ledger; trying again");
+            self.lock().dirty = true;
+        }
+    }
+
+    /// Forgets the counts' series (leadership lost: another replica counts now).
+    pub fn forget_series(&self, metrics: &Metrics) {
+        for fingerprint in self.lock().calls.keys() {
+            metrics.forget_client_secret(fingerprint);
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Starts a new day's counts when `now` is on another UTC day than them.
+fn roll_over(counts: &mut Counts, now: Timestamp, metrics: &Metrics) {
+    let today = utc_day(now);
+    if counts.day == today {
+        return;
+    }
+    for fingerprint in counts.calls.keys() {
+        metrics.forget_client_secret(fingerprint);
+    }
+    counts.calls.clear();
+    counts.day = today;
+    counts.dirty = true;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reconcile::test_support::ts;
+
+    fn metrics() -> (prometheus_client::registry::Registry, Metrics) {
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        (registry, metrics)
+    }
+
+    #[test]
+    fn counts_per_client_secret_and_starts_again_each_utc_day() {
+        let (registry, metrics) = metrics();
+        let ledger = Ledger::new(None);
+        let now = ts("2026-12-02T23:59:00Z");
+        assert_eq!(ledger.count("aaaa", now, &metrics), 1);
+        assert_eq!(ledger.count("aaaa", now, &metrics), 2);
+        assert_eq!(ledger.count("bbbb", now, &metrics), 1);
+        assert_eq!(ledger.calls_today("aaaa", now), 2);
+        assert_eq!(ledger.calls_today("cccc", now), 0);
+        let text = crate::metrics::render(&registry).unwrap();
+        assert!(
+            text.contains(
+                "clear_operator_client_secret_calls_today{client_secret_fingerprint=\"aaaa\"} 2"
+            ),
+            "{text}"
+        );
+
+        let tomorrow = ts("2026-12-03T00:00:00Z");
+        assert_eq!(ledger.calls_today("aaaa", tomorrow), 0);
+        assert_eq!(ledger.count("bbbb", tomorrow, &metrics), 1);
+        let text = crate::metrics::render(&registry).unwrap();
+        assert!(
+            !text.contains("\"aaaa\""),
+            "yesterday's series is gone: {text}"
+        );
+    }
+}
