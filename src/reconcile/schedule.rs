@@ -364,8 +364,8 @@ mod tests {
     #[test]
     fn the_backoff_cap_follows_the_life_the_stored_token_has_left() {
         let mins = SignedDuration::from_mins;
-        assert_eq!(backoff_cap(None), mins(5), "no usable token");
-        assert_eq!(backoff_cap(Some(mins(20))), mins(5));
+        assert_eq!(backoff_cap(None), mins(10), "no usable token");
+        assert_eq!(backoff_cap(Some(mins(20))), mins(10));
         assert_eq!(backoff_cap(Some(mins(300))), mins(30));
         assert_eq!(backoff_cap(Some(SignedDuration::from_hours(24))), mins(60));
         assert_eq!(
@@ -373,9 +373,9 @@ mod tests {
             mins(60),
             "never expires"
         );
-        // Without a token, the ninth failure in a row waits five minutes, not an hour.
-        assert_eq!(transient_backoff(9, 0.0, backoff_cap(None)), mins(5));
-        assert_eq!(transient_backoff(9, 0.2, backoff_cap(None)), mins(5));
+        // Without a token, the ninth failure in a row waits ten minutes, not an hour.
+        assert_eq!(transient_backoff(9, 0.0, backoff_cap(None)), mins(10));
+        assert_eq!(transient_backoff(9, 0.2, backoff_cap(None)), mins(10));
     }
 
     #[test]
