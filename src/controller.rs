@@ -201,6 +201,16 @@ async fn run_term(
             }
         })
     });
+    let trial_waker = AbortOnDrop({
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::reconcile::circuit::TRIAL_WAKE_EVERY);
+            loop {
+                every.tick().await;
+                ctx.circuits.wake_for_trial(ctx.clock.now());
+            }
+        })
+    });
     let ledger_writer = AbortOnDrop({
         let ctx = ctx.clone();
         tokio::spawn(async move {
@@ -220,6 +230,7 @@ async fn run_term(
     join_all(runs).await;
     drop(sweeper);
     drop(ledger_writer);
+    drop(trial_waker);
     // NB: the calls of the term's last seconds, for the next leader (fenced: nothing is
     // written once the Lease is lost).
     ctx.ledger.flush(&ctx.client, &ctx.fence).await;

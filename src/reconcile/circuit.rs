@@ -9,7 +9,10 @@
 //! - **Open**: one trial call per [`TRIAL_INTERVAL`] goes through (whichever resource asks
 //!   first); every other resource that needs a token waits, is remembered, and is requeued by
 //!   its own backoff (capped by its token's remaining life, see
-//!   [`super::schedule::backoff_cap`]). Nothing is written to Clear meanwhile.
+//!   [`super::schedule::backoff_cap`]). Nothing is written to Clear meanwhile. Since waiting
+//!   resources look again only minutes later, the circuit asks for its own trial: once a
+//!   trial is due, one waiting resource a second is woken ([`Circuits::wake_for_trial`])
+//!   until one of them makes the call.
 //! - Any answer from Clear (a token, a 401, a 429) **closes** it: the resources that waited,
 //!   or failed, while it was open (and the failures that opened it) are released for a
 //!   reconcile at [`RELEASE_PER_SECOND`], and the backoff those failures asked for is lifted
@@ -37,6 +40,8 @@ use crate::clear::ClearError;
 pub const OPEN_AFTER: u32 = 5;
 /// While open, one trial call per this interval.
 pub const TRIAL_INTERVAL: SignedDuration = SignedDuration::from_secs(30);
+/// How often [`Circuits::wake_for_trial`] runs.
+pub const TRIAL_WAKE_EVERY: Duration = Duration::from_secs(1);
 /// Resources released per second once Clear answers again: 10,000 waiting resources are all
 /// reconciled within 200 s, and Clear sees at most this many calls a second from them.
 pub const RELEASE_PER_SECOND: u32 = 50;
@@ -107,6 +112,8 @@ struct Host {
     waiting: BTreeSet<Key>,
     /// When Clear last answered after an outage.
     recovered_at: Option<Timestamp>,
+    /// The waiting resource last woken for a trial (the next one is the one after it).
+    last_woken: Option<Key>,
 }
 
 /// The circuits of every Clear host, and the channel waiting resources are released on.
@@ -170,15 +177,51 @@ impl Circuits {
                 }
             }
         };
+        self.send(released);
+        false
+    }
+
+    /// Sends `keys` to every release stream.
+    fn send(&self, keys: impl IntoIterator<Item = Key>) {
         let mut subscribers = self.release_lock();
         // NB: the controllers of an ended term dropped their streams.
         subscribers.retain(|release| !release.is_closed());
-        for key in released {
+        for key in keys {
             for release in subscribers.iter() {
                 let _ = release.send(key.clone());
             }
         }
-        false
+    }
+
+    /// Wakes, through the release streams, one waiting resource of each open circuit whose
+    /// trial is due (called every second, see [`TRIAL_WAKE_EVERY`]): that resource needs a
+    /// token, so its reconcile makes the trial call. Woken in turn, so that one that does not
+    /// ask (deleted, or served meanwhile) does not stall the trials.
+    pub fn wake_for_trial(&self, now: Timestamp) {
+        let woken: Vec<Key> = {
+            let mut hosts = self.lock();
+            hosts
+                .values_mut()
+                .filter(|state| state.next_trial.is_some_and(|at| now >= at))
+                .filter_map(|state| {
+                    let next = match &state.last_woken {
+                        Some(last) => state
+                            .waiting
+                            .range::<Key, _>((
+                                std::ops::Bound::Excluded(last),
+                                std::ops::Bound::Unbounded,
+                            ))
+                            .next()
+                            .or_else(|| state.waiting.iter().next()),
+                        None => state.waiting.iter().next(),
+                    }
+                    .cloned()?;
+                    state.last_woken = Some(next.clone());
+                    Some(next)
+                })
+                .collect()
+        };
+        self.send(woken);
     }
 
     /// When Clear last answered again after failing for everyone (`None`: not since this
@@ -327,5 +370,41 @@ mod tests {
         assert!(!circuits.is_open(HOST));
         let nothing = tokio::time::timeout(Duration::from_secs(5), releases.as_mut().next()).await;
         assert!(nothing.is_err(), "{nothing:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_due_trial_wakes_the_waiting_resources_one_a_second_in_turn() {
+        let circuits = Circuits::default();
+        let mut releases = Box::pin(circuits.releases());
+        let now = ts("2026-12-02T10:00:00Z");
+        for i in 0..OPEN_AFTER as usize {
+            circuits.record(HOST, &key(100 + i), Outcome::Unavailable, now);
+        }
+        for i in 0..2 {
+            circuits.admit(HOST, &key(i), now);
+        }
+        // Not due yet: nobody is woken.
+        circuits.wake_for_trial(now + SignedDuration::from_secs(29));
+        let early = tokio::time::timeout(Duration::from_secs(1), releases.as_mut().next()).await;
+        assert!(early.is_err(), "{early:?}");
+        // Due: one a second, in turn (7 waiting: the 5 failures and 2 held back).
+        let due = now + TRIAL_INTERVAL;
+        let mut woken = Vec::new();
+        for second in 0..8 {
+            circuits.wake_for_trial(due + SignedDuration::from_secs(second));
+            woken.push(releases.as_mut().next().await.unwrap());
+        }
+        assert_eq!(woken[0], key(0));
+        assert_eq!(woken[1], key(1));
+        assert_eq!(woken[7], key(0), "round and round until one asks");
+        assert_eq!(woken.iter().collect::<BTreeSet<_>>().len(), 7);
+        // One asked: the trial is taken, nobody is woken until the next is due.
+        assert_eq!(
+            circuits.admit(HOST, &key(1), due + SignedDuration::from_secs(8)),
+            Admission::Trial
+        );
+        circuits.wake_for_trial(due + SignedDuration::from_secs(9));
+        let quiet = tokio::time::timeout(Duration::from_secs(1), releases.as_mut().next()).await;
+        assert!(quiet.is_err(), "{quiet:?}");
     }
 }
