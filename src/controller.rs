@@ -164,6 +164,7 @@ async fn run_term(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     ctx.index.expect_scopes(scopes.len());
+    ctx.versions.secrets.new_term(scopes.len());
     let mut stoppers = Vec::new();
     let mut runs = Vec::new();
     for (id, scope) in (0u64..).zip(scopes) {
@@ -187,6 +188,12 @@ async fn run_term(
             loop {
                 every.tick().await;
                 ctx.forget_deleted();
+                // NB: only once every resource is listed: a record dropped for a resource
+                // still there would make its cache look never written.
+                if ctx.index.all_scopes_synced() {
+                    let present = ctx.index.keys().into_iter().collect();
+                    ctx.versions.sweep(&present);
+                }
             }
         })
     });
@@ -235,21 +242,84 @@ fn build(
         cac.metadata.managed_fields = None;
         cac.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
     });
+    let own = ctx.clone();
     let trigger = reflector(writer, objects)
         .inspect(move |event| {
             if let Ok(event) = event {
                 index.apply_event(scope, event);
             }
         })
+        .filter(move |event| std::future::ready(!is_own_status_write(&own, event)))
         .applied_objects();
     let controller = Controller::for_stream(trigger, reader)
         .with_config(RunConfig::default().concurrency(config.concurrency));
-    let index = ctx.index.clone();
+    let mapping = ctx.clone();
+    let seen = ctx.clone();
     // NB: one watch of all Secrets (metadata only) serves both mappings: a second one for the
-    // operator's own Secrets would list and deliver each of them twice.
-    controller.watches(secrets, watcher::Config::default(), move |secret| {
-        map_secret(&index, secret)
-    })
+    // operator's own Secrets would list and deliver each of them twice. It also keeps the
+    // resourceVersion of every Secret (no data) for the reads a reconcile may skip.
+    let secret_events = watcher(secrets, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                seen.versions.secrets.apply_event(scope, event);
+            }
+        })
+        .filter(move |event| std::future::ready(!is_own_secret_write(&mapping, event)))
+        .touched_objects();
+    let index = ctx.index.clone();
+    controller.watches_stream(secret_events, move |secret| map_secret(&index, secret))
+}
+
+/// Whether a watch event of a ClearApiClient only shows this process's own status write.
+/// NB: a live update only: a (re)list delivers every object (`InitApply`) and is never
+/// skipped, so a new leadership term reconciles everything. An update at a version this
+/// process wrote shows nothing its reconcile did not act on: each status write carries the
+/// resourceVersion that reconcile read or last wrote as a precondition, so no change by
+/// anyone else can lie between; the reconcile's own requeue is the scheduler's, not this
+/// event's.
+fn is_own_status_write(ctx: &Context, event: &Result<watcher::Event<ClearApiClient>, watcher::Error>) -> bool {
+    let Ok(watcher::Event::Apply(cac)) = event else {
+        return false;
+    };
+    let (Some(namespace), Some(rv)) = (cac.namespace(), cac.resource_version()) else {
+        return false;
+    };
+    let own = ctx.versions.own.is_own_status(&namespace, &cac.name_any(), &rv);
+    if own {
+        ctx.metrics.observe_request_saved("own_status_event");
+    }
+    own
+}
+
+/// Whether a Secret watch event only shows this process's own token Secret write and
+/// concerns no other resource than the one whose reconcile wrote it (see
+/// [`is_own_status_write`]; the token Secret write is conditional on the version read). A
+/// resource that reads the Secret (as its client secret) still hears of it.
+fn is_own_secret_write(
+    ctx: &Context,
+    event: &Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
+) -> bool {
+    let Ok(watcher::Event::Apply(secret)) = event else {
+        return false;
+    };
+    let (Some(namespace), Some(rv)) = (secret.namespace(), secret.resource_version()) else {
+        return false;
+    };
+    if !ctx
+        .versions
+        .own
+        .is_own_secret(&namespace, &secret.name_any(), &rv)
+    {
+        return false;
+    }
+    let owner = map_own_secret(secret.clone());
+    let own = map_secret(&ctx.index, secret.clone())
+        .iter()
+        .all(|r| Some(r) == owner.as_ref());
+    if own {
+        ctx.metrics.observe_request_saved("own_secret_event");
+    }
+    own
 }
 
 /// A Secret → the ClearApiClients it concerns: those the index links it to (see

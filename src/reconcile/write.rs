@@ -46,12 +46,22 @@ pub(super) async fn status(
     resource_version: Option<&str>,
 ) -> Result<Option<String>, Error> {
     ctx.fence.check()?;
-    bounded(
+    let namespace = api.namespace().unwrap_or_default();
+    // NB: while the write is in flight, and after one whose outcome is unknown, the cache
+    // cannot stand in for a fresh read of the resource (see `versions`).
+    let before = ctx.versions.own.status_writing(namespace, name);
+    let written = bounded(
         "the ClearApiClient status",
         status::apply(api, name, current, next, resource_version),
     )
     .await?
-    .map_err(Error::PatchStatus)
+    .map_err(Error::PatchStatus)?;
+    match &written {
+        Some(rv) => ctx.versions.own.status_written(namespace, name, rv.clone()),
+        // Nothing was sent (unchanged): what was known before still holds.
+        None => ctx.versions.own.status_unchanged(namespace, name, before),
+    }
+    Ok(written)
 }
 
 /// How long one write may take. NB: a write that hangs (an API server frozen mid-request)
@@ -161,7 +171,13 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
     )
     .await?
     {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            if let (Write::Store, Some(rv)) = (write, written.metadata.resource_version) {
+                let namespace = desired.namespace().unwrap_or_default();
+                ctx.versions.own.secret_written(&namespace, &name, rv);
+            }
+            Ok(())
+        }
         Err(e) => Err(Error::ApplySecret {
             name,
             detail: error::sanitize(&e),
