@@ -82,6 +82,7 @@ async fn main() {
             allow_http: true,
             mint_budget: 250,
             concurrency,
+            kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             no_leader_election: true,
             leader_election_namespace: None,

@@ -164,6 +164,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         allow_http: true,
         mint_budget: 250,
         concurrency: crate::cli::DEFAULT_CONCURRENCY,
+        kube_api_concurrency: crate::kube_client::DEFAULT_API_CONCURRENCY,
         metrics_addr: args.metrics_addr,
         no_leader_election: false,
         leader_election_namespace: Some("default".to_string()),
