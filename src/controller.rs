@@ -22,7 +22,12 @@ use tracing::{info, warn};
 
 use crate::{
     leader::{LeaderElector, LeaseConfig},
-    reconcile::{Context, conflict::ResourceIndex, error_policy, reconcile},
+    reconcile::{
+        Context,
+        conflict::ResourceIndex,
+        error_policy, reconcile,
+        versions::{EventOrigin, Object},
+    },
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 
@@ -251,8 +256,15 @@ fn build(
         })
         .filter(move |event| std::future::ready(!is_own_status_write(&own, event)))
         .applied_objects();
+    // NB: events held while a write of ours was in flight and found not to be its own
+    // come back through this channel (see `versions::EventOrigin::Held`).
+    let (held_tx, held_rx) = futures::channel::mpsc::unbounded();
+    ctx.versions
+        .own
+        .set_trigger(namespace.map(str::to_string), held_tx);
     let controller = Controller::for_stream(trigger, reader)
-        .with_config(RunConfig::default().concurrency(config.concurrency));
+        .with_config(RunConfig::default().concurrency(config.concurrency))
+        .reconcile_on(held_rx);
     let mapping = ctx.clone();
     let seen = ctx.clone();
     // NB: one watch of all Secrets (metadata only) serves both mappings: a second one for the
@@ -270,31 +282,37 @@ fn build(
     controller.watches_stream(secret_events, move |secret| map_secret(&index, secret))
 }
 
-/// Whether a watch event of a ClearApiClient only shows this process's own status write.
+/// Whether a watch event of a ClearApiClient only shows this process's own status write
+/// (or is held until the write in flight answers, see [`EventOrigin::Held`]).
 /// NB: a live update only: a (re)list delivers every object (`InitApply`) and is never
 /// skipped, so a new leadership term reconciles everything. An update at a version this
 /// process wrote shows nothing its reconcile did not act on: each status write carries the
 /// resourceVersion that reconcile read or last wrote as a precondition, so no change by
 /// anyone else can lie between; the reconcile's own requeue is the scheduler's, not this
 /// event's.
-fn is_own_status_write(ctx: &Context, event: &Result<watcher::Event<ClearApiClient>, watcher::Error>) -> bool {
+fn is_own_status_write(
+    ctx: &Context,
+    event: &Result<watcher::Event<ClearApiClient>, watcher::Error>,
+) -> bool {
     let Ok(watcher::Event::Apply(cac)) = event else {
         return false;
     };
     let (Some(namespace), Some(rv)) = (cac.namespace(), cac.resource_version()) else {
         return false;
     };
-    let own = ctx.versions.own.is_own_status(&namespace, &cac.name_any(), &rv);
-    if own {
-        ctx.metrics.observe_request_saved("own_status_event");
-    }
-    own
+    let target = ObjectRef::from_obj(cac);
+    let origin = ctx
+        .versions
+        .own
+        .origin(Object::Status, &namespace, &cac.name_any(), &rv, target);
+    saved(ctx, origin, "own_status_event")
 }
 
-/// Whether a Secret watch event only shows this process's own token Secret write and
-/// concerns no other resource than the one whose reconcile wrote it (see
-/// [`is_own_status_write`]; the token Secret write is conditional on the version read). A
-/// resource that reads the Secret (as its client secret) still hears of it.
+/// Whether a Secret watch event only shows this process's own token Secret write (or is
+/// held until the write in flight answers) and concerns no other resource than the one
+/// whose reconcile wrote it (see [`is_own_status_write`]; the token Secret write is
+/// conditional on the version read). A resource that reads the Secret (as its client
+/// secret) still hears of it.
 fn is_own_secret_write(
     ctx: &Context,
     event: &Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
@@ -302,24 +320,36 @@ fn is_own_secret_write(
     let Ok(watcher::Event::Apply(secret)) = event else {
         return false;
     };
-    let (Some(namespace), Some(rv)) = (secret.namespace(), secret.resource_version()) else {
+    let (Some(namespace), Some(rv), Some(owner)) = (
+        secret.namespace(),
+        secret.resource_version(),
+        map_own_secret(secret.clone()),
+    ) else {
         return false;
     };
-    if !ctx
-        .versions
-        .own
-        .is_own_secret(&namespace, &secret.name_any(), &rv)
-    {
+    let only_owner = map_secret(&ctx.index, secret.clone())
+        .iter()
+        .all(|r| *r == owner);
+    if !only_owner {
         return false;
     }
-    let owner = map_own_secret(secret.clone());
-    let own = map_secret(&ctx.index, secret.clone())
-        .iter()
-        .all(|r| Some(r) == owner.as_ref());
-    if own {
-        ctx.metrics.observe_request_saved("own_secret_event");
+    let origin =
+        ctx.versions
+            .own
+            .origin(Object::Secret, &namespace, &secret.name_any(), &rv, owner);
+    saved(ctx, origin, "own_secret_event")
+}
+
+/// Counts a skipped event; whether the event is skipped (own, or held).
+fn saved(ctx: &Context, origin: EventOrigin, what: &str) -> bool {
+    match origin {
+        EventOrigin::Own => {
+            ctx.metrics.observe_request_saved(what);
+            true
+        }
+        EventOrigin::Held => true,
+        EventOrigin::Other => false,
     }
-    own
 }
 
 /// A Secret → the ClearApiClients it concerns: those the index links it to (see

@@ -171,7 +171,10 @@ where
         let wait = retry_after(&response);
         match again {
             Some(next) => {
-                tracing::debug!(wait_secs = wait.as_secs(), "the API server asked to retry a read later (429)");
+                tracing::debug!(
+                    wait_secs = wait.as_secs(),
+                    "the API server asked to retry a read later (429)"
+                );
                 tokio::time::sleep(wait.min(MAX_READ_WAIT)).await;
                 retries += 1;
                 request = next;
@@ -250,7 +253,9 @@ mod tests {
     #[test]
     fn watches_the_lease_and_the_clock_go_around_the_bound_and_nothing_else() {
         let request = |uri: &str| Request::get(uri).body(Body::empty()).unwrap();
-        assert!(is_exempt(&request("/api/v1/secrets?watch=true&resourceVersion=5")));
+        assert!(is_exempt(&request(
+            "/api/v1/secrets?watch=true&resourceVersion=5"
+        )));
         assert!(is_exempt(&request(
             "/apis/coordination.k8s.io/v1/namespaces/ops/leases/clear-operator"
         )));
@@ -351,7 +356,11 @@ mod tests {
             .unwrap();
         let response = limited.call(patch).await.unwrap();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 1, "sent once");
+        assert_eq!(
+            sent.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "sent once"
+        );
         let body = response.into_body().collect().await.unwrap().to_bytes();
         let status: kube::core::Status = serde_json::from_slice(&body).unwrap();
         assert_eq!(status.code, 429);

@@ -1036,8 +1036,8 @@ fn assert_round_trips_through_the_api_types(objects: &[Value]) {
     use k8s_openapi::api::{
         apps::v1::Deployment,
         core::v1::{Service, ServiceAccount},
-        networking::v1::NetworkPolicy,
         flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration},
+        networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
     };

@@ -44,13 +44,21 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 }
 
 /// A kit with the controller running and its watches listed, the request log empty.
-async fn running() -> (Kit, Arc<Context>, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+async fn running() -> (
+    Kit,
+    Arc<Context>,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
     let kit = Kit::start(vec![client()]).await;
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
     let ctx = kit.new_context(Policy::default());
     let (stop, run) = kit.run_controller(ctx.clone());
-    eventually("the Secret watch listed", || ctx.versions.secrets.is_synced()).await;
+    eventually("the Secret watch listed", || {
+        ctx.versions.secrets.is_synced()
+    })
+    .await;
     kit.emulator.requests().reset();
     (kit, ctx, stop, run)
 }
@@ -117,7 +125,10 @@ async fn a_change_by_anyone_else_still_wakes_the_resource_and_is_read_fresh() {
     // (its Secret is at the version its fingerprint was taken at).
     kit.emulator.requests().reset();
     kit.annotate("billing", "team", "payments").await;
-    eventually("a reconcile after the edit", || ctx.metrics.reconciles("ok") >= 2).await;
+    eventually("a reconcile after the edit", || {
+        ctx.metrics.reconciles("ok") >= 2
+    })
+    .await;
     assert_eq!(count(&kit, "get", "clearapiclients", Some("billing")), 1);
     assert_eq!(count(&kit, "get", "secrets", Some("clear-secret")), 0);
     assert!(ctx.metrics.requests_saved("client_secret_fingerprint") >= 1);
@@ -225,7 +236,8 @@ async fn a_429_to_a_read_is_retried_and_to_a_write_requeues_after_retry_after() 
 
     // A write refused: not re-sent by the client; the reconcile fails as throttled, and the
     // requeue waits at least the Retry-After (1 s when the server gives none).
-    kit.annotate("billing", "clear-operator.io/regenerate", "r1").await;
+    kit.annotate("billing", "clear-operator.io/regenerate", "r1")
+        .await;
     kit.emulator.requests().reset();
     kit.emulator
         .faults()
@@ -248,7 +260,11 @@ async fn a_429_to_a_read_is_retried_and_to_a_write_requeues_after_retry_after() 
         "no Warning Event while the API server asks for fewer requests"
     );
     kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 2, "the regeneration goes ahead afterwards");
+    assert_eq!(
+        kit.calls(SECRET),
+        2,
+        "the regeneration goes ahead afterwards"
+    );
     kit.shutdown().await;
 }
 

@@ -91,12 +91,9 @@ impl Error {
 /// The `Retry-After` of a 429 (`details.retryAfterSeconds`, 0 when absent).
 fn retry_after(err: &kube::Error) -> Option<u32> {
     match err {
-        kube::Error::Api(status) if status.code == 429 => Some(
-            status
-                .details
-                .as_ref()
-                .map_or(0, |d| d.retry_after_seconds),
-        ),
+        kube::Error::Api(status) if status.code == 429 => {
+            Some(status.details.as_ref().map_or(0, |d| d.retry_after_seconds))
+        }
         _ => None,
     }
 }
@@ -138,8 +135,14 @@ mod tests {
     #[test]
     fn a_429_says_how_long_the_api_server_asked_to_wait_also_once_sanitized() {
         let wait = std::time::Duration::from_secs;
-        assert_eq!(Error::PatchStatus(throttled(7)).throttled_for(), Some(wait(7)));
-        assert_eq!(Error::PatchStatus(throttled(0)).throttled_for(), Some(wait(1)));
+        assert_eq!(
+            Error::PatchStatus(throttled(7)).throttled_for(),
+            Some(wait(7))
+        );
+        assert_eq!(
+            Error::PatchStatus(throttled(0)).throttled_for(),
+            Some(wait(1))
+        );
         let apply = Error::ApplySecret {
             name: "t".into(),
             detail: sanitize(&throttled(9)),

@@ -140,7 +140,7 @@ async fn reconcile_with_finalizer(
                     .await
                     .map_err(Error::ReadResource)?
                 {
-                    ctx.versions.own.status_writing(&namespace, &obj.name_any());
+                    ctx.versions.own.status_unknown(&namespace, &obj.name_any());
                     finalizer::set_finalizer(&api, &fresh, false).await?;
                 }
             }
@@ -150,7 +150,7 @@ async fn reconcile_with_finalizer(
             // NB: the finalizer goes on before any token exists, so no token can be handed
             // out without the promise to revoke it; the patch wakes the controller again.
             // NB: not recorded as an own write, so its watch event is not skipped.
-            ctx.versions.own.status_writing(&namespace, &obj.name_any());
+            ctx.versions.own.status_unknown(&namespace, &obj.name_any());
             finalizer::set_finalizer(&api, &obj, true).await?;
             return Ok(Action::await_change());
         }
@@ -159,7 +159,7 @@ async fn reconcile_with_finalizer(
     // NB: the finalizer is only held while revokeOnDelete is true; once it is false, a
     // leftover finalizer would block deletion for nothing.
     if has_finalizer {
-        ctx.versions.own.status_writing(&namespace, &obj.name_any());
+        ctx.versions.own.status_unknown(&namespace, &obj.name_any());
         finalizer::set_finalizer(&api, &obj, false).await?;
     }
     if deleting {

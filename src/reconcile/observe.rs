@@ -92,12 +92,12 @@ pub async fn fetch(
         None => match cached_fingerprint(ctx, &namespace, &cac).filter(|_| use_caches) {
             Some(fingerprint) => (None, ClientSecretState::Present { fingerprint }),
             None => match read_client_secret(ctx, &namespace, &cac).await? {
-            Ok(secret) => {
-                let fingerprint = secret.fingerprint();
-                (Some(secret), ClientSecretState::Present { fingerprint })
-            }
-            Err(Unreadable::Missing(detail)) => (None, ClientSecretState::Missing { detail }),
-            Err(Unreadable::Invalid(detail)) => (None, ClientSecretState::Invalid { detail }),
+                Ok(secret) => {
+                    let fingerprint = secret.fingerprint();
+                    (Some(secret), ClientSecretState::Present { fingerprint })
+                }
+                Err(Unreadable::Missing(detail)) => (None, ClientSecretState::Missing { detail }),
+                Err(Unreadable::Invalid(detail)) => (None, ClientSecretState::Invalid { detail }),
             },
         },
     };
@@ -278,7 +278,8 @@ fn cached_fingerprint(ctx: &Context, namespace: &str, cac: &ClearApiClient) -> O
         ctx.versions
             .fingerprints
             .get(namespace, &reference.name, &reference.key, &rv)?;
-    ctx.metrics.observe_request_saved("client_secret_fingerprint");
+    ctx.metrics
+        .observe_request_saved("client_secret_fingerprint");
     Some(fingerprint)
 }
 

@@ -20,8 +20,15 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
+use futures::channel::mpsc::UnboundedSender;
 use k8s_openapi::api::core::v1::Secret;
-use kube::{ResourceExt, core::PartialObjectMeta, runtime::watcher};
+use kube::{
+    ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{reflector::ObjectRef, watcher},
+};
+
+use crate::resource::ClearApiClient;
 
 /// A resource or a Secret, by namespace and name.
 type Key = (String, String);
@@ -38,6 +45,11 @@ struct Written {
     /// (failed, timed out): then only a fresh read can say where the object is.
     last: Option<String>,
     recent: VecDeque<String>,
+    /// A write is in flight: its answer (and so its resourceVersion) is not known yet.
+    writing: bool,
+    /// Watch events that arrived while a write was in flight (the watch can deliver a write
+    /// before its answer is read), held until the answer says whether they are its own.
+    deferred: Vec<(String, ObjectRef<ClearApiClient>)>,
 }
 
 impl Written {
@@ -55,6 +67,59 @@ impl Written {
 pub struct OwnWrites {
     statuses: Mutex<HashMap<Key, Written>>,
     secrets: Mutex<HashMap<Key, Written>>,
+    /// Where a held-back event that turned out not to be ours is sent: the controller of
+    /// the namespace's scope (key `None`: the one watching all namespaces).
+    triggers: Mutex<HashMap<Option<String>, UnboundedSender<ObjectRef<ClearApiClient>>>>,
+}
+
+/// What a watch event is, as far as this process's writes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventOrigin {
+    /// At a resourceVersion one of this process's writes returned.
+    Own,
+    /// A write of the object is in flight: held until its answer says (then skipped if it
+    /// is that write, else sent to the controller as a trigger).
+    Held,
+    /// Someone else's (or unknown): passed on.
+    Other,
+}
+
+/// Which map a write or an event concerns.
+#[derive(Clone, Copy, Debug)]
+pub enum Object {
+    /// A ClearApiClient's status.
+    Status,
+    /// A token Secret.
+    Secret,
+}
+
+/// A write in flight; see [`OwnWrites::writing`]. Dropped without [`Self::done`] (failed,
+/// timed out, cancelled), the object's version is unknown and every held event is passed
+/// on.
+pub struct WriteInFlight<'a> {
+    own: &'a OwnWrites,
+    object: Object,
+    key: Key,
+    /// What was known before, restored when nothing was sent.
+    before: Option<Option<String>>,
+    finished: bool,
+}
+
+impl WriteInFlight<'_> {
+    /// The write returned `rv` (`None`: nothing was sent, the object is where it was).
+    pub fn done(mut self, rv: Option<String>) {
+        self.finished = true;
+        self.own
+            .finish(self.object, &self.key, rv, self.before.take());
+    }
+}
+
+impl Drop for WriteInFlight<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.own.finish(self.object, &self.key, None, Some(None));
+        }
+    }
 }
 
 /// Whether a cached ClearApiClient can stand in for a fresh read.
@@ -78,68 +143,132 @@ impl CacheFreshness {
 }
 
 impl OwnWrites {
-    /// A write of the resource's status (or metadata) starts: until it returns, the cache
-    /// cannot be compared with it.
-    /// Returns what was known before, for [`Self::status_unchanged`].
-    pub fn status_writing(&self, namespace: &str, name: &str) -> Option<Option<String>> {
-        let mut statuses = lock(&self.statuses);
-        let before = statuses.get(&key(namespace, name)).map(|w| w.last.clone());
-        statuses.entry(key(namespace, name)).or_default().last = None;
-        before
-    }
-
-    /// A status write sent nothing after all (the status was unchanged): `before` (from
-    /// [`Self::status_writing`]) still holds.
-    pub fn status_unchanged(&self, namespace: &str, name: &str, before: Option<Option<String>>) {
-        let mut statuses = lock(&self.statuses);
-        match before {
-            None => {
-                statuses.remove(&key(namespace, name));
-            }
-            Some(last) => statuses.entry(key(namespace, name)).or_default().last = last,
+    fn map(&self, object: Object) -> MutexGuard<'_, HashMap<Key, Written>> {
+        match object {
+            Object::Status => lock(&self.statuses),
+            Object::Secret => lock(&self.secrets),
         }
     }
 
-    /// A status write returned `rv`.
-    pub fn status_written(&self, namespace: &str, name: &str, rv: String) {
-        lock(&self.statuses)
+    /// A write of `object` `namespace/name` starts: until it returns, the cache cannot be
+    /// compared with it, and watch events of the object are held (see [`EventOrigin`]).
+    pub fn writing(&self, object: Object, namespace: &str, name: &str) -> WriteInFlight<'_> {
+        let k = key(namespace, name);
+        let mut map = self.map(object);
+        let before = map.get(&k).map(|w| w.last.clone());
+        let entry = map.entry(k.clone()).or_default();
+        entry.last = None;
+        entry.writing = true;
+        WriteInFlight {
+            own: self,
+            object,
+            key: k,
+            before,
+            finished: false,
+        }
+    }
+
+    /// A write ended: with `rv`; or with nothing sent, so that `before` holds again
+    /// (`None`: there was no record; `Some(None)`: unknown, as after a failed write). Held
+    /// events that are not this process's own are passed on.
+    fn finish(&self, object: Object, k: &Key, rv: Option<String>, before: Option<Option<String>>) {
+        let released: Vec<ObjectRef<ClearApiClient>> = {
+            let mut map = self.map(object);
+            let entry = map.entry(k.clone()).or_default();
+            entry.writing = false;
+            let never_written = rv.is_none() && before.is_none() && entry.recent.is_empty();
+            match (rv, before) {
+                (Some(rv), _) => entry.push(rv),
+                (None, Some(last)) => entry.last = last,
+                (None, None) => {}
+            }
+            let deferred = std::mem::take(&mut entry.deferred);
+            let released = deferred
+                .into_iter()
+                .filter(|(rv, _)| !entry.recent.contains(rv))
+                .map(|(_, target)| target)
+                .collect();
+            // NB: nothing was sent and nothing was recorded before: still never written.
+            if never_written {
+                map.remove(k);
+            }
+            released
+        };
+        for target in released {
+            self.trigger(target);
+        }
+    }
+
+    /// A write of the resource that is not recorded (the finalizer): its version is
+    /// unknown until the next recorded write, so the cache is read fresh.
+    pub fn status_unknown(&self, namespace: &str, name: &str) {
+        self.map(Object::Status)
             .entry(key(namespace, name))
             .or_default()
-            .push(rv);
+            .last = None;
+    }
+
+    /// What a watch event of `object` `namespace/name` at `rv` is; one that is held is
+    /// sent to `target`'s controller if the write in flight turns out not to be it.
+    pub fn origin(
+        &self,
+        object: Object,
+        namespace: &str,
+        name: &str,
+        rv: &str,
+        target: ObjectRef<ClearApiClient>,
+    ) -> EventOrigin {
+        let mut map = self.map(object);
+        let Some(written) = map.get_mut(&key(namespace, name)) else {
+            return EventOrigin::Other;
+        };
+        if written.recent.iter().any(|r| r == rv) {
+            return EventOrigin::Own;
+        }
+        if written.writing {
+            written.deferred.push((rv.to_string(), target));
+            return EventOrigin::Held;
+        }
+        EventOrigin::Other
+    }
+
+    /// Where held events that turn out not to be ours go: the controller watching
+    /// `scope` (`None`: all namespaces), for this leadership term.
+    pub fn set_trigger(
+        &self,
+        scope: Option<String>,
+        sender: UnboundedSender<ObjectRef<ClearApiClient>>,
+    ) {
+        lock(&self.triggers).insert(scope, sender);
+    }
+
+    fn trigger(&self, target: ObjectRef<ClearApiClient>) {
+        let triggers = lock(&self.triggers);
+        let sender = target
+            .namespace
+            .clone()
+            .and_then(|ns| triggers.get(&Some(ns)))
+            .or_else(|| triggers.get(&None));
+        if let Some(sender) = sender {
+            let _ = sender.unbounded_send(target);
+        }
     }
 
     /// Whether `cached` (the controller's store) is as fresh as a GET would be, as far as
     /// this process's own writes go.
-    pub fn freshness(&self, namespace: &str, name: &str, cached_rv: Option<&str>) -> CacheFreshness {
+    pub fn freshness(
+        &self,
+        namespace: &str,
+        name: &str,
+        cached_rv: Option<&str>,
+    ) -> CacheFreshness {
         match lock(&self.statuses).get(&key(namespace, name)) {
             None => CacheFreshness::NeverWritten,
-            Some(Written { last: Some(last), .. }) if Some(last.as_str()) == cached_rv => {
-                CacheFreshness::AtOwnWrite
-            }
+            Some(Written {
+                last: Some(last), ..
+            }) if Some(last.as_str()) == cached_rv => CacheFreshness::AtOwnWrite,
             Some(_) => CacheFreshness::Unknown,
         }
-    }
-
-    /// Whether a watch event of the resource at `rv` is one of this process's own writes.
-    pub fn is_own_status(&self, namespace: &str, name: &str, rv: &str) -> bool {
-        lock(&self.statuses)
-            .get(&key(namespace, name))
-            .is_some_and(|w| w.recent.iter().any(|r| r == rv))
-    }
-
-    /// A write of a token Secret returned `rv`.
-    pub fn secret_written(&self, namespace: &str, name: &str, rv: String) {
-        lock(&self.secrets)
-            .entry(key(namespace, name))
-            .or_default()
-            .push(rv);
-    }
-
-    /// Whether a watch event of the Secret at `rv` is one of this process's own writes.
-    pub fn is_own_secret(&self, namespace: &str, name: &str, rv: &str) -> bool {
-        lock(&self.secrets)
-            .get(&key(namespace, name))
-            .is_some_and(|w| w.recent.iter().any(|r| r == rv))
     }
 
     /// Forgets the status writes of resources no longer present (called by the sweep).
@@ -265,7 +394,14 @@ pub struct Fingerprints {
 
 impl Fingerprints {
     /// Remembers the fingerprint of key `data_key` of Secret `name` read at `rv`.
-    pub fn remember(&self, namespace: &str, name: &str, data_key: &str, rv: &str, fingerprint: String) {
+    pub fn remember(
+        &self,
+        namespace: &str,
+        name: &str,
+        data_key: &str,
+        rv: &str,
+        fingerprint: String,
+    ) {
         lock(&self.entries).insert(
             key(namespace, name),
             Fingerprint {
@@ -341,35 +477,111 @@ mod tests {
         .unwrap()
     }
 
+    fn target(name: &str) -> ObjectRef<ClearApiClient> {
+        ObjectRef::new(name).within("ns")
+    }
+
     #[test]
     fn a_cached_object_is_fresh_only_at_the_version_this_process_last_wrote() {
         let own = OwnWrites::default();
-        assert_eq!(own.freshness("ns", "a", Some("5")), CacheFreshness::NeverWritten);
-        own.status_writing("ns", "a");
+        assert_eq!(
+            own.freshness("ns", "a", Some("5")),
+            CacheFreshness::NeverWritten
+        );
+        let write = own.writing(Object::Status, "ns", "a");
         assert_eq!(own.freshness("ns", "a", Some("5")), CacheFreshness::Unknown);
-        own.status_written("ns", "a", "7".into());
+        write.done(Some("7".into()));
         assert_eq!(own.freshness("ns", "a", Some("5")), CacheFreshness::Unknown);
-        assert_eq!(own.freshness("ns", "a", Some("7")), CacheFreshness::AtOwnWrite);
+        assert_eq!(
+            own.freshness("ns", "a", Some("7")),
+            CacheFreshness::AtOwnWrite
+        );
         assert_eq!(own.freshness("ns", "a", Some("9")), CacheFreshness::Unknown);
-        // A write in flight (or lost) makes the cache unknown again, even at the old version.
-        own.status_writing("ns", "a");
+        // A write that sends nothing leaves what was known.
+        own.writing(Object::Status, "ns", "a").done(None);
+        assert_eq!(
+            own.freshness("ns", "a", Some("7")),
+            CacheFreshness::AtOwnWrite
+        );
+        // A write that fails (or is dropped midway) makes the cache unknown, even at the
+        // old version.
+        drop(own.writing(Object::Status, "ns", "a"));
         assert_eq!(own.freshness("ns", "a", Some("7")), CacheFreshness::Unknown);
+        // The finalizer's writes are not recorded: unknown too.
+        own.writing(Object::Status, "ns", "b")
+            .done(Some("3".into()));
+        own.status_unknown("ns", "b");
+        assert_eq!(own.freshness("ns", "b", Some("3")), CacheFreshness::Unknown);
+        // Nothing sent for a resource never written: still never written.
+        own.writing(Object::Status, "ns", "c").done(None);
+        assert_eq!(
+            own.freshness("ns", "c", Some("1")),
+            CacheFreshness::NeverWritten
+        );
     }
 
     #[test]
     fn only_the_versions_this_process_wrote_are_its_own() {
         let own = OwnWrites::default();
         for rv in ["1", "2", "3", "4", "5"] {
-            own.status_written("ns", "a", rv.into());
+            own.writing(Object::Status, "ns", "a").done(Some(rv.into()));
         }
-        assert!(own.is_own_status("ns", "a", "5"));
-        assert!(own.is_own_status("ns", "a", "2"));
-        assert!(!own.is_own_status("ns", "a", "1"), "only the last few are kept");
-        assert!(!own.is_own_status("ns", "a", "6"));
-        assert!(!own.is_own_status("ns", "b", "5"));
-        own.secret_written("ns", "tok", "8".into());
-        assert!(own.is_own_secret("ns", "tok", "8"));
-        assert!(!own.is_own_secret("ns", "tok", "9"));
+        let origin =
+            |object, name: &str, rv: &str| own.origin(object, "ns", name, rv, target(name));
+        assert_eq!(origin(Object::Status, "a", "5"), EventOrigin::Own);
+        assert_eq!(origin(Object::Status, "a", "2"), EventOrigin::Own);
+        assert_eq!(
+            origin(Object::Status, "a", "1"),
+            EventOrigin::Other,
+            "only the last few are kept"
+        );
+        assert_eq!(origin(Object::Status, "a", "6"), EventOrigin::Other);
+        assert_eq!(origin(Object::Status, "b", "5"), EventOrigin::Other);
+        own.writing(Object::Secret, "ns", "tok")
+            .done(Some("8".into()));
+        assert_eq!(origin(Object::Secret, "tok", "8"), EventOrigin::Own);
+        assert_eq!(origin(Object::Secret, "tok", "9"), EventOrigin::Other);
+        assert_eq!(origin(Object::Status, "tok", "8"), EventOrigin::Other);
+    }
+
+    #[test]
+    fn an_event_that_arrives_before_its_write_answers_is_held_then_skipped_or_passed_on() {
+        use futures::StreamExt;
+        let own = OwnWrites::default();
+        let (tx, mut rx) = futures::channel::mpsc::unbounded();
+        own.set_trigger(None, tx);
+
+        // The watch delivers our write before its answer is read: held, then skipped.
+        let write = own.writing(Object::Status, "ns", "a");
+        assert_eq!(
+            own.origin(Object::Status, "ns", "a", "7", target("a")),
+            EventOrigin::Held
+        );
+        write.done(Some("7".into()));
+        assert!(rx.try_recv().is_err(), "nothing passed on");
+
+        // Someone else's change lands while our write is in flight: held, then passed on.
+        let write = own.writing(Object::Status, "ns", "a");
+        assert_eq!(
+            own.origin(Object::Status, "ns", "a", "8", target("a")),
+            EventOrigin::Held
+        );
+        write.done(Some("9".into()));
+        let passed = futures::executor::block_on(rx.next()).unwrap();
+        assert_eq!(passed, target("a"));
+
+        // A write that fails passes on whatever was held.
+        let write = own.writing(Object::Secret, "ns", "tok");
+        assert_eq!(
+            own.origin(Object::Secret, "ns", "tok", "4", target("a")),
+            EventOrigin::Held
+        );
+        drop(write);
+        assert_eq!(futures::executor::block_on(rx.next()).unwrap(), target("a"));
+        assert_eq!(
+            own.origin(Object::Status, "ns", "a", "10", target("a")),
+            EventOrigin::Other
+        );
     }
 
     #[test]
@@ -401,7 +613,10 @@ mod tests {
     fn a_fingerprint_is_remembered_for_the_version_and_key_it_was_read_at() {
         let prints = Fingerprints::default();
         prints.remember("ns", "cs", "clientSecret", "3", "f1".into());
-        assert_eq!(prints.get("ns", "cs", "clientSecret", "3").as_deref(), Some("f1"));
+        assert_eq!(
+            prints.get("ns", "cs", "clientSecret", "3").as_deref(),
+            Some("f1")
+        );
         assert_eq!(prints.get("ns", "cs", "clientSecret", "4"), None);
         assert_eq!(prints.get("ns", "cs", "other", "3"), None);
     }

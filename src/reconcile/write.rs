@@ -21,7 +21,7 @@ use super::{
     decide::ValidSpec,
     error::{self, Error},
     secret::{self, TokenRecord},
-    status,
+    status, versions,
 };
 use crate::{
     clear::AccessToken,
@@ -48,19 +48,19 @@ pub(super) async fn status(
     ctx.fence.check()?;
     let namespace = api.namespace().unwrap_or_default();
     // NB: while the write is in flight, and after one whose outcome is unknown, the cache
-    // cannot stand in for a fresh read of the resource (see `versions`).
-    let before = ctx.versions.own.status_writing(namespace, name);
+    // cannot stand in for a fresh read of the resource, and its watch events wait for the
+    // answer (see `versions`).
+    let in_flight = ctx
+        .versions
+        .own
+        .writing(versions::Object::Status, namespace, name);
     let written = bounded(
         "the ClearApiClient status",
         status::apply(api, name, current, next, resource_version),
     )
     .await?
     .map_err(Error::PatchStatus)?;
-    match &written {
-        Some(rv) => ctx.versions.own.status_written(namespace, name, rv.clone()),
-        // Nothing was sent (unchanged): what was known before still holds.
-        None => ctx.versions.own.status_unchanged(namespace, name, before),
-    }
+    in_flight.done(written.clone());
     Ok(written)
 }
 
@@ -165,6 +165,12 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
         Write::DryRun => PatchParams::apply(FIELD_MANAGER).force().dry_run(),
         Write::Store => PatchParams::apply(FIELD_MANAGER).force(),
     };
+    let namespace = desired.namespace().unwrap_or_default();
+    let in_flight = (write == Write::Store).then(|| {
+        ctx.versions
+            .own
+            .writing(versions::Object::Secret, &namespace, &name)
+    });
     match bounded(
         "the target Secret",
         secrets.patch(&name, &params, &Patch::Apply(desired)),
@@ -172,9 +178,8 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
     .await?
     {
         Ok(written) => {
-            if let (Write::Store, Some(rv)) = (write, written.metadata.resource_version) {
-                let namespace = desired.namespace().unwrap_or_default();
-                ctx.versions.own.secret_written(&namespace, &name, rv);
+            if let Some(in_flight) = in_flight {
+                in_flight.done(written.metadata.resource_version);
             }
             Ok(())
         }

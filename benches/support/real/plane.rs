@@ -164,6 +164,15 @@ pub async fn helm_install(plane: &ControlPlane, admin: &Client, clear_url: &str)
             &allowed,
             "--wait=false",
         ])
+        // NB: BENCH_HELM_SET="a=1,b=2" adds chart values (a concurrency to compare, the
+        // opt-in FlowSchemas); the defaults are what the figures are quoted for.
+        .args(
+            std::env::var("BENCH_HELM_SET")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| vec!["--set".to_string(), v])
+                .unwrap_or_default(),
+        )
         .env("KUBECONFIG", plane.kubeconfig())
         .env("HELM_CACHE_HOME", state.join("cache"))
         .env("HELM_CONFIG_HOME", state.join("config"))
