@@ -20,7 +20,8 @@
 //! Env: BENCH_SIZES=1000,5000,10000; BENCH_CONCURRENCY (the operator's `--concurrency`,
 //! emulator only: the real target runs what the chart passes, plus BENCH_HELM_SET, e.g.
 //! `operator.concurrency=128,apiPriority.enabled=true`); BENCH_CLEAR_LATENCY_MS=100;
-//! BENCH_DEADLINE_SECS=600 (per wait); BENCH_PROFILE=1 (real: a 20 s CPU profile of
+//! BENCH_DEADLINE_SECS=600 (per wait); BENCH_OPERATOR_BIN (real: the operator binary to run,
+//! default the one this bench was built with); BENCH_PROFILE=1 (real: a 20 s CPU profile of
 //! kube-apiserver (Go pprof) and of the operator (`perf record`) while tokens are minted,
 //! kept under target/tmp with the top of each printed).
 

@@ -257,7 +257,11 @@ pub fn start_as_deployed(
         .position(|a| a == "--metrics-addr")
         .expect("the chart passes --metrics-addr");
     args[at + 1] = metrics_addr.to_string();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clear-operator"));
+    // NB: BENCH_OPERATOR_BIN runs another build of the binary: with a target directory
+    // shared by several worktrees, target/release/clear-operator is whichever was built last.
+    let bin = std::env::var_os("BENCH_OPERATOR_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_clear-operator").into());
+    let mut command = Command::new(bin);
     command
         .args(&args)
         .env_clear()
