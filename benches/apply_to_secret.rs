@@ -83,6 +83,7 @@ async fn main() {
             mint_budget: 250,
             renewal_jitter_percent: 5,
             concurrency,
+            kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             no_leader_election: true,
             leader_election_namespace: None,

@@ -18,8 +18,10 @@
 //! - `emulator`: the in-process kube-emulator, the operator with `--no-leader-election`.
 //!
 //! Env: BENCH_SIZES=1000,5000,10000; BENCH_CONCURRENCY (the operator's `--concurrency`,
-//! emulator only: the real target runs what the chart passes); BENCH_CLEAR_LATENCY_MS=100;
-//! BENCH_DEADLINE_SECS=600 (per wait); BENCH_PROFILE=1 (real: a 20 s CPU profile of
+//! emulator only: the real target runs what the chart passes, plus BENCH_HELM_SET, e.g.
+//! `operator.concurrency=128,apiPriority.enabled=true`); BENCH_CLEAR_LATENCY_MS=100;
+//! BENCH_DEADLINE_SECS=600 (per wait); BENCH_OPERATOR_BIN (real: the operator binary to run,
+//! default the one this bench was built with); BENCH_PROFILE=1 (real: a 20 s CPU profile of
 //! kube-apiserver (Go pprof) and of the operator (`perf record`) while tokens are minted,
 //! kept under target/tmp with the top of each printed).
 
@@ -365,6 +367,22 @@ async fn print_operator_view(metrics_addr: &str) {
     println!(
         "    operator's metrics: {count:.0} reconciles ({:.2} per token), mean {reconcile_ms:.0} ms each; {calls:.0} calls to Clear, mean {clear_ms:.0} ms each",
         count / calls.max(1.0)
+    );
+    let mut saved: Vec<(String, f64)> = metrics
+        .iter()
+        .filter_map(|(k, v)| {
+            let what = k.strip_prefix("clear_operator_kube_requests_saved_total{what=\"")?;
+            Some((what.trim_end_matches("\"}").to_string(), *v))
+        })
+        .collect();
+    saved.sort_by(|a, b| a.0.cmp(&b.0));
+    let saved: Vec<String> = saved
+        .iter()
+        .map(|(what, v)| format!("{what} {v:.0}"))
+        .collect();
+    println!(
+        "    Kubernetes API work skipped (already known): {}",
+        saved.join(", ")
     );
 }
 

@@ -85,6 +85,17 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u16).range(1..=1024)
     )]
     pub concurrency: u16,
+    /// Kubernetes API requests in flight at once (watches excepted), whatever
+    /// `--concurrency` is: a bound for a shared API server. A 429 (API Priority and
+    /// Fairness) to a read is retried after its Retry-After; to a write, the resource is
+    /// requeued after it.
+    #[arg(
+        long,
+        env = "CLEAR_OPERATOR_KUBE_API_CONCURRENCY",
+        default_value_t = crate::kube_client::DEFAULT_API_CONCURRENCY,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    pub kube_api_concurrency: u16,
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,

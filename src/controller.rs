@@ -22,7 +22,12 @@ use tracing::{info, warn};
 
 use crate::{
     leader::{LeaderElector, LeaseConfig},
-    reconcile::{Context, conflict::ResourceIndex, error_policy, reconcile},
+    reconcile::{
+        Context,
+        conflict::ResourceIndex,
+        error_policy, reconcile,
+        versions::{EventOrigin, Object},
+    },
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
 
@@ -167,6 +172,7 @@ async fn run_term(
         config.namespaces.iter().cloned().map(Some).collect()
     };
     ctx.index.expect_scopes(scopes.len());
+    ctx.versions.secrets.new_term(scopes.len());
     // NB: before the first reconcile of the term: calls another leader counted today (with
     // any client secret) count here too. Bounded: an unreadable ledger is logged, and each
     // resource's own count in status still holds.
@@ -198,6 +204,12 @@ async fn run_term(
             loop {
                 every.tick().await;
                 ctx.forget_deleted();
+                // NB: only once every resource is listed: a record dropped for a resource
+                // still there would make its cache look never written.
+                if ctx.index.all_scopes_synced() {
+                    let present = ctx.index.keys().into_iter().collect();
+                    ctx.versions.sweep(&present);
+                }
             }
         })
     });
@@ -271,13 +283,21 @@ fn build(
         cac.metadata.managed_fields = None;
         cac.annotations_mut().remove(LAST_APPLIED_ANNOTATION);
     });
+    let own = ctx.clone();
     let trigger = reflector(writer, objects)
         .inspect(move |event| {
             if let Ok(event) = event {
                 index.apply_event(scope, event);
             }
         })
+        .filter(move |event| std::future::ready(!is_own_status_write(&own, event)))
         .applied_objects();
+    // NB: events held while a write of ours was in flight and found not to be its own
+    // come back through this channel (see `versions::EventOrigin::Held`).
+    let (held_tx, held_rx) = futures::channel::mpsc::unbounded();
+    ctx.versions
+        .own
+        .set_trigger(namespace.map(str::to_string), held_tx);
     // NB: resources held back while Clear failed for everyone come back when it answers
     // again, paced by the circuit (see `reconcile::circuit`); only this scope's.
     let scope_namespace = namespace.map(str::to_string);
@@ -290,13 +310,93 @@ fn build(
         .map(|(ns, name)| ObjectRef::new(&name).within(&ns));
     let controller = Controller::for_stream(trigger, reader)
         .with_config(RunConfig::default().concurrency(config.concurrency))
+        .reconcile_on(held_rx)
         .reconcile_on(released);
-    let index = ctx.index.clone();
+    let mapping = ctx.clone();
+    let seen = ctx.clone();
     // NB: one watch of all Secrets (metadata only) serves both mappings: a second one for the
-    // operator's own Secrets would list and deliver each of them twice.
-    controller.watches(secrets, watcher::Config::default(), move |secret| {
-        map_secret(&index, secret)
-    })
+    // operator's own Secrets would list and deliver each of them twice. It also keeps the
+    // resourceVersion of every Secret (no data) for the reads a reconcile may skip.
+    let secret_events = watcher(secrets, watcher::Config::default())
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                seen.versions.secrets.apply_event(scope, event);
+            }
+        })
+        .filter(move |event| std::future::ready(!is_own_secret_write(&mapping, event)))
+        .touched_objects();
+    let index = ctx.index.clone();
+    controller.watches_stream(secret_events, move |secret| map_secret(&index, secret))
+}
+
+/// Whether a watch event of a ClearApiClient only shows this process's own status write
+/// (or is held until the write in flight answers, see [`EventOrigin::Held`]).
+/// NB: a live update only: a (re)list delivers every object (`InitApply`) and is never
+/// skipped, so a new leadership term reconciles everything. An update at a version this
+/// process wrote shows nothing its reconcile did not act on: each status write carries the
+/// resourceVersion that reconcile read or last wrote as a precondition, so no change by
+/// anyone else can lie between; the reconcile's own requeue is the scheduler's, not this
+/// event's.
+fn is_own_status_write(
+    ctx: &Context,
+    event: &Result<watcher::Event<ClearApiClient>, watcher::Error>,
+) -> bool {
+    let Ok(watcher::Event::Apply(cac)) = event else {
+        return false;
+    };
+    let (Some(namespace), Some(rv)) = (cac.namespace(), cac.resource_version()) else {
+        return false;
+    };
+    let target = ObjectRef::from_obj(cac);
+    let origin = ctx
+        .versions
+        .own
+        .origin(Object::Status, &namespace, &cac.name_any(), &rv, target);
+    saved(ctx, origin, "own_status_event")
+}
+
+/// Whether a Secret watch event only shows this process's own token Secret write (or is
+/// held until the write in flight answers) and concerns no other resource than the one
+/// whose reconcile wrote it (see [`is_own_status_write`]; the token Secret write is
+/// conditional on the version read). A resource that reads the Secret (as its client
+/// secret) still hears of it.
+fn is_own_secret_write(
+    ctx: &Context,
+    event: &Result<watcher::Event<PartialObjectMeta<Secret>>, watcher::Error>,
+) -> bool {
+    let Ok(watcher::Event::Apply(secret)) = event else {
+        return false;
+    };
+    let (Some(namespace), Some(rv), Some(owner)) = (
+        secret.namespace(),
+        secret.resource_version(),
+        map_own_secret(secret.clone()),
+    ) else {
+        return false;
+    };
+    let only_owner = map_secret(&ctx.index, secret.clone())
+        .iter()
+        .all(|r| *r == owner);
+    if !only_owner {
+        return false;
+    }
+    let origin =
+        ctx.versions
+            .own
+            .origin(Object::Secret, &namespace, &secret.name_any(), &rv, owner);
+    saved(ctx, origin, "own_secret_event")
+}
+
+/// Counts a skipped event; whether the event is skipped (own, or held).
+fn saved(ctx: &Context, origin: EventOrigin, what: &str) -> bool {
+    match origin {
+        EventOrigin::Own => {
+            ctx.metrics.observe_request_saved(what);
+            true
+        }
+        EventOrigin::Held => true,
+        EventOrigin::Other => false,
+    }
 }
 
 /// A Secret → the ClearApiClients it concerns: those the index links it to (see

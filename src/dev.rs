@@ -165,6 +165,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         mint_budget: 250,
         renewal_jitter_percent: crate::reconcile::schedule::DEFAULT_RENEWAL_JITTER_PERCENT,
         concurrency: crate::cli::DEFAULT_CONCURRENCY,
+        kube_api_concurrency: crate::kube_client::DEFAULT_API_CONCURRENCY,
         metrics_addr: args.metrics_addr,
         no_leader_election: false,
         leader_election_namespace: Some("default".to_string()),

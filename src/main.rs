@@ -14,7 +14,10 @@ async fn main() -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Run(args) => {
-            let client = clear_operator::kube_client::infer().await?;
+            let limits = clear_operator::kube_client::Limits {
+                api_concurrency: args.kube_api_concurrency,
+            };
+            let client = clear_operator::kube_client::infer_with(limits).await?;
             let shutdown = tokio_util::sync::CancellationToken::new();
             tokio::spawn(cancel_on_signal(shutdown.clone()));
             clear_operator::operator::run(client, args, shutdown).await?;

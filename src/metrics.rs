@@ -48,6 +48,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WhatLabels {
+    what: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     reason: String,
     /// `Normal` or `Warning`, as on the Event.
@@ -105,6 +110,7 @@ pub struct Metrics {
     revokes_skipped: Family<WhyLabels, Counter>,
     circuit_open: Family<BaseUrlLabels, Gauge>,
     client_secret_calls: Family<ClientSecretLabels, Gauge>,
+    requests_saved: Family<WhatLabels, Counter>,
     leader: Gauge,
 }
 
@@ -124,8 +130,14 @@ impl Metrics {
             revokes_skipped: Family::default(),
             circuit_open: Family::default(),
             client_secret_calls: Family::default(),
+            requests_saved: Family::default(),
             leader: Gauge::default(),
         };
+        registry.register(
+            "clear_operator_kube_requests_saved",
+            "Kubernetes API work skipped because this process already knew the answer, by what: a watch event of its own write (own_status_event, own_secret_event), a read the watch cache answered (cached_resource, absent_target, client_secret_fingerprint)",
+            metrics.requests_saved.clone(),
+        );
         registry.register(
             "clear_operator_mints",
             "Calls to Clear's token endpoint, by result (issued or the failure)",
@@ -323,6 +335,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Kubernetes API work skipped: `clear_operator_kube_requests_saved_total{what}`.
+    pub fn observe_request_saved(&self, what: &str) {
+        self.requests_saved
+            .get_or_create(&WhatLabels {
+                what: what.to_string(),
+            })
+            .inc();
+    }
+
+    /// Kubernetes API work skipped so far, for `what` (tests and the bench read it).
+    pub fn requests_saved(&self, what: &str) -> u64 {
+        self.requests_saved
+            .get_or_create(&WhatLabels {
+                what: what.to_string(),
+            })
+            .get()
+    }
+
     /// One published Event: `clear_operator_events_total{reason,type}`.
     pub fn observe_event(&self, reason: &str, type_: &str) {
         let labels = EventLabels {
@@ -340,6 +370,15 @@ impl Metrics {
         self.reconcile_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// Reconciles ended so far with `outcome` ("ok" or an error label; tests read it).
+    pub fn reconciles(&self, outcome: &str) -> u64 {
+        self.reconciles
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_string(),
+            })
+            .get()
     }
 
     pub fn set_leader(&self, leader: bool) {

@@ -231,6 +231,8 @@ const EVERYTHING_ON: &[&str] = &[
     "--set",
     "podDisruptionBudget.enabled=true,podDisruptionBudget.minAvailable=1",
     "--set",
+    "apiPriority.enabled=true",
+    "--set",
     "networkPolicy.restrictEgress=true,networkPolicy.apiServer.cidrs[0]=10.96.0.1/32",
     "--set",
     "podAnnotations.team=payments,podLabels.tier=platform",
@@ -559,7 +561,13 @@ fn watched_namespaces_get_roles_instead_of_cluster_roles() {
 #[test]
 fn optional_objects_are_absent_by_default() {
     let objects = render(&[]);
-    for kind in ["ServiceMonitor", "PrometheusRule", "PodDisruptionBudget"] {
+    for kind in [
+        "ServiceMonitor",
+        "PrometheusRule",
+        "PodDisruptionBudget",
+        "FlowSchema",
+        "PriorityLevelConfiguration",
+    ] {
         assert!(
             of_kind(&objects, kind).is_empty(),
             "{kind} rendered although not enabled"
@@ -950,6 +958,65 @@ fn default_arguments_parse_with_the_operators_command_line() {
 }
 
 #[test]
+fn api_priority_puts_the_lease_in_leader_election_and_the_rest_in_a_level_of_its_own() {
+    let objects = render(&["--set", "apiPriority.enabled=true"]);
+    let level = only(&objects, "PriorityLevelConfiguration");
+    assert_eq!(level["apiVersion"], "flowcontrol.apiserver.k8s.io/v1");
+    assert_eq!(level["metadata"]["name"], FULLNAME);
+    assert_eq!(level["spec"]["type"], "Limited");
+    assert_eq!(level["spec"]["limited"]["nominalConcurrencyShares"], 30);
+    assert_eq!(
+        level["spec"]["limited"]["limitResponse"]["type"], "Queue",
+        "requests over the level's seats wait rather than being refused at once"
+    );
+    let schemas = of_kind(&objects, "FlowSchema");
+    assert_eq!(schemas.len(), 2);
+    let lease = schemas
+        .iter()
+        .find(|s| s["spec"]["priorityLevelConfiguration"]["name"] == "leader-election")
+        .expect("a FlowSchema for the Lease");
+    let rest = schemas
+        .iter()
+        .find(|s| s["spec"]["priorityLevelConfiguration"]["name"] == FULLNAME)
+        .expect("a FlowSchema for everything else");
+    let precedence = |s: &Value| s["spec"]["matchingPrecedence"].as_i64().unwrap();
+    assert!(
+        precedence(lease) < precedence(rest),
+        "the Lease schema must match first"
+    );
+    assert!(
+        precedence(rest) < 9000,
+        "ahead of the built-in service-accounts schema"
+    );
+    let account = only(&objects, "ServiceAccount")["metadata"]["name"].clone();
+    for schema in [lease, rest] {
+        let subject = &schema["spec"]["rules"][0]["subjects"][0];
+        assert_eq!(subject["kind"], "ServiceAccount");
+        assert_eq!(subject["serviceAccount"]["name"], account);
+        assert_eq!(subject["serviceAccount"]["namespace"], RELEASE_NAMESPACE);
+    }
+    let rule = &lease["spec"]["rules"][0]["resourceRules"][0];
+    assert_eq!(rule["apiGroups"], json!(["coordination.k8s.io"]));
+    assert_eq!(rule["resources"], json!(["leases"]));
+    assert_eq!(rule["namespaces"], json!([RELEASE_NAMESPACE]));
+}
+
+#[test]
+fn kube_api_concurrency_reaches_the_operator_apart_from_concurrency() {
+    let (_, run) = parse_run_args(&render(&[
+        "--set",
+        "operator.concurrency=128,operator.kubeApiConcurrency=32",
+    ]));
+    assert_eq!(run.concurrency, 128);
+    assert_eq!(run.kube_api_concurrency, 32);
+    let (_, defaults) = parse_run_args(&render(&[]));
+    assert_eq!(
+        defaults.kube_api_concurrency,
+        clear_operator::kube_client::DEFAULT_API_CONCURRENCY
+    );
+}
+
+#[test]
 fn the_highest_concurrency_the_schema_allows_parses_with_the_operators_command_line() {
     let (_, run) = parse_run_args(&render(&["--set", "operator.concurrency=1024"]));
     assert_eq!(run.concurrency, 1024);
@@ -981,6 +1048,7 @@ fn assert_round_trips_through_the_api_types(objects: &[Value]) {
     use k8s_openapi::api::{
         apps::v1::Deployment,
         core::v1::{Service, ServiceAccount},
+        flowcontrol::v1::{FlowSchema, PriorityLevelConfiguration},
         networking::v1::NetworkPolicy,
         policy::v1::PodDisruptionBudget,
         rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding},
@@ -1005,6 +1073,8 @@ fn assert_round_trips_through_the_api_types(objects: &[Value]) {
             "ServiceAccount" => round_trip::<ServiceAccount>(object),
             "NetworkPolicy" => round_trip::<NetworkPolicy>(object),
             "PodDisruptionBudget" => round_trip::<PodDisruptionBudget>(object),
+            "FlowSchema" => round_trip::<FlowSchema>(object),
+            "PriorityLevelConfiguration" => round_trip::<PriorityLevelConfiguration>(object),
             "ClusterRole" => round_trip::<ClusterRole>(object),
             "ClusterRoleBinding" => round_trip::<ClusterRoleBinding>(object),
             "Role" => round_trip::<Role>(object),

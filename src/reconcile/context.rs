@@ -82,6 +82,9 @@ pub struct Context {
     /// one a resource reads, so the number decoded at once is bounded (see
     /// [`SECRET_READS_AT_ONCE`]) rather than following the reconcile concurrency.
     pub secret_reads: tokio::sync::Semaphore,
+    /// What this process wrote and what its watches saw, by resourceVersion: the reads and
+    /// watch events it may skip (see [`super::versions`]).
+    pub versions: super::versions::Versions,
     /// Resources this process exported per-resource metrics for.
     exported: Mutex<BTreeSet<Key>>,
     /// Consecutive failed reconciles per resource. NB: this paces retries of Kubernetes API
@@ -126,6 +129,7 @@ impl Context {
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS_AT_ONCE),
             circuits: super::circuit::Circuits::default(),
             ledger: super::ledger::Ledger::new(ledger_location(settings.instance.as_deref())),
+            versions: super::versions::Versions::default(),
             progress: Progress::default(),
             lease_heartbeat: Heartbeat::default(),
             client,

@@ -27,7 +27,7 @@ pub(super) async fn revoke_on_delete(
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
     let reference = obj.object_ref(&());
-    let Some(fetched) = observe::fetch(ctx, api, &name).await? else {
+    let Some(fetched) = observe::fetch(ctx, api, &name, observe::Reads::Fresh).await? else {
         return Ok(Action::await_change());
     };
     // NB: never silent: a Warning Event (which a namespace being deleted may refuse, so

@@ -19,6 +19,7 @@ pub mod secret;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod versions;
 mod wait;
 pub mod windows;
 mod write;
@@ -73,7 +74,10 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
     );
     // NB: one Warning per streak, not per retry: the owner learns that the operator is stuck
     // and why (often RBAC), without an Event every few seconds.
-    if let (Err(error), 1) = (&result, streak) {
+    // NB: not for a 429 either: the API server asked for fewer requests, not one more.
+    if let (Err(error), 1) = (&result, streak)
+        && error.throttled_for().is_none()
+    {
         let notice = Notice::ReconcileFailed {
             message: error.to_string(),
         };
@@ -103,6 +107,14 @@ pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) 
     {
         return requeue_at(Some(retry_at), now_seconds(&ctx));
     }
+    // NB: a 429 is retried after the API server's Retry-After (spread by up to half of it,
+    // so resources refused together do not all come back in the same second): the retry is
+    // a new reconcile, which checks the fence again before any write.
+    if let Some(wait) = error.throttled_for() {
+        use rand::Rng;
+        let spread = rand::thread_rng().gen_range(0..=wait.as_millis() as u64 / 2);
+        return Action::requeue(wait + Duration::from_millis(spread));
+    }
     let streak = ctx.failure_streak(&obj.namespace().unwrap_or_default(), &obj.name_any());
     Action::requeue(retry_delay(streak, error.is_transient()))
 }
@@ -130,6 +142,7 @@ async fn reconcile_with_finalizer(
                     .await
                     .map_err(Error::ReadResource)?
                 {
+                    ctx.versions.own.status_unknown(&namespace, &obj.name_any());
                     finalizer::set_finalizer(&api, &fresh, false).await?;
                 }
             }
@@ -138,6 +151,8 @@ async fn reconcile_with_finalizer(
         if !has_finalizer {
             // NB: the finalizer goes on before any token exists, so no token can be handed
             // out without the promise to revoke it; the patch wakes the controller again.
+            // NB: not recorded as an own write, so its watch event is not skipped.
+            ctx.versions.own.status_unknown(&namespace, &obj.name_any());
             finalizer::set_finalizer(&api, &obj, true).await?;
             return Ok(Action::await_change());
         }
@@ -146,6 +161,7 @@ async fn reconcile_with_finalizer(
     // NB: the finalizer is only held while revokeOnDelete is true; once it is false, a
     // leftover finalizer would block deletion for nothing.
     if has_finalizer {
+        ctx.versions.own.status_unknown(&namespace, &obj.name_any());
         finalizer::set_finalizer(&api, &obj, false).await?;
     }
     if deleting {
@@ -163,7 +179,8 @@ async fn apply(
 ) -> Result<Action, Error> {
     let name = obj.name_any();
     let namespace = obj.namespace().unwrap_or_default();
-    let Some(mut fetched) = observe::fetch(ctx, api, &name).await? else {
+    let Some(mut fetched) = observe::fetch(ctx, api, &name, observe::Reads::Cached(obj)).await?
+    else {
         ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     };
@@ -183,25 +200,31 @@ async fn apply(
         }
         return Ok(requeue_at(None, now));
     }
-    let step = Step {
-        ctx,
-        api,
-        fetched: &fetched,
-        now,
-        resource_version: std::sync::Mutex::new(fetched.cac.metadata.resource_version.clone()),
-    };
     // NB: before deciding: a token this process minted and could not write yet is written,
     // never minted again, while status still marks its call as the one in flight.
     if let Some(pending) = ctx.take_pending(&namespace, &name) {
-        if step.prev().call_id.as_deref() == Some(pending.call_id.as_str())
+        if fetched.observed.status.call_id.as_deref() == Some(pending.call_id.as_str())
             && pending.record.valid_till.is_none_or(|till| now < till)
         {
+            let step = Step::new(ctx, api, &fetched, now);
             let next = mint::write_pending(&step, pending).await?;
             return Ok(requeue_at(next, now_seconds(ctx)));
         }
         debug!("a kept token's call is no longer the one in flight; dropped unwritten");
     }
     let decision = decide(&fetched.observed, now, &ctx.settings.policy);
+    // NB: the decision may have been made on the client secret's cached fingerprint; a
+    // mint needs its value, read now and checked against that fingerprint.
+    if matches!(decision, Decision::Mint { .. }) && fetched.client_secret.is_none() {
+        match observe::client_secret_value(ctx, &fetched).await? {
+            Some(secret) => fetched.client_secret = Some(secret),
+            None => {
+                debug!("the client secret changed since the decision; deciding again");
+                return Ok(requeue_at(Some(now + SignedDuration::from_secs(1)), now));
+            }
+        }
+    }
+    let step = Step::new(ctx, api, &fetched, now);
     debug!(decision = decision_label(&decision), "decided");
     let next = match decision {
         Decision::Keep {
@@ -241,7 +264,22 @@ struct Step<'a> {
     resource_version: std::sync::Mutex<Option<String>>,
 }
 
-impl Step<'_> {
+impl<'a> Step<'a> {
+    fn new(
+        ctx: &'a Context,
+        api: &'a Api<ClearApiClient>,
+        fetched: &'a Fetched,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            ctx,
+            api,
+            fetched,
+            now,
+            resource_version: std::sync::Mutex::new(fetched.cac.metadata.resource_version.clone()),
+        }
+    }
+
     /// The resource's namespace and name.
     fn key(&self) -> (String, String) {
         let cac = &self.fetched.cac;

@@ -13,6 +13,7 @@ use super::{
     error::{Error, sanitize},
     schedule,
     secret::{self, Held, Ownership},
+    versions::SecretSeen,
     windows,
 };
 use crate::{
@@ -41,17 +42,41 @@ pub struct Fetched {
     pub target_resource_version: Option<String>,
 }
 
+/// How the fetch may read.
+#[derive(Clone, Copy)]
+pub enum Reads<'a> {
+    /// Everything from the API server, the client secret's value included.
+    Fresh,
+    /// What the watch caches answer as well as a read would (issue 17): the resource as the
+    /// controller's store holds it (`cached`) when this process's own writes do not make
+    /// it stale (see [`super::versions::OwnWrites::freshness`]); the client secret's
+    /// fingerprint when the Secret is still at the version it was read at (its value is
+    /// then read only to mint, see [`client_secret_value`]); an absent target Secret when
+    /// nothing could be in it. Everything else is read.
+    Cached(&'a ClearApiClient),
+}
+
 /// Reads the resource, its client secret, its target Secret's metadata, and whether an
 /// older resource holds the same client secret. `None` when the resource is gone.
 pub async fn fetch(
     ctx: &Context,
     api: &Api<ClearApiClient>,
     name: &str,
+    reads: Reads<'_>,
 ) -> Result<Option<Fetched>, Error> {
-    let Some(cac) = api.get_opt(name).await.map_err(Error::ReadResource)? else {
-        return Ok(None);
+    let cached = match reads {
+        Reads::Cached(cached) => cached_resource(ctx, cached),
+        Reads::Fresh => None,
+    };
+    let cac = match cached {
+        Some(cac) => cac,
+        None => match api.get_opt(name).await.map_err(Error::ReadResource)? {
+            Some(cac) => cac,
+            None => return Ok(None),
+        },
     };
     let namespace = cac.namespace().unwrap_or_default();
+    let use_caches = matches!(reads, Reads::Cached(_));
     let (mut base_url, spec) = check_spec(
         &cac,
         ctx.settings.allow_http,
@@ -68,13 +93,16 @@ pub async fn fetch(
             let detail = refusal.to_string();
             (None, ClientSecretState::Withheld { detail })
         }
-        None => match read_client_secret(ctx, &namespace, &cac).await? {
-            Ok(secret) => {
-                let fingerprint = secret.fingerprint();
-                (Some(secret), ClientSecretState::Present { fingerprint })
-            }
-            Err(Unreadable::Missing(detail)) => (None, ClientSecretState::Missing { detail }),
-            Err(Unreadable::Invalid(detail)) => (None, ClientSecretState::Invalid { detail }),
+        None => match cached_fingerprint(ctx, &namespace, &cac).filter(|_| use_caches) {
+            Some(fingerprint) => (None, ClientSecretState::Present { fingerprint }),
+            None => match read_client_secret(ctx, &namespace, &cac).await? {
+                Ok(secret) => {
+                    let fingerprint = secret.fingerprint();
+                    (Some(secret), ClientSecretState::Present { fingerprint })
+                }
+                Err(Unreadable::Missing(detail)) => (None, ClientSecretState::Missing { detail }),
+                Err(Unreadable::Invalid(detail)) => (None, ClientSecretState::Invalid { detail }),
+            },
         },
     };
 
@@ -85,13 +113,17 @@ pub async fn fetch(
     // because the response carries it.
     let full: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let permit = ctx.secret_reads.acquire().await;
-    let target_secret = full
-        .get_opt(&target_name)
-        .await
-        .map_err(|e| Error::ReadStoredToken {
-            name: target_name.clone(),
-            detail: sanitize(&e),
-        })?;
+    let target_secret = if use_caches && known_absent(ctx, &namespace, &target_name, &status) {
+        ctx.metrics.observe_request_saved("absent_target");
+        None
+    } else {
+        full.get_opt(&target_name)
+            .await
+            .map_err(|e| Error::ReadStoredToken {
+                name: target_name.clone(),
+                detail: sanitize(&e),
+            })?
+    };
     let mut stored_token = None;
     let target_resource_version = target_secret
         .as_ref()
@@ -227,6 +259,86 @@ pub async fn fetch(
     }))
 }
 
+/// The resource as the controller's store holds it, when that is as fresh as a GET as far
+/// as this process's own writes go.
+// NB: the cache may lag behind this process's own last write, and acting on a status older
+// than it could mint twice: it is used only at exactly the version this process last wrote,
+// or when this process never wrote the resource (its store then comes from a consistent
+// list and watch; a write by another replica that it may not show yet is caught by the
+// resourceVersion precondition of the status write that precedes every call to Clear).
+fn cached_resource(ctx: &Context, cached: &ClearApiClient) -> Option<ClearApiClient> {
+    let namespace = cached.namespace()?;
+    let rv = cached.resource_version();
+    let fresh = ctx
+        .versions
+        .own
+        .freshness(&namespace, &cached.name_any(), rv.as_deref())
+        .is_fresh();
+    if fresh {
+        ctx.metrics.observe_request_saved("cached_resource");
+        return Some(cached.clone());
+    }
+    None
+}
+
+/// The client secret's fingerprint, when its Secret is still at the version this process
+/// read it at (the metadata watch says so): no read is needed unless a mint follows.
+fn cached_fingerprint(ctx: &Context, namespace: &str, cac: &ClearApiClient) -> Option<String> {
+    let reference = &cac.spec.client_secret_ref;
+    let SecretSeen::At(rv) = ctx.versions.secrets.get(namespace, &reference.name) else {
+        return None;
+    };
+    let fingerprint =
+        ctx.versions
+            .fingerprints
+            .get(namespace, &reference.name, &reference.key, &rv)?;
+    ctx.metrics
+        .observe_request_saved("client_secret_fingerprint");
+    Some(fingerprint)
+}
+
+/// Whether the target Secret is surely absent without reading it: the metadata watch does
+/// not list it, and status names no token, no Secret and no call in flight, so nothing this
+/// process or another replica wrote could be in it (the first issue of a new resource).
+// NB: a Secret created a moment ago that the watch does not list yet is either someone
+// else's (the Secret write of the mint that follows carries no precondition, as when the
+// Secret is created between a read and that write) or ours from a call whose outcome was
+// lost, which status would name as in flight.
+fn known_absent(
+    ctx: &Context,
+    namespace: &str,
+    target: &str,
+    status: &crate::resource::ClearApiClientStatus,
+) -> bool {
+    status.token_fingerprint.is_none()
+        && status.call_id.is_none()
+        && status.mint_started_at.is_none()
+        && status.secret_name.is_none()
+        && ctx.versions.secrets.get(namespace, target) == SecretSeen::Absent
+}
+
+/// The client secret's value, read to mint after a decision made on its cached fingerprint
+/// (`fetched.client_secret` is `None`); `None` when the Secret no longer holds the secret
+/// the decision was made on (it changed meanwhile: the watch event that says so follows).
+pub async fn client_secret_value(
+    ctx: &Context,
+    fetched: &Fetched,
+) -> Result<Option<ClientSecret>, Error> {
+    let decided = match &fetched.observed.client_secret {
+        ClientSecretState::Present { fingerprint } => fingerprint,
+        _ => return Ok(None),
+    };
+    let namespace = fetched.cac.namespace().unwrap_or_default();
+    match read_client_secret(ctx, &namespace, &fetched.cac).await? {
+        Ok(secret) if secret.fingerprint() == *decided => Ok(Some(secret)),
+        _ => {
+            let name = &fetched.cac.spec.client_secret_ref.name;
+            ctx.versions.fingerprints.forget(&namespace, name);
+            Ok(None)
+        }
+    }
+}
+
 /// The checks the schema cannot make: the base URL (plain http depends on the operator's
 /// flags), the renewBefore duration and the renewal windows (cron syntax, known time zone);
 /// with the resource's renewal jitter (its share of `renewal_jitter_percent`).
@@ -316,6 +428,7 @@ async fn read_client_secret(
     };
     let (name, key) = (&reference.name, &reference.key);
     let Some(secret) = secret else {
+        ctx.versions.fingerprints.forget(namespace, name);
         return Ok(Err(Unreadable::Missing(format!(
             "client secret Secret {name} not found"
         ))));
@@ -334,7 +447,16 @@ async fn read_client_secret(
     // NB: `kubectl create secret --from-file` keeps a trailing newline; a header value
     // cannot carry it, so surrounding whitespace is not part of the secret.
     match std::str::from_utf8(&bytes.0).map(str::trim) {
-        Ok(v) if !v.is_empty() => Ok(Ok(ClientSecret::new(v.to_string()))),
+        Ok(v) if !v.is_empty() => {
+            let value = ClientSecret::new(v.to_string());
+            // NB: the fingerprint only, never the value, with the version it was read at.
+            if let Some(rv) = &secret.metadata.resource_version {
+                ctx.versions
+                    .fingerprints
+                    .remember(namespace, name, key, rv, value.fingerprint());
+            }
+            Ok(Ok(value))
+        }
         Ok(_) => Ok(Err(Unreadable::Missing(format!(
             "key {key} in client secret Secret {name} is empty"
         )))),

@@ -21,7 +21,7 @@ use super::{
     decide::ValidSpec,
     error::{self, Error},
     secret::{self, TokenRecord},
-    status,
+    status, versions,
 };
 use crate::{
     clear::AccessToken,
@@ -46,12 +46,22 @@ pub(super) async fn status(
     resource_version: Option<&str>,
 ) -> Result<Option<String>, Error> {
     ctx.fence.check()?;
-    bounded(
+    let namespace = api.namespace().unwrap_or_default();
+    // NB: while the write is in flight, and after one whose outcome is unknown, the cache
+    // cannot stand in for a fresh read of the resource, and its watch events wait for the
+    // answer (see `versions`).
+    let in_flight = ctx
+        .versions
+        .own
+        .writing(versions::Object::Status, namespace, name);
+    let written = bounded(
         "the ClearApiClient status",
         status::apply(api, name, current, next, resource_version),
     )
     .await?
-    .map_err(Error::PatchStatus)
+    .map_err(Error::PatchStatus)?;
+    in_flight.done(written.clone());
+    Ok(written)
 }
 
 /// How long one write may take. NB: a write that hangs (an API server frozen mid-request)
@@ -155,13 +165,24 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
         Write::DryRun => PatchParams::apply(FIELD_MANAGER).force().dry_run(),
         Write::Store => PatchParams::apply(FIELD_MANAGER).force(),
     };
+    let namespace = desired.namespace().unwrap_or_default();
+    let in_flight = (write == Write::Store).then(|| {
+        ctx.versions
+            .own
+            .writing(versions::Object::Secret, &namespace, &name)
+    });
     match bounded(
         "the target Secret",
         secrets.patch(&name, &params, &Patch::Apply(desired)),
     )
     .await?
     {
-        Ok(_) => Ok(()),
+        Ok(written) => {
+            if let Some(in_flight) = in_flight {
+                in_flight.done(written.metadata.resource_version);
+            }
+            Ok(())
+        }
         Err(e) => Err(Error::ApplySecret {
             name,
             detail: error::sanitize(&e),

@@ -179,6 +179,7 @@ impl E2e {
             mint_budget: 250,
             renewal_jitter_percent: 5,
             concurrency: 4,
+            kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             no_leader_election: true,
             leader_election_namespace: None,

@@ -536,6 +536,18 @@ impl Kit {
         self.new_context_of(policy, None)
     }
 
+    /// A fresh operator context with its own Kubernetes client (e.g. other limits).
+    pub fn new_context_with_client(&self, client: kube::Client, policy: Policy) -> Arc<Context> {
+        Arc::new(new_context(
+            &client,
+            &self.clock,
+            policy,
+            Duration::from_secs(5),
+            &[self.sandbox.url().to_string()],
+            None,
+        ))
+    }
+
     /// A fresh operator context of the install `instance` (its Lease `namespace/name`).
     pub fn new_context_of(&self, policy: Policy, instance: Option<&str>) -> Arc<Context> {
         let operator_client = clear_operator::kube_client::build(self.emulator.client_config())

@@ -164,6 +164,15 @@ pub async fn helm_install(plane: &ControlPlane, admin: &Client, clear_url: &str)
             &allowed,
             "--wait=false",
         ])
+        // NB: BENCH_HELM_SET="a=1,b=2" adds chart values (a concurrency to compare, the
+        // opt-in FlowSchemas); the defaults are what the figures are quoted for.
+        .args(
+            std::env::var("BENCH_HELM_SET")
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| vec!["--set".to_string(), v])
+                .unwrap_or_default(),
+        )
         .env("KUBECONFIG", plane.kubeconfig())
         .env("HELM_CACHE_HOME", state.join("cache"))
         .env("HELM_CONFIG_HOME", state.join("config"))
@@ -248,7 +257,11 @@ pub fn start_as_deployed(
         .position(|a| a == "--metrics-addr")
         .expect("the chart passes --metrics-addr");
     args[at + 1] = metrics_addr.to_string();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_clear-operator"));
+    // NB: BENCH_OPERATOR_BIN runs another build of the binary: with a target directory
+    // shared by several worktrees, target/release/clear-operator is whichever was built last.
+    let bin = std::env::var_os("BENCH_OPERATOR_BIN")
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_clear-operator").into());
+    let mut command = Command::new(bin);
     command
         .args(&args)
         .env_clear()

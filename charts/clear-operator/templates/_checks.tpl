@@ -87,7 +87,7 @@ at start ("cannot be used multiple times"): a crash loop after an upgrade that s
 passing it. Refused here, naming the value to set instead.
 */}}
 {{- define "clear-operator.checkExtraArgs" -}}
-{{- $owned := dict "--metrics-addr" "metrics.port" "--leader-election-namespace" "the release namespace (helm --namespace)" "--lease-name" "operator.leaseName" "--mint-budget" "operator.mintBudget" "--concurrency" "operator.concurrency" "--clear-timeout-secs" "operator.clearTimeoutSeconds" "--shutdown-grace-secs" "operator.shutdownGraceSeconds" "--log-format" "operator.logFormat" -}}
+{{- $owned := dict "--metrics-addr" "metrics.port" "--leader-election-namespace" "the release namespace (helm --namespace)" "--lease-name" "operator.leaseName" "--mint-budget" "operator.mintBudget" "--concurrency" "operator.concurrency" "--kube-api-concurrency" "operator.kubeApiConcurrency" "--clear-timeout-secs" "operator.clearTimeoutSeconds" "--shutdown-grace-secs" "operator.shutdownGraceSeconds" "--log-format" "operator.logFormat" -}}
 {{- range .Values.operator.extraArgs -}}
 {{- $flag := regexReplaceAll "=.*$" (toString .) "" -}}
 {{- if hasKey $owned $flag -}}
