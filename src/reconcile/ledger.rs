@@ -188,9 +188,13 @@ fn roll_over(counts: &mut Counts, now: Timestamp, metrics: &Metrics) {
     for fingerprint in counts.calls.keys() {
         metrics.forget_client_secret(fingerprint);
     }
+    // NB: only a day that had calls needs writing over; a process that has counted nothing
+    // yet (a new term after a restart) writes nothing until it makes a call.
+    if !counts.calls.is_empty() {
+        counts.dirty = true;
+    }
     counts.calls.clear();
     counts.day = today;
-    counts.dirty = true;
 }
 
 #[cfg(test)]
@@ -221,6 +225,16 @@ mod tests {
             ),
             "{text}"
         );
+
+        // Nothing counted, nothing to write: a fresh process does not write the ledger.
+        let fresh = Ledger::new(None);
+        assert_eq!(fresh.calls_today("aaaa", now), 0);
+        roll_over(&mut fresh.lock(), now, &metrics);
+        assert!(!fresh.lock().dirty);
+        // A day with calls is written over when the next begins.
+        ledger.lock().dirty = false;
+        roll_over(&mut ledger.lock(), ts("2026-12-03T00:00:00Z"), &metrics);
+        assert!(ledger.lock().dirty);
 
         let tomorrow = ts("2026-12-03T00:00:00Z");
         assert_eq!(ledger.calls_today("aaaa", tomorrow), 0);
