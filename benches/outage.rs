@@ -33,7 +33,7 @@ use kube::{
     runtime::{WatchStreamExt, watcher},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
-use support::{bench_client, client_secret, env_usize};
+use support::{bench_client, client_secret, env_usize, load, memory_kib, stop};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clear-operator");
 const NAMESPACE: &str = "default";
@@ -77,8 +77,8 @@ async fn main() {
         ready.count(),
         started.elapsed().as_secs_f64(),
         sandbox.total_call_counts().total,
-        mib(rss_kib(pid, "VmRSS:")),
-        mib(rss_kib(pid, "VmHWM:"))
+        mib(memory_kib(pid, "VmRSS:")),
+        mib(memory_kib(pid, "VmHWM:"))
     );
 
     // The outage: every call answered 500 (nothing minted).
@@ -91,7 +91,7 @@ async fn main() {
     while down.elapsed() < outage {
         tokio::time::sleep(Duration::from_secs(1)).await;
         second += 1;
-        let rss = rss_kib(pid, "VmRSS:");
+        let rss = memory_kib(pid, "VmRSS:");
         peak = peak.max(rss);
         if second == 60 {
             at_first_minute = rss;
@@ -138,7 +138,7 @@ async fn main() {
         ready.count(),
         recovered.as_secs_f64(),
         released_calls as f64 / recovered.as_secs_f64().max(1.0),
-        mib(rss_kib(pid, "VmHWM:")),
+        mib(memory_kib(pid, "VmHWM:")),
         load()
     );
 
@@ -254,39 +254,6 @@ fn start_operator(kubeconfig: &std::path::Path, allowed: &str) -> Child {
         .expect("operator starts")
 }
 
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    for _ in 0..600 {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// A memory figure of `/proc/PID/status` (`VmRSS:` now, `VmHWM:` the peak), in KiB.
-fn rss_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
 }

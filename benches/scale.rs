@@ -48,7 +48,7 @@ use kube::{
 };
 use kube_emulator::{Emulator, EmulatorOptions};
 use real::{audit, plane, probe};
-use support::{bench_client, client_secret, env_usize, percentile};
+use support::{bench_client, client_secret, env_usize, load, memory_kib, percentile, stop};
 
 const BIN: &str = env!("CARGO_BIN_EXE_clear-operator");
 const NAMESPACE: &str = "default";
@@ -203,7 +203,7 @@ async fn wait_ready(ready: &ReadyAt, n: usize, started: Instant) -> (Duration, u
 async fn run_real(n: usize, latency: Duration, restart: bool) {
     println!(
         "== real control plane (kube-apiserver + etcd), N={n}; load average before: {}",
-        probe::load()
+        load()
     );
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("bench-real-{n}"));
     let plane = plane::ControlPlane::up(&dir);
@@ -260,7 +260,7 @@ async fn run_real(n: usize, latency: Duration, restart: bool) {
     let cpu_end = probe::cpu_mark(&processes(operator.id()));
     let peaks = sampler.finish().await;
     let metrics_after = probe::scrape(&admin).await;
-    let peak = peak_rss_kib(operator.id());
+    let peak = memory_kib(operator.id(), "VmHWM:");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls = sandbox.total_call_counts().total;
     println!(
@@ -268,7 +268,7 @@ async fn run_real(n: usize, latency: Duration, restart: bool) {
         setup.as_secs_f64(),
         to_ready.as_secs_f64(),
         peak as f64 / 1024.0,
-        probe::load()
+        load()
     );
     let requests = audit::requests_of(&audit_log, audit_from, &user);
     println!("    API requests of {user} until all Ready, per new token (Clear call):");
@@ -304,7 +304,7 @@ async fn run_real(n: usize, latency: Duration, restart: bool) {
         let cpu_end = probe::cpu_mark(&processes(operator.id()));
         tokio::time::sleep(Duration::from_secs(2)).await;
         let calls = sandbox.total_call_counts().total - before;
-        let peak = peak_rss_kib(operator.id());
+        let peak = memory_kib(operator.id(), "VmHWM:");
         println!(
             "restart over N={n} Ready (real): every resource reconciled in {:.1}s ({reconciled}/{n}), Clear calls {calls}, peak RSS {:.1} MiB",
             settled.as_secs_f64(),
@@ -513,7 +513,7 @@ async fn run_emulator(n: usize, concurrency: Option<usize>, latency: Duration, r
     let started = Instant::now();
     let mut operator = start_operator(&kubeconfig, concurrency, &base_url);
     let (to_ready, ready_count, spread) = wait_ready(&ready, n, started).await;
-    let peak = peak_rss_kib(operator.id());
+    let peak = memory_kib(operator.id(), "VmHWM:");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls = sandbox.total_call_counts().total;
     println!(
@@ -521,7 +521,7 @@ async fn run_emulator(n: usize, concurrency: Option<usize>, latency: Duration, r
         setup.as_secs_f64(),
         to_ready.as_secs_f64(),
         peak as f64 / 1024.0,
-        probe::load()
+        load()
     );
 
     if restart {
@@ -551,7 +551,7 @@ async fn run_emulator(n: usize, concurrency: Option<usize>, latency: Duration, r
         let settled = started.elapsed();
         tokio::time::sleep(Duration::from_secs(2)).await;
         let calls = sandbox.total_call_counts().total - before;
-        let peak = peak_rss_kib(operator.id());
+        let peak = memory_kib(operator.id(), "VmHWM:");
         println!(
             "restart over N={n} Ready (emulator): every resource reconciled in {:.1}s ({reconciled}/{n}), Clear calls {calls}, peak RSS {:.1} MiB",
             settled.as_secs_f64(),
@@ -601,32 +601,4 @@ fn start_operator(
         .stderr(Stdio::null())
         .spawn()
         .expect("operator starts")
-}
-
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Peak resident set size of a process, in KiB (Linux `VmHWM`).
-fn peak_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -68,3 +68,43 @@ pub fn bench_client(
         },
     )
 }
+
+/// Stops an operator process like Kubernetes does: SIGTERM, then SIGKILL after 30 s.
+#[allow(dead_code)] // not every bench binary runs the operator
+pub fn stop(child: &mut std::process::Child) {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A memory figure of a process from `/proc/PID/status`, in KiB: `VmRSS:` (resident now)
+/// or `VmHWM:` (its peak); 0 when the process is gone.
+#[allow(dead_code)] // not every bench binary runs the operator
+pub fn memory_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The machine's load averages (/proc/loadavg), to state with every figure.
+#[allow(dead_code)] // not every bench binary reports it
+pub fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}

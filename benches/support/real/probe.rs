@@ -310,10 +310,3 @@ impl Sampler {
         self.task.await.unwrap_or_default()
     }
 }
-
-/// The machine's load averages (/proc/loadavg), to state with every figure.
-pub fn load() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_default()
-}
