@@ -26,7 +26,7 @@ use crate::{
         Context,
         conflict::ResourceIndex,
         error_policy, reconcile,
-        versions::{EventOrigin, Object},
+        versions::{self, EventOrigin, Object},
     },
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
 };
@@ -207,7 +207,12 @@ async fn run_term(
                 // NB: only once every resource is listed: a record dropped for a resource
                 // still there would make its cache look never written.
                 if ctx.index.all_scopes_synced() {
-                    let present = ctx.index.keys().into_iter().collect();
+                    let present = ctx
+                        .index
+                        .keys()
+                        .iter()
+                        .map(|(namespace, name)| versions::key(namespace, name))
+                        .collect();
                     ctx.versions.sweep(&present);
                 }
             }

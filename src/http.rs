@@ -15,7 +15,7 @@ use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::metrics::render;
+use crate::metrics::render_chunks;
 
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -102,8 +102,13 @@ pub async fn serve_on(
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    match render(&state.registry) {
-        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], text).into_response(),
+    match render_chunks(&state.registry) {
+        Ok(chunks) => {
+            let body = axum::body::Body::from_stream(futures::stream::iter(
+                chunks.into_iter().map(Ok::<_, std::convert::Infallible>),
+            ));
+            ([(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)], body).into_response()
+        }
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "failed to encode metrics\n",
