@@ -8,6 +8,16 @@ use clear_operator::{
     telemetry,
 };
 
+/// NB: mimalloc, not the system's malloc. With glibc's, the operator at 10,000 resources on
+/// the real API server peaked at 122 to 151 MiB of RSS for a live heap of at most 81 MiB
+/// (heaptrack): the per-thread arenas keep what the watch lists, the reconciles and each
+/// scrape of `/metrics` (megabytes of text) freed. The same binary with mimalloc peaked at
+/// 92 MiB (jemalloc, tried the same way: 90 MiB); mimalloc builds from one C file with the
+/// C compiler the TLS library already needs. `MALLOC_ARENA_MAX` and glibc's other tunables
+/// changed little (119 MiB).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
