@@ -12,7 +12,7 @@ use clear_operator::reconcile::{self, Context, decide::Policy};
 use clear_sandbox::ClientConfig;
 use kube::api::{Patch, PatchParams};
 use scenario_kit::{Kit, is_ready};
-use serde_json::json;
+use serde_json::{Value, json};
 
 const SECRET: &str = "cs-requests-0001";
 
@@ -41,6 +41,25 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("never happened: {what}");
+}
+
+/// Someone else labels Secret `name`; returns once a reconcile followed, with the request
+/// log holding only what came after the edit.
+async fn label_secret_and_wait(kit: &Kit, ctx: &Context, name: &str, labels: Value) {
+    let reconciles = ctx.metrics.reconciles("ok");
+    kit.emulator.requests().reset();
+    kit.secrets
+        .patch(
+            name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await
+        .unwrap();
+    eventually(&format!("a reconcile after Secret {name} changed"), || {
+        ctx.metrics.reconciles("ok") > reconciles
+    })
+    .await;
 }
 
 /// A kit with the controller running and its watches listed, the request log empty.
@@ -140,37 +159,11 @@ async fn a_change_by_anyone_else_still_wakes_the_resource_and_is_read_fresh() {
 
     // Someone else touches the client secret's Secret (same value): its version moved, so
     // the fingerprint is taken again from a read; nothing is minted.
-    let reconciles = ctx.metrics.reconciles("ok");
-    kit.emulator.requests().reset();
-    kit.secrets
-        .patch(
-            "clear-secret",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"rotated": "no"}}})),
-        )
-        .await
-        .unwrap();
-    eventually("a reconcile after the client Secret changed", || {
-        ctx.metrics.reconciles("ok") > reconciles
-    })
-    .await;
+    label_secret_and_wait(&kit, &ctx, "clear-secret", json!({"rotated": "no"})).await;
     assert_eq!(count(&kit, "get", "secrets", Some("clear-secret")), 1);
 
     // Someone else edits the token Secret: woken, and the Secret read again.
-    let reconciles = ctx.metrics.reconciles("ok");
-    kit.emulator.requests().reset();
-    kit.secrets
-        .patch(
-            "billing",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": {"edited": "yes"}}})),
-        )
-        .await
-        .unwrap();
-    eventually("a reconcile after the token Secret changed", || {
-        ctx.metrics.reconciles("ok") > reconciles
-    })
-    .await;
+    label_secret_and_wait(&kit, &ctx, "billing", json!({"edited": "yes"})).await;
     assert!(count(&kit, "get", "secrets", Some("billing")) >= 1);
     assert_eq!(kit.calls(SECRET), 1, "nothing of this called Clear");
     stop.send(()).unwrap();

@@ -207,11 +207,16 @@ impl State {
         }
     }
 
-    /// The index's own `Arc` of a resource's key when it has one (see [`Key`]).
-    fn shared_key(&self, key: (String, String)) -> Key {
+    /// The index's own `Arc` of a known resource's key (see [`Key`]).
+    fn known_key(&self, key: &(String, String)) -> Option<Key> {
         self.entries
-            .get_key_value(&key)
-            .map_or_else(|| Arc::new(key), |(shared, _)| shared.clone())
+            .get_key_value(key)
+            .map(|(shared, _)| shared.clone())
+    }
+
+    /// [`Self::known_key`], or a new one for a resource not known yet.
+    fn shared_key(&self, key: (String, String)) -> Key {
+        self.known_key(&key).unwrap_or_else(|| Arc::new(key))
     }
 
     /// Replaces the entry of `key` with what `update` makes of it (None removes it).
@@ -376,10 +381,9 @@ impl ResourceIndex {
     /// from it or not. Ignored for resources the watch does not know (deleted ones).
     pub fn claim(&self, me: &Claimant, fingerprint: &str, holds: bool) {
         let mut state = self.write();
-        let Some((key, _)) = state.entries.get_key_value(&me.key()) else {
+        let Some(key) = state.known_key(&me.key()) else {
             return;
         };
-        let key = key.clone();
         state.update(&key, |entry| {
             entry.map(|mut e| {
                 e.from_process = Some(Use {
@@ -394,7 +398,9 @@ impl ResourceIndex {
     /// Forgets this process's claim of a resource (deleted, or leadership lost).
     pub fn forget(&self, namespace: &str, name: &str) {
         let mut state = self.write();
-        let key = state.shared_key((namespace.to_string(), name.to_string()));
+        let Some(key) = state.known_key(&(namespace.to_string(), name.to_string())) else {
+            return;
+        };
         state.update(&key, |entry| {
             entry.map(|mut e| {
                 e.from_process = None;
