@@ -23,6 +23,10 @@ pub enum Reason {
     // --- A token is in the Secret (Ready=True), and the Events that put it there.
     /// The first token was minted (also the Ready=True reason).
     Issued,
+    /// A token is served, but Clear's answer gave it no readable `valid_till`: its
+    /// expiry is assumed (one hour) and it is renewed before then (Ready=True; a Warning at
+    /// the mint).
+    ExpiryAssumed,
     /// A token was renewed before (or at) its expiry.
     Renewed,
     /// A token was minted on request: the regenerate annotation, a changed client secret
@@ -47,6 +51,10 @@ pub enum Reason {
     /// The base URL is not on the operator's allow-list (`--allowed-base-url`).
     BaseUrlNotAllowed,
     BudgetExhausted,
+    /// The stored token's `validTill` passed and no new token could be had (the message says
+    /// what stood in the way: a quota, the budget, a missing client secret, an outage...):
+    /// consumers hold a dead token. Also the Warning Event at that instant.
+    TokenExpired,
     /// A call to Clear started by another replica (or an earlier attempt) may still be in
     /// flight; nothing is minted until its deadline passed.
     MintInFlight,

@@ -297,6 +297,12 @@ pub struct ClearApiClientStatus {
     /// any); absent when it never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
+    /// Set when Clear's answer gave the current token no readable `valid_till` (absent, or
+    /// not a date with a UTC offset): says why; `validTill` is then an assumed, short
+    /// lifetime (one hour) rather than "never expires", and Ready's reason is
+    /// `ExpiryAssumed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expiry_assumed: Option<String>,
     /// Short SHA-256 prefix of the current token (to correlate, never to recover it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_fingerprint: Option<String>,

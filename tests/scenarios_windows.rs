@@ -135,8 +135,8 @@ async fn a_due_renewal_waits_for_the_next_window_and_makes_one_call_there() {
 #[tokio::test]
 async fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_ready_stays_true() {
     let kit = kit().await;
-    // The 30th of February never comes.
-    let never = json!([{"schedule": "0 0 30 2 *", "duration": "1h"}]);
+    // A second a year, in June: never before the last safe moment of a December token.
+    let never = json!([{"schedule": "0 3 15 6 *", "duration": "1s"}]);
     kit.create("billing", with_windows(&kit, never)).await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
@@ -323,5 +323,25 @@ async fn the_schema_refuses_windows_it_can_tell_are_malformed() {
         .await
         .expect("an empty list is valid");
     assert_eq!(kit.all_calls(), 0);
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_window_that_never_fires_is_an_invalid_spec_named_at_once() {
+    let kit = kit().await;
+    // The 30th of February never comes: refused when read, never searched for.
+    let never = json!([{"schedule": "0 0 30 2 *", "duration": "1h"}]);
+    kit.create("billing", with_windows(&kit, never)).await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 0);
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "InvalidSpec".into())
+    );
+    let message = scenario_kit::ready_message(&kit.get("billing").await);
+    assert!(
+        message.contains(r#"renewalWindows[0].schedule: "0 0 30 2 *" never fires"#),
+        "{message}"
+    );
     kit.shutdown().await;
 }

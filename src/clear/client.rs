@@ -223,6 +223,16 @@ impl ClearClient {
 
 /// The header value for the secret. Surrounding whitespace (the trailing newline of a file
 /// turned into a Secret) is dropped: HTTP strips it from header values anyway.
+/// Why `secret` cannot be sent as the client-secret header, if it cannot (empty, or a
+/// character a header value cannot carry, such as a line break inside it).
+pub fn header_problem(secret: &ClientSecret) -> Option<&'static str> {
+    match secret_header(secret) {
+        Ok(_) => None,
+        Err(ClearError::InvalidClientSecret { detail }) => Some(detail),
+        Err(_) => Some("it is not a valid HTTP header value"),
+    }
+}
+
 fn secret_header(secret: &ClientSecret) -> Result<HeaderValue, ClearError> {
     let value = secret
         .expose()

@@ -13,6 +13,7 @@ mod secret;
 pub use allowlist::{ALLOWED_BASE_URL_FLAG, AllowedBaseUrls, BaseUrlNotAllowed};
 pub use client::{
     CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT, ProxyConfig,
+    header_problem,
 };
 pub use endpoint::{
     BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, parse_base_url, resolve_base_url,

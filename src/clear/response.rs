@@ -13,6 +13,10 @@ use super::secret::AccessToken;
 
 /// Longest token Clear documents.
 pub const MAX_TOKEN_CHARS: usize = 256;
+/// Longest token accepted. A 200 with a token is a minted token (which revoked the previous
+/// one): throwing it away because it is longer than documented would leave no live token
+/// and call again, revoking again. So anything header-safe up to this size is kept.
+pub const MAX_ACCEPTED_TOKEN_CHARS: usize = 4096;
 
 /// Longest `error_code`/`error_id` kept; longer ones are dropped as noise.
 const MAX_ID_CHARS: usize = 128;
@@ -21,8 +25,12 @@ const MAX_ID_CHARS: usize = 128;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedToken {
     pub token: AccessToken,
-    /// `None`: the API client's tokens never expire.
+    /// `None`: the API client's tokens never expire (or, with `expiry_unknown`, Clear did
+    /// not say in a readable way).
     pub valid_till: Option<Timestamp>,
+    /// Why the token's expiry is unknown: `valid_till` is absent or unreadable. The caller
+    /// then assumes a short, stated lifetime rather than "never expires".
+    pub expiry_unknown: Option<&'static str>,
     /// Clear's clock when it answered: its `Date` header (an HTTP-date), `None` when absent,
     /// unreadable or sent twice with different values. `valid_till - server_date` is the
     /// token's lifetime as Clear counts it, whatever the skew of the local clock.
@@ -61,25 +69,56 @@ pub fn parse_token_body(body: &[u8]) -> Result<IssuedToken, ClearError> {
     let Value::Object(fields) = value else {
         return Err(malformed("body is not a JSON object"));
     };
-    let token = match (fields.get("access_token"), fields.get("access-token")) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(malformed("body carries two different access tokens"));
-        }
-        (Some(t), _) | (None, Some(t)) => t,
-        (None, None) => return Err(malformed("access_token is missing")),
-    };
-    let token = validate_token(token)?;
-    let valid_till = match fields.get("valid_till") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(parse_valid_till(s)?),
-        Some(_) => return Err(malformed("valid_till is not a date")),
+    let token = validate_token(find_field(&fields, "accesstoken", "access_token")?)?;
+    // NB: from here on the body holds a minted token: nothing odd about the rest of it is a
+    // reason to throw the token away.
+    let (valid_till, expiry_unknown) = match find_field(&fields, "validtill", "valid_till") {
+        Ok(Value::Null) => (None, None),
+        Ok(Value::String(s)) => match parse_valid_till(s) {
+            Ok(till) => (Some(till), None),
+            Err(_) => (None, Some("valid_till is not a date with a UTC offset")),
+        },
+        Ok(_) => (None, Some("valid_till is not a date")),
+        Err(_) => (None, Some("valid_till is missing")),
     };
     Ok(IssuedToken {
         token,
         valid_till,
+        expiry_unknown,
         server_date: None,
         received_at: Instant::now(),
     })
+}
+
+/// The one value of the field `documented` names, also when Clear spells its key otherwise
+/// (`access-token`, `accessToken`, `ACCESS_TOKEN`: keys compared without case, `-` and `_`,
+/// as `normalized`), at the top level or under `data`. Two different values are no answer.
+fn find_field<'a>(
+    fields: &'a serde_json::Map<String, Value>,
+    normalized: &str,
+    documented: &str,
+) -> Result<&'a Value, ClearError> {
+    let nested = fields.get("data").and_then(Value::as_object);
+    let mut found: Option<&Value> = None;
+    for (key, value) in fields.iter().chain(nested.into_iter().flatten()) {
+        let key: String = key
+            .chars()
+            .filter(|c| !matches!(c, '-' | '_'))
+            .flat_map(char::to_lowercase)
+            .collect();
+        if key != normalized {
+            continue;
+        }
+        match found {
+            Some(seen) if seen != value => {
+                return Err(malformed(&format!(
+                    "body carries two different values for {documented}"
+                )));
+            }
+            _ => found = Some(value),
+        }
+    }
+    found.ok_or_else(|| malformed(&format!("{documented} is missing")))
 }
 
 fn validate_token(value: &Value) -> Result<AccessToken, ClearError> {
@@ -89,8 +128,8 @@ fn validate_token(value: &Value) -> Result<AccessToken, ClearError> {
     if token.is_empty() {
         return Err(malformed("access_token is empty"));
     }
-    if token.chars().count() > MAX_TOKEN_CHARS {
-        return Err(malformed("access_token is longer than 256 characters"));
+    if token.chars().count() > MAX_ACCEPTED_TOKEN_CHARS {
+        return Err(malformed("access_token is longer than 4096 characters"));
     }
     // NB: consumers send the token as a header value; control characters would break the
     // header (or smuggle a second one).
@@ -187,15 +226,36 @@ mod tests {
                 .unwrap();
         assert_eq!(same.token.expose(), "t");
         let err = parse_token_body(br#"{"access_token":"t1","access-token":"t2"}"#).unwrap_err();
-        assert_eq!(detail(err), "body carries two different access tokens");
+        assert_eq!(
+            detail(err),
+            "body carries two different values for access_token"
+        );
     }
 
     #[test]
-    fn null_or_absent_valid_till_means_never_expires() {
+    fn undocumented_spellings_of_the_keys_still_give_the_token_and_its_expiry() {
+        for body in [
+            br#"{"accessToken":"t","validTill":"2026-11-25T18:30:00Z"}"#.as_slice(),
+            br#"{"ACCESS_TOKEN":"t","VALID_TILL":"2026-11-25T18:30:00Z"}"#,
+            br#"{"data":{"access_token":"t","valid_till":"2026-11-25T18:30:00Z"}}"#,
+            br#"{"access-token":"t","valid-till":"2026-11-25T18:30:00Z","extra":1}"#,
+        ] {
+            let got = parse_token_body(body).unwrap();
+            assert_eq!(got.token.expose(), "t");
+            assert_eq!(got.valid_till, Some(ts("2026-11-25T18:30:00Z")));
+            assert_eq!(got.expiry_unknown, None);
+        }
+    }
+
+    #[test]
+    fn null_valid_till_means_never_expires_and_absent_means_unknown() {
         let null = parse_token_body(br#"{"access_token":"t","valid_till":null}"#).unwrap();
-        assert_eq!(null.valid_till, None);
+        assert_eq!((null.valid_till, null.expiry_unknown), (None, None));
         let absent = parse_token_body(br#"{"access_token":"t"}"#).unwrap();
-        assert_eq!(absent.valid_till, None);
+        assert_eq!(
+            (absent.valid_till, absent.expiry_unknown),
+            (None, Some("valid_till is missing"))
+        );
     }
 
     #[test]
@@ -230,8 +290,16 @@ mod tests {
                 "{raw}"
             );
         }
-        let err = parse_token_body(br#"{"access_token":"t","valid_till":1764095400}"#).unwrap_err();
-        assert_eq!(detail(err), "valid_till is not a date");
+        // NB: in a 200 that carries a token, an unreadable valid_till never costs the token.
+        let got = parse_token_body(br#"{"access_token":"t","valid_till":1764095400}"#).unwrap();
+        assert_eq!(got.expiry_unknown, Some("valid_till is not a date"));
+        let got =
+            parse_token_body(br#"{"access_token":"t","valid_till":"2026-11-25T18:30:00"}"#)
+                .unwrap();
+        assert_eq!(
+            (got.token.expose(), got.valid_till, got.expiry_unknown),
+            ("t", None, Some("valid_till is not a date with a UTC offset"))
+        );
     }
 
     #[test]
@@ -251,19 +319,18 @@ mod tests {
     }
 
     #[test]
-    fn token_of_256_chars_is_accepted_and_257_is_not() {
-        let ok = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(256));
-        assert_eq!(
-            parse_token_body(ok.as_bytes())
-                .unwrap()
-                .token
-                .expose()
-                .len(),
-            256
+    fn tokens_longer_than_documented_are_kept_up_to_the_bound() {
+        for length in [256, 302, MAX_ACCEPTED_TOKEN_CHARS] {
+            let ok = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(length));
+            let got = parse_token_body(ok.as_bytes()).unwrap();
+            assert_eq!(got.token.expose().len(), length);
+        }
+        let long = format!(
+            r#"{{"access_token":"{}"}}"#,
+            "a".repeat(MAX_ACCEPTED_TOKEN_CHARS + 1)
         );
-        let long = format!(r#"{{"access_token":"{}"}}"#, "a".repeat(257));
         let err = parse_token_body(long.as_bytes()).unwrap_err();
-        assert_eq!(detail(err), "access_token is longer than 256 characters");
+        assert_eq!(detail(err), "access_token is longer than 4096 characters");
     }
 
     #[test]
@@ -291,10 +358,9 @@ mod tests {
 
     #[test]
     fn malformed_details_never_contain_the_token() {
-        let bodies: [&[u8]; 4] = [
-            br#"{"access_token":"SECRETTOKEN","valid_till":"SECRETTOKEN"}"#,
-            br#"{"access_token":"SECRETTOKEN","valid_till":{"x":"SECRETTOKEN"}}"#,
+        let bodies: [&[u8]; 3] = [
             br#"{"access_token":"SECRETTOKEN","access-token":"SECRETTOKEN2"}"#,
+            br#"{"access_token":"SECRETTOKEN\u0000"}"#,
             br#"{"access_token":["SECRETTOKEN"]}"#,
         ];
         for body in bodies {

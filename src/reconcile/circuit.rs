@@ -79,11 +79,9 @@ impl Outcome {
     pub fn of<T>(result: &Result<T, ClearError>) -> Self {
         match result {
             Ok(_) => Self::Answered,
-            Err(
-                ClearError::Unauthorized { .. }
-                | ClearError::InvalidClientSecret { .. }
-                | ClearError::RateLimited { .. },
-            ) => Self::Answered,
+            Err(ClearError::Unauthorized { .. } | ClearError::RateLimited { .. }) => {
+                Self::Answered
+            }
             Err(
                 ClearError::Server { .. }
                 | ClearError::Timeout
@@ -94,6 +92,8 @@ impl Outcome {
                 ClearError::Refused { .. }
                 | ClearError::Malformed { .. }
                 | ClearError::UnexpectedStatus { .. }
+                // NB: never sent: a tenant's unsendable client secret says nothing of Clear.
+                | ClearError::InvalidClientSecret { .. }
                 | ClearError::Config { .. },
             ) => Self::Neutral,
         }

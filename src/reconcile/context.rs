@@ -110,6 +110,8 @@ pub struct PendingToken {
     pub token: crate::clear::AccessToken,
     pub record: super::secret::TokenRecord,
     pub reason: super::decide::MintReason,
+    /// Why the token's expiry was assumed (Clear's answer had no readable `valid_till`).
+    pub expiry_assumed: Option<&'static str>,
     /// Failed writes so far (paces the next one).
     pub attempts: u32,
 }

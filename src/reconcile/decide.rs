@@ -147,13 +147,30 @@ pub enum MintReason {
 /// Whether the token in the Secret can be used by consumers right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TokenHealth {
-    Usable { valid_till: Option<Timestamp> },
-    Unusable { why: &'static str },
+    Usable {
+        valid_till: Option<Timestamp>,
+    },
+    /// The stored token's `validTill` (`at`) has passed: consumers hold a dead token.
+    Expired {
+        at: Timestamp,
+    },
+    Unusable {
+        why: &'static str,
+    },
 }
 
 impl TokenHealth {
     pub fn is_usable(&self) -> bool {
         matches!(self, Self::Usable { .. })
+    }
+
+    /// When the usable token expires: the latest moment any wait may last, since at that
+    /// instant Ready must turn False (`None`: no usable token, or it never expires).
+    pub fn expires_at(&self) -> Option<Timestamp> {
+        match self {
+            Self::Usable { valid_till } => *valid_till,
+            Self::Expired { .. } | Self::Unusable { .. } => None,
+        }
     }
 }
 
@@ -506,9 +523,7 @@ fn token_health(obs: &Observed, now: Timestamp) -> TokenHealth {
         };
     }
     match record.valid_till {
-        Some(till) if now >= till => TokenHealth::Unusable {
-            why: "the stored token has expired",
-        },
+        Some(till) if now >= till => TokenHealth::Expired { at: till },
         valid_till => TokenHealth::Usable { valid_till },
     }
 }
@@ -1391,7 +1406,7 @@ mod tests {
     fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_reported() {
         let mut obs = healthy();
         obs.spec.as_mut().unwrap().renewal_windows = windows::parse(&[RenewalWindow {
-            schedule: "0 0 30 2 *".into(),
+            schedule: "0 3 15 6 *".into(),
             time_zone: Some("Europe/Berlin".into()),
             duration: "1h".into(),
         }])

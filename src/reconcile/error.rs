@@ -59,6 +59,11 @@ impl Error {
         }
     }
 
+    /// Whether the API server refused a write on its precondition (409 Conflict).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Self::PatchStatus(kube::Error::Api(status)) if status.code == 409)
+    }
+
     /// Whether retrying soon may help (API hiccups) or only a change of the object can.
     pub fn is_transient(&self) -> bool {
         !matches!(self, Self::InvalidObject { .. })

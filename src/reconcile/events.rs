@@ -246,6 +246,22 @@ pub async fn publish(
 }
 
 /// A notice for a guard, with the reason and message of the condition it set.
+/// The Warning due when Ready turned to `TokenExpired` from `prev` to `next`: once, at the
+/// instant consumers start holding a dead token, whatever stood in the way of a renewal.
+pub fn expired(
+    prev: Option<&crate::resource::ClearApiClientStatus>,
+    next: &crate::resource::ClearApiClientStatus,
+) -> Option<Notice> {
+    let reason_of = |s| super::status::ready_condition(s).map(|c| c.reason.as_str());
+    let now = super::status::ready_condition(Some(next))?;
+    (now.reason == Reason::TokenExpired.as_str()
+        && reason_of(prev) != Some(Reason::TokenExpired.as_str()))
+    .then(|| Notice::Blocked {
+        reason: Reason::TokenExpired,
+        message: now.message.clone(),
+    })
+}
+
 pub fn blocked(blocker: &Blocker, reason: Reason, message: String) -> Option<Notice> {
     // NB: a resource waiting out a backoff already got the failure's Warning; repeating it on
     // every requeue would only add noise.

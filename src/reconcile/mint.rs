@@ -10,9 +10,9 @@ use tracing::{debug, info, warn};
 
 use super::{
     Step,
-    circuit::{self, Admission, Outcome},
     context::PendingToken,
     decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
+    door::{self, Entry, Purpose},
     earliest,
     error::Error,
     events::{self, Notice},
@@ -23,7 +23,7 @@ use super::{
     write,
 };
 use crate::{
-    clear::{BaseUrl, ClientSecret, FailureClass, IssuedToken},
+    clear::{ClearError, FailureClass, IssuedToken},
     reason::Reason,
     resource::ClearApiClientStatus,
 };
@@ -51,20 +51,17 @@ pub(super) async fn mint(
         );
         return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(1)));
     }
+    let fingerprint = client_secret.fingerprint();
     // NB: before anything is written: while Clear fails for everyone, a resource that is not
     // the trial waits to be released, with no dry run, no status mark and no call.
-    let trial = match ctx.circuits.admit(base_url.as_str(), &step.key(), step.now) {
-        Admission::Call => false,
-        Admission::Trial => true,
-        Admission::Wait { .. } => {
+    let door = match door::enter(ctx, base_url, step.key(), &fingerprint, step.now).await {
+        Entry::Open(door) => door,
+        Entry::Held => {
             let retry_at = circuit_retry(step, health);
             let blocker = Blocker::ClearDown { retry_at };
             return wait(step, &blocker, health, Some(retry_at), Some(&reason)).await;
         }
     };
-    let fingerprint = client_secret.fingerprint();
-    let lock = ctx.index.lock_for(&fingerprint);
-    let _serialized = lock.lock().await;
     // NB: re-checked under the lock: another resource with the same client secret may have
     // claimed it since the fetch, and its status may not have reached the cache yet.
     if let Some(holder) = ctx
@@ -114,12 +111,6 @@ pub(super) async fn mint(
     let started = ceil_to_second(ctx.clock.now());
     let counted = status::before_mint(prev, &fingerprint, &spec.config_hash, &call_id, started);
     step.write_status(cac.status.as_ref(), &counted).await?;
-    // NB: counted before the call, like `mintsToday`: a call whose outcome is lost counted.
-    let calls_today = ctx.ledger.count(&fingerprint, step.now, &ctx.metrics);
-    debug!(
-        calls_today,
-        "calls with this client secret today, this one included"
-    );
     if marked.elapsed() > CALL_START_BUDGET {
         warn!(
             elapsed_ms = marked.elapsed().as_millis(),
@@ -131,11 +122,14 @@ pub(super) async fn mint(
         step.write_status(Some(&counted), &unmarked).await?;
         return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(5)));
     }
-    info!(reason = status::describe_mint_reason(&reason), client_secret = %fingerprint, trial, "calling Clear for a new token");
-    // NB: the fence was checked by the status write just above; checked again because that
-    // write may have taken a while.
-    ctx.fence.check()?;
-    let issued = match call_clear(step, base_url, client_secret, &counted, health).await {
+    info!(
+        reason = status::describe_mint_reason(&reason),
+        "a new token is needed"
+    );
+    // NB: the door checks the fence again: the status write above may have taken a while.
+    let answer = door.call(client_secret, Purpose::Mint, step.now).await?;
+    drop(door);
+    let issued = match describe_answer(step, answer, &counted, health) {
         Ok(issued) => issued,
         Err(failure) => {
             return record_failure(step, &counted, Some(&counted), failure, health).await;
@@ -148,6 +142,7 @@ pub(super) async fn mint(
         token: issued.token,
         record,
         reason,
+        expiry_assumed: issued.expiry_unknown,
         attempts: 0,
     };
     store_and_record(step, pending, &counted).await
@@ -248,7 +243,12 @@ async fn store_and_record(
         }
         return Ok(Some(now_seconds(ctx) + retry_in));
     }
-    let PendingToken { record, reason, .. } = pending;
+    let PendingToken {
+        record,
+        reason,
+        expiry_assumed,
+        ..
+    } = pending;
     if let Some(previous) = &fetched.previous_secret {
         // NB: the new token revoked the one still sitting under the old target name.
         let (namespace, _) = step.key();
@@ -256,69 +256,80 @@ async fn store_and_record(
     }
     let planned = decide::plan_renewal(&record, spec, record.issued_at);
     let (renewal, windows) = decide::split_plan(planned);
-    let done = record_success(step, counted, &record, reason, renewal, windows.as_ref()).await?;
+    let minted = Minted {
+        record: &record,
+        reason,
+        expiry_assumed,
+    };
+    let done = record_success(step, counted, minted, renewal, windows.as_ref()).await?;
     let restart_retry = restart_targets(step, &done, record.issued_at).await?;
     Ok(earliest(renewal, restart_retry))
 }
 
-/// Calls Clear (if this replica still leads); a failure comes back described for status.
-async fn call_clear(
+/// Answers in a row with no usable token (not JSON, no token in it) after which the operator
+/// leaves the client secret alone until the next UTC day.
+const MALFORMED_ANSWERS_PER_DAY: i32 = 3;
+
+/// Clear's answer to a mint, a failure described for status.
+fn describe_answer(
     step: &Step<'_>,
-    base_url: &BaseUrl,
-    client_secret: &ClientSecret,
+    answer: Result<IssuedToken, ClearError>,
     counted: &ClearApiClientStatus,
     health: &TokenHealth,
 ) -> Result<IssuedToken, MintFailure> {
-    let ctx = step.ctx;
-    let started = std::time::Instant::now();
-    let result = ctx.clear.mint(base_url, client_secret, step.now).await;
-    let elapsed = started.elapsed();
-    let host = base_url.as_str();
-    let was_open = ctx.circuits.is_open(host);
-    if ctx
-        .circuits
-        .record(host, &step.key(), Outcome::of(&result), now_seconds(ctx))
+    let error = match answer {
+        Ok(issued) => return Ok(issued),
+        Err(error) => error,
+    };
+    warn!(reason = %error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
+    let class = error.class();
+    let (namespace, name) = step.key();
+    let resource_key = format!("{namespace}/{name}");
+    // NB: an answer with no usable token, again and again, is Clear's (or a proxy's) way of
+    // answering this client secret today: each retry may mint (and revoke) a token that is
+    // thrown away with the body, so after a few the rest of the day is left alone.
+    let malformed_in_a_row = if counted.last_failure_reason.as_deref()
+        == Some(Reason::ClearResponseInvalid.as_str())
     {
-        warn!(
-            failures = circuit::OPEN_AFTER,
-            "Clear failed this many calls in a row: holding back every call but one trial every {}s until it answers",
-            circuit::TRIAL_INTERVAL.as_secs()
-        );
-    } else if was_open && !ctx.circuits.is_open(host) {
-        info!("Clear answers again: releasing the resources that waited for it");
+        counted.failed_attempts.saturating_add(1)
+    } else {
+        1
+    };
+    if error.reason() == Reason::ClearResponseInvalid
+        && malformed_in_a_row >= MALFORMED_ANSWERS_PER_DAY
+    {
+        let midnight = schedule::next_utc_midnight(step.now);
+        let retry = midnight + crate::clear::quota_jitter(midnight, resource_key.as_bytes());
+        return Err(MintFailure {
+            reason: error.reason(),
+            message: format!(
+                "{error}; {malformed_in_a_row} answers in a row held no usable token, so Clear is not called again before {retry}"
+            ),
+            next_retry: Some(retry),
+            may_have_minted: error.may_have_minted(),
+        });
     }
-    ctx.metrics
-        .set_clear_circuit_open(host, ctx.circuits.is_open(host));
-    match result {
-        Ok(issued) => {
-            ctx.metrics.observe_clear_call("issued", elapsed);
-            Ok(issued)
+    let next_retry = match class {
+        FailureClass::Rejected => None,
+        // NB: the daily quota resets for every resource at 00:00 UTC; a jitter of its
+        // own (deterministic per resource) keeps them from all calling that second.
+        FailureClass::RateLimited { quota: true, .. } => {
+            class.jittered_retry_at(resource_key.as_bytes())
         }
-        Err(error) => {
-            ctx.metrics
-                .observe_clear_call(error.metric_label(), elapsed);
-            warn!(reason = %error.reason(), %error, "failed to mint a token; the stored Secret is left as it was");
-            let class = error.class();
-            let next_retry = match class {
-                FailureClass::Rejected => None,
-                // NB: the daily quota resets for every resource at 00:00 UTC; a jitter of its
-                // own (deterministic per resource) keeps them from all calling that second.
-                FailureClass::RateLimited { .. } => {
-                    let (namespace, name) = step.key();
-                    class.jittered_retry_at(format!("{namespace}/{name}").as_bytes())
-                }
-                FailureClass::Refused { .. } | FailureClass::Transient => {
-                    Some(transient_retry(step, counted, health))
-                }
-            };
-            Err(MintFailure {
-                reason: error.reason(),
-                message: error.to_string(),
-                next_retry,
-                may_have_minted: error.may_have_minted(),
-            })
+        FailureClass::RateLimited {
+            quota: false,
+            retry_at,
+        } => Some(throttled_retry(step, counted, health, retry_at)),
+        FailureClass::Refused { .. } | FailureClass::Transient => {
+            Some(transient_retry(step, counted, health))
         }
-    }
+    };
+    Err(MintFailure {
+        reason: error.reason(),
+        message: error.to_string(),
+        next_retry,
+        may_have_minted: error.may_have_minted(),
+    })
 }
 
 /// When a transiently failed attempt may be retried: exponential, jittered, capped by the
@@ -333,6 +344,29 @@ fn transient_retry(
     let cap = schedule::backoff_cap(life_left(health, step.now));
     let at = step.now + schedule::transient_backoff(attempt, schedule::random_jitter(), cap);
     expiry_bound(at, health)
+}
+
+/// When a call refused with a 429 that names no daily quota may be retried. `Retry-After`
+/// (`not_before`) is a lower bound, never a schedule: consecutive 429s back off like any
+/// transient failure (30 s doubling, ±20 %), capped at [`schedule::BACKOFF_CAP`] whatever
+/// the token's life, so a limiter that answers `Retry-After: 1` over and over gets at most
+/// 8 calls in its first hour and one every 48 to 60 minutes after that: at most 40 a day
+/// (16 % of the default budget of 250), and the rest of the budget stays for the renewal
+/// once it lets go. Brought forward to the stored token's expiry (one more call), so a
+/// renewal is tried as the token dies, but never before `Retry-After`.
+fn throttled_retry(
+    step: &Step<'_>,
+    base: &ClearApiClientStatus,
+    health: &TokenHealth,
+    not_before: Timestamp,
+) -> Timestamp {
+    let attempt = base.failed_attempts.saturating_add(1);
+    let backoff = schedule::transient_backoff(
+        attempt,
+        schedule::random_jitter(),
+        schedule::BACKOFF_CAP,
+    );
+    expiry_bound(step.now + backoff, health).max(not_before)
 }
 
 /// When a resource held back by the circuit looks again if it is not released first: at the
@@ -354,7 +388,7 @@ fn life_left(health: &TokenHealth, now: Timestamp) -> Option<SignedDuration> {
             valid_till: Some(till),
         } => Some(till.duration_since(now)),
         TokenHealth::Usable { valid_till: None } => Some(SignedDuration::MAX),
-        TokenHealth::Unusable { .. } => None,
+        TokenHealth::Expired { .. } | TokenHealth::Unusable { .. } => None,
     }
 }
 
@@ -376,8 +410,21 @@ fn token_record(
     config_hash: &str,
 ) -> TokenRecord {
     let issued_at = now_seconds(step.ctx);
-    let (valid_till, clamped) =
-        schedule::clamp_valid_till(issued_at, valid_till_on_our_clock(issued, issued_at));
+    // NB: Clear minted this token (and so revoked the previous one) but did not say, in a
+    // readable way, when it stops working: "never" would never renew it, so a short life is
+    // assumed and said (status `expiryAssumed`, reason ExpiryAssumed, a Warning).
+    let stated = match issued.expiry_unknown {
+        Some(why) => {
+            warn!(
+                why,
+                assumed_hours = schedule::ASSUMED_LIFETIME.as_hours(),
+                "Clear's answer has no readable valid_till; assuming a short lifetime"
+            );
+            Some(issued_at + schedule::ASSUMED_LIFETIME)
+        }
+        None => valid_till_on_our_clock(issued, issued_at),
+    };
+    let (valid_till, clamped) = schedule::clamp_valid_till(issued_at, stated);
     if clamped {
         warn!(
             valid_till = ?issued.valid_till,
@@ -446,7 +493,20 @@ async fn record_failure(
         message: failure.message,
     })
     .await;
-    Ok(Some(retry))
+    if let Some(notice) = events::expired(current, &next) {
+        step.publish(notice).await;
+    }
+    // NB: Ready follows the token, not the plan: whatever the retry, the resource looks
+    // again when the token it still serves expires, and turns Ready=False then.
+    let expiry = usable.then(|| health.expires_at()).flatten();
+    Ok(earliest(Some(retry), expiry))
+}
+
+/// A new token, as written to its Secret.
+struct Minted<'a> {
+    record: &'a TokenRecord,
+    reason: MintReason,
+    expiry_assumed: Option<&'static str>,
 }
 
 /// A new token is in the Secret: status (with every restart target pending), the Normal
@@ -454,16 +514,22 @@ async fn record_failure(
 async fn record_success(
     step: &Step<'_>,
     counted: &ClearApiClientStatus,
-    record: &TokenRecord,
-    reason: MintReason,
+    minted: Minted<'_>,
     renewal: Option<Timestamp>,
     windows: Option<&WindowOutcome>,
 ) -> Result<ClearApiClientStatus, Error> {
+    let Minted {
+        record,
+        reason,
+        expiry_assumed,
+    } = minted;
     let cac = &step.fetched.cac;
     let target = cac.target_secret_name();
     let generation = cac.meta().generation;
+    let mut base = counted.clone();
+    base.expiry_assumed = expiry_assumed.map(str::to_string);
     let mut done = status::minted(
-        counted,
+        &base,
         record,
         renewal,
         &target,
@@ -490,6 +556,13 @@ async fn record_success(
         valid_till: record.valid_till,
     })
     .await;
+    if let Some(why) = expiry_assumed {
+        step.publish(Notice::Blocked {
+            reason: Reason::ExpiryAssumed,
+            message: status::describe_assumed_expiry(why, record.valid_till),
+        })
+        .await;
+    }
     keep::warn_if_windows_missed(step, counted, &done).await;
     step.ctx.metrics.set_ready(&namespace, &name, true);
     step.ctx

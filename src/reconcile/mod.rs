@@ -6,9 +6,10 @@ pub mod circuit;
 pub mod conflict;
 mod context;
 pub mod decide;
+mod door;
 pub mod error;
 pub mod events;
-mod finalizer;
+pub mod finalizer;
 mod keep;
 pub mod ledger;
 mod mint;
@@ -134,7 +135,11 @@ async fn reconcile_with_finalizer(
         if deleting {
             if has_finalizer {
                 // Only a successful (or deliberately skipped) revoke releases the resource.
-                finalizer::revoke_on_delete(&obj, &api, ctx).await?;
+                if let finalizer::Revocation::Later(at) =
+                    finalizer::revoke_on_delete(&obj, &api, ctx).await?
+                {
+                    return Ok(requeue_at(Some(at), now_seconds(ctx)));
+                }
                 // NB: re-read: the revoke recorded itself in status, so the resourceVersion
                 // the finalizer patch carries must be the one after that write.
                 if let Some(fresh) = api

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     clear::{AccessToken, BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
-    resource::ClearApiClient,
+    resource::{ClearApiClient, REGENERATE_ANNOTATION},
 };
 
 /// What the fetch step found.
@@ -360,6 +360,19 @@ pub fn check_spec(
     if let Err(detail) = secret::check_writable(cac) {
         return (Some(base_url), Err(detail));
     }
+    if let Some(value) = cac.regenerate_request()
+        && value.len() > MAX_REGENERATE_VALUE_BYTES
+    {
+        // NB: honoured values are kept in status (the last 16): a tenant-sized value there
+        // could make the object outgrow what etcd stores.
+        return (
+            Some(base_url),
+            Err(format!(
+                "the annotation {REGENERATE_ANNOTATION} holds {} bytes; at most {MAX_REGENERATE_VALUE_BYTES} are accepted (a timestamp or a short word is enough)",
+                value.len()
+            )),
+        );
+    }
     let renew_before = match spec
         .renew_before
         .as_deref()
@@ -391,6 +404,9 @@ pub fn check_spec(
     };
     (Some(base_url), Ok(valid))
 }
+
+/// Longest regenerate annotation value accepted, in bytes: status remembers the last 16.
+pub const MAX_REGENERATE_VALUE_BYTES: usize = 128;
 
 /// Longest client secret accepted, in bytes. Clear's are well under a hundred characters;
 /// anything this large is a mistake (or a tenant probing the operator's memory) and is
@@ -449,6 +465,14 @@ async fn read_client_secret(
     match std::str::from_utf8(&bytes.0).map(str::trim) {
         Ok(v) if !v.is_empty() => {
             let value = ClientSecret::new(v.to_string());
+            // NB: refused here, on this resource alone: a value that cannot be sent never
+            // reaches the door to Clear, so it counts no call and tells the shared circuit
+            // nothing (the value itself is never named).
+            if let Some(problem) = super::door::unsendable(&value) {
+                return Ok(Err(Unreadable::Invalid(format!(
+                    "key {key} in client secret Secret {name} cannot be sent to Clear: {problem} (a line break or control character inside the value?)"
+                ))));
+            }
             // NB: the fingerprint only, never the value, with the version it was read at.
             if let Some(rv) = &secret.metadata.resource_version {
                 ctx.versions

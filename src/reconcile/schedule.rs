@@ -30,6 +30,11 @@ pub const REJECTED_RECHECK: SignedDuration = SignedDuration::from_mins(10);
 /// second until the budget is gone; this bounds it to one call per hour.
 pub const CLAMPED_LIFETIME: SignedDuration = SignedDuration::from_hours(1);
 
+/// Lifetime assumed for a token whose answer gave no readable `valid_till` (absent, or not
+/// a date with a UTC offset). Short on purpose: a token that truly lived less would die
+/// unrenewed; one that lives longer is renewed early, at most 36 times a day.
+pub const ASSUMED_LIFETIME: SignedDuration = SignedDuration::from_hours(1);
+
 /// `valid_till` as recorded: a non-positive lifetime becomes [`CLAMPED_LIFETIME`]. Returns
 /// whether it was clamped.
 pub fn clamp_valid_till(

@@ -213,9 +213,31 @@ pub fn kept(
     status.mint_started_at = None;
     status.call_id = None;
     status.observed_generation = generation;
-    let message = describe_validity(record.valid_till, renewal);
-    set_ready(&mut status, true, Reason::Issued, message, generation, now);
+    let (reason, message) = match &status.expiry_assumed {
+        Some(why) => (
+            Reason::ExpiryAssumed,
+            format!(
+                "{}; {}",
+                describe_assumed_expiry(why, record.valid_till),
+                describe_validity(record.valid_till, renewal)
+            ),
+        ),
+        None => (
+            Reason::Issued,
+            describe_validity(record.valid_till, renewal),
+        ),
+    };
+    set_ready(&mut status, true, reason, message, generation, now);
     status
+}
+
+/// Why a token's expiry is assumed, and what was assumed.
+pub fn describe_assumed_expiry(why: &str, valid_till: Option<Timestamp>) -> String {
+    let till = valid_till.map(|t| t.to_string()).unwrap_or_default();
+    format!(
+        "Clear minted a token without a readable expiry ({why}); it is kept and assumed to expire at {till} ({} after issue), and renewed before then",
+        super::schedule::ASSUMED_LIFETIME
+    )
 }
 
 /// Status before calling Clear: the call is counted against the UTC day and marked as in
@@ -308,26 +330,31 @@ pub fn mint_failed(
     }
     status.observed_generation = generation;
     let usable = health.is_usable() && !failure.may_have_minted;
-    let message = match (usable, health) {
-        (true, TokenHealth::Usable { valid_till }) => format!(
-            "{}; {} and stays in place",
-            failure.message,
-            describe_validity(*valid_till, None)
+    let (reason, message) = match (usable, health) {
+        (true, TokenHealth::Usable { valid_till }) => (
+            failure.reason,
+            format!(
+                "{}; {} and stays in place",
+                failure.message,
+                describe_validity(*valid_till, None)
+            ),
         ),
-        (false, TokenHealth::Unusable { why }) => format!("{}; {why}", failure.message),
-        _ => format!(
-            "{}; the stored token may have been revoked by this call",
-            failure.message
+        (false, TokenHealth::Expired { at }) => (
+            Reason::TokenExpired,
+            describe_expired(*at, failure.reason, &failure.message),
+        ),
+        (false, TokenHealth::Unusable { why }) => {
+            (failure.reason, format!("{}; {why}", failure.message))
+        }
+        _ => (
+            failure.reason,
+            format!(
+                "{}; the stored token may have been revoked by this call",
+                failure.message
+            ),
         ),
     };
-    set_ready(
-        &mut status,
-        usable,
-        failure.reason,
-        message,
-        generation,
-        now,
-    );
+    set_ready(&mut status, usable, reason, message, generation, now);
     status
 }
 
@@ -343,22 +370,35 @@ pub fn waiting(
     let mut status = prev.clone();
     status.observed_generation = generation;
     let (reason, what) = describe_blocker(blocker, &status);
-    let state = match health {
-        TokenHealth::Usable { valid_till } => describe_validity(*valid_till, None),
-        TokenHealth::Unusable { why } => why.to_string(),
-    };
     let needed = pending
         .map(|r| format!("; a new token is needed ({})", describe_mint_reason(r)))
         .unwrap_or_default();
+    let (reason, message) = match health {
+        TokenHealth::Usable { valid_till } => (
+            reason,
+            format!("{what}{needed}; {}", describe_validity(*valid_till, None)),
+        ),
+        TokenHealth::Expired { at } => (
+            Reason::TokenExpired,
+            describe_expired(*at, reason, &format!("{what}{needed}")),
+        ),
+        TokenHealth::Unusable { why } => (reason, format!("{what}{needed}; {why}")),
+    };
     set_ready(
         &mut status,
         health.is_usable(),
         reason,
-        format!("{what}{needed}; {state}"),
+        message,
         generation,
         now,
     );
     status
+}
+
+/// The message of `TokenExpired`: both facts, the expiry and what kept a renewal from
+/// happening (its reason, and `why` in words).
+fn describe_expired(at: Timestamp, blocked_by: Reason, why: &str) -> String {
+    format!("the token expired at {at} and no new token could be had ({blocked_by}): {why}")
 }
 
 fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason, String) {

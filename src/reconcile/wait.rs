@@ -6,7 +6,7 @@ use kube::Resource;
 use tracing::info;
 
 use super::{
-    CONFLICT_RECHECK, Step,
+    CONFLICT_RECHECK, Step, earliest,
     decide::{Blocker, MintReason, TokenHealth},
     error::Error,
     events, status,
@@ -38,7 +38,11 @@ pub(super) async fn wait(
         // NB: reads back the reason written a line above, so it always parses.
         let reason = Reason::parse(&condition.reason).unwrap_or(Reason::ClearUnavailable);
         info!(%reason, "waiting: {}", condition.message);
-        if let Some(notice) = events::blocked(blocker, reason, condition.message.clone()) {
+        let notice = match events::expired(Some(prev), &next) {
+            Some(expired) => Some(expired),
+            None => events::blocked(blocker, reason, condition.message.clone()),
+        };
+        if let Some(notice) = notice {
             step.publish(notice).await;
         }
     }
@@ -51,8 +55,12 @@ pub(super) async fn wait(
             .metrics
             .set_token_expiry(&namespace, &name, *valid_till);
     }
-    Ok(match blocker {
+    let retry_at = match blocker {
         Blocker::Conflict { .. } => Some(step.now + CONFLICT_RECHECK),
         _ => retry_at,
-    })
+    };
+    // NB: Ready follows the token, not the plan: whatever is awaited (a quota, the budget,
+    // a client secret, the circuit), the resource looks again when its token expires, and
+    // turns Ready=False then.
+    Ok(earliest(retry_at, health.expires_at()))
 }

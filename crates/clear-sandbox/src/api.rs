@@ -12,7 +12,7 @@ use rand::Rng;
 use serde_json::{Map, Value, json};
 use tracing::{debug, info, warn};
 
-use crate::faults::Fault;
+use crate::faults::{Fault, OddBody};
 use crate::registry::{TokenAnswer, TokenRefusal};
 use crate::server::Shared;
 
@@ -23,6 +23,54 @@ pub const AUTH_TOKEN_HEADER: &str = "x-cleartax-auth-token";
 
 /// Body of an injected malformed answer: JSON cut off mid-value.
 const MALFORMED_BODY: &str = "{\"access_token\": \"";
+
+/// A 200 for a minted token whose body departs from the documented shape.
+fn odd_body(
+    odd: OddBody,
+    mut body: Map<String, Value>,
+    valid_till: Option<chrono::DateTime<chrono::Utc>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Response {
+    let json = |body: Map<String, Value>| Json(Value::Object(body)).into_response();
+    let mut response = match odd {
+        OddBody::NoOffset => {
+            if let Some(till) = valid_till {
+                let naive = till.naive_utc().format("%Y-%m-%dT%H:%M:%S").to_string();
+                body.insert("valid_till".into(), naive.into());
+            }
+            json(body)
+        }
+        OddBody::CamelCaseKey => {
+            let token = body
+                .remove("access_token")
+                .or_else(|| body.remove("access-token"))
+                .unwrap_or(Value::Null);
+            body.insert("accessToken".into(), token);
+            json(body)
+        }
+        OddBody::NoValidTill => {
+            body.remove("valid_till");
+            json(body)
+        }
+        OddBody::NoToken => {
+            body.remove("access_token");
+            body.remove("access-token");
+            json(body)
+        }
+        OddBody::Html => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, HeaderValue::from_static("text/html"))],
+            "<html><body><h1>OK</h1></body></html>",
+        )
+            .into_response(),
+        OddBody::Empty => StatusCode::OK.into_response(),
+        OddBody::LongToken => json(body),
+    };
+    response
+        .headers_mut()
+        .insert(header::DATE, http_date_header(now));
+    response
+}
 
 pub(crate) fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -42,6 +90,7 @@ async fn get_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
             field,
             revoked_previous,
             delay,
+            odd,
         } => {
             info!(
                 %client,
@@ -59,6 +108,10 @@ async fn get_token(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Res
                     .map(|till| Value::String(format_valid_till(till)))
                     .unwrap_or(Value::Null),
             );
+            if let Some(odd) = odd {
+                info!(%client, odd = ?odd, "answering in an undocumented shape (injected)");
+                return odd_body(odd, body, issued.valid_till, now);
+            }
             if let Some(delay) = delay {
                 info!(%client, delay_ms = delay.as_millis() as u64, "holding answer back (injected delay)");
                 // NB: the mint already happened; a client that gives up meanwhile has

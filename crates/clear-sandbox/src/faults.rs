@@ -33,6 +33,29 @@ pub enum Fault {
     /// revoked), then the answer is held back for the duration: a client that times
     /// out has lost its old token anyway, as with a slow real server.
     Delay(Duration),
+    /// The call is processed normally (the token is minted and the previous one revoked),
+    /// and the 200 answer departs from the documented shape as `OddBody` says: what a
+    /// client must do when Clear's real answer differs from its documentation.
+    OddBody(OddBody),
+}
+
+/// How an [`Fault::OddBody`] answer departs from the documented token body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OddBody {
+    /// `valid_till` without a UTC offset (`2026-11-25T22:00:00`).
+    NoOffset,
+    /// The token under `accessToken`, a key the documentation does not name.
+    CamelCaseKey,
+    /// No `valid_till` key at all.
+    NoValidTill,
+    /// No token in the body (`{"valid_till": ...}`), although one was minted.
+    NoToken,
+    /// An HTML page, although a token was minted.
+    Html,
+    /// An empty body, although a token was minted.
+    Empty,
+    /// A token of 302 characters, longer than the 256 the documentation allows.
+    LongToken,
 }
 
 /// Which calls a fault applies to.

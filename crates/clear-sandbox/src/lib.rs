@@ -22,7 +22,7 @@ pub use config::{
 };
 pub use counts::CallCounts;
 pub use duration::{DurationError, parse_duration};
-pub use faults::{Fault, FaultScope};
+pub use faults::{Fault, FaultScope, OddBody};
 pub use registry::{AdminError, ClientView, IssuedToken, TokenIdentity};
 pub use secret::{AccessToken, ClientSecret, MAX_TOKEN_LENGTH};
 pub use server::{Sandbox, SandboxConfig, SandboxHandle, StartError};

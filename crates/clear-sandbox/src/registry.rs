@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::{ClientConfig, Environment, InvalidClient, TokenExpiry, TokenField};
 use crate::counts::CallCounts;
-use crate::faults::{Fault, FaultBook, FaultScope};
+use crate::faults::{Fault, FaultBook, FaultScope, OddBody};
 use crate::secret::{AccessToken, ClientSecret};
 
 /// The token currently issued to a client.
@@ -31,6 +31,8 @@ pub(crate) enum TokenAnswer {
         field: TokenField,
         revoked_previous: bool,
         delay: Option<Duration>,
+        /// The answer departs from the documented body (see [`OddBody`]).
+        odd: Option<OddBody>,
     },
     MissingSecret,
     UnknownSecret,
@@ -54,7 +56,7 @@ impl TokenAnswer {
                 Fault::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
                 Fault::Status(status) => *status,
                 Fault::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-                Fault::MalformedBody | Fault::Delay(_) => StatusCode::OK,
+                Fault::MalformedBody | Fault::Delay(_) | Fault::OddBody(_) => StatusCode::OK,
             },
         }
     }
@@ -256,18 +258,23 @@ impl Registry {
                 quota: client.config.daily_quota,
             };
         }
-        let delay = match self.faults.take(secret) {
-            Some(Fault::Delay(delay)) => Some(delay),
+        let (delay, odd) = match self.faults.take(secret) {
+            Some(Fault::Delay(delay)) => (Some(delay), None),
+            Some(Fault::OddBody(odd)) => (None, Some(odd)),
             Some(fault) => {
                 return TokenAnswer::Faulted {
                     client: client.name.clone(),
                     fault,
                 };
             }
-            None => None,
+            None => (None, None),
+        };
+        let length = match odd {
+            Some(OddBody::LongToken) => 302,
+            _ => client.config.token_length,
         };
         let issued = IssuedToken {
-            token: AccessToken::generate(client.config.token_length),
+            token: AccessToken::generate(length),
             valid_till: compute_valid_till(client.config.expiry, now),
         };
         let previous = client.current.replace(issued.clone());
@@ -286,6 +293,7 @@ impl Registry {
             field: client.config.token_field,
             revoked_previous,
             delay,
+            odd,
         }
     }
 

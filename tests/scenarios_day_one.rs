@@ -1,0 +1,131 @@
+//! Day one in a real Clear account (issue 23): Clear's real answer may differ from its
+//! documentation. A 200 that carries a token is a minted token (the previous one is revoked
+//! already), so it is kept and served whatever else is odd about the body; a body with no
+//! usable token costs a few calls a day, not a retry loop. Each counts the calls.
+
+mod scenario_kit;
+
+use clear_operator::resource::REGENERATE_ANNOTATION;
+use clear_sandbox::{Fault, FaultScope, OddBody};
+use jiff::{SignedDuration, Timestamp};
+use scenario_kit::Kit;
+
+const SECRET: &str = "cs-day-one-0001";
+
+/// Regenerates once through an answer of the given shape; returns the kit (2 calls made).
+async fn regenerated_through(odd: OddBody) -> Kit {
+    let kit = Kit::with_first_token(SECRET).await;
+    kit.sandbox
+        .inject_fault(FaultScope::Global, Fault::OddBody(odd), 1);
+    kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "{odd:?}: one call, never a second");
+    kit
+}
+
+#[tokio::test]
+async fn a_token_under_an_undocumented_key_or_longer_than_documented_is_served() {
+    for odd in [OddBody::CamelCaseKey, OddBody::LongToken] {
+        let kit = regenerated_through(odd).await;
+        let token = kit.token_in("billing").await;
+        assert!(kit.sandbox.is_token_valid(&token), "{odd:?}: the live token");
+        assert_eq!(
+            kit.ready("billing").await,
+            ("True".into(), "Issued".into()),
+            "{odd:?}"
+        );
+        let status = kit.get("billing").await.status.unwrap();
+        assert_eq!(
+            status.valid_till.map(|t| t.0),
+            Some(kit.now() + SignedDuration::from_hours(12)),
+            "{odd:?}: Clear's own expiry"
+        );
+        kit.assert_no_leaks();
+        kit.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_without_a_readable_expiry_is_served_with_a_short_assumed_life() {
+    for odd in [OddBody::NoOffset, OddBody::NoValidTill] {
+        let kit = regenerated_through(odd).await;
+        let issued = kit.now();
+        let token = kit.token_in("billing").await;
+        assert!(kit.sandbox.is_token_valid(&token), "{odd:?}: the live token");
+        assert_eq!(
+            kit.ready("billing").await,
+            ("True".into(), "ExpiryAssumed".into()),
+            "{odd:?}"
+        );
+        let status = kit.get("billing").await.status.unwrap();
+        assert_eq!(
+            status.valid_till.map(|t| t.0),
+            Some(issued + SignedDuration::from_hours(1)),
+            "{odd:?}: one hour assumed, never 'never expires'"
+        );
+        assert!(status.expiry_assumed.is_some(), "{odd:?}");
+        assert_eq!(kit.warnings("billing", "ExpiryAssumed").len(), 1, "{odd:?}");
+        // Renewed before the assumed expiry; a documented answer then clears the assumption.
+        kit.advance(SignedDuration::from_mins(50));
+        kit.reconcile_times("billing", 2).await;
+        assert_eq!(kit.calls(SECRET), 3, "{odd:?}: renewed before the hour ends");
+        assert_eq!(
+            kit.ready("billing").await,
+            ("True".into(), "Issued".into()),
+            "{odd:?}"
+        );
+        assert_eq!(kit.get("billing").await.status.unwrap().expiry_assumed, None);
+        kit.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn answers_without_a_usable_token_cost_three_calls_a_day_not_a_loop() {
+    for fault in [
+        Fault::OddBody(OddBody::NoToken),
+        Fault::OddBody(OddBody::Html),
+        Fault::OddBody(OddBody::Empty),
+        Fault::MalformedBody,
+    ] {
+        let kit = Kit::with_first_token(SECRET).await;
+        kit.sandbox
+            .inject_fault(FaultScope::Global, fault.clone(), 10_000);
+        kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+        kit.reconcile("billing").await;
+        let midnight: Timestamp = "2026-11-26T00:00:00Z".parse().unwrap();
+        for _ in 0..50 {
+            let next = kit.get("billing").await.status.unwrap().next_retry_time;
+            let Some(next) = next.map(|t| t.0).filter(|t| *t < midnight) else {
+                break;
+            };
+            kit.set_time(&next.to_string());
+            kit.reconcile_times("billing", 2).await;
+        }
+        assert_eq!(
+            kit.calls(SECRET),
+            1 + 3,
+            "{fault:?}: three answers without a token, then nothing before the next day"
+        );
+        let cac = kit.get("billing").await;
+        let status = cac.status.clone().unwrap();
+        let retry = status.next_retry_time.unwrap().0;
+        assert!(
+            retry >= midnight && retry < midnight + SignedDuration::from_mins(5),
+            "{fault:?}: {retry}"
+        );
+        assert_eq!(
+            kit.ready("billing").await,
+            ("False".into(), "ClearResponseInvalid".into()),
+            "{fault:?}: a call that may have minted: the stored token may be revoked"
+        );
+        let warnings = kit.warnings("billing", "ClearResponseInvalid");
+        assert!(
+            warnings
+                .last()
+                .is_some_and(|w| w.contains("not called again before")),
+            "{fault:?}: the owner is told why it stops: {warnings:?}"
+        );
+        kit.assert_no_leaks();
+        kit.shutdown().await;
+    }
+}
