@@ -122,8 +122,8 @@ fn is_external(target: &str) -> bool {
 fn relative_links_and_anchors_in_the_docs_resolve() {
     let mut dead = Vec::new();
     for page in pages() {
-        let text = std::fs::read_to_string(&page)
-            .unwrap_or_else(|e| panic!("{}: {e}", page.display()));
+        let text =
+            std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
         let dir = page.parent().unwrap();
         for target in link_targets(&text) {
             if target.is_empty() || is_external(&target) {
@@ -158,7 +158,9 @@ fn relative_links_and_anchors_in_the_docs_resolve() {
 
 #[test]
 fn the_readme_stays_at_most_15_kb() {
-    let size = std::fs::metadata(repo_root().join("README.md")).unwrap().len();
+    let size = std::fs::metadata(repo_root().join("README.md"))
+        .unwrap()
+        .len();
     assert!(
         size <= 15_000,
         "README.md is {size} bytes: keep it the user's entry (at most 15 KB) and move the rest to docs/"
@@ -175,11 +177,17 @@ fn slugs_follow_githubs_rule() {
         slug("Dashboard (`grafanaDashboard.enabled`)"),
         "dashboard-grafanadashboardenabled"
     );
-    assert_eq!(slug("Pick windows that fit the token's life"), "pick-windows-that-fit-the-tokens-life");
+    assert_eq!(
+        slug("Pick windows that fit the token's life"),
+        "pick-windows-that-fit-the-tokens-life"
+    );
     assert_eq!(
         link_targets("see [a](docs/a.md#x) and `[b](c.md)` [d](https://e)"),
         vec!["docs/a.md#x".to_string(), "https://e".to_string()]
     );
     let anchors = anchors("# A\n## A\n```\n# not a heading\n```\n");
-    assert_eq!(anchors, BTreeSet::from(["a".to_string(), "a-1".to_string()]));
+    assert_eq!(
+        anchors,
+        BTreeSet::from(["a".to_string(), "a-1".to_string()])
+    );
 }
