@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The real-pod suite, in one command (README "Real pods on a real node"): builds the operator
+# The real-pod suite, in one command (docs/development.md, "Real pods on a real node"): builds the operator
 # image from the Dockerfile (scripts/build-image.sh, with buildah) and the consumer examples'
 # image (examples/consumers/image.sh), starts the control plane with a node
 # (scripts/control-plane.sh up DIR --node), loads both images into the node's containerd,

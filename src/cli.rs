@@ -76,8 +76,8 @@ pub struct RunArgs {
     pub renewal_jitter_percent: u8,
     /// Resources reconciled at once, and so calls to Clear in flight at most (a reconcile
     /// makes at most one). Each reconcile makes its Kubernetes requests one after another,
-    /// so this also bounds the operator's API requests in flight. See "Scale" in the README
-    /// for why the default is what it is.
+    /// so this also bounds the operator's API requests in flight. See docs/performance.md
+    /// and docs/operations.md ("Concurrency") for why the default is what it is.
     #[arg(
         long,
         env = "CLEAR_OPERATOR_CONCURRENCY",
@@ -135,8 +135,8 @@ pub struct RunArgs {
     pub reconcile_stall_secs: u64,
 }
 
-/// Default of `--concurrency`: 10,000 resources, each minting once with Clear answering in
-/// 100 ms, are Ready within a minute (README, "Scale").
+/// Default of `--concurrency`: high enough that the API server's CPU, not the operator, bounds
+/// a first start on the real 2-core control plane (docs/performance.md, "Real control plane").
 pub const DEFAULT_CONCURRENCY: u16 = 64;
 
 #[derive(Debug, Args)]

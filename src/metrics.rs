@@ -199,7 +199,7 @@ impl Metrics {
         );
         registry.register(
             "clear_operator_clear_circuit_open",
-            "1 while Clear (this base URL) failed for every resource lately and only trial calls go to it (see the README, \"When Clear fails for everyone\")",
+            "1 while Clear (this base URL) failed for every resource lately and only trial calls go to it (see docs/minting-and-failures.md, \"When Clear fails for everyone\")",
             metrics.circuit_open.clone(),
         );
         registry.register(

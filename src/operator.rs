@@ -98,7 +98,7 @@ pub async fn run(
         instance: Some(identity.clone()),
     };
     // NB: the operator's time is the API server's, read before anything is decided, so a
-    // node whose wall clock is wrong or steps does not make tokens look expired (README,
+    // node whose wall clock is wrong or steps does not make tokens look expired (docs/minting-and-failures.md,
     // "Clocks").
     let clock = Arc::new(AnchoredClock::system());
     clock::reference::first_sample(&clock, &client, clock::reference::FIRST_SAMPLE_WITHIN).await;

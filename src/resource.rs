@@ -361,7 +361,7 @@ pub struct ClearApiClientStatus {
     /// The operator install (its leader Lease, `namespace/name`) that manages this resource.
     /// A second install watching the same namespace yields to it and says so (Warning
     /// `DuplicateOperator`) instead of minting against it; it takes over only once the
-    /// first evidently stopped (see README, "Two installs").
+    /// first evidently stopped (see docs/minting-and-failures.md, "Two installs").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_instance: Option<String>,
     /// `rolloutRestartTargets` not yet restarted onto the current token (the patch failed,

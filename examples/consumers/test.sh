@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rotation tests of the consumer examples (README: "For application teams: the revoke gap").
+# Rotation tests of the consumer examples (docs/consumers.md: "The revoke gap").
 # Builds the Clear simulator (clear-sandbox) with cargo, starts it on 127.0.0.1, compiles the
 # Java example with javac, and runs the Python and Java tests against it: each test plays the
 # operator (mints, which revokes the previous token) and the kubelet (writes the new token to

@@ -2,7 +2,7 @@
 //! costs a few trial calls instead of one failed call per resource per backoff, and so that
 //! Clear's return is noticed at once and every waiting resource served within minutes.
 //!
-//! The rule (also in the README, "When Clear fails for everyone"):
+//! The rule (also in docs/minting-and-failures.md, "When Clear fails for everyone"):
 //! - **Closed** (normal): every call goes through. [`OPEN_AFTER`] failures in a row that say
 //!   Clear is unavailable (5xx, timeout, connection refused or reset), across resources of the
 //!   host with no answer in between, **open** it.

@@ -2,7 +2,7 @@
 //! - the Python and Java example clients, the Secret mounted as a directory: no request
 //!   fails, and each rotation costs them one retried request, whose duration is the revoke
 //!   gap they live through (printed per rotation);
-//! - a pod mounting the token with `subPath`: its file never changes (README);
+//! - a pod mounting the token with `subPath`: its file never changes (docs/consumers.md);
 //! - a pod taking the token from an environment variable: its token dies at the first
 //!   rotation, and `rolloutRestartTargets` replaces the pod with one holding the new token.
 

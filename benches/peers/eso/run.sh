@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Side by side with External Secrets Operator (ESO) v0.16.2: the same job (one Clear access
 # token per client secret, kept in a Secret) on the same real control plane, one after the
-# other, then one table. See README.md ("Compared with ESO") and bench.py for what is measured.
+# other, then one table. See docs/comparison-external-secrets.md and bench.py for what is measured.
 #
 #   benches/peers/eso/run.sh N
 #
