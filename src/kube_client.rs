@@ -16,6 +16,10 @@
 //! - a 429 (API Priority and Fairness, or max-in-flight) to a **read** is retried after the
 //!   server's `Retry-After` (bounded, at most [`READ_RETRIES`] times): a read changes
 //!   nothing, so re-sending it cannot land over anyone;
+//! - the writes that follow a call to Clear that may have revoked the stored token (the new
+//!   token's Secret, then status) run under [`with_priority`]: they take no permit, so a
+//!   rotation never queues behind other resources' reads and keeps (they are at most one
+//!   per reconcile, so `--concurrency` bounds them);
 //! - a 429 to a **write** is never re-sent here: it comes back to the reconcile as an error
 //!   whose `Status` carries the server's `Retry-After` (`details.retryAfterSeconds`, which
 //!   APF's plain-text answer lacks), and the resource is requeued after it (see
@@ -56,6 +60,24 @@ impl Default for Limits {
             api_concurrency: DEFAULT_API_CONCURRENCY,
         }
     }
+}
+
+tokio::task_local! {
+    /// Set while the current task writes what follows a call to Clear (see [`with_priority`]).
+    static PRIORITY: ();
+}
+
+/// Runs `work` with its Kubernetes requests ahead of every other request of the operator:
+/// they take no permit of the in-flight bound. For the writes between a call to Clear that
+/// may have revoked the stored token and the new token reaching its Secret and status: the
+/// window in which consumers hold a revoked token must not grow with the operator's own
+/// queue.
+pub async fn with_priority<F: Future>(work: F) -> F::Output {
+    PRIORITY.scope((), work).await
+}
+
+fn is_priority() -> bool {
+    PRIORITY.try_with(|()| ()).is_ok()
 }
 
 /// A client for `config`, with no hidden retries of writes.
@@ -130,7 +152,8 @@ where
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let inner = self.inner.clone();
-        let permits = (!is_exempt(&request)).then(|| self.permits.clone());
+        // NB: read in the caller's task: `call` runs there (the buffer is the inner layer).
+        let permits = (!is_exempt(&request) && !is_priority()).then(|| self.permits.clone());
         Box::pin(async move {
             let _permit = match permits {
                 Some(permits) => Some(permits.acquire_owned().await.map_err(Box::new)?),
@@ -298,6 +321,33 @@ mod tests {
                 )
             }
         })
+    }
+
+    #[tokio::test]
+    async fn writes_after_a_call_to_clear_go_ahead_of_a_full_bound() {
+        let in_flight = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let layer = ApiLimitLayer {
+            permits: Arc::new(Semaphore::new(1)),
+        };
+        let limited = layer.layer(server(200, in_flight, most));
+        let patch = || {
+            Request::patch("/api/v1/namespaces/a/secrets/token")
+                .body(Body::empty())
+                .unwrap()
+        };
+        let _hold = layer.permits.clone().acquire_owned().await.unwrap();
+        let mut queued = limited.clone();
+        let waiting = tokio::time::timeout(Duration::from_millis(200), queued.call(patch())).await;
+        assert!(waiting.is_err(), "an ordinary write waits for a permit");
+        let mut first = limited.clone();
+        let answered = tokio::time::timeout(
+            Duration::from_secs(5),
+            with_priority(async move { first.call(patch()).await }),
+        )
+        .await
+        .expect("a priority write takes no permit");
+        assert_eq!(answered.unwrap().status(), 200);
     }
 
     #[tokio::test]

@@ -111,6 +111,7 @@ pub struct Metrics {
     circuit_open: Family<BaseUrlLabels, Gauge>,
     client_secret_calls: Family<ClientSecretLabels, Gauge>,
     requests_saved: Family<WhatLabels, Counter>,
+    rotation_write: Histogram,
     leader: Gauge,
 }
 
@@ -131,8 +132,15 @@ impl Metrics {
             circuit_open: Family::default(),
             client_secret_calls: Family::default(),
             requests_saved: Family::default(),
+            rotation_write: reconcile_histogram(),
             leader: Gauge::default(),
         };
+        registry.register_with_unit(
+            "clear_operator_rotation_write_duration",
+            "From Clear's answer with a new token to that token in its Secret: the window in which consumers hold the token the call revoked",
+            Unit::Seconds,
+            metrics.rotation_write.clone(),
+        );
         registry.register(
             "clear_operator_kube_requests_saved",
             "Kubernetes API work skipped because this process already knew the answer, by what: a watch event of its own write (own_status_event, own_secret_event), a read the watch cache answered (cached_resource, absent_target, client_secret_fingerprint)",
@@ -224,6 +232,11 @@ impl Metrics {
         self.clear_request_duration
             .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// The time from Clear's answer to the new token in its Secret.
+    pub fn observe_rotation_write(&self, elapsed: Duration) {
+        self.rotation_write.observe(elapsed.as_secs_f64());
     }
 
     /// Whether the circuit of the Clear host `base_url` is open.

@@ -107,6 +107,9 @@ pub struct Context {
 pub struct PendingToken {
     /// The `status.callId` of the call that minted it.
     pub call_id: String,
+    /// When Clear's answer arrived: the rotation window (consumers hold a revoked token)
+    /// runs from here to the Secret write.
+    pub answered_at: std::time::Instant,
     pub token: crate::clear::AccessToken,
     pub record: super::secret::TokenRecord,
     pub reason: super::decide::MintReason,

@@ -139,6 +139,7 @@ pub(super) async fn mint(
     let record = token_record(step, &issued, fingerprint, &spec.config_hash);
     let pending = PendingToken {
         call_id,
+        answered_at: issued.received_at,
         token: issued.token,
         record,
         reason,
@@ -200,7 +201,9 @@ async fn store_and_record(
         return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(30)));
     };
     let cac = &fetched.cac;
-    let applied = write::token_secret(
+    // NB: ahead of every other request of the operator: until this lands, consumers hold
+    // the token this call revoked.
+    let applied = crate::kube_client::with_priority(write::token_secret(
         ctx,
         cac,
         base_url.as_str(),
@@ -208,8 +211,12 @@ async fn store_and_record(
         &pending.record,
         Some(&pending.call_id),
         fetched.target_resource_version.as_deref(),
-    )
+    ))
     .await;
+    if applied.is_ok() {
+        ctx.metrics
+            .observe_rotation_write(pending.answered_at.elapsed());
+    }
     if let Err(error) = applied {
         // NB: the stored token was revoked by this call; the new one is the only live one.
         // It is kept and written again soon (this process is the only one that has it), at
@@ -540,7 +547,9 @@ async fn record_success(
     // NB: recorded with the token, before any patch: an operator stopped before (or
     // during) the restarts finds them pending and makes them on its next reconcile.
     done.pending_restarts = cac.spec.rollout_restart_targets.clone();
-    step.write_status(Some(counted), &done).await?;
+    // NB: ahead of other requests too: until status names the new token, a reader of status
+    // sees the revoked one.
+    crate::kube_client::with_priority(step.write_status(Some(counted), &done)).await?;
     info!(reason = status::describe_mint_reason(&reason), token = %record.token_fingerprint, secret = %target, "new token written");
     let (namespace, name) = step.key();
     step.ctx.metrics.record_rotation(
