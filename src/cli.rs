@@ -135,9 +135,22 @@ pub struct RunArgs {
     pub reconcile_stall_secs: u64,
 }
 
-/// Default of `--concurrency`: high enough that the API server's CPU, not the operator, bounds
-/// a first start on the real 2-core control plane (docs/performance.md, "Real control plane").
-pub const DEFAULT_CONCURRENCY: u16 = 64;
+pub use crate::controller::DEFAULT_CONCURRENCY;
+
+/// `run` as a command line of its own, to read its defaults.
+#[derive(Parser)]
+struct RunOnly {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+impl Default for RunArgs {
+    /// `run`'s defaults as clap knows them (and the environment variables it reads), so
+    /// that `dev` and tests start from the same settings as the command line.
+    fn default() -> Self {
+        RunOnly::parse_from(["run"]).args
+    }
+}
 
 #[derive(Debug, Args)]
 pub struct RegenerateArgs {

@@ -117,6 +117,19 @@ impl Clock for ManualClock {
     }
 }
 
+/// Start of the next UTC day strictly after `now`: when Clear's daily quota resets.
+pub fn next_utc_midnight(now: Timestamp) -> Timestamp {
+    const DAY: i64 = 86_400;
+    let next = (now.as_second().div_euclid(DAY) + 1) * DAY;
+    // NB: the clamp only matters at the very end of jiff's range, never in practice.
+    Timestamp::from_second(next).unwrap_or(Timestamp::MAX)
+}
+
+/// The UTC day (`YYYY-MM-DD`) a call made at `now` counts against in Clear's quota.
+pub fn utc_day(now: Timestamp) -> String {
+    now.strftime("%Y-%m-%d").to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

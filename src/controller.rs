@@ -22,13 +22,12 @@ use tracing::{info, warn};
 
 use crate::{
     leader::{LeaderElector, LeaseConfig},
-    reconcile::{
-        Context,
-        conflict::ResourceIndex,
-        error_policy, reconcile,
-        versions::{self, EventOrigin, Object},
-    },
+    reconcile::{Context, error_policy, reconcile},
     resource::{CLIENT_LABEL, ClearApiClient, MANAGED_BY_LABEL, MANAGED_BY_VALUE},
+    services::{
+        conflict::ResourceIndex,
+        versions::{EventOrigin, Object},
+    },
 };
 
 /// Written by `kubectl apply`: the whole object again, as JSON.
@@ -36,9 +35,6 @@ const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-config
 
 /// Longest wait for the budget ledger at the start of a leadership term.
 const LEDGER_LOAD_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How often metrics and claims of deleted resources are dropped.
-const FORGET_SWEEP: Duration = Duration::from_secs(30);
 
 #[derive(Clone, Debug)]
 pub struct ControllerConfig {
@@ -53,6 +49,10 @@ pub struct ControllerConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Default of `--concurrency`: high enough that the API server's CPU, not the operator, bounds
+/// a first start on the real 2-core control plane (docs/performance.md, "Real control plane").
+pub const DEFAULT_CONCURRENCY: u16 = 64;
+
 /// Default of [`ControllerConfig::shutdown_grace`]: room for one call to Clear (20 s by
 /// default) and the writes after it, inside Kubernetes' 30 s termination grace period.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
@@ -61,7 +61,7 @@ impl Default for ControllerConfig {
     fn default() -> Self {
         Self {
             namespaces: Vec::new(),
-            concurrency: crate::cli::DEFAULT_CONCURRENCY,
+            concurrency: DEFAULT_CONCURRENCY,
             leader_election: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
@@ -90,7 +90,7 @@ pub async fn run(
     // NB: from here on every write needs the Lease (see `fence`).
     let elector = LeaderElector::new(ctx.client.clone(), lease, ctx.clock.clone())
         .with_fence(ctx.fence.clone())
-        .with_heartbeat(ctx.lease_heartbeat.clone());
+        .with_heartbeat(ctx.services.lease_heartbeat.clone());
     // NB: the elector keeps renewing until the work of the last term has ended, and only
     // then releases the Lease: a standby taking over while a call to Clear is in flight
     // here would mint again and our answer would then overwrite its token with a revoked one.
@@ -171,14 +171,16 @@ async fn run_term(
     } else {
         config.namespaces.iter().cloned().map(Some).collect()
     };
-    ctx.index.expect_scopes(scopes.len());
-    ctx.versions.secrets.new_term(scopes.len());
+    ctx.services.index.expect_scopes(scopes.len());
+    ctx.services.versions.secrets.new_term(scopes.len());
     // NB: before the first reconcile of the term: calls another leader counted today (with
     // any client secret) count here too. Bounded: an unreadable ledger is logged, and each
     // resource's own count in status still holds.
     let _ = tokio::time::timeout(
         LEDGER_LOAD_TIMEOUT,
-        ctx.ledger.load(&ctx.client, ctx.clock.now(), &ctx.metrics),
+        ctx.services
+            .ledger
+            .load(&ctx.client, ctx.clock.now(), &ctx.metrics),
     )
     .await;
     let mut stoppers = Vec::new();
@@ -197,46 +199,11 @@ async fn run_term(
             });
         runs.push(run);
     }
-    let sweeper = AbortOnDrop({
+    // NB: one task keeps the process-wide services for the term (circuit trials, ledger
+    // writes, sweeps of deleted resources); it ends with the term.
+    let maintenance = AbortOnDrop({
         let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(FORGET_SWEEP);
-            loop {
-                every.tick().await;
-                ctx.forget_deleted();
-                // NB: only once every resource is listed: a record dropped for a resource
-                // still there would make its cache look never written.
-                if ctx.index.all_scopes_synced() {
-                    let present = ctx
-                        .index
-                        .keys()
-                        .iter()
-                        .map(|(namespace, name)| versions::key(namespace, name))
-                        .collect();
-                    ctx.versions.sweep(&present);
-                }
-            }
-        })
-    });
-    let trial_waker = AbortOnDrop({
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::reconcile::circuit::TRIAL_WAKE_EVERY);
-            loop {
-                every.tick().await;
-                ctx.circuits.wake_for_trial(ctx.clock.now());
-            }
-        })
-    });
-    let ledger_writer = AbortOnDrop({
-        let ctx = ctx.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(crate::reconcile::ledger::FLUSH_EVERY);
-            loop {
-                every.tick().await;
-                ctx.ledger.flush(&ctx.client, &ctx.fence).await;
-            }
-        })
+        tokio::spawn(async move { ctx.maintain().await })
     });
     tokio::spawn(async move {
         end.await;
@@ -245,12 +212,10 @@ async fn run_term(
         }
     });
     join_all(runs).await;
-    drop(sweeper);
-    drop(ledger_writer);
-    drop(trial_waker);
+    drop(maintenance);
     // NB: the calls of the term's last seconds, for the next leader (fenced: nothing is
     // written once the Lease is lost).
-    ctx.ledger.flush(&ctx.client, &ctx.fence).await;
+    ctx.services.ledger.flush(&ctx.client, &ctx.fence).await;
 }
 
 /// Aborts the task when dropped (also when the term is dropped midway).
@@ -281,7 +246,7 @@ fn build(
     // controller sees the event, so a reconcile never looks at an index older than its
     // trigger.
     let (reader, writer) = reflector::store();
-    let index = ctx.index.clone();
+    let index = ctx.services.index.clone();
     // NB: managedFields and kubectl's copy of the last applied object are never read here
     // and are most of each cached object (the store holds every ClearApiClient).
     let objects = watcher(clients, watcher::Config::default()).modify(|cac| {
@@ -300,13 +265,15 @@ fn build(
     // NB: events held while a write of ours was in flight and found not to be its own
     // come back through this channel (see `versions::EventOrigin::Held`).
     let (held_tx, held_rx) = futures::channel::mpsc::unbounded();
-    ctx.versions
+    ctx.services
+        .versions
         .own
         .set_trigger(namespace.map(str::to_string), held_tx);
     // NB: resources held back while Clear failed for everyone come back when it answers
-    // again, paced by the circuit (see `reconcile::circuit`); only this scope's.
+    // again, paced by the circuit (see `services::circuit`); only this scope's.
     let scope_namespace = namespace.map(str::to_string);
     let released = ctx
+        .services
         .circuits
         .releases()
         .filter(move |(ns, _)| {
@@ -325,12 +292,12 @@ fn build(
     let secret_events = watcher(secrets, watcher::Config::default())
         .inspect(move |event| {
             if let Ok(event) = event {
-                seen.versions.secrets.apply_event(scope, event);
+                seen.services.versions.secrets.apply_event(scope, event);
             }
         })
         .filter(move |event| std::future::ready(!is_own_secret_write(&mapping, event)))
         .touched_objects();
-    let index = ctx.index.clone();
+    let index = ctx.services.index.clone();
     controller.watches_stream(secret_events, move |secret| map_secret(&index, secret))
 }
 
@@ -353,10 +320,11 @@ fn is_own_status_write(
         return false;
     };
     let target = ObjectRef::from_obj(cac);
-    let origin = ctx
-        .versions
-        .own
-        .origin(Object::Status, &namespace, &cac.name_any(), &rv, target);
+    let origin =
+        ctx.services
+            .versions
+            .own
+            .origin(Object::Status, &namespace, &cac.name_any(), &rv, target);
     saved(ctx, origin, "own_status_event")
 }
 
@@ -379,16 +347,19 @@ fn is_own_secret_write(
     ) else {
         return false;
     };
-    let only_owner = map_secret(&ctx.index, secret.clone())
+    let only_owner = map_secret(&ctx.services.index, secret.clone())
         .iter()
         .all(|r| *r == owner);
     if !only_owner {
         return false;
     }
-    let origin =
-        ctx.versions
-            .own
-            .origin(Object::Secret, &namespace, &secret.name_any(), &rv, owner);
+    let origin = ctx.services.versions.own.origin(
+        Object::Secret,
+        &namespace,
+        &secret.name_any(),
+        &rv,
+        owner,
+    );
     saved(ctx, origin, "own_secret_event")
 }
 

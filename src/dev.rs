@@ -158,23 +158,14 @@ pub async fn run(args: DevArgs) -> Result<(), DevError> {
 /// The operator's settings in dev mode: plain http and the simulator (only) allowed.
 fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError> {
     let simulator = parse_base_url(simulator_url).map_err(DevError::SimulatorUrl)?;
+    // NB: everything else is `run`'s own default, from the one place clap keeps them.
     Ok(RunArgs {
-        namespaces: Vec::new(),
         allowed_base_urls: vec![simulator],
         allow_http: true,
-        mint_budget: 250,
-        renewal_jitter_percent: crate::reconcile::schedule::DEFAULT_RENEWAL_JITTER_PERCENT,
-        concurrency: crate::cli::DEFAULT_CONCURRENCY,
-        kube_api_concurrency: crate::kube_client::DEFAULT_API_CONCURRENCY,
         metrics_addr: args.metrics_addr,
-        no_leader_election: false,
         leader_election_namespace: Some("default".to_string()),
-        lease_name: "clear-operator".to_string(),
-        ca_bundle: None,
         clear_timeout_secs: 10,
-        lease_duration_secs: 15,
-        shutdown_grace_secs: 25,
-        reconcile_stall_secs: 300,
+        ..RunArgs::default()
     })
 }
 

@@ -40,6 +40,9 @@ use kube::{Client, Config, client::Body};
 use tokio::sync::Semaphore;
 use tower::{BoxError, Layer, Service, ServiceExt, buffer::BufferLayer};
 
+/// The one field manager for everything the operator writes.
+pub const FIELD_MANAGER: &str = "clear-operator";
+
 /// Default of `--kube-api-concurrency`: Kubernetes requests in flight at once.
 pub const DEFAULT_API_CONCURRENCY: u16 = 64;
 /// How often a read refused with 429 is sent again, at most.

@@ -171,9 +171,9 @@ fn spawn_watchdog(
                 _ = every.tick() => {}
             }
             let now = std::time::Instant::now();
-            let reconcile_stalled = ctx.progress.is_stalled_at(now, reconcile_stall);
-            let lease_stalled =
-                lease_stall.is_some_and(|deadline| !ctx.lease_heartbeat.is_fresh_at(now, deadline));
+            let reconcile_stalled = ctx.services.progress.is_stalled_at(now, reconcile_stall);
+            let lease_stalled = lease_stall
+                .is_some_and(|deadline| !ctx.services.lease_heartbeat.is_fresh_at(now, deadline));
             let live = !reconcile_stalled && !lease_stalled;
             if live != health.is_live() {
                 tracing::warn!(reconcile_stalled, lease_stalled, live, "liveness changed");

@@ -28,7 +28,10 @@ async fn a_token_under_an_undocumented_key_or_longer_than_documented_is_served()
     for odd in [OddBody::CamelCaseKey, OddBody::LongToken] {
         let kit = regenerated_through(odd).await;
         let token = kit.token_in("billing").await;
-        assert!(kit.sandbox.is_token_valid(&token), "{odd:?}: the live token");
+        assert!(
+            kit.sandbox.is_token_valid(&token),
+            "{odd:?}: the live token"
+        );
         assert_eq!(
             kit.ready("billing").await,
             ("True".into(), "Issued".into()),
@@ -51,7 +54,10 @@ async fn a_token_without_a_readable_expiry_is_served_with_a_short_assumed_life()
         let kit = regenerated_through(odd).await;
         let issued = kit.now();
         let token = kit.token_in("billing").await;
-        assert!(kit.sandbox.is_token_valid(&token), "{odd:?}: the live token");
+        assert!(
+            kit.sandbox.is_token_valid(&token),
+            "{odd:?}: the live token"
+        );
         assert_eq!(
             kit.ready("billing").await,
             ("True".into(), "ExpiryAssumed".into()),
@@ -68,13 +74,20 @@ async fn a_token_without_a_readable_expiry_is_served_with_a_short_assumed_life()
         // Renewed before the assumed expiry; a documented answer then clears the assumption.
         kit.advance(SignedDuration::from_mins(50));
         kit.reconcile_times("billing", 2).await;
-        assert_eq!(kit.calls(SECRET), 3, "{odd:?}: renewed before the hour ends");
+        assert_eq!(
+            kit.calls(SECRET),
+            3,
+            "{odd:?}: renewed before the hour ends"
+        );
         assert_eq!(
             kit.ready("billing").await,
             ("True".into(), "Issued".into()),
             "{odd:?}"
         );
-        assert_eq!(kit.get("billing").await.status.unwrap().expiry_assumed, None);
+        assert_eq!(
+            kit.get("billing").await.status.unwrap().expiry_assumed,
+            None
+        );
         kit.shutdown().await;
     }
 }

@@ -9,11 +9,9 @@ use std::{collections::BTreeSet, time::Duration};
 use futures::StreamExt;
 
 use clear_operator::{
-    reconcile::{
-        circuit::{OPEN_AFTER, TRIAL_INTERVAL},
-        decide::Policy,
-    },
+    reconcile::decide::Policy,
     resource::REGENERATE_ANNOTATION,
+    services::circuit::{OPEN_AFTER, TRIAL_INTERVAL},
 };
 use clear_sandbox::{ClientConfig, Fault, FaultScope};
 use jiff::SignedDuration;
@@ -120,7 +118,7 @@ async fn an_outage_of_clear_costs_a_few_trial_calls_and_its_end_serves_everyone_
     // Clear is back: the next trial succeeds; every resource that waited or failed during
     // the outage is released (the controller reconciles them at 50 a second), and is served
     // on that reconcile, whatever backoff its own failures asked for.
-    let releases = kit.ctx.circuits.releases();
+    let releases = kit.ctx.services.circuits.releases();
     kit.sandbox.clear_faults();
     kit.advance(TRIAL_INTERVAL);
     reconcile_all(&kit).await;
@@ -307,7 +305,11 @@ async fn a_new_leader_reads_the_ledger_and_keeps_to_the_budget() {
     let kit = small_budget(Some(INSTANCE)).await;
     spend_budget(&kit, "billing", kit.spec("clear-secret")).await;
     delete(&kit, "billing").await;
-    kit.ctx.ledger.flush(&kit.ctx.client, &kit.ctx.fence).await;
+    kit.ctx
+        .services
+        .ledger
+        .flush(&kit.ctx.client, &kit.ctx.fence)
+        .await;
     let stored: Api<ConfigMap> = Api::namespaced(kit.ctx.client.clone(), "default");
     let ledger = stored
         .get("clear-operator-budget")
@@ -325,7 +327,8 @@ async fn a_new_leader_reads_the_ledger_and_keeps_to_the_budget() {
         },
         Some(INSTANCE),
     );
-    next.ledger
+    next.services
+        .ledger
         .load(&next.client, kit.now(), &next.metrics)
         .await;
     kit.create("billing", kit.spec("clear-secret")).await;

@@ -529,7 +529,12 @@ async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
         .await
         .unwrap();
     for _ in 0..500 {
-        if kit.ctx.index.contains(other_ns, "confidential-project") {
+        if kit
+            .ctx
+            .services
+            .index
+            .contains(other_ns, "confidential-project")
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -669,7 +674,7 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
         let result = reconcile::reconcile(obj.clone(), kit.ctx.clone()).await;
         assert!(result.is_err(), "the injected 500 fails the reconcile");
         assert_eq!(
-            kit.ctx.failure_streak(scenario_kit::NS, "billing"),
+            kit.ctx.memory.failure_streak(scenario_kit::NS, "billing"),
             expected_streak
         );
     }
@@ -687,7 +692,10 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
     );
 
     kit.reconcile("billing").await;
-    assert_eq!(kit.ctx.failure_streak(scenario_kit::NS, "billing"), 0);
+    assert_eq!(
+        kit.ctx.memory.failure_streak(scenario_kit::NS, "billing"),
+        0
+    );
     assert_eq!(kit.calls(SECRET), 1, "API failures never cause a mint");
     kit.assert_no_leaks();
     kit.shutdown().await;

@@ -75,7 +75,7 @@ async fn running() -> (
     let ctx = kit.new_context(Policy::default());
     let (stop, run) = kit.run_controller(ctx.clone());
     eventually("the Secret watch listed", || {
-        ctx.versions.secrets.is_synced()
+        ctx.services.versions.secrets.is_synced()
     })
     .await;
     kit.emulator.requests().reset();

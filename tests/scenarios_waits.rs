@@ -9,8 +9,7 @@ mod scenario_kit;
 use std::time::Duration;
 
 use clear_operator::{
-    reconcile::{circuit::TRIAL_INTERVAL, decide::Policy},
-    resource::REGENERATE_ANNOTATION,
+    reconcile::decide::Policy, resource::REGENERATE_ANNOTATION, services::circuit::TRIAL_INTERVAL,
 };
 use clear_sandbox::{ClientConfig, Fault, FaultScope};
 use jiff::SignedDuration;
@@ -45,10 +44,17 @@ async fn turns_not_ready_at_expiry(kit: &Kit, waiting_reason: &str, why: &str, c
         ("False".into(), "TokenExpired".into())
     );
     let message = scenario_kit::ready_message(&kit.get("billing").await);
-    assert!(message.contains(&format!("expired at {EXPIRY}")), "{message}");
+    assert!(
+        message.contains(&format!("expired at {EXPIRY}")),
+        "{message}"
+    );
     assert!(message.contains(why), "{message}");
     let warnings = kit.warnings("billing", "TokenExpired");
-    assert_eq!(warnings.len(), 1, "one Warning, at the instant: {warnings:?}");
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one Warning, at the instant: {warnings:?}"
+    );
     assert_eq!(kit.calls(SECRET), calls, "waiting calls nothing");
 }
 
@@ -169,7 +175,14 @@ async fn a_limiter_answering_retry_after_one_second_gets_a_bounded_number_of_cal
     );
     // The limiter lets go: the next retry renews.
     kit.sandbox.clear_faults();
-    let next = kit.get("billing").await.status.unwrap().next_retry_time.unwrap().0;
+    let next = kit
+        .get("billing")
+        .await
+        .status
+        .unwrap()
+        .next_retry_time
+        .unwrap()
+        .0;
     kit.set_time(&next.to_string());
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), throttled + 2);
@@ -224,7 +237,7 @@ async fn one_tenants_unsendable_client_secret_changes_nothing_during_an_outage()
         .unwrap()
         .as_str()
         .to_string();
-    assert!(kit.ctx.circuits.is_open(&base));
+    assert!(kit.ctx.services.circuits.is_open(&base));
 
     // The tenant edits its client secret to something unsendable every trial interval and
     // is reconciled first each time: it calls nothing, and the fleet still gets exactly one
@@ -245,8 +258,12 @@ async fn one_tenants_unsendable_client_secret_changes_nothing_during_an_outage()
         for name in &names {
             kit.reconcile(name).await;
         }
-        assert_eq!(kit.all_calls(), opened + round + 1, "one trial per interval");
-        assert!(kit.ctx.circuits.is_open(&base), "still open");
+        assert_eq!(
+            kit.all_calls(),
+            opened + round + 1,
+            "one trial per interval"
+        );
+        assert!(kit.ctx.services.circuits.is_open(&base), "still open");
     }
     let tenant = scenario_kit::ready_message(&kit.get("tenant").await);
     assert!(tenant.contains("cannot be sent"), "{tenant}");
@@ -254,7 +271,7 @@ async fn one_tenants_unsendable_client_secret_changes_nothing_during_an_outage()
     for value in &tried {
         let fingerprint = clear_operator::clear::fingerprint_of(value.trim());
         assert_eq!(
-            kit.ctx.ledger.calls_today(&fingerprint, kit.now()),
+            kit.ctx.services.ledger.calls_today(&fingerprint, kit.now()),
             0,
             "nothing counted for values that were never sent"
         );

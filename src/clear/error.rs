@@ -6,6 +6,7 @@
 use jiff::Timestamp;
 
 use super::rate_limit::quota_jitter;
+pub use crate::clock::next_utc_midnight;
 use crate::reason::Reason;
 
 /// How the reconciler should back off after a failure.
@@ -200,14 +201,6 @@ impl ClearError {
                 | Self::UnexpectedStatus { .. }
         )
     }
-}
-
-/// Start of the next UTC day strictly after `now`: when Clear's daily quota resets.
-pub fn next_utc_midnight(now: Timestamp) -> Timestamp {
-    const DAY: i64 = 86_400;
-    let next = (now.as_second().div_euclid(DAY) + 1) * DAY;
-    // NB: the clamp only matters at the very end of jiff's range, never in practice.
-    Timestamp::from_second(next).unwrap_or(Timestamp::MAX)
 }
 
 #[cfg(test)]

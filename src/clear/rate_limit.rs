@@ -16,8 +16,8 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::error::next_utc_midnight;
 use super::http_date::parse_http_date;
+use crate::clock::next_utc_midnight;
 
 /// The earliest retry a `Retry-After` can ask for (`0` and dates in the past included).
 pub const MIN_RETRY_AFTER: SignedDuration = SignedDuration::from_secs(1);

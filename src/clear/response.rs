@@ -293,12 +293,15 @@ mod tests {
         // NB: in a 200 that carries a token, an unreadable valid_till never costs the token.
         let got = parse_token_body(br#"{"access_token":"t","valid_till":1764095400}"#).unwrap();
         assert_eq!(got.expiry_unknown, Some("valid_till is not a date"));
-        let got =
-            parse_token_body(br#"{"access_token":"t","valid_till":"2026-11-25T18:30:00"}"#)
-                .unwrap();
+        let got = parse_token_body(br#"{"access_token":"t","valid_till":"2026-11-25T18:30:00"}"#)
+            .unwrap();
         assert_eq!(
             (got.token.expose(), got.valid_till, got.expiry_unknown),
-            ("t", None, Some("valid_till is not a date with a UTC offset"))
+            (
+                "t",
+                None,
+                Some("valid_till is not a date with a UTC offset")
+            )
         );
     }
 

@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::{
     schedule,
     secret::TokenRecord,
-    status,
+    view,
     windows::{self, Planned, Window},
 };
 use crate::{reason::Reason, resource::ClearApiClientStatus};
@@ -372,15 +372,11 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
     // NB: a failure recorded after the call started means that call ended here (its answer
     // was lost or may have minted): nothing is in flight, only its backoff applies.
     if reason == MintReason::Interrupted
-        && let Some(started) = obs.status.mint_started_at.as_ref().map(|t| t.0)
-        && obs
-            .status
-            .last_failure_time
-            .as_ref()
-            .is_none_or(|failed| failed.0 < started)
-        && now < started + policy.in_flight_grace
+        && let Some(call) = view::call_in_flight(&obs.status)
+        && !call.ended_in_failure
+        && now < call.started_at + policy.in_flight_grace
     {
-        let until = started + policy.in_flight_grace;
+        let until = call.started_at + policy.in_flight_grace;
         return wait(Blocker::CallInFlight { until }, Some(until), Some(reason));
     }
     if let Some(blocker) = backoff(&obs.status, fingerprint, spec, obs.clear_recovered_at, now) {
@@ -392,7 +388,7 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
     }
     // NB: Clear's limit is per client secret: the calls of other (or deleted) resources
     // with it count, and so do this resource's own, which status keeps across restarts.
-    let spent = mints_today(&obs.status, now).max(i64::from(obs.client_secret_calls_today));
+    let spent = view::mints_today(&obs.status, now).max(i64::from(obs.client_secret_calls_today));
     if spent >= i64::from(policy.mint_budget) {
         let until = schedule::next_utc_midnight(now);
         return wait(
@@ -482,7 +478,7 @@ fn need<'a>(obs: &'a Observed, spec: &ValidSpec, fingerprint: &str, now: Timesta
 /// does not hold that call's answer (told by its call id, see [`super::secret::held_token`]): it
 /// still holds the token status names, another one, or none.
 fn call_outcome_lost(obs: &Observed) -> bool {
-    if obs.status.mint_started_at.is_none() {
+    if view::call_in_flight(&obs.status).is_none() {
         return false;
     }
     match &obs.target {
@@ -541,18 +537,15 @@ fn backoff(
     clear_recovered_at: Option<Timestamp>,
     now: Timestamp,
 ) -> Option<Blocker> {
-    // NB: an unknown recorded reason (written by another version) is treated as transient.
-    let reason = status
-        .last_failure_reason
-        .as_deref()
-        .map(|r| Reason::parse(r).unwrap_or(Reason::ClearUnavailable))?;
-    let same_config = status.config_hash.as_ref().is_none_or(|rejected| {
+    let failure = view::last_failure(status)?;
+    let reason = failure.reason;
+    let same_config = failure.config_hash.as_ref().is_none_or(|rejected| {
         *rejected == spec.config_hash || spec.equivalent_config_hashes.contains(rejected)
     });
     if reason == Reason::ClientSecretRejected && !same_config {
         return None;
     }
-    let same_secret = status::call_secret(status) == Some(fingerprint);
+    let same_secret = failure.client_secret_fingerprint.as_deref() == Some(fingerprint);
     let about_secret = matches!(reason, Reason::ClientSecretRejected | Reason::RateLimited);
     if about_secret && !same_secret {
         return None;
@@ -563,12 +556,12 @@ fn backoff(
     // NB: Clear answered again since this failure, which said it was unavailable: the
     // backoff was about an outage that is over.
     if reason == Reason::ClearUnavailable
-        && let (Some(recovered), Some(failed)) = (clear_recovered_at, &status.last_failure_time)
-        && failed.0 <= recovered
+        && let (Some(recovered), Some(failed)) = (clear_recovered_at, failure.at)
+        && failed <= recovered
     {
         return None;
     }
-    let until = status.next_retry_time.as_ref()?.0;
+    let until = failure.next_retry?;
     (now < until).then_some(Blocker::Backoff { reason, until })
 }
 
@@ -589,19 +582,12 @@ pub fn yield_to<'a>(status: &'a ClearApiClientStatus, me: &str, now: Timestamp) 
         .is_some_and(|t| now > t.0 + TAKEOVER_AFTER_OVERDUE);
     let expired = status.valid_till.as_ref().is_some_and(|t| now >= t.0);
     let tokenless_for_long = status.token_fingerprint.is_none()
-        && status::ready_condition(Some(status))
+        && view::ready_condition(Some(status))
             .is_none_or(|c| now > c.last_transition_time.0 + TAKEOVER_WITHOUT_TOKEN);
     (!overdue && !expired && !tokenless_for_long).then_some(other)
 }
 
-/// Calls made on the current UTC day (a count recorded on an earlier day is stale).
-pub fn mints_today(status: &ClearApiClientStatus, now: Timestamp) -> i64 {
-    if status.mint_day.as_deref() == Some(schedule::utc_day(now).as_str()) {
-        i64::from(status.mints_today)
-    } else {
-        0
-    }
-}
+pub use super::view::mints_today;
 
 #[cfg(test)]
 mod tests {

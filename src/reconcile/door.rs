@@ -11,12 +11,11 @@
 use jiff::Timestamp;
 use tracing::{info, warn};
 
-use super::{
-    circuit::{self, Admission, Key, Outcome},
-    context::Context,
-    error::Error,
+use super::{context::Context, error::Error};
+use crate::{
+    clear::{BaseUrl, ClearError, ClientSecret, IssuedToken},
+    services::circuit::{self, Admission, Key, Outcome},
 };
-use crate::clear::{BaseUrl, ClearError, ClientSecret, IssuedToken};
 
 /// What the caller wants the call for (log lines and metrics say it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,12 +63,12 @@ pub async fn enter<'a>(
     fingerprint: &str,
     now: Timestamp,
 ) -> Entry<'a> {
-    let trial = match ctx.circuits.admit(base_url.as_str(), &key, now) {
+    let trial = match ctx.services.circuits.admit(base_url.as_str(), &key, now) {
         Admission::Call => false,
         Admission::Trial => true,
         Admission::Wait { .. } => return Entry::Held,
     };
-    let lock = ctx.index.lock_for(fingerprint);
+    let lock = ctx.services.index.lock_for(fingerprint);
     let serialized = lock.lock_owned().await;
     Entry::Open(Door {
         ctx,
@@ -104,7 +103,10 @@ impl Door<'_> {
         }
         ctx.fence.check()?;
         // NB: counted before the call, like `mintsToday`: a call whose outcome is lost counted.
-        let calls_today = ctx.ledger.count(&self.fingerprint, now, &ctx.metrics);
+        let calls_today = ctx
+            .services
+            .ledger
+            .count(&self.fingerprint, now, &ctx.metrics);
         info!(
             purpose = purpose.label(),
             client_secret = %self.fingerprint,
@@ -126,8 +128,9 @@ impl Door<'_> {
 
     fn tell_circuit(&self, result: &Result<IssuedToken, ClearError>, now: Timestamp) {
         let (ctx, host) = (self.ctx, self.base_url.as_str());
-        let was_open = ctx.circuits.is_open(host);
+        let was_open = ctx.services.circuits.is_open(host);
         if ctx
+            .services
             .circuits
             .record(host, &self.key, Outcome::of(result), now)
         {
@@ -136,10 +139,10 @@ impl Door<'_> {
                 "Clear failed this many calls in a row: holding back every call but one trial every {}s until it answers",
                 circuit::TRIAL_INTERVAL.as_secs()
             );
-        } else if was_open && !ctx.circuits.is_open(host) {
+        } else if was_open && !ctx.services.circuits.is_open(host) {
             info!("Clear answers again: releasing the resources that waited for it");
         }
         ctx.metrics
-            .set_clear_circuit_open(host, ctx.circuits.is_open(host));
+            .set_clear_circuit_open(host, ctx.services.circuits.is_open(host));
     }
 }

@@ -3,10 +3,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::{
-    Client,
-    runtime::events::{Event, EventType, Recorder, Reporter},
-};
+use kube::runtime::events::{Event, EventType};
 
 use super::{
     decide::{Blocker, MintReason},
@@ -198,51 +195,15 @@ fn truncate(mut note: String) -> String {
     note
 }
 
-/// Makes kube-runtime event recorders.
-///
-/// NB: a [`Recorder`] keeps every Event it published for six minutes, so that a repeat
-/// becomes a series (the same Event, counted) rather than another Event. Shared by all
-/// reconciles, that cache holds one Event per resource that had news in the last six
-/// minutes: most of the operator's memory when 10,000 resources all mint at their first
-/// start, and, for Warnings, memory that grows with a fleet-wide failure (Clear down for
-/// every resource) rather than with the work. Each Event therefore gets a recorder of its
-/// own, as kube-runtime intends recorders to be used (one per reconcile): the operator
-/// already publishes a Warning once per streak of failures, not on every retry, so there are
-/// no repeats to fold into series.
-#[derive(Clone)]
-pub struct Recorders {
-    client: Client,
-    reporter: Reporter,
-}
-
-impl Recorders {
-    pub fn new(client: Client, reporter: Reporter) -> Self {
-        Self { client, reporter }
-    }
-
-    fn fresh(&self) -> Recorder {
-        Recorder::new(self.client.clone(), self.reporter.clone())
-    }
-}
-
 /// Publishes a notice and counts it by reason; a failure to publish is logged, never fatal
 /// (the status says it too).
 pub async fn publish(
-    recorders: &Recorders,
+    recorders: &crate::services::recorder::Recorders,
     metrics: &Metrics,
     reference: &ObjectReference,
     notice: Notice,
 ) {
-    let event = notice.to_event();
-    let type_ = match event.type_ {
-        EventType::Normal => "Normal",
-        EventType::Warning => "Warning",
-    };
-    metrics.observe_event(&event.reason, type_);
-    let recorder = recorders.fresh();
-    if let Err(error) = recorder.publish(&event, reference).await {
-        tracing::warn!(reason = %event.reason, error = %error, "failed to publish event");
-    }
+    crate::services::recorder::publish(recorders, metrics, reference, notice.to_event()).await;
 }
 
 /// A notice for a guard, with the reason and message of the condition it set.
@@ -275,8 +236,11 @@ pub fn blocked(blocker: &Blocker, reason: Reason, message: String) -> Option<Not
 
 #[cfg(test)]
 mod tests {
+    use kube::runtime::events::Reporter;
+
     use super::*;
     use crate::reconcile::test_support::ts;
+    use crate::services::recorder::Recorders;
 
     #[test]
     fn mint_reasons_map_to_the_documented_event_reasons() {

@@ -12,12 +12,14 @@ use kube::{
 use tracing::info;
 
 use super::{
-    Context,
-    decide::{ClientSecretState, Observed, Policy, TargetState, mints_today},
+    context::Context,
+    decide::{ClientSecretState, Observed, Policy, TargetState},
     door::{self, Entry, Purpose},
     error::Error,
     events::Notice,
-    now_seconds, observe, schedule, status, write,
+    observe, schedule, status,
+    view::{self, mints_today},
+    write,
 };
 use crate::{
     clear::FailureClass,
@@ -47,7 +49,7 @@ pub fn decide_revoke(obs: &Observed, now: Timestamp, policy: &Policy) -> RevokeD
     let status = &obs.status;
     // NB: a revoke already recorded (the finalizer patch after it failed, e.g. on a
     // conflict) is not repeated: one call per deletion.
-    if status::ready_condition(Some(status)).is_some_and(|c| c.reason == Reason::Revoked.as_str()) {
+    if view::revoked(status) {
         return RevokeDecision::Done;
     }
     // NB: a token may be out there although status records none: a call was in flight when
@@ -88,7 +90,7 @@ pub fn decide_revoke(obs: &Observed, now: Timestamp, policy: &Policy) -> RevokeD
         return skip("no_base_url", "the spec has no usable base URL");
     }
     if status.last_failure_reason.as_deref() == Some(Reason::ClientSecretRejected.as_str())
-        && status::call_secret(status) == Some(fingerprint.as_str())
+        && view::call_secret(status) == Some(fingerprint.as_str())
     {
         return skip("client_secret_rejected", "Clear rejected the client secret");
     }
@@ -126,7 +128,7 @@ pub(super) async fn revoke_on_delete(
     let Some(fetched) = observe::fetch(ctx, api, &name, observe::Reads::Fresh).await? else {
         return Ok(Revocation::Finished);
     };
-    let now = now_seconds(ctx);
+    let now = ctx.now_seconds();
     let notice = match decide_revoke(&fetched.observed, now, &ctx.settings.policy) {
         RevokeDecision::Done => {
             info!("revoke-on-delete already done; releasing the resource");
@@ -209,7 +211,7 @@ async fn record_revoked(
     let mut cac = read.clone();
     for attempt in 0..2 {
         let prev = cac.status.clone().unwrap_or_default();
-        let next = status::revoked(&prev, cac.meta().generation, now_seconds(ctx));
+        let next = status::revoked(&prev, cac.meta().generation, ctx.now_seconds());
         let written = write::status(
             ctx,
             api,

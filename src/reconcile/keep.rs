@@ -8,14 +8,14 @@ use kube::{Api, Resource};
 use tracing::{info, warn};
 
 use super::{
-    Step,
     decide::WindowOutcome,
-    earliest,
     error::{self, Error},
     events::Notice,
-    restart,
+    restart, schedule,
     secret::{self, TokenRecord},
-    status, write,
+    status,
+    step::Step,
+    write,
 };
 use crate::resource::ClearApiClientStatus;
 
@@ -48,7 +48,8 @@ pub(super) async fn keep(
         // NB: told apart by its call id (see secret::held_token), not guessed.
         info!(token = %record.token_fingerprint, "the Secret holds the answer to the call in flight (its status write was lost); recording it without a call");
     }
-    ctx.index
+    ctx.services
+        .index
         .claim(&fetched.claimant, &record.client_secret_fingerprint, true);
     let mut next = status::kept(
         step.prev(),
@@ -81,7 +82,7 @@ pub(super) async fn keep(
     ctx.metrics.set_ready(&namespace, &name, true);
     ctx.metrics
         .set_token_expiry(&namespace, &name, record.valid_till);
-    Ok(earliest(renewal_time, restart_retry))
+    Ok(schedule::earliest(renewal_time, restart_retry))
 }
 
 /// Tells the owner, once, that the renewal will happen outside the renewal windows: when the

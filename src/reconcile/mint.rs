@@ -9,16 +9,15 @@ use kube::Resource;
 use tracing::{debug, info, warn};
 
 use super::{
-    Step,
     context::PendingToken,
     decide::{self, Blocker, MintReason, TokenHealth, WindowOutcome},
     door::{self, Entry, Purpose},
-    earliest,
     error::Error,
     events::{self, Notice},
-    keep, now_seconds, schedule,
+    keep, schedule,
     secret::TokenRecord,
     status::{self, MintFailure},
+    step::Step,
     wait::wait,
     write,
 };
@@ -45,11 +44,11 @@ pub(super) async fn mint(
         });
     };
     let cac = &fetched.cac;
-    if !ctx.index.all_scopes_synced() {
+    if !ctx.services.index.all_scopes_synced() {
         debug!(
             "not every watched namespace is listed yet; minting waits for the shared-secret check to see them all"
         );
-        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(1)));
+        return Ok(Some(ctx.now_seconds() + jiff::SignedDuration::from_secs(1)));
     }
     let fingerprint = client_secret.fingerprint();
     // NB: before anything is written: while Clear fails for everyone, a resource that is not
@@ -64,9 +63,10 @@ pub(super) async fn mint(
     };
     // NB: re-checked under the lock: another resource with the same client secret may have
     // claimed it since the fetch, and its status may not have reached the cache yet.
-    if let Some(holder) = ctx
-        .index
-        .find_conflict(&fetched.claimant, &fingerprint, fetched.holds)
+    if let Some(holder) =
+        ctx.services
+            .index
+            .find_conflict(&fetched.claimant, &fingerprint, fetched.holds)
     {
         let blocker = Blocker::Conflict {
             with: holder.display_to(&fetched.claimant),
@@ -74,7 +74,9 @@ pub(super) async fn mint(
         return wait(step, &blocker, health, None, Some(&reason)).await;
     }
     // NB: from here on this resource is about to hold the secret: others yield to it.
-    ctx.index.claim(&fetched.claimant, &fingerprint, true);
+    ctx.services
+        .index
+        .claim(&fetched.claimant, &fingerprint, true);
 
     let prev = step.prev();
     let call_id = new_call_id();
@@ -120,7 +122,7 @@ pub(super) async fn mint(
         unmarked.mint_started_at = None;
         unmarked.call_id = None;
         step.write_status(Some(&counted), &unmarked).await?;
-        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(5)));
+        return Ok(Some(ctx.now_seconds() + jiff::SignedDuration::from_secs(5)));
     }
     info!(
         reason = status::describe_mint_reason(&reason),
@@ -197,8 +199,10 @@ async fn store_and_record(
         // is still the live one; it is written with the base URL of its call when it comes
         // back, so keep it.
         let (namespace, name) = step.key();
-        ctx.keep_pending(&namespace, &name, pending);
-        return Ok(Some(now_seconds(ctx) + jiff::SignedDuration::from_secs(30)));
+        ctx.memory.keep_pending(&namespace, &name, pending);
+        return Ok(Some(
+            ctx.now_seconds() + jiff::SignedDuration::from_secs(30),
+        ));
     };
     let cac = &fetched.cac;
     // NB: ahead of every other request of the operator: until this lands, consumers hold
@@ -230,7 +234,7 @@ async fn store_and_record(
         let (namespace, name) = step.key();
         ctx.metrics.set_ready(&namespace, &name, false);
         let token_fingerprint = pending.record.token_fingerprint.clone();
-        ctx.keep_pending(&namespace, &name, pending);
+        ctx.memory.keep_pending(&namespace, &name, pending);
         // NB: best effort: the same outage may fail this write too. Nothing depends on it:
         // `mintStartedAt` and `callId` (already in status) are what keep other replicas
         // from minting, and the pending token what keeps this one from it.
@@ -244,11 +248,11 @@ async fn store_and_record(
                     "new token {token_fingerprint} was minted but could not be written yet ({detail}); it is kept and written again, not minted again"
                 ),
                 cac.meta().generation,
-                now_seconds(ctx),
+                ctx.now_seconds(),
             );
             let _ = step.write_status(Some(counted), &next).await;
         }
-        return Ok(Some(now_seconds(ctx) + retry_in));
+        return Ok(Some(ctx.now_seconds() + retry_in));
     }
     let PendingToken {
         record,
@@ -270,7 +274,7 @@ async fn store_and_record(
     };
     let done = record_success(step, counted, minted, renewal, windows.as_ref()).await?;
     let restart_retry = restart_targets(step, &done, record.issued_at).await?;
-    Ok(earliest(renewal, restart_retry))
+    Ok(schedule::earliest(renewal, restart_retry))
 }
 
 /// Answers in a row with no usable token (not JSON, no token in it) after which the operator
@@ -295,13 +299,12 @@ fn describe_answer(
     // NB: an answer with no usable token, again and again, is Clear's (or a proxy's) way of
     // answering this client secret today: each retry may mint (and revoke) a token that is
     // thrown away with the body, so after a few the rest of the day is left alone.
-    let malformed_in_a_row = if counted.last_failure_reason.as_deref()
-        == Some(Reason::ClearResponseInvalid.as_str())
-    {
-        counted.failed_attempts.saturating_add(1)
-    } else {
-        1
-    };
+    let malformed_in_a_row =
+        if counted.last_failure_reason.as_deref() == Some(Reason::ClearResponseInvalid.as_str()) {
+            counted.failed_attempts.saturating_add(1)
+        } else {
+            1
+        };
     if error.reason() == Reason::ClearResponseInvalid
         && malformed_in_a_row >= MALFORMED_ANSWERS_PER_DAY
     {
@@ -368,11 +371,8 @@ fn throttled_retry(
     not_before: Timestamp,
 ) -> Timestamp {
     let attempt = base.failed_attempts.saturating_add(1);
-    let backoff = schedule::transient_backoff(
-        attempt,
-        schedule::random_jitter(),
-        schedule::BACKOFF_CAP,
-    );
+    let backoff =
+        schedule::transient_backoff(attempt, schedule::random_jitter(), schedule::BACKOFF_CAP);
     expiry_bound(step.now + backoff, health).max(not_before)
 }
 
@@ -416,7 +416,7 @@ fn token_record(
     client_secret_fingerprint: String,
     config_hash: &str,
 ) -> TokenRecord {
-    let issued_at = now_seconds(step.ctx);
+    let issued_at = step.ctx.now_seconds();
     // NB: Clear minted this token (and so revoked the previous one) but did not say, in a
     // readable way, when it stops working: "never" would never renew it, so a short life is
     // assumed and said (status `expiryAssumed`, reason ExpiryAssumed, a Warning).
@@ -486,7 +486,7 @@ async fn record_failure(
         &failure,
         health,
         cac.meta().generation,
-        now_seconds(step.ctx),
+        step.ctx.now_seconds(),
     );
     step.write_status(current, &next).await?;
     let usable = health.is_usable() && !failure.may_have_minted;
@@ -506,7 +506,7 @@ async fn record_failure(
     // NB: Ready follows the token, not the plan: whatever the retry, the resource looks
     // again when the token it still serves expires, and turns Ready=False then.
     let expiry = usable.then(|| health.expires_at()).flatten();
-    Ok(earliest(Some(retry), expiry))
+    Ok(schedule::earliest(Some(retry), expiry))
 }
 
 /// A new token, as written to its Secret.

@@ -2,8 +2,6 @@
 //! edges — fetch (observe) → decide (pure) → mint → apply the Secret → update status → emit
 //! Events → restart targets. The revoke-on-delete finalizer wraps it while asked for.
 
-pub mod circuit;
-pub mod conflict;
 mod context;
 pub mod decide;
 mod door;
@@ -11,16 +9,17 @@ pub mod error;
 pub mod events;
 pub mod finalizer;
 mod keep;
-pub mod ledger;
+mod memory;
 mod mint;
 pub mod observe;
 pub mod restart;
 pub mod schedule;
 pub mod secret;
 pub mod status;
+mod step;
 #[cfg(test)]
 pub(crate) mod test_support;
-pub mod versions;
+pub mod view;
 mod wait;
 pub mod windows;
 mod write;
@@ -39,28 +38,25 @@ use self::{
     decide::{Decision, decide},
     events::Notice,
     keep::Refresh,
-    observe::Fetched,
+    step::Step,
 };
 use crate::{
     clear::FailureClass,
-    resource::{ClearApiClient, ClearApiClientStatus, REVOKE_FINALIZER, RolloutRestartTarget},
+    resource::{ClearApiClient, REVOKE_FINALIZER},
 };
 
-/// The one field manager for everything the operator writes.
-pub const FIELD_MANAGER: &str = "clear-operator";
+pub use crate::kube_client::FIELD_MANAGER;
 /// Longest wait between two reconciles of a healthy resource: a cheap safety net for missed
 /// watch events (a reconcile that decides to keep the token makes no call to Clear).
 pub const RESYNC: SignedDuration = SignedDuration::from_hours(1);
-/// How often a resource in Conflict looks again (the older one may have gone away).
-pub const CONFLICT_RECHECK: SignedDuration = SignedDuration::from_mins(5);
 
 /// Reconciles one ClearApiClient.
 #[instrument(skip(obj, ctx), fields(namespace = obj.namespace().as_deref().unwrap_or(""), name = %obj.name_any()))]
 pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let _in_flight = ctx.progress.start();
+    let _in_flight = ctx.services.progress.start();
     let started = std::time::Instant::now();
     if let (Some(namespace), None) = (obj.namespace(), &obj.meta().deletion_timestamp) {
-        ctx.exported(namespace, obj.name_any());
+        ctx.memory.exported(namespace, obj.name_any());
     }
     let result = reconcile_with_finalizer(obj.clone(), &ctx).await;
     let outcome = match &result {
@@ -68,7 +64,7 @@ pub async fn reconcile(obj: Arc<ClearApiClient>, ctx: Arc<Context>) -> Result<Ac
         Err(e) => e.metric_label(),
     };
     ctx.metrics.observe_reconcile(outcome, started.elapsed());
-    let streak = ctx.record_outcome(
+    let streak = ctx.memory.record_outcome(
         obj.namespace().unwrap_or_default(),
         obj.name_any(),
         result.is_ok(),
@@ -106,7 +102,7 @@ pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) 
     if let Error::Revoke(clear_error) = error
         && let FailureClass::RateLimited { retry_at, .. } = clear_error.class()
     {
-        return requeue_at(Some(retry_at), now_seconds(&ctx));
+        return requeue_at(Some(retry_at), ctx.now_seconds());
     }
     // NB: a 429 is retried after the API server's Retry-After (spread by up to half of it,
     // so resources refused together do not all come back in the same second): the retry is
@@ -116,7 +112,9 @@ pub fn error_policy(obj: Arc<ClearApiClient>, error: &Error, ctx: Arc<Context>) 
         let spread = rand::thread_rng().gen_range(0..=wait.as_millis() as u64 / 2);
         return Action::requeue(wait + Duration::from_millis(spread));
     }
-    let streak = ctx.failure_streak(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    let streak = ctx
+        .memory
+        .failure_streak(&obj.namespace().unwrap_or_default(), &obj.name_any());
     Action::requeue(retry_delay(streak, error.is_transient()))
 }
 
@@ -138,7 +136,7 @@ async fn reconcile_with_finalizer(
                 if let finalizer::Revocation::Later(at) =
                     finalizer::revoke_on_delete(&obj, &api, ctx).await?
                 {
-                    return Ok(requeue_at(Some(at), now_seconds(ctx)));
+                    return Ok(requeue_at(Some(at), ctx.now_seconds()));
                 }
                 // NB: re-read: the revoke recorded itself in status, so the resourceVersion
                 // the finalizer patch carries must be the one after that write.
@@ -147,7 +145,10 @@ async fn reconcile_with_finalizer(
                     .await
                     .map_err(Error::ReadResource)?
                 {
-                    ctx.versions.own.status_unknown(&namespace, &obj.name_any());
+                    ctx.services
+                        .versions
+                        .own
+                        .status_unknown(&namespace, &obj.name_any());
                     finalizer::set_finalizer(&api, &fresh, false).await?;
                 }
             }
@@ -157,7 +158,10 @@ async fn reconcile_with_finalizer(
             // NB: the finalizer goes on before any token exists, so no token can be handed
             // out without the promise to revoke it; the patch wakes the controller again.
             // NB: not recorded as an own write, so its watch event is not skipped.
-            ctx.versions.own.status_unknown(&namespace, &obj.name_any());
+            ctx.services
+                .versions
+                .own
+                .status_unknown(&namespace, &obj.name_any());
             finalizer::set_finalizer(&api, &obj, true).await?;
             return Ok(Action::await_change());
         }
@@ -166,7 +170,10 @@ async fn reconcile_with_finalizer(
     // NB: the finalizer is only held while revokeOnDelete is true; once it is false, a
     // leftover finalizer would block deletion for nothing.
     if has_finalizer {
-        ctx.versions.own.status_unknown(&namespace, &obj.name_any());
+        ctx.services
+            .versions
+            .own
+            .status_unknown(&namespace, &obj.name_any());
         finalizer::set_finalizer(&api, &obj, false).await?;
     }
     if deleting {
@@ -189,14 +196,22 @@ async fn apply(
         ctx.forget(&namespace, &name);
         return Ok(Action::await_change());
     };
-    let now = now_seconds(ctx);
+    let now = ctx.now_seconds();
     schedule::bound_future_times(&mut fetched.observed.status, now);
+    // NB: observing wrote nothing; what it learnt of this resource's client secret is
+    // recorded here, so that another resource with the same one sees it before this one's
+    // status reaches the cache. (A mint re-checks and claims under the secret's lock.)
+    if let decide::ClientSecretState::Present { fingerprint } = &fetched.observed.client_secret {
+        ctx.services
+            .index
+            .claim(&fetched.claimant, fingerprint, fetched.holds);
+    }
     if let Some(me) = &ctx.settings.instance
         && let Some(other) = decide::yield_to(&fetched.observed.status, me, now)
     {
         // NB: no write, no call: another install owns this resource. Said loudly once.
         warn!(%other, %me, "another clear-operator install manages this resource; leaving it alone");
-        if ctx.first_yield(&namespace, &name) {
+        if ctx.memory.first_yield(&namespace, &name) {
             let notice = Notice::DuplicateOperator {
                 other: other.to_string(),
                 me: me.clone(),
@@ -207,13 +222,13 @@ async fn apply(
     }
     // NB: before deciding: a token this process minted and could not write yet is written,
     // never minted again, while status still marks its call as the one in flight.
-    if let Some(pending) = ctx.take_pending(&namespace, &name) {
+    if let Some(pending) = ctx.memory.take_pending(&namespace, &name) {
         if fetched.observed.status.call_id.as_deref() == Some(pending.call_id.as_str())
             && pending.record.valid_till.is_none_or(|till| now < till)
         {
             let step = Step::new(ctx, api, &fetched, now);
             let next = mint::write_pending(&step, pending).await?;
-            return Ok(requeue_at(next, now_seconds(ctx)));
+            return Ok(requeue_at(next, ctx.now_seconds()));
         }
         debug!("a kept token's call is no longer the one in flight; dropped unwritten");
     }
@@ -254,116 +269,7 @@ async fn apply(
         } => wait::wait(&step, &blocker, &health, retry_at, pending.as_ref()).await?,
         Decision::Mint { reason, health } => mint::mint(&step, reason, &health).await?,
     };
-    Ok(requeue_at(next, now_seconds(ctx)))
-}
-
-/// One reconcile of a live resource, as the steps after the fetch see it.
-struct Step<'a> {
-    ctx: &'a Context,
-    api: &'a Api<ClearApiClient>,
-    fetched: &'a Fetched,
-    /// The clock when the decision was made.
-    now: Timestamp,
-    /// The resource's resourceVersion as read, then as each status write left it: the
-    /// precondition of the next status write.
-    resource_version: std::sync::Mutex<Option<String>>,
-}
-
-impl<'a> Step<'a> {
-    fn new(
-        ctx: &'a Context,
-        api: &'a Api<ClearApiClient>,
-        fetched: &'a Fetched,
-        now: Timestamp,
-    ) -> Self {
-        Self {
-            ctx,
-            api,
-            fetched,
-            now,
-            resource_version: std::sync::Mutex::new(fetched.cac.metadata.resource_version.clone()),
-        }
-    }
-
-    /// The resource's namespace and name.
-    fn key(&self) -> (String, String) {
-        let cac = &self.fetched.cac;
-        (cac.namespace().unwrap_or_default(), cac.name_any())
-    }
-
-    /// The status the decision was made on.
-    fn prev(&self) -> &ClearApiClientStatus {
-        &self.fetched.observed.status
-    }
-
-    /// Writes status (fenced, and on condition that the resource did not change since this
-    /// reconcile read or last wrote it) over `current`, the status as last written.
-    async fn write_status(
-        &self,
-        current: Option<&ClearApiClientStatus>,
-        next: &ClearApiClientStatus,
-    ) -> Result<(), Error> {
-        let name = self.fetched.cac.name_any();
-        let expected = self.lock_resource_version().clone();
-        let mut next = next.clone();
-        if let Some(me) = &self.ctx.settings.instance {
-            next.operator_instance = Some(me.clone());
-        }
-        let written = write::status(
-            self.ctx,
-            self.api,
-            &name,
-            current,
-            &next,
-            expected.as_deref(),
-        )
-        .await?;
-        if let Some(rv) = written {
-            *self.lock_resource_version() = Some(rv);
-        }
-        Ok(())
-    }
-
-    fn lock_resource_version(&self) -> std::sync::MutexGuard<'_, Option<String>> {
-        self.resource_version
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Restarts `targets` onto the token issued at `issued_at`, publishes what became of
-    /// each, records the ones left to do in `next`, and says when to try those again.
-    async fn restart(
-        &self,
-        targets: &[RolloutRestartTarget],
-        issued_at: Timestamp,
-        next: &mut ClearApiClientStatus,
-    ) -> Result<Option<Timestamp>, Error> {
-        self.ctx.fence.check()?;
-        let (namespace, _) = self.key();
-        let attempts = restart::restart_targets(
-            &self.ctx.client,
-            &namespace,
-            targets,
-            issued_at,
-            &self.ctx.fence,
-        )
-        .await;
-        let mut retry_in: Option<SignedDuration> = None;
-        next.pending_restarts.clear();
-        for attempt in attempts {
-            if let Some(after) = attempt.retry_in {
-                retry_in = Some(retry_in.map_or(after, |r| r.min(after)));
-                next.pending_restarts.push(attempt.target);
-            }
-            self.publish(attempt.notice).await;
-        }
-        Ok(retry_in.map(|after| now_seconds(self.ctx) + after))
-    }
-
-    async fn publish(&self, notice: Notice) {
-        let reference = self.fetched.cac.object_ref(&());
-        self.ctx.publish(&reference, notice).await;
-    }
+    Ok(requeue_at(next, ctx.now_seconds()))
 }
 
 fn decision_label(decision: &Decision) -> &'static str {
@@ -376,21 +282,6 @@ fn decision_label(decision: &Decision) -> &'static str {
         Decision::Wait { .. } => "wait",
         Decision::Mint { .. } => "mint",
     }
-}
-
-/// The earlier of two optional times.
-fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
-}
-
-/// The clock, to the second: what status and annotations can hold, so that what the
-/// operator computes equals what it reads back.
-fn now_seconds(ctx: &Context) -> Timestamp {
-    let now = ctx.clock.now();
-    Timestamp::from_second(now.as_second()).unwrap_or(now)
 }
 
 /// Requeue at `at` (when given), but never later than [`RESYNC`] from now.

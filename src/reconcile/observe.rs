@@ -7,18 +7,17 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt, core::PartialObjectMeta};
 
 use super::{
-    Context,
-    conflict::Claimant,
+    context::Context,
     decide::{ClientSecretState, Observed, PreviousTarget, TargetState, ValidSpec},
     error::{Error, sanitize},
     schedule,
     secret::{self, Held, Ownership},
-    versions::SecretSeen,
     windows,
 };
 use crate::{
     clear::{AccessToken, BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
     resource::{ClearApiClient, REGENERATE_ANNOTATION},
+    services::{conflict::Claimant, versions::SecretSeen},
 };
 
 /// What the fetch step found.
@@ -49,7 +48,7 @@ pub enum Reads<'a> {
     Fresh,
     /// What the watch caches answer as well as a read would (issue 17): the resource as the
     /// controller's store holds it (`cached`) when this process's own writes do not make
-    /// it stale (see [`super::versions::OwnWrites::freshness`]); the client secret's
+    /// it stale (see [`crate::services::versions::OwnWrites::freshness`]); the client secret's
     /// fingerprint when the Secret is still at the version it was read at (its value is
     /// then read only to mint, see [`client_secret_value`]); an absent target Secret when
     /// nothing could be in it. Everything else is read.
@@ -112,7 +111,7 @@ pub async fn fetch(
     // annotations name; only that token is kept (for a re-apply), and the error is sanitized
     // because the response carries it.
     let full: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let permit = ctx.secret_reads.acquire().await;
+    let permit = ctx.services.secret_reads.acquire().await;
     let target_secret = if use_caches && known_absent(ctx, &namespace, &target_name, &status) {
         ctx.metrics.observe_request_saved("absent_target");
         None
@@ -214,21 +213,21 @@ pub async fn fetch(
         _ => false,
     };
     let conflict_with = match &client_secret_state {
-        ClientSecretState::Present { fingerprint } => {
-            ctx.index.claim(&claimant, fingerprint, holds);
-            ctx.index
-                .find_conflict(&claimant, fingerprint, holds)
-                .map(|c| c.display_to(&claimant))
-        }
+        ClientSecretState::Present { fingerprint } => ctx
+            .services
+            .index
+            .find_conflict(&claimant, fingerprint, holds)
+            .map(|c| c.display_to(&claimant)),
         ClientSecretState::Missing { .. }
         | ClientSecretState::Invalid { .. }
         | ClientSecretState::Withheld { .. } => None,
     };
 
     let client_secret_calls_today = match &client_secret_state {
-        ClientSecretState::Present { fingerprint } => {
-            ctx.ledger.calls_today(fingerprint, super::now_seconds(ctx))
-        }
+        ClientSecretState::Present { fingerprint } => ctx
+            .services
+            .ledger
+            .calls_today(fingerprint, ctx.now_seconds()),
         _ => 0,
     };
     let observed = Observed {
@@ -244,7 +243,7 @@ pub async fn fetch(
         previous_target,
         clear_recovered_at: base_url
             .as_ref()
-            .and_then(|url| ctx.circuits.recovered_at(url.as_str())),
+            .and_then(|url| ctx.services.circuits.recovered_at(url.as_str())),
     };
     Ok(Some(Fetched {
         cac,
@@ -270,6 +269,7 @@ fn cached_resource(ctx: &Context, cached: &ClearApiClient) -> Option<ClearApiCli
     let namespace = cached.namespace()?;
     let rv = cached.resource_version();
     let fresh = ctx
+        .services
         .versions
         .own
         .freshness(&namespace, &cached.name_any(), rv.as_deref())
@@ -285,11 +285,17 @@ fn cached_resource(ctx: &Context, cached: &ClearApiClient) -> Option<ClearApiCli
 /// read it at (the metadata watch says so): no read is needed unless a mint follows.
 fn cached_fingerprint(ctx: &Context, namespace: &str, cac: &ClearApiClient) -> Option<String> {
     let reference = &cac.spec.client_secret_ref;
-    let SecretSeen::At(rv) = ctx.versions.secrets.get(namespace, &reference.name) else {
+    let SecretSeen::At(rv) = ctx
+        .services
+        .versions
+        .secrets
+        .get(namespace, &reference.name)
+    else {
         return None;
     };
     let fingerprint =
-        ctx.versions
+        ctx.services
+            .versions
             .fingerprints
             .get(namespace, &reference.name, &reference.key, &rv)?;
     ctx.metrics
@@ -314,7 +320,7 @@ fn known_absent(
         && status.call_id.is_none()
         && status.mint_started_at.is_none()
         && status.secret_name.is_none()
-        && ctx.versions.secrets.get(namespace, target) == SecretSeen::Absent
+        && ctx.services.versions.secrets.get(namespace, target) == SecretSeen::Absent
 }
 
 /// The client secret's value, read to mint after a decision made on its cached fingerprint
@@ -333,7 +339,7 @@ pub async fn client_secret_value(
         Ok(secret) if secret.fingerprint() == *decided => Ok(Some(secret)),
         _ => {
             let name = &fetched.cac.spec.client_secret_ref.name;
-            ctx.versions.fingerprints.forget(&namespace, name);
+            ctx.services.versions.fingerprints.forget(&namespace, name);
             Ok(None)
         }
     }
@@ -434,7 +440,7 @@ async fn read_client_secret(
     // up to 1 MiB: the permit bounds how many are decoded at once, whatever tenants point
     // their resources at.
     let secret = {
-        let _permit = ctx.secret_reads.acquire().await;
+        let _permit = ctx.services.secret_reads.acquire().await;
         api.get_opt(&reference.name)
             .await
             .map_err(|e| Error::ReadClientSecret {
@@ -444,7 +450,7 @@ async fn read_client_secret(
     };
     let (name, key) = (&reference.name, &reference.key);
     let Some(secret) = secret else {
-        ctx.versions.fingerprints.forget(namespace, name);
+        ctx.services.versions.fingerprints.forget(namespace, name);
         return Ok(Err(Unreadable::Missing(format!(
             "client secret Secret {name} not found"
         ))));
@@ -475,9 +481,13 @@ async fn read_client_secret(
             }
             // NB: the fingerprint only, never the value, with the version it was read at.
             if let Some(rv) = &secret.metadata.resource_version {
-                ctx.versions
-                    .fingerprints
-                    .remember(namespace, name, key, rv, value.fingerprint());
+                ctx.services.versions.fingerprints.remember(
+                    namespace,
+                    name,
+                    key,
+                    rv,
+                    value.fingerprint(),
+                );
             }
             Ok(Ok(value))
         }

@@ -9,7 +9,8 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
-use super::{FIELD_MANAGER, events::Notice};
+use super::events::Notice;
+use crate::kube_client::FIELD_MANAGER;
 use crate::resource::{RolloutKind, RolloutRestartTarget};
 
 pub const RESTARTED_AT_ANNOTATION: &str = "kubectl.kubernetes.io/restartedAt";

@@ -168,12 +168,15 @@ pub fn bound_future_times(status: &mut ClearApiClientStatus, now: Timestamp) {
     }
 }
 
-/// The UTC day (`YYYY-MM-DD`) a call made at `now` counts against in Clear's quota.
-pub fn utc_day(now: Timestamp) -> String {
-    now.strftime("%Y-%m-%d").to_string()
-}
+pub use crate::clock::{next_utc_midnight, utc_day};
 
-pub use crate::clear::next_utc_midnight;
+/// The earlier of two optional times.
+pub fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("failed to parse duration {input:?}: expected a Go duration such as 90m, 1h30m or 2.5h")]

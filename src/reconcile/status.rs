@@ -9,8 +9,9 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
+use crate::kube_client::FIELD_MANAGER;
+
 use super::{
-    FIELD_MANAGER,
     decide::{Blocker, MintReason, TokenHealth, WindowOutcome},
     schedule,
     secret::TokenRecord,
@@ -85,13 +86,7 @@ pub fn condition<'a>(status: &'a ClearApiClientStatus, type_: &str) -> Option<&'
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
-/// The `Ready` condition, if any.
-pub fn ready_condition(status: Option<&ClearApiClientStatus>) -> Option<&Condition> {
-    status?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == condition_types::READY)
-}
+pub use super::view::{call_secret, ready_condition};
 
 /// Sets the `RenewalWindows` condition from how the planned renewal honours the windows, or
 /// removes it when there are none (or the token never expires, so nothing is planned).
@@ -184,15 +179,6 @@ fn remember_regenerate(status: &mut ClearApiClientStatus, value: &str) {
         .len()
         .saturating_sub(REGENERATE_HISTORY);
     status.regenerate_history.drain(..excess);
-}
-
-/// The client secret the last call to Clear was made with (for a status written before
-/// `callClientSecretFingerprint`, the one status recorded).
-pub fn call_secret(status: &ClearApiClientStatus) -> Option<&str> {
-    status
-        .call_client_secret_fingerprint
-        .as_deref()
-        .or(status.client_secret_fingerprint.as_deref())
 }
 
 /// Status when the stored token is kept: Ready, describing it; failure bookkeeping cleared
@@ -448,7 +434,7 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason
             Reason::ClearUnavailable,
             format!(
                 "Clear failed for every resource lately: one trial call goes every {}s, and this resource calls Clear once one succeeds",
-                super::circuit::TRIAL_INTERVAL.as_secs()
+                crate::services::circuit::TRIAL_INTERVAL.as_secs()
             ),
         ),
         Blocker::BudgetExhausted { until } => (

@@ -6,12 +6,12 @@ use kube::Resource;
 use tracing::info;
 
 use super::{
-    CONFLICT_RECHECK, Step, earliest,
     decide::{Blocker, MintReason, TokenHealth},
     error::Error,
-    events, status,
+    events, schedule, status,
+    step::Step,
 };
-use crate::reason::Reason;
+use crate::{reason::Reason, services::conflict::CONFLICT_RECHECK};
 
 pub(super) async fn wait(
     step: &Step<'_>,
@@ -62,5 +62,5 @@ pub(super) async fn wait(
     // NB: Ready follows the token, not the plan: whatever is awaited (a quota, the budget,
     // a client secret, the circuit), the resource looks again when its token expires, and
     // turns Ready=False then.
-    Ok(earliest(retry_at, health.expires_at()))
+    Ok(schedule::earliest(retry_at, health.expires_at()))
 }

@@ -61,7 +61,9 @@ pub enum WindowError {
         schedule: String,
         detail: String,
     },
-    #[error("renewalWindows[{index}].schedule: {schedule:?} never fires (no such date in any year)")]
+    #[error(
+        "renewalWindows[{index}].schedule: {schedule:?} never fires (no such date in any year)"
+    )]
     NeverFires { index: usize, schedule: String },
     #[error("renewalWindows[{index}].timeZone: unknown time zone {zone:?}")]
     TimeZone { index: usize, zone: String },

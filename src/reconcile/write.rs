@@ -16,12 +16,14 @@ use kube::{
     api::{Patch, PatchParams},
 };
 
+use crate::{kube_client::FIELD_MANAGER, services::versions};
+
 use super::{
-    Context, FIELD_MANAGER,
+    context::Context,
     decide::ValidSpec,
     error::{self, Error},
     secret::{self, TokenRecord},
-    status, versions,
+    status,
 };
 use crate::{
     clear::AccessToken,
@@ -51,6 +53,7 @@ pub(super) async fn status(
     // cannot stand in for a fresh read of the resource, and its watch events wait for the
     // answer (see `versions`).
     let in_flight = ctx
+        .services
         .versions
         .own
         .writing(versions::Object::Status, namespace, name);
@@ -167,7 +170,8 @@ async fn server_side_apply(ctx: &Context, desired: &Secret, write: Write) -> Res
     };
     let namespace = desired.namespace().unwrap_or_default();
     let in_flight = (write == Write::Store).then(|| {
-        ctx.versions
+        ctx.services
+            .versions
             .own
             .writing(versions::Object::Secret, &namespace, &name)
     });

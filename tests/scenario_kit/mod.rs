@@ -192,7 +192,7 @@ impl Kit {
 
         // The index the conflict check reads, fed from a watch like the controller's own.
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let index = ctx.index.clone();
+        let index = ctx.services.index.clone();
         let stream = watcher(
             Api::<ClearApiClient>::all(client.clone()),
             watcher::Config::default(),
@@ -306,7 +306,7 @@ impl Kit {
     /// Waits until the conflict-check index has seen the resource.
     pub async fn wait_in_directory(&self, name: &str) {
         for _ in 0..500 {
-            if self.ctx.index.contains(NS, name) {
+            if self.ctx.services.index.contains(NS, name) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -9,7 +9,7 @@
 //! - **Open**: one trial call per [`TRIAL_INTERVAL`] goes through (whichever resource asks
 //!   first); every other resource that needs a token waits, is remembered, and is requeued by
 //!   its own backoff (capped by its token's remaining life, see
-//!   [`super::schedule::backoff_cap`]). Nothing is written to Clear meanwhile. Since waiting
+//!   [`crate::reconcile::schedule::backoff_cap`]). Nothing is written to Clear meanwhile. Since waiting
 //!   resources look again only minutes later, the circuit asks for its own trial: once a
 //!   trial is due, one waiting resource a second is woken ([`Circuits::wake_for_trial`])
 //!   until one of them makes the call.

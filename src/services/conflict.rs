@@ -23,6 +23,9 @@ use kube::{
 };
 
 use crate::reason::Reason;
+
+/// How often a resource in Conflict looks again (the older one may have gone away).
+pub const CONFLICT_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 use crate::resource::ClearApiClient;
 
 /// A resource as far as the conflict rule cares: who it is and how old.

@@ -26,7 +26,7 @@ use kube::{
 };
 use tracing::{debug, warn};
 
-use super::{FIELD_MANAGER, schedule::utc_day};
+use crate::{clock::utc_day, kube_client::FIELD_MANAGER};
 use crate::{fence::Fence, metrics::Metrics};
 
 /// How often the counts are written to the ConfigMap (when they changed).
