@@ -102,6 +102,8 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub metrics_secure: MetricsSecureArgs,
     /// Disable leader election (only when exactly one replica runs).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -136,6 +138,24 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub reconcile_stall_secs: u64,
+}
+
+/// Protection of the metrics server (the chart turns it on; off by default for `dev` and
+/// local runs, which have no API server identities to check).
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetricsSecureArgs {
+    /// Serve /metrics, /healthz and /readyz over TLS, and /metrics only to callers whose
+    /// bearer token the API server authenticates (TokenReview) and allows `get` on the
+    /// non-resource URL /metrics (SubjectAccessReview), as kubebuilder's secure metrics.
+    #[arg(long, env = "CLEAR_OPERATOR_METRICS_SECURE")]
+    pub metrics_secure: bool,
+    /// PEM certificate chain of the metrics server (default: a self-signed one generated at
+    /// start).
+    #[arg(long, requires_all = ["metrics_secure", "metrics_key_file"], value_name = "PATH")]
+    pub metrics_cert_file: Option<PathBuf>,
+    /// PEM private key of --metrics-cert-file.
+    #[arg(long, requires_all = ["metrics_secure", "metrics_cert_file"], value_name = "PATH")]
+    pub metrics_key_file: Option<PathBuf>,
 }
 
 /// Default of `--concurrency`: 10,000 resources, each minting once with Clear answering in
@@ -282,6 +302,39 @@ mod tests {
         assert!(Cli::parse_args(["clear-operator", "status"]).is_err());
         assert!(Cli::parse_args(["clear-operator", "status", "a", "-A"]).is_err());
         assert!(Cli::parse_args(["clear-operator", "status", "a", "--ledger", "nope"]).is_err());
+    }
+
+    #[test]
+    fn metrics_security_is_off_unless_asked_and_a_certificate_needs_its_key() {
+        let Command::Run(run) = Cli::parse_args(["clear-operator", "run"]).unwrap().command else {
+            panic!("not run");
+        };
+        assert!(!run.metrics_secure.metrics_secure);
+        let Command::Run(run) = Cli::parse_args([
+            "clear-operator",
+            "run",
+            "--metrics-secure",
+            "--metrics-cert-file",
+            "/c.pem",
+            "--metrics-key-file",
+            "/k.pem",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run");
+        };
+        assert!(run.metrics_secure.metrics_secure);
+        assert!(
+            Cli::parse_args([
+                "clear-operator",
+                "run",
+                "--metrics-secure",
+                "--metrics-cert-file",
+                "/c.pem"
+            ])
+            .is_err()
+        );
     }
 
     #[test]

@@ -167,6 +167,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
         concurrency: crate::cli::DEFAULT_CONCURRENCY,
         kube_api_concurrency: crate::kube_client::DEFAULT_API_CONCURRENCY,
         metrics_addr: args.metrics_addr,
+        metrics_secure: Default::default(),
         no_leader_election: false,
         leader_election_namespace: Some("default".to_string()),
         lease_name: "clear-operator".to_string(),

@@ -17,5 +17,6 @@ pub mod operator;
 pub mod reason;
 pub mod reconcile;
 pub mod resource;
+pub mod secure_metrics;
 pub mod telemetry;
 pub mod watchdog;
