@@ -88,6 +88,22 @@ const NOT_A_VERDICT: [Reason; 7] = [
     Reason::MintInFlight,
 ];
 
+/// Reasons of a Ready condition that hold every call back until a user changes something
+/// (or, for the budget and a 429, until the UTC day ends): the request cannot be honoured
+/// while one stands, and the operator does not always name the request in their message.
+const HELD_BACK: [Reason; 10] = [
+    Reason::Conflict,
+    Reason::TargetConflict,
+    Reason::InvalidSpec,
+    Reason::BaseUrlNotAllowed,
+    Reason::ClientSecretMissing,
+    Reason::ClientSecretInvalid,
+    Reason::ClientSecretRejected,
+    Reason::DuplicateOperator,
+    Reason::BudgetExhausted,
+    Reason::RateLimited,
+];
+
 /// Judges `cac` against the request `value`. `failure_before` is `status.lastFailureTime`
 /// before the request was made: a failure recorded since then is this request's.
 // NB: the request changes no generation (an annotation), so a verdict is recognised by what
@@ -113,7 +129,14 @@ pub fn judge(
     let Some(ready) = ready else {
         return Progress::Waiting;
     };
-    let verdict = Reason::parse(&ready.reason).is_none_or(|r| !NOT_A_VERDICT.contains(&r));
+    let reason = Reason::parse(&ready.reason);
+    if reason.is_some_and(|r| HELD_BACK.contains(&r)) {
+        return Progress::Failed {
+            reason: ready.reason.clone(),
+            message: ready.message.clone(),
+        };
+    }
+    let verdict = reason.is_none_or(|r| !NOT_A_VERDICT.contains(&r));
     let names_request = ready.message.contains(&format!("({value})"));
     let failed_since = status.last_failure_time.as_ref().map(|t| &t.0) != failure_before
         && status.last_failure_time.is_some();
@@ -266,6 +289,15 @@ mod tests {
                         "Conflict",
                         "x already uses this client secret; a new token is needed (regeneration requested (v1)); valid",
                     ),
+                    ..Default::default()
+                },
+                None,
+                "failed",
+            ),
+            (
+                "held back by a conflict whose message does not name the request: failed",
+                ClearApiClientStatus {
+                    conditions: ready("False", "Conflict", "x already uses this client secret"),
                     ..Default::default()
                 },
                 None,
