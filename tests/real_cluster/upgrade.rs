@@ -27,6 +27,8 @@ use crate::chart_support::{
 
 /// main's HEAD before secure metrics: the chart users have installed.
 pub const PREVIOUS_CHART_COMMIT: &str = "de1efe7";
+/// The packaged chart scripts/test.sh built (`helm package` into target/chart/).
+pub const CHART_PACKAGE_ENV: &str = "CLEAR_OPERATOR_E2E_CHART_PACKAGE";
 const RESOURCES: usize = 3;
 const WORKSPACE: &str = "ws-upgrade";
 const WAIT: Duration = Duration::from_secs(120);
@@ -91,22 +93,29 @@ async fn helm_upgrade_from_the_previous_chart_to_the_packaged_one_keeps_every_to
         &["-xf", archive.to_str().unwrap(), "-C", "previous"],
     );
     let previous_chart = dir.join("previous/charts/clear-operator");
-    let packaged = helm(
-        &dir,
-        &[
-            "package",
-            root.join("charts/clear-operator").to_str().unwrap(),
-            "--destination",
-            dir.join("packaged").to_str().unwrap(),
-        ],
-    )
-    .await;
-    let tgz = packaged
-        .split_whitespace()
-        .last()
-        .expect("helm package names the archive")
-        .to_string();
-    assert!(tgz.ends_with(".tgz"), "{packaged}");
+    // NB: scripts/test.sh packages the chart once (target/chart/) and names the archive; a
+    // run without it packages the chart here the same way.
+    let tgz = match std::env::var(CHART_PACKAGE_ENV) {
+        Ok(path) => path,
+        Err(_) => {
+            let packaged = helm(
+                &dir,
+                &[
+                    "package",
+                    root.join("charts/clear-operator").to_str().unwrap(),
+                    "--destination",
+                    dir.join("packaged").to_str().unwrap(),
+                ],
+            )
+            .await;
+            packaged
+                .split_whitespace()
+                .last()
+                .expect("helm package names the archive")
+                .to_string()
+        }
+    };
+    assert!(tgz.ends_with(".tgz") && Path::new(&tgz).is_file(), "{tgz}");
 
     create_namespace(&admin, &release_ns).await;
     create_namespace(&admin, &tenant_ns).await;
