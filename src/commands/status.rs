@@ -98,7 +98,7 @@ pub fn ledger_of(cac: &ClearApiClient) -> Option<LedgerRef> {
 /// What was read of the target Secret: its metadata only.
 #[derive(Clone, Debug)]
 pub enum SecretView {
-    Found(ObjectMeta),
+    Found(Box<ObjectMeta>),
     Missing,
     Unreadable(String),
 }
@@ -622,7 +622,7 @@ async fn read_ledger(client: &Client, location: Option<LedgerRef>) -> LedgerView
 
 fn secret_view(result: Result<Option<PartialObjectMeta<Secret>>, kube::Error>) -> SecretView {
     match result {
-        Ok(Some(meta)) => SecretView::Found(meta.metadata),
+        Ok(Some(meta)) => SecretView::Found(Box::new(meta.metadata)),
         Ok(None) => SecretView::Missing,
         Err(kube::Error::Api(status)) => {
             SecretView::Unreadable(format!("{} {}", status.code, status.reason))
@@ -717,7 +717,7 @@ pub async fn gather_all(
             .unwrap_or_else(|| cac.target_secret_name());
         let secret = match (&secrets_error, by_name.get(&(namespace, secret_name))) {
             (Some(e), _) => SecretView::Unreadable(e.clone()),
-            (None, Some(meta)) => SecretView::Found(meta.clone()),
+            (None, Some(meta)) => SecretView::Found(Box::new(meta.clone())),
             (None, None) => SecretView::Missing,
         };
         summaries.push(summarize(&cac, &secret, &ledgers[&location], now));
@@ -798,10 +798,10 @@ mod tests {
         if let Some(fp) = &status.token_fingerprint {
             annotations.insert(TOKEN_FINGERPRINT_ANNOTATION.to_string(), fp.clone());
         }
-        SecretView::Found(ObjectMeta {
+        SecretView::Found(Box::new(ObjectMeta {
             annotations: Some(annotations),
             ..Default::default()
-        })
+        }))
     }
 
     fn ledger(day: &str, calls: &[(&str, &str)]) -> LedgerView {
