@@ -12,7 +12,11 @@ use std::{path::Path, time::Duration};
 use clear_operator::resource::ClearApiClient;
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig};
 use futures::FutureExt;
-use k8s_openapi::api::{apps::v1::Deployment, coordination::v1::Lease, core::v1::Secret};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    coordination::v1::Lease,
+    core::v1::{ConfigMap, Secret},
+};
 use kube::api::{Api, PostParams};
 use serde_json::json;
 
@@ -226,6 +230,13 @@ async fn helm_upgrade_from_the_previous_chart_to_the_packaged_one_keeps_every_to
         })
         .await;
         assert_eq!(total_calls(), RESOURCES as u64, "one call per resource");
+        // NB: the leader writes the budget ledger every few seconds; `status` reads it below.
+        let config_maps: Api<ConfigMap> = Api::namespaced(admin.clone(), &release_ns);
+        let ledger_name = format!("{fullname}-budget");
+        eventually("the budget ledger written", &operator, WAIT, async || {
+            config_maps.get_opt(&ledger_name).await.ok()?.map(|_| ())
+        })
+        .await;
         operator.stop();
 
         // The upgrade: the packaged chart over the previous one's objects.
@@ -284,6 +295,21 @@ async fn helm_upgrade_from_the_previous_chart_to_the_packaged_one_keeps_every_to
             total_calls(),
             RESOURCES as u64,
             "the upgrade cost no call to Clear"
+        );
+        // `status` finds the budget ledger by itself, beside the Lease status names.
+        let out = std::process::Command::new(crate::chart_support::BIN)
+            .args(["status", "client-0", "-n", &tenant_ns])
+            .env("KUBECONFIG", crate::kubeconfig_path())
+            .output()
+            .expect("clear-operator status runs");
+        let summary = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{summary}");
+        let ledger = format!("ledger {release_ns}/{fullname}-budget");
+        assert!(
+            summary.contains(&format!(
+                "1 of 288 for its client secret (all resources), 1 for this resource; {ledger}"
+            )),
+            "{summary}"
         );
         operator.stop();
     })
