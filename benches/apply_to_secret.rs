@@ -85,6 +85,7 @@ async fn main() {
             concurrency,
             kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
+            metrics_secure: Default::default(),
             no_leader_election: true,
             leader_election_namespace: None,
             lease_name: "clear-operator".into(),

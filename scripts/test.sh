@@ -29,6 +29,12 @@ cargo test --workspace --locked "$@"
 # the machine's Go (GOTOOLCHAIN=local), once, then cached in .tools/promtool.
 echo "== promtool check rules + test rules (chart PrometheusRule)"
 HELM="$tools_bin/helm" GOTOOLCHAIN=local ./scripts/promtool.sh
+echo "== helm package: the chart as released, into target/chart/"
+rm -rf target/chart
+"$tools_bin/helm" package charts/clear-operator --destination target/chart
+# The real-cluster suite upgrades to this very archive (tests/real_cluster/upgrade.rs).
+CLEAR_OPERATOR_E2E_CHART_PACKAGE="$(ls "$PWD"/target/chart/clear-operator-*.tgz)"
+export CLEAR_OPERATOR_E2E_CHART_PACKAGE
 echo "== consumer examples: rotation tests (Python, Java) against the Clear simulator"
 examples/consumers/test.sh
 

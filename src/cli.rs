@@ -35,6 +35,9 @@ pub enum Command {
     Crd,
     /// Ask for a new token now (revokes the current one): sets the regenerate annotation.
     Regenerate(RegenerateArgs),
+    /// What the operator holds for a ClearApiClient and when and why it will call Clear next
+    /// (from the resource, its Secret's metadata and the budget ledger; never token bytes).
+    Status(StatusArgs),
     /// Local sandbox: Kubernetes API emulator + Clear simulator + operator in one process.
     #[cfg(feature = "dev")]
     Dev(DevArgs),
@@ -99,6 +102,8 @@ pub struct RunArgs {
     /// Address of the /metrics, /healthz and /readyz server.
     #[arg(long, default_value = "0.0.0.0:8080")]
     pub metrics_addr: SocketAddr,
+    #[command(flatten)]
+    pub metrics_secure: MetricsSecureArgs,
     /// Disable leader election (only when exactly one replica runs).
     #[arg(long)]
     pub no_leader_election: bool,
@@ -135,6 +140,24 @@ pub struct RunArgs {
     pub reconcile_stall_secs: u64,
 }
 
+/// Protection of the metrics server (the chart turns it on; off by default for `dev` and
+/// local runs, which have no API server identities to check).
+#[derive(Debug, Args, Clone, Default)]
+pub struct MetricsSecureArgs {
+    /// Serve /metrics, /healthz and /readyz over TLS, and /metrics only to callers whose
+    /// bearer token the API server authenticates (TokenReview) and allows `get` on the
+    /// non-resource URL /metrics (SubjectAccessReview), as kubebuilder's secure metrics.
+    #[arg(long, env = "CLEAR_OPERATOR_METRICS_SECURE")]
+    pub metrics_secure: bool,
+    /// PEM certificate chain of the metrics server (default: a self-signed one generated at
+    /// start).
+    #[arg(long, requires_all = ["metrics_secure", "metrics_key_file"], value_name = "PATH")]
+    pub metrics_cert_file: Option<PathBuf>,
+    /// PEM private key of --metrics-cert-file.
+    #[arg(long, requires_all = ["metrics_secure", "metrics_cert_file"], value_name = "PATH")]
+    pub metrics_key_file: Option<PathBuf>,
+}
+
 pub use crate::controller::DEFAULT_CONCURRENCY;
 
 /// `run` as a command line of its own, to read its defaults.
@@ -162,6 +185,68 @@ pub struct RegenerateArgs {
     /// Value to record (default: the current time, so each call is a new request).
     #[arg(long)]
     pub value: Option<String>,
+    /// Wait until status shows the new token (or the reason it cannot come); exit non-zero
+    /// on a failure or when --timeout passes.
+    #[arg(long)]
+    pub wait: bool,
+    /// How long --wait waits (Go duration: 90s, 2m).
+    #[arg(long, default_value = "120s", value_parser = parse_timeout, requires = "wait")]
+    pub timeout: std::time::Duration,
+}
+
+fn parse_timeout(raw: &str) -> Result<std::time::Duration, String> {
+    let parsed = crate::reconcile::schedule::parse_go_duration(raw).map_err(|e| e.to_string())?;
+    std::time::Duration::try_from(parsed).map_err(|_| format!("{raw}: must not be negative"))
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Name of the ClearApiClient (omit with -A).
+    #[arg(
+        required_unless_present = "all_namespaces",
+        conflicts_with = "all_namespaces"
+    )]
+    pub name: Option<String>,
+    /// Its namespace (default: the kubeconfig context's namespace).
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Every ClearApiClient in every namespace, as a table.
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    pub all_namespaces: bool,
+    /// The budget ledger ConfigMap as NAMESPACE/NAME (default: `<lease>-budget` beside the
+    /// operator's Lease, which status.operatorInstance names).
+    #[arg(long, value_name = "NAMESPACE/NAME")]
+    pub ledger: Option<crate::commands::status::LedgerRef>,
+}
+
+/// File name under which the binary runs as a kubectl plugin (`kubectl clear ...`).
+pub const KUBECTL_PLUGIN_NAME: &str = "kubectl-clear";
+
+impl Cli {
+    /// Parses `args` (argv[0] first). Invoked as `kubectl-clear` (a copy or symlink on PATH,
+    /// which kubectl runs for `kubectl clear ...`), it is the same command; only its usage
+    /// text says `kubectl clear`.
+    pub fn parse_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::{CommandFactory, FromArgMatches};
+        let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+        let mut command = Self::command();
+        if args.first().is_some_and(|argv0| is_kubectl_plugin(argv0)) {
+            command = command.bin_name("kubectl clear").name(KUBECTL_PLUGIN_NAME);
+        }
+        let matches = command.try_get_matches_from(args)?;
+        Self::from_arg_matches(&matches)
+    }
+}
+
+/// Whether `argv0`'s file name is `kubectl-clear` (with `.exe` on Windows).
+pub fn is_kubectl_plugin(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_stem()
+        .is_some_and(|stem| stem == KUBECTL_PLUGIN_NAME)
 }
 
 #[derive(Debug, Args)]
@@ -190,4 +275,102 @@ pub struct DevArgs {
     /// Address of the operator's metrics server.
     #[arg(long, default_value = "127.0.0.1:0")]
     pub metrics_addr: SocketAddr,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invoked_as_kubectl_clear_it_is_the_same_command() {
+        for argv0 in [
+            "/usr/local/bin/kubectl-clear",
+            "kubectl-clear",
+            "clear-operator",
+        ] {
+            let cli = Cli::parse_args([argv0, "status", "billing", "-n", "team-a"]).unwrap();
+            let Command::Status(args) = cli.command else {
+                panic!("{argv0}: not status");
+            };
+            assert_eq!(args.name.as_deref(), Some("billing"));
+            assert_eq!(args.namespace.as_deref(), Some("team-a"));
+        }
+        assert!(is_kubectl_plugin("/x/kubectl-clear".as_ref()));
+        assert!(!is_kubectl_plugin("/x/kubectl-clearer".as_ref()));
+        let help = Cli::parse_args(["kubectl-clear", "--help"])
+            .unwrap_err()
+            .to_string();
+        assert!(help.contains("kubectl clear"), "{help}");
+    }
+
+    #[test]
+    fn status_takes_a_name_or_all_namespaces_and_a_ledger_location() {
+        let cli = Cli::parse_args(["clear-operator", "status", "-A", "--ledger", "ops/x-budget"])
+            .unwrap();
+        let Command::Status(args) = cli.command else {
+            panic!("not status");
+        };
+        assert!(args.all_namespaces && args.name.is_none());
+        assert_eq!(args.ledger.unwrap().to_string(), "ops/x-budget");
+        assert!(Cli::parse_args(["clear-operator", "status"]).is_err());
+        assert!(Cli::parse_args(["clear-operator", "status", "a", "-A"]).is_err());
+        assert!(Cli::parse_args(["clear-operator", "status", "a", "--ledger", "nope"]).is_err());
+    }
+
+    #[test]
+    fn metrics_security_is_off_unless_asked_and_a_certificate_needs_its_key() {
+        let Command::Run(run) = Cli::parse_args(["clear-operator", "run"]).unwrap().command else {
+            panic!("not run");
+        };
+        assert!(!run.metrics_secure.metrics_secure);
+        let Command::Run(run) = Cli::parse_args([
+            "clear-operator",
+            "run",
+            "--metrics-secure",
+            "--metrics-cert-file",
+            "/c.pem",
+            "--metrics-key-file",
+            "/k.pem",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not run");
+        };
+        assert!(run.metrics_secure.metrics_secure);
+        assert!(
+            Cli::parse_args([
+                "clear-operator",
+                "run",
+                "--metrics-secure",
+                "--metrics-cert-file",
+                "/c.pem"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn regenerate_wait_takes_a_go_duration_timeout() {
+        let cli = Cli::parse_args([
+            "clear-operator",
+            "regenerate",
+            "a",
+            "--wait",
+            "--timeout",
+            "2m",
+        ])
+        .unwrap();
+        let Command::Regenerate(args) = cli.command else {
+            panic!("not regenerate");
+        };
+        assert!(args.wait);
+        assert_eq!(args.timeout, std::time::Duration::from_secs(120));
+        let default = Cli::parse_args(["clear-operator", "regenerate", "a"]).unwrap();
+        let Command::Regenerate(args) = default.command else {
+            panic!("not regenerate");
+        };
+        assert_eq!(args.timeout, std::time::Duration::from_secs(120));
+        assert!(Cli::parse_args(["clear-operator", "regenerate", "a", "--timeout", "5s"]).is_err());
+    }
 }

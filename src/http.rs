@@ -1,5 +1,7 @@
 //! The operator's small HTTP server: `/metrics` (OpenMetrics text), `/healthz` (the
 //! process is alive) and `/readyz` (the controller, or a standby replica, is running).
+//! Plain HTTP, or with [`Security`] TLS on every path and `/metrics` only for authorized
+//! scrapers (see [`crate::secure_metrics`]).
 
 use std::future::Future;
 use std::io;
@@ -9,13 +11,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::metrics::render_chunks;
+use crate::secure_metrics::{HANDSHAKE_TIMEOUT, MetricsAuth, Verdict, bearer_token};
 
 /// Content type of the OpenMetrics text format.
 pub const OPENMETRICS_CONTENT_TYPE: &str =
@@ -67,15 +70,38 @@ impl Health {
 struct AppState {
     registry: Arc<Registry>,
     health: Health,
+    /// `Some`: `/metrics` asks the API server about each scraper's token.
+    auth: Option<Arc<MetricsAuth>>,
+}
+
+/// How the server is protected: TLS on every path, TokenReview and SubjectAccessReview on
+/// `/metrics`.
+#[derive(Clone, Debug)]
+pub struct Security {
+    pub tls: Arc<rustls::ServerConfig>,
+    pub auth: Arc<MetricsAuth>,
 }
 
 /// The routes, for embedding or testing.
 pub fn router(registry: Arc<Registry>, health: Health) -> Router {
+    router_with_auth(registry, health, None)
+}
+
+/// The routes, `/metrics` behind `auth` when given.
+pub fn router_with_auth(
+    registry: Arc<Registry>,
+    health: Health,
+    auth: Option<Arc<MetricsAuth>>,
+) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { registry, health })
+        .with_state(AppState {
+            registry,
+            health,
+            auth,
+        })
 }
 
 /// Binds `addr` and serves until `shutdown` completes.
@@ -101,7 +127,56 @@ pub async fn serve_on(
         .await
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Serves on `listener`, over TLS with `/metrics` authorized when `security` is given.
+pub async fn serve_secured_on(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    health: Health,
+    security: Option<Security>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let Some(security) = security else {
+        return serve_on(listener, registry, health, shutdown).await;
+    };
+    let router = router_with_auth(registry, health, Some(security.auth));
+    let acceptor = tokio_rustls::TlsAcceptor::from(security.tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, _peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                // NB: per-connection errors (the peer reset it, too many open files for a
+                // moment) must not stop the server; axum::serve does the same.
+                Err(error) => {
+                    tracing::debug!(%error, "metrics server: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let (acceptor, router) = (acceptor.clone(), router.clone());
+        // NB: the handshake in its own task, so a client that stalls it delays nobody else.
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .await;
+        });
+    }
+}
+
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(auth) = &state.auth
+        && let Some(refused) = authorize(auth, &headers).await
+    {
+        return refused;
+    }
     match render_chunks(&state.registry) {
         Ok(chunks) => {
             let body = axum::body::Body::from_stream(futures::stream::iter(
@@ -115,6 +190,44 @@ async fn metrics(State(state): State<AppState>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// `None` when the scraper may read `/metrics`, else the answer to give it (401, 403, or
+/// 500 when the API server could not be asked). Never logs the token.
+async fn authorize(auth: &MetricsAuth, headers: &HeaderMap) -> Option<Response> {
+    let header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(token) = bearer_token(header) else {
+        return Some(unauthorized());
+    };
+    match auth.verdict(token).await {
+        Ok(Verdict::Allowed) => None,
+        Ok(Verdict::Unauthenticated) => Some(unauthorized()),
+        Ok(Verdict::Forbidden { user }) => {
+            tracing::debug!(%user, "metrics scrape refused: not allowed to get /metrics");
+            Some((StatusCode::FORBIDDEN, "forbidden\n").into_response())
+        }
+        Err(error) => {
+            tracing::warn!(error = %crate::secure_metrics::ErrorChain(&error), "metrics scrape: could not review the token");
+            Some(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "failed to review the token\n",
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "unauthorized\n",
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
@@ -212,6 +325,63 @@ mod tests {
         );
         assert!(body.ends_with("# EOF\n"));
         server.stop().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn secured_server_speaks_tls_and_asks_about_each_scrapers_token() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut registry = Registry::default();
+        let _metrics = Metrics::register(&mut registry);
+        let auth = MetricsAuth::with_reviewer(Arc::new(|token| {
+            Box::pin(async move {
+                Ok(match token.as_str() {
+                    "reader" => Verdict::Allowed,
+                    "stranger" => Verdict::Forbidden {
+                        user: "system:serviceaccount:x:y".into(),
+                    },
+                    _ => Verdict::Unauthenticated,
+                })
+            })
+        }));
+        let security = Security {
+            tls: crate::secure_metrics::tls_config(None).unwrap(),
+            auth: Arc::new(auth),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("https://{}", listener.local_addr().unwrap());
+        let health = Health::new();
+        health.set_ready(true);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_secured_on(
+            listener,
+            Arc::new(registry),
+            health,
+            Some(security),
+            async {
+                let _ = stopped.await;
+            },
+        ));
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .build()
+            .unwrap();
+        let get = |path: &str, token: Option<&str>| {
+            let mut request = client.get(format!("{base}{path}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            async move { request.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(get("/metrics", None).await, 401);
+        assert_eq!(get("/metrics", Some("nobody")).await, 401);
+        assert_eq!(get("/metrics", Some("stranger")).await, 403);
+        assert_eq!(get("/metrics", Some("reader")).await, 200);
+        assert_eq!(get("/healthz", None).await, 200, "probes need no token");
+        assert_eq!(get("/readyz", None).await, 200, "probes need no token");
+        let plain = reqwest::get(base.replace("https", "http") + "/healthz").await;
+        assert!(plain.is_err(), "no plain HTTP on a secured server");
+        stop.send(()).unwrap();
+        task.await.unwrap().unwrap();
     }
 
     #[tokio::test]

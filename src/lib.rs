@@ -17,6 +17,7 @@ pub mod operator;
 pub mod reason;
 pub mod reconcile;
 pub mod resource;
+pub mod secure_metrics;
 pub mod services;
 pub mod telemetry;
 pub mod watchdog;

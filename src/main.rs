@@ -1,9 +1,8 @@
 //! The `clear-operator` binary: parses the command line and hands over to the library.
 
-use clap::Parser;
 use clear_operator::{
     cli::{Cli, Command},
-    commands::regenerate::request_regeneration,
+    commands::{self, regenerate::Progress},
     resource::crd_yaml,
     telemetry,
 };
@@ -20,7 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // NB: also run as `kubectl-clear` (a kubectl plugin); see `Cli::parse_args`.
+    let cli = Cli::parse_args(std::env::args_os()).unwrap_or_else(|e| e.exit());
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Run(args) => {
@@ -40,12 +40,75 @@ async fn main() -> anyhow::Result<()> {
             let namespace = args
                 .namespace
                 .unwrap_or_else(|| client.default_namespace().to_string());
-            let value = request_regeneration(client, &namespace, &args.name, args.value).await?;
+            let failure_before = if args.wait {
+                commands::regenerate::last_failure_time(client.clone(), &namespace, &args.name)
+                    .await?
+            } else {
+                None
+            };
+            let value = commands::regenerate::request_regeneration(
+                client.clone(),
+                &namespace,
+                &args.name,
+                args.value,
+            )
+            .await?;
             println!(
                 "regeneration of {namespace}/{} requested ({}={value})",
                 args.name,
                 clear_operator::resource::REGENERATE_ANNOTATION
             );
+            if args.wait {
+                let progress = commands::regenerate::wait_for(
+                    client,
+                    &namespace,
+                    &args.name,
+                    &value,
+                    failure_before,
+                    args.timeout,
+                )
+                .await?;
+                match progress {
+                    Progress::Done {
+                        valid_till,
+                        token_fingerprint,
+                    } => println!(
+                        "new token ready: fingerprint {}, {}",
+                        token_fingerprint.as_deref().unwrap_or("?"),
+                        valid_till
+                            .map(|t| format!("valid till {t}"))
+                            .unwrap_or_else(|| "never expires".into())
+                    ),
+                    Progress::Failed { reason, message } => {
+                        eprintln!("regeneration not done: {reason}: {message}");
+                        std::process::exit(1);
+                    }
+                    Progress::Waiting => {
+                        eprintln!(
+                            "regeneration not done within {}s (see `clear-operator status {} -n {namespace}`)",
+                            args.timeout.as_secs(),
+                            args.name
+                        );
+                        std::process::exit(2);
+                    }
+                }
+            }
+        }
+        Command::Status(args) => {
+            let client = kube::Client::try_default().await?;
+            let now = jiff::Timestamp::now();
+            if args.all_namespaces {
+                let summaries = commands::status::gather_all(&client, args.ledger, now).await?;
+                print!("{}", commands::status::render_table(&summaries, now));
+            } else {
+                let namespace = args
+                    .namespace
+                    .unwrap_or_else(|| client.default_namespace().to_string());
+                let name = args.name.unwrap_or_default();
+                let summary =
+                    commands::status::gather(&client, &namespace, &name, args.ledger, now).await?;
+                print!("{}", commands::status::render(&summary, now));
+            }
         }
     }
     Ok(())

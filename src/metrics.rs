@@ -1,5 +1,6 @@
-//! Prometheus metrics of the operator: Clear calls by result and latency, token expiry
-//! and readiness per ClearApiClient, reconcile outcomes and latency, leadership.
+//! Prometheus metrics of the operator: Clear calls by result and latency, token expiry,
+//! renewal time and readiness per ClearApiClient, reconcile outcomes and latency,
+//! leadership, and the build (`clear_operator_build_info`).
 //!
 //! A token that never expires has no `clear_operator_token_expiry_timestamp_seconds`
 //! series (a +Inf or far-future value would break `expiry - time()` alerts and graphs);
@@ -68,6 +69,13 @@ struct RotationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    /// Whether the `dev` subcommand is compiled in (the image is built without it).
+    dev: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientLabels {
     namespace: String,
     name: String,
@@ -100,6 +108,7 @@ pub struct Metrics {
     mints: Family<ResultLabels, Counter>,
     clear_request_duration: HistogramFamily<ResultLabels>,
     token_expiry: Family<ClientLabels, Gauge<f64, AtomicU64>>,
+    renewal_time: Family<ClientLabels, Gauge<f64, AtomicU64>>,
     token_never_expires: Family<ClientLabels, Gauge>,
     client_ready: Family<ClientLabels, Gauge>,
     reconciles: Family<OutcomeLabels, Counter>,
@@ -121,6 +130,7 @@ impl Metrics {
             mints: Family::default(),
             clear_request_duration: Family::new_with_constructor(clear_call_histogram),
             token_expiry: Family::default(),
+            renewal_time: Family::default(),
             token_never_expires: Family::default(),
             client_ready: Family::default(),
             reconciles: Family::default(),
@@ -140,6 +150,18 @@ impl Metrics {
             "From Clear's answer with a new token to that token in its Secret: the window in which consumers hold the token the call revoked",
             Unit::Seconds,
             metrics.rotation_write.clone(),
+        );
+        let build_info: Family<BuildLabels, Gauge> = Family::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                dev: cfg!(feature = "dev").to_string(),
+            })
+            .set(1);
+        registry.register(
+            "clear_operator_build_info",
+            "Always 1; its labels say which build of the operator runs (version; dev: whether the `dev` subcommand is compiled in)",
+            build_info,
         );
         registry.register(
             "clear_operator_kube_requests_saved",
@@ -162,6 +184,12 @@ impl Metrics {
             "When the stored token of a ClearApiClient expires (Unix time); absent when it never expires",
             Unit::Seconds,
             metrics.token_expiry.clone(),
+        );
+        registry.register_with_unit(
+            "clear_operator_renewal_timestamp",
+            "When the operator will next renew the token of a ClearApiClient (Unix time, status.renewalTime); absent when no renewal is planned",
+            Unit::Seconds,
+            metrics.renewal_time.clone(),
         );
         registry.register(
             "clear_operator_token_never_expires",
@@ -286,6 +314,26 @@ impl Metrics {
         }
     }
 
+    /// `None`: no renewal is planned (no token, or one that never expires): no series.
+    pub fn set_renewal_time(
+        &self,
+        namespace: &str,
+        name: &str,
+        renewal_time: Option<jiff::Timestamp>,
+    ) {
+        let labels = ClientLabels::new(namespace, name);
+        match renewal_time {
+            Some(at) => {
+                self.renewal_time
+                    .get_or_create(&labels)
+                    .set(at.as_millisecond() as f64 / 1000.0);
+            }
+            None => {
+                self.renewal_time.remove(&labels);
+            }
+        }
+    }
+
     pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
         self.client_ready
             .get_or_create(&ClientLabels::new(namespace, name))
@@ -316,6 +364,7 @@ impl Metrics {
     pub fn forget(&self, namespace: &str, name: &str) {
         let labels = ClientLabels::new(namespace, name);
         self.token_expiry.remove(&labels);
+        self.renewal_time.remove(&labels);
         self.token_never_expires.remove(&labels);
         self.client_ready.remove(&labels);
         self.last_rotation.remove(&labels);
@@ -333,6 +382,7 @@ impl Metrics {
     /// Drops every per-resource series (leadership lost: the new leader exports them).
     pub fn forget_all(&self) {
         self.token_expiry.clear();
+        self.renewal_time.clear();
         self.token_never_expires.clear();
         self.client_ready.clear();
         self.rotations.clear();
@@ -582,6 +632,48 @@ mod tests {
         metrics.forget("ns", "b");
         let text = render(&registry).unwrap();
         assert!(!text.contains(r#"namespace="ns""#), "{text}");
+    }
+
+    #[test]
+    fn renewal_time_is_a_unix_time_gauge_removed_when_none_and_on_forget() {
+        let (registry, metrics) = setup();
+        let at: jiff::Timestamp = "2026-11-25T18:30:00Z".parse().unwrap();
+        metrics.set_renewal_time("team-a", "gst", Some(at));
+        metrics.set_renewal_time("team-a", "other", Some(at));
+        let text = render(&registry).unwrap();
+        assert!(
+            text.contains(r#"clear_operator_renewal_timestamp_seconds{namespace="team-a",name="gst"} 1795631400.0"#),
+            "{text}"
+        );
+        metrics.set_renewal_time("team-a", "gst", None);
+        metrics.forget("team-a", "other");
+        let text = render(&registry).unwrap();
+        assert!(
+            lines_starting(&text, "clear_operator_renewal_timestamp_seconds{").is_empty(),
+            "{text}"
+        );
+        metrics.set_renewal_time("team-a", "gst", Some(at));
+        metrics.forget_all();
+        assert!(
+            lines_starting(
+                &render(&registry).unwrap(),
+                "clear_operator_renewal_timestamp_seconds{"
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn build_info_is_one_with_the_crate_version() {
+        let (registry, _metrics) = setup();
+        let text = render(&registry).unwrap();
+        let line = lines_starting(&text, "clear_operator_build_info{");
+        assert_eq!(line.len(), 1, "{text}");
+        assert!(
+            line[0].contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION")))
+                && line[0].ends_with(" 1"),
+            "{line:?}"
+        );
     }
 
     #[test]

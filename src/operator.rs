@@ -31,6 +31,8 @@ pub enum OperatorError {
         "failed to list ClearApiClients (is the CRD installed? `clear-operator crd | kubectl apply -f -`): {0}"
     )]
     CrdMissing(#[source] kube::Error),
+    #[error("failed to set up TLS for the metrics server")]
+    MetricsTls(#[source] crate::secure_metrics::TlsError),
     #[error("failed to serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -56,10 +58,12 @@ pub async fn run(
             source,
         })?;
     let metrics_addr = listener.local_addr().unwrap_or(args.metrics_addr);
-    let server = tokio::spawn(http::serve_on(
+    let security = metrics_security(&client, &args.metrics_secure)?;
+    let server = tokio::spawn(http::serve_secured_on(
         listener,
         Arc::new(registry),
         health.clone(),
+        security,
         shutdown.clone().cancelled_owned(),
     ));
 
@@ -129,6 +133,7 @@ pub async fn run(
     info!(
         %identity,
         %metrics_addr,
+        metrics_secure = args.metrics_secure.metrics_secure,
         namespaces = ?config.namespaces,
         mint_budget = args.mint_budget,
         allow_http = args.allow_http,
@@ -148,6 +153,26 @@ pub async fn run(
             source,
         }),
     }
+}
+
+/// TLS and scraper authorization of the metrics server, when `--metrics-secure` asks.
+fn metrics_security(
+    client: &Client,
+    args: &crate::cli::MetricsSecureArgs,
+) -> Result<Option<http::Security>, OperatorError> {
+    if !args.metrics_secure {
+        return Ok(None);
+    }
+    let files = args
+        .metrics_cert_file
+        .clone()
+        .zip(args.metrics_key_file.clone());
+    let tls = crate::secure_metrics::tls_config(files).map_err(OperatorError::MetricsTls)?;
+    let auth = crate::secure_metrics::MetricsAuth::with_api_server(client.clone());
+    Ok(Some(http::Security {
+        tls,
+        auth: Arc::new(auth),
+    }))
 }
 
 /// Fails `/healthz` while the reconcile loop (`reconcile_stall`: a reconcile running this

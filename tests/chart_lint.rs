@@ -288,7 +288,10 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
         rule_rows(operator_cluster_role(&objects)),
         expected_operator_rules()
     );
-    let binding = only(&objects, "ClusterRoleBinding");
+    let binding = of_kind(&objects, "ClusterRoleBinding")
+        .into_iter()
+        .find(|b| b["metadata"]["name"] == FULLNAME)
+        .expect("the operator's ClusterRoleBinding");
     assert_eq!(
         binding["roleRef"],
         json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": FULLNAME})
@@ -297,6 +300,7 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
         binding["subjects"],
         json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}])
     );
+    assert_secure_metrics_rbac(&objects);
     for object in &objects {
         let labels = &object["metadata"]["labels"];
         assert_eq!(
@@ -307,6 +311,106 @@ fn default_render_holds_the_operator_and_its_cluster_wide_rbac() {
         assert_eq!(labels["app.kubernetes.io/instance"], RELEASE);
         assert_eq!(labels["app.kubernetes.io/managed-by"], "Helm");
     }
+}
+
+/// With metrics.secure.enabled (the default): the operator may create TokenReviews and
+/// SubjectAccessReviews and nothing more through `-metrics-auth`; `-metrics-reader` grants
+/// exactly `get` on `/metrics` and is bound to nobody.
+fn assert_secure_metrics_rbac(objects: &[Value]) {
+    let auth_name = format!("{FULLNAME}-metrics-auth");
+    let reader_name = format!("{FULLNAME}-metrics-reader");
+    let cluster_role = |name: &str| {
+        of_kind(objects, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no ClusterRole {name}"))
+    };
+    let row = |group: &str, resource: &str| {
+        (
+            group.to_string(),
+            resource.to_string(),
+            vec!["create".to_string()],
+            Vec::new(),
+        )
+    };
+    assert_eq!(
+        rule_rows(cluster_role(&auth_name)),
+        [
+            row("authentication.k8s.io", "tokenreviews"),
+            row("authorization.k8s.io", "subjectaccessreviews"),
+        ]
+        .into_iter()
+        .collect()
+    );
+    assert_eq!(
+        cluster_role(&reader_name)["rules"],
+        json!([{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}])
+    );
+    let bindings = of_kind(objects, "ClusterRoleBinding");
+    let auth_binding = bindings
+        .iter()
+        .find(|b| b["metadata"]["name"] == auth_name.as_str())
+        .expect("the metrics-auth ClusterRoleBinding");
+    assert_eq!(
+        auth_binding["roleRef"],
+        json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": auth_name})
+    );
+    assert_eq!(
+        auth_binding["subjects"],
+        json!([{"kind": "ServiceAccount", "name": FULLNAME, "namespace": RELEASE_NAMESPACE}])
+    );
+    assert!(
+        bindings
+            .iter()
+            .chain(of_kind(objects, "RoleBinding").iter())
+            .all(|b| b["roleRef"]["name"] != reader_name.as_str()),
+        "the metrics-reader role is for scrapers to bind, not the chart"
+    );
+}
+
+#[test]
+fn metrics_secure_disabled_renders_no_review_rights_and_plain_probes() {
+    let objects = render(&["--set", "metrics.secure.enabled=false"]);
+    assert!(
+        of_kind(&objects, "ClusterRole")
+            .iter()
+            .chain(of_kind(&objects, "ClusterRoleBinding").iter())
+            .all(|r| !r["metadata"]["name"]
+                .as_str()
+                .unwrap()
+                .contains("-metrics-")),
+        "no metrics roles without secure metrics"
+    );
+    let c = container(&objects);
+    assert_eq!(
+        c["livenessProbe"]["httpGet"],
+        json!({"path": "/healthz", "port": "metrics"})
+    );
+    assert!(!args(&objects).iter().any(|a| a == "--metrics-secure"));
+}
+
+#[test]
+fn metrics_cert_secret_is_mounted_and_passed_as_files() {
+    let objects = render(&["--set", "metrics.secure.certSecret=metrics-tls"]);
+    let args = args(&objects);
+    assert_eq!(
+        flag_values(&args, "--metrics-cert-file"),
+        vec!["/etc/clear-operator/metrics-tls/tls.crt"]
+    );
+    assert_eq!(
+        flag_values(&args, "--metrics-key-file"),
+        vec!["/etc/clear-operator/metrics-tls/tls.key"]
+    );
+    let pod = &only(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert!(
+        pod["volumes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "metrics-tls", "secret": {"secretName": "metrics-tls"}}))
+    );
+    let (_, run) = parse_run_args(&objects);
+    assert!(run.metrics_secure.metrics_secure);
+    assert!(run.metrics_secure.metrics_cert_file.is_some());
 }
 
 /// By default: no wildcards, no deletecollection or escalate, no update or delete on
@@ -471,17 +575,19 @@ fn default_deployment_runs_the_operator_locked_down() {
         c["ports"],
         json!([{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}])
     );
+    // NB: secure metrics by default: the port speaks TLS only, the probes HTTPS.
     assert_eq!(
         c["livenessProbe"]["httpGet"],
-        json!({"path": "/healthz", "port": "metrics"})
+        json!({"path": "/healthz", "port": "metrics", "scheme": "HTTPS"})
     );
     assert_eq!(
         c["readinessProbe"]["httpGet"],
-        json!({"path": "/readyz", "port": "metrics"})
+        json!({"path": "/readyz", "port": "metrics", "scheme": "HTTPS"})
     );
 
     let args = args(&objects);
     assert_eq!(args[0], "run");
+    assert!(args.iter().any(|a| a == "--metrics-secure"), "{args:?}");
     assert_eq!(flag_values(&args, "--metrics-addr"), vec!["0.0.0.0:8080"]);
     assert_eq!(
         flag_values(&args, "--leader-election-namespace"),
@@ -524,13 +630,26 @@ fn default_deployment_runs_the_operator_locked_down() {
 #[test]
 fn watched_namespaces_get_roles_instead_of_cluster_roles() {
     let objects = render(&["--set", "watchNamespaces={team-a,team-b}"]);
-    // Only the roles aggregated into view/edit/admin stay cluster-wide; they bind nobody.
-    assert!(
-        of_kind(&objects, "ClusterRole")
+    // Only the roles aggregated into view/edit/admin (they bind nobody) and the secure
+    // metrics' (TokenReview and SubjectAccessReview are cluster-scoped) stay cluster-wide.
+    let metrics_roles = [
+        format!("{FULLNAME}-metrics-auth"),
+        format!("{FULLNAME}-metrics-reader"),
+    ];
+    assert!(of_kind(&objects, "ClusterRole").iter().all(|r| {
+        is_aggregated(r)
+            || metrics_roles
+                .iter()
+                .any(|m| r["metadata"]["name"] == m.as_str())
+    }));
+    assert_eq!(
+        of_kind(&objects, "ClusterRoleBinding")
             .iter()
-            .all(|r| is_aggregated(r))
-            && of_kind(&objects, "ClusterRoleBinding").is_empty()
+            .map(|b| b["metadata"]["name"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        vec![metrics_roles[0].as_str()]
     );
+    assert_secure_metrics_rbac(&objects);
 
     let args = args(&objects);
     assert_eq!(flag_values(&args, "--namespace"), vec!["team-a", "team-b"]);
@@ -583,6 +702,17 @@ fn every_optional_object_renders_when_enabled() {
     assert_eq!(monitor["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // As kubebuilder's: https, the scraper's own ServiceAccount token, a self-signed
+    // certificate not verified unless serviceMonitor.tlsConfig says otherwise.
+    assert_eq!(monitor["spec"]["endpoints"][0]["scheme"], "https");
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["tlsConfig"],
+        json!({"insecureSkipVerify": true})
+    );
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
         only(&objects, "Service")["spec"]["selector"]
@@ -951,6 +1081,7 @@ fn default_arguments_parse_with_the_operators_command_line() {
     assert_eq!(run.mint_budget, 250);
     assert!(run.namespaces.is_empty());
     assert!(!run.allow_http);
+    assert!(run.metrics_secure.metrics_secure);
     assert_eq!(run.ca_bundle, None);
     // NB: the chart passes --concurrency explicitly; a default install must get the same
     // figure as the binary's own default, which the scale benchmark measures.
@@ -1184,10 +1315,12 @@ fn service_account_create_false_without_a_name_is_refused() {
         only(&objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"],
         "platform-operator"
     );
-    assert_eq!(
-        only(&objects, "ClusterRoleBinding")["subjects"][0]["name"],
-        "platform-operator"
-    );
+    // Both bindings (the operator's rules and the secure metrics' reviews) name it.
+    let bindings = of_kind(&objects, "ClusterRoleBinding");
+    assert_eq!(bindings.len(), 2);
+    for binding in bindings {
+        assert_eq!(binding["subjects"][0]["name"], "platform-operator");
+    }
 }
 
 #[test]
@@ -1722,7 +1855,15 @@ fn install_notes_say_what_metrics_expose_and_who_may_read_them() {
     let exposure =
         "names every ClearApiClient (namespace and name labels) and has no authentication";
     let default = install_notes(&[]);
-    assert!(default.contains(exposure), "{default}");
+    assert!(!default.contains(exposure), "{default}");
+    assert!(
+        default.contains(&format!(
+            "only ServiceAccounts bound to the ClusterRole {FULLNAME}-metrics-reader may read it"
+        )),
+        "{default}"
+    );
+    let plain = install_notes(&["--set", "metrics.secure.enabled=false"]);
+    assert!(plain.contains(exposure), "{plain}");
     assert!(
         default.contains("only the peers in networkPolicy.metrics.from reach it"),
         "{default}"

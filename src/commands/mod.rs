@@ -1,3 +1,4 @@
 //! The `clear-operator` subcommands other than the controller itself.
 
 pub mod regenerate;
+pub mod status;

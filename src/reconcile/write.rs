@@ -64,6 +64,10 @@ pub(super) async fn status(
     .await?
     .map_err(Error::PatchStatus)?;
     in_flight.done(written.clone());
+    // NB: here, after the write, so that the gauge says what status says (every status
+    // write goes through this function), and never a renewal that a failed write lost.
+    ctx.metrics
+        .set_renewal_time(namespace, name, next.renewal_time.as_ref().map(|t| t.0));
     Ok(written)
 }
 

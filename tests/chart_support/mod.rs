@@ -173,6 +173,25 @@ pub fn http_get(addr: &str, path: &str, header: Option<(&str, &str)>) -> Option<
     Some((status, body))
 }
 
+/// GET over HTTPS (the chart's default, secure metrics), the certificate not verified (it
+/// is self-signed, as the kubelet's probes and the default ServiceMonitor accept), with
+/// `bearer` as the Authorization token when given.
+pub async fn https_get(addr: &str, path: &str, bearer: Option<&str>) -> Option<(u16, String)> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let mut request = client.get(format!("https://{addr}{path}"));
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    Some((status, response.text().await.ok()?))
+}
+
 /// Polls `check` until it yields a value; panics after `limit` with the operator's log.
 pub async fn eventually<T>(
     what: &str,

@@ -181,6 +181,7 @@ impl E2e {
             concurrency: 4,
             kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            metrics_secure: Default::default(),
             no_leader_election: true,
             leader_election_namespace: None,
             lease_name: "clear-operator".to_string(),

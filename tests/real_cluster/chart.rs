@@ -31,7 +31,7 @@ use crate::{
     audit,
     chart_support::{
         Operator, Pod, denied, eventually, free_loopback_addr, grants_of_service_account, helm,
-        helm_output, http_get, repo_root, start_as_deployed, tool, unused,
+        helm_output, https_get, repo_root, start_as_deployed, tool, unused,
     },
     e2e_support::data,
 };
@@ -78,7 +78,7 @@ pub(crate) async fn admin_client() -> (Client, Kubeconfig) {
 
 /// A kubeconfig for the same server that authenticates with `token` instead of the
 /// admin's client certificate.
-fn kubeconfig_with_token(admin: &Kubeconfig, token: &str, path: &Path) {
+pub(crate) fn kubeconfig_with_token(admin: &Kubeconfig, token: &str, path: &Path) {
     let mut config = serde_yaml::to_value(admin).expect("kubeconfig serializes");
     let users = json!([{"name": "operator", "user": {"token": token}}]);
     config["users"] = serde_yaml::to_value(users).unwrap();
@@ -90,7 +90,7 @@ fn kubeconfig_with_token(admin: &Kubeconfig, token: &str, path: &Path) {
 }
 
 /// `kubectl create token`: a short-lived ServiceAccount token from the TokenRequest API.
-async fn create_token(namespace: &str, service_account: &str) -> String {
+pub(crate) async fn create_token(namespace: &str, service_account: &str) -> String {
     let out = tokio::process::Command::new(tool("kubectl"))
         .args([
             "create",
@@ -377,13 +377,27 @@ async fn operate(
                 metrics_addr: &metrics_addr,
             },
         );
+        // NB: the chart's default, secure metrics: HTTPS, probes without a token.
         eventually("/readyz to answer 200", &operator, WAIT, async || {
-            (http_get(&metrics_addr, "/readyz", None)?.0 == 200).then_some(())
+            (https_get(&metrics_addr, "/readyz", None).await?.0 == 200).then_some(())
         })
         .await;
 
         // Create: one call, a live token in the Secret, Ready.
         let first = wait_issued(&operator, &cacs, "billing", None).await;
+        // Who may scrape: the operator asks the server (TokenReview, SubjectAccessReview),
+        // which uses the two rights the chart grants for it.
+        crate::metrics_auth::assert_only_metrics_readers_scrape(
+            admin,
+            &install.release_ns,
+            &install.fullname(),
+            &metrics_addr,
+            &format!(
+                r#"clear_operator_renewal_timestamp_seconds{{namespace="{}",name="billing"}}"#,
+                install.tenant_ns
+            ),
+        )
+        .await;
         let token_1 = token_in(&secrets, "billing").await;
         assert!(sandbox.is_token_valid(&token_1), "the first token is live");
         assert_eq!(

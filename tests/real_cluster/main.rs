@@ -20,7 +20,10 @@ mod audit;
 mod chart;
 mod finalizers;
 mod kubectl;
+mod metrics_auth;
 mod outage;
+mod status;
+mod upgrade;
 
 use std::path::PathBuf;
 

@@ -149,3 +149,15 @@ refuses values that break the chain):
 {{- int $period -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+A probe from values; with metrics.secure.enabled the port speaks TLS only, so an httpGet
+probe without a scheme gets HTTPS (the kubelet does not verify the certificate).
+*/}}
+{{- define "clear-operator.probe" -}}
+{{- $probe := deepCopy .probe -}}
+{{- if and .root.Values.metrics.secure.enabled $probe.httpGet (not $probe.httpGet.scheme) -}}
+{{- $_ := set $probe.httpGet "scheme" "HTTPS" -}}
+{{- end -}}
+{{- toYaml $probe -}}
+{{- end -}}
