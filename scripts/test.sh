@@ -69,7 +69,8 @@ echo "== e2e suite and real-cluster suite on the real control plane"
 cargo test --locked -p clear-operator --test e2e --test real_cluster "$@"
 
 echo "== differential conformance: the emulator's kubectl and kube-rs suites on the real server"
-KUBE_EMULATOR_CONFORMANCE_KUBECONFIG="$cp_dir/kubeconfig" cargo test --locked -p kube-emulator \
+# NB: `--features kubectl`: the kubectl suite needs the emulator's kubectl feature.
+KUBE_EMULATOR_CONFORMANCE_KUBECONFIG="$cp_dir/kubeconfig" cargo test --locked -p kube-emulator --features kubectl \
 	--test kubectl --test kube_rs_crud --test kube_rs_watch --test kube_rs_custom --test api_semantics \
 	"$@" -- --test-threads=2
 

@@ -1,7 +1,9 @@
 //! OpenAPI v3 schemas of the built-in kinds, generated once from k8s-openapi's JSON
-//! schemas (the upstream descriptions), so `kubectl explain secret` works.
+//! schemas (the upstream descriptions): the fields a built-in object may have (strict field
+//! validation, and the pruning of typed decoding) and, with the `kubectl` feature, the
+//! documents `kubectl explain secret` reads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use k8s_openapi::api::{apps, coordination, core, events, networking, policy, rbac};
@@ -70,6 +72,7 @@ fn schemas() -> &'static Schemas {
     })
 }
 
+#[cfg(feature = "kubectl")]
 fn refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(m) => {
@@ -91,6 +94,7 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     }
 }
 
+#[cfg(feature = "kubectl")]
 /// The root definition name of a built-in kind and every definition it reaches, with the
 /// root marked by `x-kubernetes-group-version-kind`.
 pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<(String, Map<String, Value>)> {
@@ -100,7 +104,7 @@ pub fn for_kind(group: &str, version: &str, kind: &str) -> Option<(String, Map<S
         .iter()
         .find(|((g, k), _)| *g == group && *k == kind)
         .map(|(_, name)| name.clone())?;
-    let mut seen = BTreeSet::new();
+    let mut seen = std::collections::BTreeSet::new();
     let mut todo = vec![root.clone()];
     let mut out = Map::new();
     while let Some(name) = todo.pop() {
@@ -216,6 +220,7 @@ pub fn unknown_fields(group: &str, kind: &str, obj: &mut Value, prune: bool) -> 
 mod tests {
     use super::*;
 
+    #[cfg(feature = "kubectl")]
     #[test]
     fn secret_schema_carries_upstream_descriptions_and_reaches_object_meta() {
         let (root, defs) = for_kind("", "v1", "Secret").unwrap();

@@ -128,7 +128,9 @@ pub fn resource_type(crd_rt: &ResourceType, crd: &Value) -> Result<ResourceType,
         versions.push(CrdVersion {
             name: vname,
             schema,
+            #[cfg(feature = "kubectl")]
             raw_schema,
+            #[cfg(feature = "kubectl")]
             printer_columns: v["additionalPrinterColumns"]
                 .as_array()
                 .cloned()

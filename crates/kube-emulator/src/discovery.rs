@@ -112,7 +112,7 @@ fn legacy_resource(rt: &ResourceType) -> Vec<Value> {
         r["categories"] = json!(rt.categories);
     }
     let mut out = vec![r];
-    if crate::scale::supported(rt) {
+    if rt.has_scale() {
         out.push(json!({
             "name": format!("{}/scale", rt.resource),
             "singularName": "",
@@ -183,7 +183,7 @@ fn aggregated_resource(rt: &ResourceType, version: &str) -> Value {
     }
     // in name order, as apiserver lists them (scale before status)
     let mut subs = Vec::new();
-    if crate::scale::supported(rt) {
+    if rt.has_scale() {
         subs.push(json!({
             "subresource": "scale",
             "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},

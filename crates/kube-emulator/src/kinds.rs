@@ -113,52 +113,6 @@ fn pod_spec(spec: &mut Value) {
     }
 }
 
-/// What the workload controllers would report once every replica is up: the status
-/// kstatus (and so `helm --wait`) reads as "Current".
-pub fn roll_out(rt: &ResourceType, obj: &mut Value) {
-    if rt.group != "apps" {
-        return;
-    }
-    let generation = obj["metadata"]["generation"].clone();
-    let replicas = obj["spec"]["replicas"].as_i64().unwrap_or(1);
-    let now = obj["metadata"]["creationTimestamp"].clone();
-    obj["status"] = match rt.resource.as_str() {
-        "deployments" | "replicasets" => json!({
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "updatedReplicas": replicas,
-            "readyReplicas": replicas,
-            "availableReplicas": replicas,
-            "conditions": [
-                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable",
-                 "message": "Deployment has minimum availability.", "lastUpdateTime": now, "lastTransitionTime": now},
-                {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable",
-                 "message": "ReplicaSet has successfully progressed.", "lastUpdateTime": now, "lastTransitionTime": now},
-            ],
-        }),
-        "statefulsets" => json!({
-            "observedGeneration": generation,
-            "replicas": replicas,
-            "readyReplicas": replicas,
-            "currentReplicas": replicas,
-            "updatedReplicas": replicas,
-            "availableReplicas": replicas,
-            "currentRevision": "rev-1",
-            "updateRevision": "rev-1",
-        }),
-        "daemonsets" => json!({
-            "observedGeneration": generation,
-            "desiredNumberScheduled": 1,
-            "currentNumberScheduled": 1,
-            "updatedNumberScheduled": 1,
-            "numberReady": 1,
-            "numberAvailable": 1,
-            "numberMisscheduled": 0,
-        }),
-        _ => return,
-    };
-}
-
 fn default(obj: &mut Value, pointer: &str, value: Value) {
     let parts: Vec<&str> = pointer.split('/').skip(1).collect();
     let mut cur = obj;

@@ -1,7 +1,9 @@
 //! An in-memory Kubernetes API server over plain HTTP on loopback, faithful enough for
-//! the real kubectl, helm and kube-rs: discovery, CRUD, list/watch, the four patch types,
-//! status subresources, finalizers, garbage collection and CRD-served custom resources.
-//! Start it in-process with [`Emulator::start`] or run the `kube-emulator` binary.
+//! kube-rs: discovery, CRUD, list/watch, the four patch types, status subresources,
+//! finalizers, garbage collection and CRD-served custom resources, with injected faults and
+//! a request log for tests. The `kubectl` feature adds what the real kubectl and helm need
+//! besides (see `kubectl/mod.rs`). Start it in-process with [`Emulator::start`] or run the
+//! `kube-emulator` binary.
 #![forbid(unsafe_code)]
 
 mod builtin_schemas;
@@ -9,21 +11,18 @@ mod crds;
 mod discovery;
 mod events;
 mod faults;
+mod form;
 mod gc;
-mod jsonpath;
 mod kinds;
 mod kubeconfig;
+#[cfg(feature = "kubectl")]
+mod kubectl;
 mod list;
-mod openapi;
-mod protobuf;
 mod registry;
-mod reviews;
-mod scale;
 mod selectors;
 mod server;
 mod status;
 mod store;
-mod table;
 mod verbs;
 mod watch;
 
@@ -64,9 +63,6 @@ pub struct EmulatorOptions {
     pub watch_history: usize,
     /// How often watches that allow bookmarks get one.
     pub bookmark_interval: Duration,
-    /// Report Deployments, StatefulSets and DaemonSets as fully rolled out (no pods run
-    /// here; `helm --wait` needs this). Off: their status is left alone.
-    pub ready_workloads: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -75,7 +71,6 @@ impl Default for EmulatorOptions {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             watch_history: 10_000,
             bookmark_interval: Duration::from_secs(10),
-            ready_workloads: false,
         }
     }
 }
@@ -123,7 +118,6 @@ impl Emulator {
             })?;
         let addr = listener.local_addr().map_err(Error::LocalAddr)?;
         let mut state = State::new(opts.watch_history);
-        state.ready_workloads = opts.ready_workloads;
         seed(&mut state);
         let state = Arc::new(Mutex::new(state));
         let shutdown = CancellationToken::new();

@@ -6,9 +6,9 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use serde_json::{Value, json};
 
+use crate::form::{self, Form};
 use crate::status::ApiError;
 use crate::store::{ObjKey, State};
-use crate::table;
 use crate::verbs::{self, Selection, Target};
 
 /// Paging state carried in `continue`.
@@ -99,8 +99,18 @@ pub fn collect(
     })
 }
 
-/// The list answer as bytes: `{kind: XList, ..., items: [...]}`.
-pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
+/// The list answer as bytes: `{kind: XList, ..., items: [...]}`, or the Table asked for.
+pub fn serialize(t: &Target, page: &Page, answer_form: &Form) -> Vec<u8> {
+    if let Some(tbl) = answer_form.table(
+        &t.rt,
+        &t.version,
+        page.items.iter().map(|a| a.as_ref()),
+        &page.resource_version,
+        page.continue_token.as_deref(),
+    ) {
+        return serde_json::to_vec(&tbl).unwrap_or_default();
+    }
+    let metadata_only = *answer_form == Form::Metadata;
     let api_version = if metadata_only {
         "meta.k8s.io/v1".to_string()
     } else {
@@ -132,7 +142,7 @@ pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
             out.push(b',');
         }
         if metadata_only {
-            serde_json::to_writer(&mut out, &table::partial(item)).ok();
+            serde_json::to_writer(&mut out, &form::partial(item)).ok();
         } else if same_version {
             serde_json::to_writer(&mut out, item.as_ref()).ok();
         } else {
@@ -141,17 +151,4 @@ pub fn serialize(t: &Target, page: &Page, metadata_only: bool) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-/// The list answer as a Table, for `kubectl get`.
-pub fn serialize_table(t: &Target, page: &Page, include_object: &str) -> Vec<u8> {
-    let tbl = table::table(
-        &t.rt,
-        &t.version,
-        page.items.iter().map(|a| a.as_ref()),
-        &page.resource_version,
-        page.continue_token.as_deref(),
-        include_object,
-    );
-    serde_json::to_vec(&tbl).unwrap_or_default()
 }

@@ -26,9 +26,6 @@ struct Args {
     /// Watch events kept per resource type; older resourceVersions get 410 Gone.
     #[arg(long, default_value_t = 10_000)]
     watch_history: usize,
-    /// Report Deployments, StatefulSets and DaemonSets as rolled out (for helm --wait).
-    #[arg(long)]
-    ready_workloads: bool,
 }
 
 #[tokio::main]
@@ -43,7 +40,6 @@ async fn main() -> anyhow::Result<()> {
     let opts = EmulatorOptions {
         listen: args.listen,
         bookmark_interval: std::time::Duration::from_secs(args.bookmark_interval_secs.max(1)),
-        ready_workloads: args.ready_workloads,
         watch_history: args.watch_history,
     };
     let emulator = Emulator::start(opts).await?;

@@ -5,16 +5,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use emulator_schema::StructuralSchema;
+#[cfg(feature = "kubectl")]
 use serde_json::Value;
 
 /// Identifies a stored collection: API group ("" for core) and plural resource name.
 pub type TypeKey = (String, String);
 
-/// One served version of a custom resource: its schema and printer columns.
+/// One served version of a custom resource: its schema (and, for kubectl, the schema as
+/// written and the printer columns).
 pub struct CrdVersion {
     pub name: String,
     pub schema: Option<Arc<StructuralSchema>>,
+    #[cfg(feature = "kubectl")]
     pub raw_schema: Option<Value>,
+    #[cfg(feature = "kubectl")]
     pub printer_columns: Vec<Value>,
     pub status_subresource: bool,
 }
@@ -86,6 +90,17 @@ impl ResourceType {
         } else {
             format!("{}.{}", self.resource, self.group)
         }
+    }
+
+    /// Whether the `/scale` subresource is served: Deployments, StatefulSets and
+    /// ReplicaSets, with the `kubectl` feature (`kubectl scale`).
+    pub fn has_scale(&self) -> bool {
+        cfg!(feature = "kubectl")
+            && self.group == "apps"
+            && matches!(
+                self.resource.as_str(),
+                "deployments" | "statefulsets" | "replicasets"
+            )
     }
 
     /// `Secret` or `ClearApiClient.clear-operator.io`, as apiserver names a kind in 422s.
@@ -300,7 +315,8 @@ const BUILTINS: &[Builtin] = &[
     ),
 ];
 
-/// Reviews `kubectl auth can-i` and `kubectl auth whoami` create.
+/// Reviews `kubectl auth can-i` and `kubectl auth whoami` create (the `kubectl` feature).
+#[cfg(feature = "kubectl")]
 const REVIEWS: [(&str, &str, &str); 3] = [
     (
         "authorization.k8s.io",
@@ -351,6 +367,7 @@ impl Registry {
                 review: false,
             });
         }
+        #[cfg(feature = "kubectl")]
         for (group, resource, kind) in REVIEWS {
             reg.insert(ResourceType {
                 group: group.to_string(),

@@ -12,11 +12,14 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::faults::{FaultAction, Faults, RequestEntry, RequestLog};
+use crate::form::{self, Form};
+#[cfg(feature = "kubectl")]
+use crate::kubectl::{openapi, protobuf, reviews, scale};
 use crate::status::ApiError;
 use crate::store::State;
 use crate::verbs::{self, DeleteParams, PatchType, Selection, Target, WriteParams};
 use crate::watch::{self, WatchParams};
-use crate::{discovery, list, openapi, protobuf, scale, table};
+use crate::{discovery, list};
 
 /// Everything a request handler needs.
 pub struct Shared {
@@ -210,6 +213,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
                 .map(|b| json_response(StatusCode::OK, &b))
                 .ok_or_else(ApiError::path_not_found);
         }
+        #[cfg(feature = "kubectl")]
         ["openapi", rest @ ..] if is_get => {
             let st = shared.state.lock().expect("store lock");
             return openapi::serve(&st.registry, rest, &accept);
@@ -242,7 +246,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
                 None => rt.has_status,
             },
             "finalize" => rt.resource == "namespaces" && rt.group.is_empty(),
-            "scale" => scale::supported(&rt),
+            "scale" => rt.has_scale(),
             _ => false,
         };
         if !ok {
@@ -302,9 +306,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
             },
         })
     };
-    let wants_table = table::wants_table(&accept);
-    let metadata_only = table::wants_metadata(&accept);
-    let include_object = q("includeObject").unwrap_or("Metadata").to_string();
+    let answer_form = Form::from_request(&accept, q("includeObject"));
     let body = axum::body::to_bytes(body, 256 * 1024 * 1024)
         .await
         .map_err(|e| ApiError::bad_request(format!("failed to read request body: {e}")))?;
@@ -323,6 +325,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
     let body_type = header_str(&parts.headers, header::CONTENT_TYPE).to_string();
     let parse_body = || -> Result<Value, ApiError> {
         let base = body_type.split(';').next().unwrap_or("").trim();
+        #[cfg(feature = "kubectl")]
         if base == protobuf::CONTENT_TYPE {
             return protobuf::decode(&body);
         }
@@ -334,26 +337,18 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
             .map_err(|e| ApiError::bad_request(format!("failed to decode request body: {e}")))
     };
     let ok_object = |code: StatusCode, obj: &Value| -> Response {
-        if metadata_only {
-            return json_response(code, &table::partial(obj));
+        if answer_form == Form::Metadata {
+            return json_response(code, &form::partial(obj));
         }
-        if wants_table && (code == StatusCode::OK) {
-            let rv = obj["metadata"]["resourceVersion"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let tbl = table::table(
-                &rt,
-                &rp.version,
-                std::iter::once(obj),
-                &rv,
-                None,
-                &include_object,
-            );
-            return json_response(code, &tbl);
+        if code == StatusCode::OK {
+            let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+            if let Some(tbl) = answer_form.table(&rt, &rp.version, std::iter::once(obj), rv, None) {
+                return json_response(code, &tbl);
+            }
         }
         json_response(code, obj)
     };
+    #[cfg(feature = "kubectl")]
     if rt.review {
         if verb != "create" {
             return Err(ApiError::method_not_allowed(
@@ -368,9 +363,10 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         };
         return Ok(json_response(
             StatusCode::CREATED,
-            &crate::reviews::answer(&rt, review),
+            &reviews::answer(&rt, review),
         ));
     }
+    #[cfg(feature = "kubectl")]
     if target.subresource.as_deref() == Some("scale") {
         let mut st = shared.state.lock().expect("store lock");
         let out = match verb {
@@ -401,11 +397,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
         "list" => {
             let limit = q("limit").and_then(|l| l.parse::<usize>().ok());
             let page = list::collect(&shared.state, &target, &selection()?, limit, q("continue"))?;
-            let body = if wants_table {
-                list::serialize_table(&target, &page, &include_object)
-            } else {
-                list::serialize(&target, &page, metadata_only)
-            };
+            let body = list::serialize(&target, &page, &answer_form);
             Ok(bytes_response(StatusCode::OK, body, "application/json"))
         }
         "watch" => {
@@ -418,9 +410,7 @@ async fn route(shared: Arc<Shared>, req: Request) -> Result<Response, ApiError> 
                 bookmarks: q("allowWatchBookmarks") == Some("true"),
                 send_initial_events: q("sendInitialEvents") == Some("true"),
                 timeout,
-                table: wants_table,
-                metadata_only,
-                include_object: include_object.clone(),
+                form: answer_form.clone(),
                 bookmark_interval: shared.bookmark_interval,
             };
             watch::start(shared.state.clone(), target, p, shared.shutdown.clone())

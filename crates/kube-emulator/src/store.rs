@@ -84,9 +84,6 @@ pub struct State {
     /// uid → where the object lives, for owner-reference garbage collection.
     pub uids: HashMap<String, (TypeKey, ObjKey)>,
     pub history_limit: usize,
-    /// Report Deployments, StatefulSets and DaemonSets as fully rolled out, standing in
-    /// for their controllers (helm --wait and kstatus need it).
-    pub ready_workloads: bool,
     /// Set when a deletion or a deletionTimestamp may let the collector do work.
     pub gc_pending: bool,
     /// Next cluster IP to hand out to a Service.
@@ -110,7 +107,6 @@ impl State {
             uids: HashMap::new(),
             history_limit: history_limit.max(1),
             gc_pending: false,
-            ready_workloads: false,
             next_cluster_ip: 10,
         }
     }

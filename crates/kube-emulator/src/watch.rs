@@ -12,9 +12,9 @@ use futures::channel::mpsc as fmpsc;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::form::{self, Form};
 use crate::status::ApiError;
 use crate::store::{EventType, State, StoredEvent};
-use crate::table;
 use crate::verbs::{Selection, Target, present};
 
 /// Options of one watch request.
@@ -25,9 +25,7 @@ pub struct WatchParams {
     pub bookmarks: bool,
     pub send_initial_events: bool,
     pub timeout: Option<Duration>,
-    pub table: bool,
-    pub metadata_only: bool,
-    pub include_object: String,
+    pub form: Form,
     pub bookmark_interval: Duration,
 }
 
@@ -40,18 +38,15 @@ struct Emitter {
 
 impl Emitter {
     fn object(&self, obj: &Value) -> Value {
-        if self.p.metadata_only {
-            return table::partial(obj);
+        if self.p.form == Form::Metadata {
+            return form::partial(obj);
         }
-        if self.p.table {
-            let tbl = table::table(
-                &self.t.rt,
-                &self.t.version,
-                std::iter::once(obj),
-                obj["metadata"]["resourceVersion"].as_str().unwrap_or(""),
-                None,
-                &self.p.include_object,
-            );
+        let rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or("");
+        if let Some(tbl) =
+            self.p
+                .form
+                .table(&self.t.rt, &self.t.version, std::iter::once(obj), rv, None)
+        {
             return tbl;
         }
         if self.t.version == self.t.rt.storage_version() && !self.t.rt.is_alias() {

@@ -145,9 +145,6 @@ pub(super) fn create_object(
     if !managed_done {
         emulator_patch::record_update(None, &mut obj, &p.manager, None, &now);
     }
-    if state.ready_workloads {
-        kinds::roll_out(&rt, &mut obj);
-    }
     if p.dry_run {
         obj["metadata"]["resourceVersion"] = json!("");
         return Ok(present(&rt, &t.version, &obj));

@@ -21,17 +21,21 @@ pub struct DeleteParams {
 }
 
 impl DeleteParams {
-    pub fn from_body(body: &[u8], mut base: DeleteParams) -> Result<DeleteParams, ApiError> {
+    pub fn from_body(body: &[u8], base: DeleteParams) -> Result<DeleteParams, ApiError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(base);
         }
-        let v: Value = if body.starts_with(b"k8s\0") {
-            crate::protobuf::decode_delete_options(body)?
-        } else {
-            serde_json::from_slice(body).map_err(|e| {
-                ApiError::bad_request(format!("failed to decode DeleteOptions: {e}"))
-            })?
-        };
+        #[cfg(feature = "kubectl")]
+        if body.starts_with(b"k8s\0") {
+            let v = crate::kubectl::protobuf::decode_delete_options(body)?;
+            return Ok(Self::from_json(&v, base));
+        }
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("failed to decode DeleteOptions: {e}")))?;
+        Ok(Self::from_json(&v, base))
+    }
+
+    fn from_json(v: &Value, mut base: DeleteParams) -> DeleteParams {
         if let Some(p) = v["propagationPolicy"].as_str() {
             base.propagation = Some(p.to_string());
         }
@@ -50,7 +54,7 @@ impl DeleteParams {
         if let Some(r) = v["preconditions"]["resourceVersion"].as_str() {
             base.precondition_rv = Some(r.to_string());
         }
-        Ok(base)
+        base
     }
 }
 

@@ -16,7 +16,9 @@ pub use crd_cleanup::{CRD_CLEANUP_FINALIZER, crd_type_key};
 pub use create::create;
 pub use delete::{DeleteParams, delete, delete_collection};
 pub use patch::{PatchType, patch};
-pub use update::{replace, update};
+#[cfg(feature = "kubectl")]
+pub use update::replace;
+pub use update::update;
 
 use std::sync::Arc;
 

@@ -50,6 +50,7 @@ pub fn update(
 }
 
 /// Store `new` in place of `old` through the ordinary update path (used by `/scale`).
+#[cfg(feature = "kubectl")]
 pub fn replace(
     state: &mut State,
     t: &Target,
@@ -155,9 +156,6 @@ pub(super) fn commit_update(
     if rt.tracks_generation && spec_changed(&old, &new) {
         let g = old["metadata"]["generation"].as_i64().unwrap_or(0);
         new["metadata"]["generation"] = json!(g + 1);
-    }
-    if state.ready_workloads && !t.is_status() {
-        kinds::roll_out(&rt, &mut new);
     }
     if same_object(&old, &new) {
         return Ok(present(&rt, &t.version, &old));

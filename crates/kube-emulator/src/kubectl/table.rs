@@ -1,37 +1,12 @@
-//! `meta.k8s.io/v1` Table answers, which `kubectl get` asks for: Name/Age for built-ins,
-//! the CRD's `additionalPrinterColumns` for custom resources.
+//! `meta.k8s.io/v1` Table answers, which `kubectl get` asks for: apiserver's columns for the
+//! common built-ins, Name/Age for the rest, the CRD's `additionalPrinterColumns` for custom
+//! resources.
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use crate::jsonpath;
+use super::jsonpath;
 use crate::registry::ResourceType;
-
-/// Whether the Accept header asks for a Table.
-pub fn wants_table(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=Table"))
-}
-
-/// Whether the Accept header asks for metadata only (`as=PartialObjectMetadata` or
-/// `as=PartialObjectMetadataList`), as kube-rs metadata watchers do.
-pub fn wants_metadata(accept: &str) -> bool {
-    accept
-        .split(',')
-        .next()
-        .is_some_and(|first| first.contains("as=PartialObjectMetadata"))
-}
-
-/// An object reduced to its metadata.
-pub fn partial(obj: &Value) -> Value {
-    json!({
-        "kind": "PartialObjectMetadata",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": obj["metadata"].clone(),
-    })
-}
 
 /// apiserver's human duration: 45s, 3m12s, 10m, 5h, 3d...
 pub fn human_duration(secs: i64) -> String {
@@ -411,11 +386,7 @@ pub fn row(rt: &ResourceType, version: &str, obj: &Value, include_object: &str) 
     let object = match include_object {
         "None" => Value::Null,
         "Object" => obj.clone(),
-        _ => json!({
-            "kind": "PartialObjectMetadata",
-            "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj["metadata"].clone(),
-        }),
+        _ => crate::form::partial(obj),
     };
     json!({ "cells": cells(rt, version, obj), "object": object })
 }
@@ -455,13 +426,5 @@ mod tests {
         assert_eq!(human_duration(3 * 3600 + 60), "3h1m");
         assert_eq!(human_duration(30 * 3600), "30h");
         assert_eq!(human_duration(3 * 86400), "3d");
-    }
-
-    #[test]
-    fn table_is_recognised_from_kubectl_accept_header() {
-        assert!(wants_table(
-            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json;as=Table;v=v1beta1;g=meta.k8s.io,application/json"
-        ));
-        assert!(!wants_table("application/json"));
     }
 }

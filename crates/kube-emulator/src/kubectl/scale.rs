@@ -3,18 +3,9 @@
 
 use serde_json::{Value, json};
 
-use crate::registry::ResourceType;
 use crate::status::ApiError;
 use crate::store::State;
 use crate::verbs::{self, PatchType, Target, WriteParams};
-
-pub fn supported(rt: &ResourceType) -> bool {
-    rt.group == "apps"
-        && matches!(
-            rt.resource.as_str(),
-            "deployments" | "statefulsets" | "replicasets"
-        )
-}
 
 /// The Scale view of a workload.
 pub fn view(obj: &Value) -> Value {
