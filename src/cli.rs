@@ -60,6 +60,12 @@ pub struct RunArgs {
         value_parser = parse_allowed_base_url
     )]
     pub allowed_base_urls: Vec<BaseUrl>,
+    /// Standby: reconcile and report as usual but call Clear for nothing (no renewal, no
+    /// regeneration, no revoke), as if every resource had `spec.suspend: true`. For a
+    /// disaster-recovery or migration cluster holding the same resources as the active one:
+    /// only one cluster may mint with a client secret, or each revokes the other's tokens.
+    #[arg(long, env = "CLEAR_OPERATOR_STANDBY")]
+    pub standby: bool,
     /// Allow plain-http base URLs (simulators and tests only).
     #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
     pub allow_http: bool,

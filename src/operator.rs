@@ -96,7 +96,13 @@ pub async fn run(
         instance: leader_election
             .as_ref()
             .map(|lease| format!("{}/{}", lease.namespace, lease.name)),
+        standby: args.standby,
     };
+    if args.standby {
+        tracing::warn!(
+            "standby: no call to Clear is made for any resource (no renewal, no regeneration, no revoke)"
+        );
+    }
     let reporter = Reporter {
         controller: CONTROLLER_NAME.into(),
         instance: Some(identity.clone()),

@@ -55,6 +55,9 @@ pub enum Reason {
     /// what stood in the way: a quota, the budget, a missing client secret, an outage...):
     /// consumers hold a dead token. Also the Warning Event at that instant.
     TokenExpired,
+    /// `spec.suspend` is true, or the operator runs in standby (`--standby`): no call to
+    /// Clear is made for this resource; Ready says whether the stored token is still valid.
+    Suspended,
     /// A call to Clear started by another replica (or an earlier attempt) may still be in
     /// flight; nothing is minted until its deadline passed.
     MintInFlight,

@@ -150,6 +150,14 @@ pub struct ClearApiClientSpec {
     #[schemars(length(max = 16))]
     pub renewal_windows: Vec<RenewalWindow>,
 
+    /// While true, the operator calls Clear for nothing on this resource: no renewal, no
+    /// regeneration, no revoke on delete. The token Secret is kept, and Ready says whether
+    /// its token is still valid (reason Suspended, then TokenExpired). For a standby or
+    /// migration cluster holding the same resources as the active one: only one cluster may
+    /// mint with a client secret. Default false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend: bool,
+
     /// On deletion, mint once more and discard the result so that the token handed out is
     /// revoked. Uses a finalizer while true. Default false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -1154,6 +1154,14 @@ fn the_highest_concurrency_the_schema_allows_parses_with_the_operators_command_l
 }
 
 #[test]
+fn standby_becomes_the_flag_and_is_off_by_default() {
+    let (_, run) = parse_run_args(&render(&[]));
+    assert!(!run.standby);
+    let (_, run) = parse_run_args(&render(&["--set", "operator.standby=true"]));
+    assert!(run.standby, "operator.standby=true passes --standby");
+}
+
+#[test]
 fn every_optional_argument_parses_with_the_operators_command_line() {
     let mut extra = vec![
         "--set",

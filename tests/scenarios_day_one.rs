@@ -142,3 +142,74 @@ async fn answers_without_a_usable_token_cost_three_calls_a_day_not_a_loop() {
         kit.shutdown().await;
     }
 }
+
+/// The first token of `Kit::with_first_token` is due for renewal at 18:00 and expires at 22:00.
+const RENEWAL_DUE: &str = "2026-11-25T18:00:00Z";
+
+#[tokio::test]
+async fn a_suspended_resource_calls_clear_for_nothing_and_says_whether_its_token_lives() {
+    let kit = Kit::with_first_token(SECRET).await;
+    let token = kit.token_in("billing").await;
+    let mut spec = kit.spec("clear-secret");
+    spec["suspend"] = serde_json::json!(true);
+    kit.patch_spec("billing", spec.clone()).await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "Suspended".into())
+    );
+    // Past the renewal point, and with a regenerate request: nothing is called.
+    kit.set_time(RENEWAL_DUE);
+    kit.annotate("billing", REGENERATE_ANNOTATION, "while-suspended")
+        .await;
+    kit.set_time("2026-11-25T21:59:00Z");
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1, "no renewal, no regeneration");
+    assert_eq!(kit.token_in("billing").await, token, "the Secret is kept");
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "Suspended".into())
+    );
+    // Ready tells the truth about the stored token.
+    kit.set_time("2026-11-25T22:00:00Z");
+    kit.reconcile("billing").await;
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "TokenExpired".into())
+    );
+    let message = scenario_kit::ready_message(&kit.get("billing").await);
+    assert!(message.contains("(Suspended)"), "{message}");
+    assert_eq!(kit.calls(SECRET), 1);
+    // Resumed past its renewal point: exactly one call.
+    spec["suspend"] = serde_json::json!(false);
+    kit.patch_spec("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 2, "one call when resumed");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_install_in_standby_calls_clear_for_nothing_and_the_active_one_then_renews_once() {
+    let kit = Kit::with_first_token(SECRET).await;
+    let standby = kit.new_standby_context();
+    kit.set_time(RENEWAL_DUE);
+    for _ in 0..3 {
+        kit.reconcile_in(&standby, "billing")
+            .await
+            .expect("reconciles");
+    }
+    assert_eq!(kit.calls(SECRET), 1, "the standby install renews nothing");
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "Suspended".into())
+    );
+    let message = scenario_kit::ready_message(&kit.get("billing").await);
+    assert!(message.contains("standby"), "{message}");
+    // The same resource under an install that is not in standby (the one that takes over).
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 2, "one renewal");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    kit.shutdown().await;
+}

@@ -33,6 +33,9 @@ pub struct Settings {
     /// so that a second install watching the same resources yields instead of fighting;
     /// `None` (no leader election) neither records nor yields.
     pub instance: Option<String>,
+    /// Standby (`--standby`): no call to Clear for any resource, as if every one were
+    /// suspended; for a disaster-recovery cluster that holds the active one's resources.
+    pub standby: bool,
 }
 
 /// A resource, by namespace and name.

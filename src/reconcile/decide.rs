@@ -89,6 +89,17 @@ pub struct Observed {
     pub clear_recovered_at: Option<Timestamp>,
     /// Calls made today with this client secret, by every resource (see `ledger`).
     pub client_secret_calls_today: u32,
+    /// Whether nothing may be asked of Clear for this resource, and why.
+    pub suspended: Option<Suspension>,
+}
+
+/// Why the operator calls Clear for nothing on a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Suspension {
+    /// `spec.suspend: true`.
+    Resource,
+    /// The operator runs in standby (`--standby`): a disaster-recovery cluster.
+    Install,
 }
 
 /// The token Secret of before a `target.name` change.
@@ -203,6 +214,10 @@ pub enum Blocker {
     },
     /// Clear rejected this client secret; nothing is tried until it changes.
     Rejected,
+    /// Nothing is asked of Clear for this resource (see [`Suspension`]).
+    Suspended {
+        by: Suspension,
+    },
     BudgetExhausted {
         until: Timestamp,
     },
@@ -291,6 +306,11 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
         retry_at,
         pending,
     };
+    // NB: first: a suspended resource calls Clear for nothing, whatever else is wrong; its
+    // Ready still follows the stored token (Suspended while it lives, TokenExpired after).
+    if let Some(by) = obs.suspended {
+        return wait(Blocker::Suspended { by }, None, None);
+    }
     let spec = match &obs.spec {
         Ok(spec) => spec,
         Err(detail) => {
@@ -590,7 +610,7 @@ pub fn yield_to<'a>(status: &'a ClearApiClientStatus, me: &str, now: Timestamp) 
 pub use super::view::mints_today;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     use super::*;
@@ -611,7 +631,7 @@ mod tests {
     }
 
     /// A resource holding a fresh token: renewal at 08:00 (a third of 12h before expiry).
-    fn healthy() -> Observed {
+    pub(crate) fn healthy() -> Observed {
         Observed {
             name: "billing".into(),
             target_name: "billing".into(),
@@ -635,6 +655,7 @@ mod tests {
             previous_target: None,
             clear_recovered_at: None,
             client_secret_calls_today: 0,
+            suspended: None,
             status: ClearApiClientStatus {
                 secret_name: Some("billing".into()),
                 token_fingerprint: Some("tttttttttttt".into()),

@@ -62,6 +62,12 @@ pub fn decide_revoke(obs: &Observed, now: Timestamp, policy: &Policy) -> RevokeD
             TargetState::Ours { token: Some(_), .. } | TargetState::Unknown
         );
     let skip = |label, why| RevokeDecision::Skip { label, why };
+    if obs.suspended.is_some() {
+        return skip(
+            "suspended",
+            "the resource (or the whole install, in standby) is suspended: no call to Clear is made; the handed-out token stays live until it expires or the API client is deleted in Clear",
+        );
+    }
     if !handed_out {
         return skip("no_token", "no token was ever issued");
     }
@@ -263,4 +269,99 @@ pub(super) async fn set_finalizer(
     .await
     .map_err(Error::Finalizer)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::reconcile::{decide::tests::healthy, test_support::ts};
+
+    const NOW: &str = "2026-11-25T06:00:00Z";
+
+    #[test]
+    fn deletion_rules_table() {
+        type Change = fn(&mut Observed);
+        type Expect = Box<dyn Fn(&RevokeDecision) -> bool>;
+        let revoke = RevokeDecision::Revoke;
+        let skip = |label| move |d: &RevokeDecision| matches!(d, RevokeDecision::Skip { label: l, .. } if *l == label);
+        let cases: Vec<(&str, Change, Expect)> = vec![
+            (
+                "a token handed out",
+                |_| {},
+                Box::new(move |d| *d == revoke),
+            ),
+            (
+                "already revoked: no second call",
+                |o| {
+                    crate::reconcile::status::set_ready(
+                        &mut o.status,
+                        false,
+                        Reason::Revoked,
+                        "revoked".into(),
+                        None,
+                        ts(NOW),
+                    )
+                },
+                Box::new(|d| *d == RevokeDecision::Done),
+            ),
+            (
+                "suspended: no call",
+                |o| o.suspended = Some(crate::reconcile::decide::Suspension::Resource),
+                Box::new(skip("suspended")),
+            ),
+            (
+                "nothing ever handed out",
+                |o| {
+                    o.status.token_fingerprint = None;
+                    o.target = TargetState::Absent;
+                },
+                Box::new(skip("no_token")),
+            ),
+            (
+                "deleted during its first call: status records no token, a call is in flight",
+                |o| {
+                    o.status.token_fingerprint = None;
+                    o.target = TargetState::Absent;
+                    o.status.mint_started_at = Some(Time(ts(NOW)));
+                },
+                Box::new(|d| *d == RevokeDecision::Revoke),
+            ),
+            (
+                "the Secret holds a token status does not record yet",
+                |o| o.status.token_fingerprint = None,
+                Box::new(|d| *d == RevokeDecision::Revoke),
+            ),
+            (
+                "another resource holds the client secret",
+                |o| o.conflict_with = Some("another ClearApiClient".into()),
+                Box::new(skip("conflict")),
+            ),
+            (
+                "the client secret is gone",
+                |o| {
+                    o.client_secret = ClientSecretState::Missing {
+                        detail: "not found".into(),
+                    }
+                },
+                Box::new(skip("client_secret_missing")),
+            ),
+            (
+                "the budget is spent: wait for the next UTC day",
+                |o| o.client_secret_calls_today = 250,
+                Box::new(|d| {
+                    *d == RevokeDecision::Wait {
+                        until: ts("2026-11-26T00:00:00Z"),
+                    }
+                }),
+            ),
+        ];
+        for (case, change, expected) in cases {
+            let mut obs = healthy();
+            change(&mut obs);
+            let decision = decide_revoke(&obs, ts(NOW), &Policy::default());
+            assert!(expected(&decision), "case: {case}: {decision:?}");
+        }
+    }
 }

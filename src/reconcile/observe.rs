@@ -8,7 +8,7 @@ use kube::{Api, ResourceExt, core::PartialObjectMeta};
 
 use super::{
     context::Context,
-    decide::{ClientSecretState, Observed, PreviousTarget, TargetState, ValidSpec},
+    decide::{ClientSecretState, Observed, PreviousTarget, Suspension, TargetState, ValidSpec},
     error::{Error, sanitize},
     schedule,
     secret::{self, Held, Ownership},
@@ -230,7 +230,13 @@ pub async fn fetch(
             .calls_today(fingerprint, ctx.now_seconds()),
         _ => 0,
     };
+    let suspended = if ctx.settings.standby {
+        Some(Suspension::Install)
+    } else {
+        cac.spec.suspend.then_some(Suspension::Resource)
+    };
     let observed = Observed {
+        suspended,
         client_secret_calls_today,
         name: cac.name_any(),
         target_name,

@@ -413,6 +413,17 @@ fn describe_blocker(blocker: &Blocker, status: &ClearApiClientStatus) -> (Reason
                 status.failed_attempts
             ),
         ),
+        Blocker::Suspended { by } => (
+            Reason::Suspended,
+            match by {
+                super::decide::Suspension::Resource => {
+                    "spec.suspend is true: no call to Clear is made for this resource (no renewal, no regeneration, no revoke)".to_string()
+                }
+                super::decide::Suspension::Install => {
+                    "the operator runs in standby: no call to Clear is made for any resource (no renewal, no regeneration, no revoke)".to_string()
+                }
+            },
+        ),
         Blocker::Rejected => (
             Reason::ClientSecretRejected,
             "Clear rejected the client secret; nothing is tried until it changes".to_string(),

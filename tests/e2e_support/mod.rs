@@ -176,20 +176,11 @@ impl E2e {
                 clear_operator::clear::parse_base_url(self.sandbox.url()).expect("simulator URL"),
             ],
             allow_http: true,
-            mint_budget: 250,
-            renewal_jitter_percent: 5,
             concurrency: 4,
-            kube_api_concurrency: clear_operator::kube_client::DEFAULT_API_CONCURRENCY,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            metrics_secure: Default::default(),
             no_leader_election: true,
-            leader_election_namespace: None,
-            lease_name: "clear-operator".to_string(),
-            ca_bundle: None,
             clear_timeout_secs: 5,
-            lease_duration_secs: 15,
-            shutdown_grace_secs: 25,
-            reconcile_stall_secs: 300,
+            ..RunArgs::default()
         };
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(operator::run(client, args, shutdown.clone()));

@@ -548,6 +548,24 @@ impl Kit {
         ))
     }
 
+    /// A fresh operator context of an install in standby (`--standby`).
+    pub fn new_standby_context(&self) -> Arc<Context> {
+        let mut ctx = new_context(
+            &clear_operator::kube_client::build(self.emulator.client_config())
+                .expect("a plain-http client builds"),
+            &self.clock,
+            Policy {
+                renewal_jitter_percent: 0,
+                ..Policy::default()
+            },
+            Duration::from_secs(5),
+            &[self.sandbox.url().to_string()],
+            None,
+        );
+        ctx.settings.standby = true;
+        Arc::new(ctx)
+    }
+
     /// A fresh operator context of the install `instance` (its Lease `namespace/name`).
     pub fn new_context_of(&self, policy: Policy, instance: Option<&str>) -> Arc<Context> {
         let operator_client = clear_operator::kube_client::build(self.emulator.client_config())
@@ -627,6 +645,7 @@ fn new_context(
             ),
             policy,
             instance: instance.map(str::to_string),
+            standby: false,
         },
         Reporter {
             controller: "clear-operator".into(),
