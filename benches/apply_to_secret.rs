@@ -79,6 +79,7 @@ async fn main() {
             allowed_base_urls: vec![
                 clear_operator::clear::parse_base_url(sandbox.url()).expect("simulator URL"),
             ],
+            no_documented_base_urls: true,
             allow_http: true,
             concurrency,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),

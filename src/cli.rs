@@ -49,9 +49,9 @@ pub struct RunArgs {
     #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
     pub namespaces: Vec<String>,
     /// A base URL the operator may send client secrets to (repeatable; comma-separated in
-    /// the environment variable). When given, exactly these are allowed; by default only the
-    /// hosts Clear documents. A ClearApiClient whose base URL is not allowed is refused
-    /// (reason BaseUrlNotAllowed) before its client secret is read.
+    /// the environment variable), besides the hosts Clear documents (see
+    /// `--no-documented-base-urls`). A ClearApiClient whose base URL is not allowed is
+    /// refused (reason BaseUrlNotAllowed) before its client secret is read.
     #[arg(
         long = "allowed-base-url",
         value_name = "URL",
@@ -60,6 +60,10 @@ pub struct RunArgs {
         value_parser = parse_allowed_base_url
     )]
     pub allowed_base_urls: Vec<BaseUrl>,
+    /// Allow only the `--allowed-base-url` values, not Clear's documented hosts (a cluster
+    /// that must reach Clear through a proxy only).
+    #[arg(long, env = "CLEAR_OPERATOR_NO_DOCUMENTED_BASE_URLS")]
+    pub no_documented_base_urls: bool,
     /// Standby: reconcile and report as usual but call Clear for nothing (no renewal, no
     /// regeneration, no revoke), as if every resource had `spec.suspend: true`. For a
     /// disaster-recovery or migration cluster holding the same resources as the active one:

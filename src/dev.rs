@@ -161,6 +161,7 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
     // NB: everything else is `run`'s own default, from the one place clap keeps them.
     Ok(RunArgs {
         allowed_base_urls: vec![simulator],
+        no_documented_base_urls: true,
         allow_http: true,
         metrics_addr: args.metrics_addr,
         leader_election_namespace: Some("default".to_string()),

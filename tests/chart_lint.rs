@@ -1154,6 +1154,23 @@ fn the_highest_concurrency_the_schema_allows_parses_with_the_operators_command_l
 }
 
 #[test]
+fn extra_base_urls_add_to_the_documented_hosts_unless_only_they_are_asked_for() {
+    let (_, run) = parse_run_args(&render(&[
+        "--set",
+        "operator.allowedBaseUrls={https://proxy.internal/clear}",
+    ]));
+    assert!(!run.no_documented_base_urls, "added by default");
+    assert_eq!(run.allowed_base_urls.len(), 1);
+    let (_, run) = parse_run_args(&render(&[
+        "--set",
+        "operator.allowedBaseUrls={https://proxy.internal/clear}",
+        "--set",
+        "operator.onlyAllowedBaseUrls=true",
+    ]));
+    assert!(run.no_documented_base_urls);
+}
+
+#[test]
 fn standby_becomes_the_flag_and_is_off_by_default() {
     let (_, run) = parse_run_args(&render(&[]));
     assert!(!run.standby);

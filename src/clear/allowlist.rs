@@ -46,13 +46,23 @@ impl AllowedBaseUrls {
         Self { urls }
     }
 
-    /// The allow-list from `--allowed-base-url` values: exactly those when any is given,
-    /// else the documented hosts. Plain http entries are kept (a simulator); calling them
-    /// still needs `--allow-http`.
+    /// The allow-list from `--allowed-base-url` values: the documented hosts and those.
+    /// Plain http entries are kept (a simulator); calling them still needs `--allow-http`.
+    // NB: adds, never replaces: an administrator adding a proxy must not cut off every
+    // resource on the documented hosts (`--no-documented-base-urls` drops them on purpose).
     pub fn from_urls(values: &[BaseUrl]) -> Self {
-        if values.is_empty() {
-            return Self::documented();
+        let mut allowed = Self::documented();
+        for url in values {
+            if !allowed.urls.contains(url) {
+                allowed.urls.push(url.clone());
+            }
         }
+        allowed
+    }
+
+    /// Exactly `values`, without the documented hosts (`--no-documented-base-urls`: a
+    /// cluster that must reach Clear only through a proxy, a simulator in `dev`).
+    pub fn only(values: &[BaseUrl]) -> Self {
         let mut urls: Vec<BaseUrl> = Vec::with_capacity(values.len());
         for url in values {
             if !urls.contains(url) {
@@ -142,10 +152,32 @@ mod tests {
     }
 
     #[test]
-    fn flags_replace_the_default_and_match_after_normalisation() {
+    fn flags_add_to_the_documented_hosts() {
+        let flags = [parse_base_url("https://proxy.internal/clear").unwrap()];
+        let allowed = AllowedBaseUrls::from_urls(&flags);
+        assert_eq!(
+            allowed.check(&resolved("https://proxy.internal/clear")),
+            Ok(())
+        );
+        assert_eq!(allowed.check(&resolved("https://api.clear.in")), Ok(()));
+        assert_eq!(
+            allowed.check(&resolved("https://api-sandbox.clear.in")),
+            Ok(())
+        );
+        assert!(
+            allowed
+                .check(&resolved("https://proxy.internal/other"))
+                .is_err()
+        );
+        let repeated = AllowedBaseUrls::from_urls(&[resolved("https://api.clear.in")]);
+        assert_eq!(repeated, AllowedBaseUrls::documented(), "no duplicates");
+    }
+
+    #[test]
+    fn only_drops_the_documented_hosts_and_matches_after_normalisation() {
         let flags = ["https://Proxy.Internal:443/clear/", "http://127.0.0.1:9000"]
             .map(|raw| parse_base_url(raw).unwrap());
-        let allowed = AllowedBaseUrls::from_urls(&flags);
+        let allowed = AllowedBaseUrls::only(&flags);
         assert_eq!(
             allowed.to_string(),
             "https://proxy.internal/clear, http://127.0.0.1:9000"

@@ -175,6 +175,7 @@ impl E2e {
             allowed_base_urls: vec![
                 clear_operator::clear::parse_base_url(self.sandbox.url()).expect("simulator URL"),
             ],
+            no_documented_base_urls: true,
             allow_http: true,
             concurrency: 4,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

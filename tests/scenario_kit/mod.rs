@@ -637,7 +637,7 @@ fn new_context(
             allow_http: true,
             // NB: like `dev`, the operator may only call this kit's simulator (and what a
             // test allows besides).
-            allowed_base_urls: AllowedBaseUrls::from_urls(
+            allowed_base_urls: AllowedBaseUrls::only(
                 &allowed
                     .iter()
                     .map(|url| parse_base_url(url).expect("an allowed URL"))
