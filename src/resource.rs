@@ -23,8 +23,10 @@ pub const DEFAULT_CLIENT_SECRET_KEY: &str = "clientSecret";
 /// Finalizer used only while `spec.revokeOnDelete` is true.
 pub const REVOKE_FINALIZER: &str = "clear-operator.io/revoke-on-delete";
 
-/// Product names: upper snake case, as Clear spells them (GST, MAX_ITC, E_INVOICE, ...).
-pub const PRODUCT_PATTERN: &str = "^[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$";
+/// Product names: words of letters and digits joined by `_`, `-` or a space, so both the
+/// API's spelling (GST, MAX_ITC, E_INVOICE) and the web app's ("Max ITC", "E-Invoice",
+/// "E-Way Bill") are accepted; see [`Product::canonical`] for what the Secret records.
+pub const PRODUCT_PATTERN: &str = "^[A-Za-z][A-Za-z0-9]*([ _-][A-Za-z0-9]+)*$";
 /// Go-style duration (`90m`, `1h30m`, `2.5h`), the notation Kubernetes users know.
 pub const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 /// A cron schedule of exactly five fields (minute hour day-of-month month day-of-week).
@@ -170,12 +172,25 @@ pub struct ClearApiClientSpec {
     pub rollout_restart_targets: Vec<RolloutRestartTarget>,
 }
 
-/// A product name, upper snake case.
+/// A product name, as written in the spec (see [`PRODUCT_PATTERN`]).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema)]
 #[serde(transparent)]
 pub struct Product(
     #[schemars(regex(pattern = PRODUCT_PATTERN), length(min = 1, max = 64))] pub String,
 );
+
+impl Product {
+    /// Upper snake case, the API's spelling: "Max ITC" and "max-itc" are `MAX_ITC`,
+    /// "E-Way Bill" is `E_WAY_BILL`. What the token Secret's `products` key records.
+    pub fn canonical(&self) -> String {
+        self.0
+            .split([' ', '-', '_'])
+            .filter(|word| !word.is_empty())
+            .map(str::to_ascii_uppercase)
+            .collect::<Vec<_>>()
+            .join("_")
+    }
+}
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -416,6 +431,38 @@ pub fn crd_yaml() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vendor_spellings_of_products_are_accepted_and_recorded_in_the_apis_spelling() {
+        let pattern = regex_lite_match;
+        for (written, canonical) in [
+            ("GST", "GST"),
+            ("MAX_ITC", "MAX_ITC"),
+            ("Max ITC", "MAX_ITC"),
+            ("E-Invoice", "E_INVOICE"),
+            ("E-Way Bill", "E_WAY_BILL"),
+            ("tds", "TDS"),
+        ] {
+            assert!(pattern(written), "{written} is accepted");
+            assert_eq!(Product(written.into()).canonical(), canonical);
+        }
+        for refused in [
+            "",
+            " GST",
+            "GST ",
+            "E--Invoice",
+            "9GST",
+            "GST,TDS",
+            "Max  ITC",
+        ] {
+            assert!(!pattern(refused), "{refused:?} is refused");
+        }
+    }
+
+    /// The schema's pattern, as the API server applies it (anchored, whole value).
+    fn regex_lite_match(value: &str) -> bool {
+        regex::Regex::new(PRODUCT_PATTERN).unwrap().is_match(value)
+    }
 
     #[test]
     fn spec_defaults_region_key_and_policy_when_omitted() {

@@ -213,3 +213,42 @@ async fn an_install_in_standby_calls_clear_for_nothing_and_the_active_one_then_r
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
     kit.shutdown().await;
 }
+
+#[tokio::test]
+async fn editing_the_workspace_or_products_rewrites_the_secret_and_mints_nothing() {
+    let kit = Kit::with_first_token(SECRET).await;
+    let token = kit.token_in("billing").await;
+    let before = kit.get("billing").await.status.unwrap().token_config_hash;
+    let mut spec = kit.spec("clear-secret");
+    // A typo fixed, and the products in the web app's spelling.
+    spec["workspace"] = serde_json::json!("ws-1-fixed");
+    spec["products"] = serde_json::json!(["GST", "Max ITC", "E-Way Bill", "MAX_ITC"]);
+    kit.patch_spec("billing", spec.clone()).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "Clear is never told the workspace or products"
+    );
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(Kit::data(&secret, "workspace"), "ws-1-fixed");
+    assert_eq!(Kit::data(&secret, "products"), "GST,MAX_ITC,E_WAY_BILL");
+    assert_eq!(kit.token_in("billing").await, token);
+    let after = kit.get("billing").await.status.unwrap().token_config_hash;
+    assert_ne!(
+        after, before,
+        "the token is recorded under the new workspace"
+    );
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    // And back: still nothing.
+    spec["workspace"] = serde_json::json!("ws-1");
+    kit.patch_spec("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    assert_eq!(
+        Kit::data(&kit.target("billing").await.unwrap(), "workspace"),
+        "ws-1"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -379,10 +379,16 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
             planned,
         } => {
             let (renewal_time, windows) = split_plan(planned);
+            // NB: a token minted for an equivalent configuration (an earlier spelling, or
+            // another workspace, which Clear is never told) is recorded under the current
+            // one, so that the next edit compares against it.
+            let mut record = record.clone();
+            let migrated = record.config_hash != spec.config_hash;
+            record.config_hash.clone_from(&spec.config_hash);
             return Decision::Keep {
-                refresh_secret: drifted || move_from.is_some(),
+                refresh_secret: drifted || migrated || move_from.is_some(),
                 move_from,
-                record: record.clone(),
+                record,
                 renewal_time,
                 windows,
             };

@@ -38,6 +38,19 @@ pub(super) async fn keep(
 ) -> Result<Option<Timestamp>, Error> {
     let (ctx, fetched) = (step.ctx, step.fetched);
     let cac = &fetched.cac;
+    // NB: the configuration the token is recorded under changes (an equivalent spelling, an
+    // edited workspace): status first, since the Secret's `workspace` key is what told the
+    // old workspace apart; were the Secret rewritten first and status lost, the next
+    // reconcile could no longer tell an edit of the workspace from a new configuration.
+    let mut written = cac.status.clone();
+    if step.prev().token_config_hash.as_deref() != Some(record.config_hash.as_str())
+        && matches!(refresh, Refresh::InPlace)
+    {
+        let mut first = step.prev().clone();
+        first.token_config_hash = Some(record.config_hash.clone());
+        step.write_status(written.as_ref(), &first).await?;
+        written = Some(first);
+    }
     if !matches!(refresh, Refresh::No) {
         refresh_secret(step, &refresh, record).await?;
     }
@@ -76,7 +89,7 @@ pub(super) async fn keep(
     } else {
         step.restart(&pending, record.issued_at, &mut next).await?
     };
-    step.write_status(cac.status.as_ref(), &next).await?;
+    step.write_status(written.as_ref(), &next).await?;
     warn_if_windows_missed(step, step.prev(), &next).await;
     let (namespace, name) = step.key();
     ctx.metrics.set_ready(&namespace, &name, true);

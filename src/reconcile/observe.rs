@@ -76,7 +76,7 @@ pub async fn fetch(
     };
     let namespace = cac.namespace().unwrap_or_default();
     let use_caches = matches!(reads, Reads::Cached(_));
-    let (mut base_url, spec) = check_spec(
+    let (mut base_url, mut spec) = check_spec(
         &cac,
         ctx.settings.allow_http,
         ctx.settings.policy.renewal_jitter_percent,
@@ -127,6 +127,22 @@ pub async fn fetch(
     let target_resource_version = target_secret
         .as_ref()
         .and_then(|s| s.metadata.resource_version.clone());
+    // NB: the workspace is descriptive (never sent to Clear): a token minted under the
+    // workspace the Secret still records is the same configuration as the spec's.
+    if let (Ok(valid), Some(url), Some(found)) = (&mut spec, &base_url, &target_secret)
+        && let Some(recorded) = secret::recorded_workspace(found)
+        && recorded != cac.spec.workspace
+    {
+        let mut then = cac.clone();
+        then.spec.workspace = recorded;
+        let (canonical, equivalent) = secret::resolved_config_hash(
+            &then,
+            url.as_str(),
+            documented_base_url(cac.spec.region, cac.spec.environment),
+        );
+        valid.equivalent_config_hashes.push(canonical);
+        valid.equivalent_config_hashes.extend(equivalent);
+    }
     let target = match target_secret {
         None => TargetState::Absent,
         Some(found) => match secret::ownership(&found.metadata, &cac.name_any()) {

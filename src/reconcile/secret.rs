@@ -17,7 +17,7 @@ use crate::{
     clear::AccessToken,
     resource::{
         CLIENT_LABEL, ClearApiClient, ClearApiClientStatus, DeletionPolicy, MANAGED_BY_LABEL,
-        MANAGED_BY_VALUE,
+        MANAGED_BY_VALUE, Product,
     },
 };
 
@@ -202,6 +202,12 @@ pub fn status_record(
 }
 
 /// Hash of the settings a token is bound to: a change of any of them needs a new token.
+/// The workspace the token Secret records (its `workspace` key), if readable.
+pub fn recorded_workspace(secret: &k8s_openapi::api::core::v1::Secret) -> Option<String> {
+    let bytes = secret.data.as_ref()?.get(keys::WORKSPACE)?;
+    String::from_utf8(bytes.0.clone()).ok()
+}
+
 /// (The `baseUrl` field as written; see [`resolved_config_hash`] for what is compared.)
 pub fn config_hash(cac: &ClearApiClient) -> String {
     config_hash_with(cac, cac.spec.base_url.as_deref().unwrap_or_default())
@@ -262,7 +268,14 @@ fn content(
     let mut labels = target.labels;
     labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
     labels.insert(CLIENT_LABEL.to_string(), cac.name_any());
-    let products: Vec<&str> = cac.spec.products.iter().map(|p| p.0.as_str()).collect();
+    // NB: in the API's spelling, once each, in the spec's order: "Max ITC" and MAX_ITC are
+    // one product.
+    let mut products: Vec<String> = Vec::new();
+    for product in cac.spec.products.iter().map(Product::canonical) {
+        if !products.contains(&product) {
+            products.push(product);
+        }
+    }
     let data = BTreeMap::from([
         (keys::BASE_URL.to_string(), base_url.to_string()),
         (

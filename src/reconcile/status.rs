@@ -469,7 +469,7 @@ pub fn describe_mint_reason(reason: &MintReason) -> String {
             "the target Secret holds a token the operator did not write (restored from a backup, written back by another tool, or edited)".into()
         }
         MintReason::ClientSecretChanged => "the client secret changed".into(),
-        MintReason::ConfigChanged => "environment, region, baseUrl or workspace changed".into(),
+        MintReason::ConfigChanged => "environment, region or baseUrl changed".into(),
         MintReason::RegenerateRequested { value } => format!("regeneration requested ({value})"),
         MintReason::Expired => "the token expired".into(),
         MintReason::RenewalDue => "the renewal time was reached".into(),
