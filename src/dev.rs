@@ -274,6 +274,7 @@ async fn seed_demo(client: &Client, client_secret: &str, base_url: &str) -> Resu
                 time_zone: None,
                 duration: "40s".to_string(),
             }],
+            adopt_from: None,
             suspend: false,
             revoke_on_delete: false,
             rollout_restart_targets: Vec::new(),

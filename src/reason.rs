@@ -27,6 +27,9 @@ pub enum Reason {
     /// expiry is assumed (one hour) and it is renewed before then (Ready=True; a Warning at
     /// the mint).
     ExpiryAssumed,
+    /// The token in use was taken over from `spec.adoptFrom` with no call (Ready=True, and a
+    /// Normal Event), until the first renewal.
+    Adopted,
     /// A token was renewed before (or at) its expiry.
     Renewed,
     /// A token was minted on request: the regenerate annotation, a changed client secret

@@ -152,6 +152,13 @@ pub struct ClearApiClientSpec {
     #[schemars(length(max = 16))]
     pub renewal_windows: Vec<RenewalWindow>,
 
+    /// Take over a token already in use (minted from this client secret by an ERP, a CI job
+    /// or another cluster) instead of minting one, which would revoke it: a Secret in this
+    /// namespace holding the token and its expiry. Used only while the resource holds no
+    /// token yet; then costs no call, and the token is renewed at its normal renewal point.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopt_from: Option<AdoptFrom>,
+
     /// While true, the operator calls Clear for nothing on this resource: no renewal, no
     /// regeneration, no revoke on delete. The token Secret is kept, and Ready says whether
     /// its token is still valid (reason Suspended, then TokenExpired). For a standby or
@@ -223,6 +230,33 @@ pub struct ClientSecretRef {
 
 fn default_client_secret_key() -> String {
     DEFAULT_CLIENT_SECRET_KEY.to_string()
+}
+
+/// Where the token to adopt is: see [`ClearApiClientSpec::adopt_from`].
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdoptFrom {
+    /// Name of a Secret in the same namespace.
+    #[schemars(regex(pattern = OBJECT_NAME_PATTERN), length(min = 1, max = 253))]
+    pub name: String,
+    /// Key holding the access token. Default `accessToken`.
+    #[serde(default = "default_adopt_token_key")]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(min = 1, max = 253))]
+    pub token_key: String,
+    /// Key holding when the token expires: the `valid_till` Clear answered with (RFC 3339
+    /// with an offset), or `never` for an API client whose tokens never expire. Required in
+    /// the Secret: a token of unknown expiry is not adopted. Default `validTill`.
+    #[serde(default = "default_adopt_valid_till_key")]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(min = 1, max = 253))]
+    pub valid_till_key: String,
+}
+
+fn default_adopt_token_key() -> String {
+    "accessToken".to_string()
+}
+
+fn default_adopt_valid_till_key() -> String {
+    "validTill".to_string()
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -320,6 +354,11 @@ pub struct ClearApiClientStatus {
     /// any); absent when it never expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
+    /// The Secret the current token was adopted from (`spec.adoptFrom`): it was not minted
+    /// here, so `issuedAt` is when it was adopted, not when Clear issued it. Cleared by the
+    /// next token minted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_from: Option<String>,
     /// Set when Clear's answer gave the current token no readable `valid_till` (absent, or
     /// not a date with a UTC offset): says why; `validTill` is then an assumed, short
     /// lifetime (one hour) rather than "never expires", and Ready's reason is

@@ -1704,8 +1704,20 @@ fn install_notes_say_where_client_secrets_may_go() {
         "operator.allowedBaseUrls={https://clear-proxy.internal}",
     ]);
     assert!(
-        proxy.contains("Client secrets are only sent to https://clear-proxy.internal"),
+        proxy.contains(
+            "Client secrets are only sent to Clear's documented hosts and https://clear-proxy.internal"
+        ),
         "{proxy}"
+    );
+    let only = notes_with(&[
+        "--set",
+        "operator.allowedBaseUrls={https://clear-proxy.internal}",
+        "--set",
+        "operator.onlyAllowedBaseUrls=true",
+    ]);
+    assert!(
+        only.contains("Client secrets are only sent to https://clear-proxy.internal"),
+        "{only}"
     );
 }
 

@@ -335,3 +335,113 @@ async fn deleting_a_client_with_policy_retain_keeps_its_secret() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn editing_workspace_and_products_rewrites_the_secret_with_zero_calls() {
+    with_temp_ns(|env| async move {
+        let (operator, fp) = issue(&env, json!({})).await;
+        let token = env.token_in(NAME).await;
+        env.patch_spec(
+            NAME,
+            json!({"workspace": "ws-typo-fixed", "products": ["GST", "Max ITC", "E-Invoice"]}),
+        )
+        .await;
+        env.wait_for_secret(NAME, "rewritten with the new workspace and products", |s| {
+            s.is_some_and(|s| {
+                data(s, keys::WORKSPACE).as_deref() == Some("ws-typo-fixed")
+                    && data(s, keys::PRODUCTS).as_deref() == Some("GST,MAX_ITC,E_INVOICE")
+            })
+        })
+        .await;
+        env.wait_settled().await;
+        assert_eq!(
+            env.calls(),
+            1,
+            "Clear is never told the workspace or products"
+        );
+        assert!(
+            env.token_in(NAME).await == token,
+            "the Secret keeps its token"
+        );
+        assert!(env.token_is_live(NAME).await);
+        let cac = env.wait_for_cac(NAME, "Ready", is_issued).await;
+        assert_eq!(fingerprint(&cac), Some(fp));
+        operator.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_suspended_resource_ignores_a_regenerate_request_until_resumed() {
+    with_temp_ns(|env| async move {
+        let (operator, fp) = issue(&env, json!({})).await;
+        env.patch_spec(NAME, json!({"suspend": true})).await;
+        env.wait_for_cac(NAME, "Ready=True (Suspended)", |c| {
+            is_ready_with(c, "True", "Suspended")
+        })
+        .await;
+        request_regeneration(
+            env.client.clone(),
+            &env.namespace,
+            NAME,
+            Some("while-suspended".into()),
+        )
+        .await
+        .expect("annotated");
+        env.wait_settled().await;
+        assert_eq!(env.calls(), 1, "no call while suspended");
+        assert!(
+            env.token_is_live(NAME).await,
+            "the stored token still serves"
+        );
+        env.patch_spec(NAME, json!({"suspend": false})).await;
+        let cac = env
+            .wait_for_cac(NAME, "a new token for the request", |c| {
+                is_issued(c) && fingerprint(c).is_some_and(|f| f != fp)
+            })
+            .await;
+        assert_eq!(
+            cac.status
+                .and_then(|s| s.last_regenerate_request)
+                .as_deref(),
+            Some("while-suspended")
+        );
+        env.wait_settled().await;
+        assert_eq!(env.calls(), 2, "one call when resumed");
+        operator.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_token_in_use_is_adopted_with_zero_calls() {
+    with_temp_ns(|env| async move {
+        env.put_client_secret(CLIENT_SECRET_NAME).await;
+        let (token, valid_till) = env.mint_elsewhere().await;
+        let adoptable: Secret = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "erp-token"},
+            "stringData": {"accessToken": token, "validTill": valid_till.unwrap_or_else(|| "never".into())},
+        }))
+        .expect("a Secret object");
+        env.secrets
+            .create(&PostParams::default(), &adoptable)
+            .await
+            .expect("the Secret to adopt from");
+        let operator = env.start_operator();
+        let mut spec = env.spec(CLIENT_SECRET_NAME);
+        spec["adoptFrom"] = json!({"name": "erp-token"});
+        env.create(NAME, spec).await;
+        env.wait_for_cac(NAME, "Ready=True (Adopted)", |c| {
+            is_ready_with(c, "True", "Adopted")
+        })
+        .await;
+        env.wait_settled().await;
+        assert_eq!(env.calls(), 1, "only the call made elsewhere");
+        assert!(env.token_in(NAME).await == token, "the token in use is served");
+        assert!(env.token_is_live(NAME).await, "and was not revoked");
+        operator.stop().await;
+        env.assert_no_leaks(&[token]).await;
+    })
+    .await;
+}

@@ -252,3 +252,115 @@ async fn editing_the_workspace_or_products_rewrites_the_secret_and_mints_nothing
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+/// The token an ERP minted with the same client secret before the operator came: one call
+/// to Clear, made outside the operator.
+async fn token_minted_elsewhere(kit: &Kit) -> clear_operator::clear::IssuedToken {
+    use clear_operator::clear::{ClearClient, ClearClientConfig, ClientSecret, parse_base_url};
+    let client = ClearClient::new(ClearClientConfig::default()).expect("a Clear client");
+    let issued = client
+        .mint(
+            &parse_base_url(&kit.url()).unwrap(),
+            &ClientSecret::new(SECRET.into()),
+            kit.now(),
+        )
+        .await
+        .expect("the ERP's token");
+    kit.remember(issued.token.expose());
+    issued
+}
+
+async fn put_adoptable(kit: &Kit, token: &str, valid_till: Option<&str>) {
+    let mut data = serde_json::Map::new();
+    data.insert("accessToken".into(), token.into());
+    if let Some(till) = valid_till {
+        data.insert("validTill".into(), till.into());
+    }
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "erp-token", "namespace": scenario_kit::NS},
+        "stringData": data,
+    }))
+    .unwrap();
+    kit.secrets
+        .create(&Default::default(), &secret)
+        .await
+        .expect("the Secret to adopt from");
+}
+
+async fn kit_before_adoption() -> Kit {
+    let kit = Kit::start(vec![
+        clear_sandbox::ClientConfig::new(SECRET, "ws-1")
+            .with_lifetime(std::time::Duration::from_secs(12 * 3600)),
+    ])
+    .await;
+    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
+        .await;
+    kit
+}
+
+#[tokio::test]
+async fn the_token_in_use_is_adopted_with_no_call_and_renewed_at_its_renewal_point() {
+    let kit = kit_before_adoption().await;
+    let erp = token_minted_elsewhere(&kit).await;
+    let till = erp.valid_till.expect("12 h tokens").to_string();
+    put_adoptable(&kit, erp.token.expose(), Some(&till)).await;
+    let mut spec = kit.spec("clear-secret");
+    spec["adoptFrom"] = serde_json::json!({"name": "erp-token"});
+    kit.create("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1, "only the ERP's own call");
+    assert_eq!(kit.token_in("billing").await, erp.token.expose());
+    assert!(
+        kit.sandbox.is_token_valid(erp.token.expose()),
+        "not revoked"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), "Adopted".into())
+    );
+    let status = kit.get("billing").await.status.unwrap();
+    assert_eq!(status.adopted_from.as_deref(), Some("erp-token"));
+    assert_eq!(status.valid_till.map(|t| t.0.to_string()), Some(till));
+    assert!(
+        kit.event_reasons("billing")
+            .contains(&"Adopted".to_string()),
+        "a Normal Event says so"
+    );
+    // Served until its renewal point (a third of its life before expiry), then one call.
+    kit.set_time("2026-11-25T17:59:00Z");
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    kit.set_time("2026-11-25T18:00:00Z");
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 2, "renewed once, at the renewal point");
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+    assert_eq!(kit.get("billing").await.status.unwrap().adopted_from, None);
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_to_adopt_without_its_expiry_waits_instead_of_revoking_it() {
+    let kit = kit_before_adoption().await;
+    let erp = token_minted_elsewhere(&kit).await;
+    put_adoptable(&kit, erp.token.expose(), None).await;
+    let mut spec = kit.spec("clear-secret");
+    spec["adoptFrom"] = serde_json::json!({"name": "erp-token"});
+    kit.create("billing", spec).await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "no mint: it would revoke the token in use"
+    );
+    assert!(kit.sandbox.is_token_valid(erp.token.expose()));
+    assert_eq!(
+        kit.ready("billing").await,
+        ("False".into(), "InvalidSpec".into())
+    );
+    let message = scenario_kit::ready_message(&kit.get("billing").await);
+    assert!(message.contains("validTill"), "{message}");
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -620,8 +620,8 @@ async fn invalid_specs_are_rejected_by_the_schema() {
             json!({"environment": "staging", "workspace": "w", "products": ["GST"], "clientSecretRef": {"name": "s"}}),
         ),
         (
-            "lower-product",
-            json!({"environment": "sandbox", "workspace": "w", "products": ["gst"], "clientSecretRef": {"name": "s"}}),
+            "product-with-punctuation",
+            json!({"environment": "sandbox", "workspace": "w", "products": ["GST,TDS"], "clientSecretRef": {"name": "s"}}),
         ),
         (
             "ksa-no-url",

@@ -63,6 +63,7 @@ pub fn bench_client(
             target: None,
             renew_before: None,
             renewal_windows: Vec::new(),
+            adopt_from: None,
             suspend: false,
             revoke_on_delete: false,
             rollout_restart_targets: Vec::new(),

@@ -24,7 +24,7 @@ pub use rate_limit::{
     quota_reset_with_jitter,
 };
 pub use response::{
-    ErrorDetails, IssuedToken, MAX_TOKEN_CHARS, parse_error_body, parse_token_body,
-    parse_valid_till,
+    ErrorDetails, IssuedToken, MAX_ACCEPTED_TOKEN_CHARS, MAX_TOKEN_CHARS, parse_error_body,
+    parse_token_body, parse_valid_till,
 };
 pub use secret::{AccessToken, ClientSecret, FINGERPRINT_HEX_CHARS, REDACTED, fingerprint_of};

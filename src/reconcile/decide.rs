@@ -91,6 +91,19 @@ pub struct Observed {
     pub client_secret_calls_today: u32,
     /// Whether nothing may be asked of Clear for this resource, and why.
     pub suspended: Option<Suspension>,
+    /// The token in use that `spec.adoptFrom` hands over, read only while the resource
+    /// holds no token.
+    pub adoption: Option<Adoption>,
+}
+
+/// What `spec.adoptFrom` holds, for a resource with no token yet.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Adoption {
+    /// A live token and its expiry: taken over with no call.
+    Ready { record: TokenRecord, from: String },
+    /// Not adoptable as it is (Secret or key missing, an expiry that cannot be read): the
+    /// resource waits rather than mint, which would revoke the token in use.
+    Invalid { detail: String },
 }
 
 /// Why the operator calls Clear for nothing on a resource.
@@ -240,6 +253,8 @@ pub enum Decision {
         reason: MintReason,
         health: TokenHealth,
     },
+    /// Take over the token in use from `spec.adoptFrom`: no call.
+    Adopt { record: TokenRecord, from: String },
     /// The stored token stays; re-apply the Secret without minting if its metadata drifted.
     Keep {
         refresh_secret: bool,
@@ -368,6 +383,26 @@ pub fn decide(obs: &Observed, now: Timestamp, policy: &Policy) -> Decision {
     }
     if let Some(with) = &obs.conflict_with {
         return wait(Blocker::Conflict { with: with.clone() }, None, None);
+    }
+    // NB: only read while no token is held (see observe): the one moment a first mint
+    // would revoke a token somebody else is using.
+    match &obs.adoption {
+        Some(Adoption::Ready { record, from }) => {
+            return Decision::Adopt {
+                record: record.clone(),
+                from: from.clone(),
+            };
+        }
+        Some(Adoption::Invalid { detail }) => {
+            return wait(
+                Blocker::InvalidSpec {
+                    detail: detail.clone(),
+                },
+                None,
+                Some(MintReason::NoToken),
+            );
+        }
+        None => {}
     }
 
     let reason = match need(obs, spec, fingerprint, now) {
@@ -662,6 +697,7 @@ pub(crate) mod tests {
             clear_recovered_at: None,
             client_secret_calls_today: 0,
             suspended: None,
+            adoption: None,
             status: ClearApiClientStatus {
                 secret_name: Some("billing".into()),
                 token_fingerprint: Some("tttttttttttt".into()),

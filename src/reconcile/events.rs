@@ -55,6 +55,12 @@ pub enum Notice {
         name: String,
         error: String,
     },
+    /// The token in use was taken over from `spec.adoptFrom`, with no call.
+    Adopted {
+        from: String,
+        token_fingerprint: String,
+        valid_till: Option<Timestamp>,
+    },
     Revoked,
     RevokeSkipped {
         why: String,
@@ -143,10 +149,24 @@ impl Notice {
                 format!("failed to restart {kind} {name} listed in rolloutRestartTargets: {error}"),
                 "RolloutRestart",
             ),
+            Self::Adopted {
+                from,
+                token_fingerprint,
+                valid_till,
+            } => (
+                EventType::Normal,
+                Reason::Adopted,
+                format!(
+                    "took over the token in use ({token_fingerprint}) from Secret {from} with no call to Clear; valid till {}; renewed at its normal renewal point",
+                    valid_till.map_or_else(|| "never".to_string(), |t| t.to_string())
+                ),
+                "Adopt",
+            ),
+            // NB: what a revoke does and does not do, said where the owner looks (issue 23).
             Self::Revoked => (
                 EventType::Normal,
                 Reason::Revoked,
-                "minted one discarded token on delete, revoking the token that was handed out".to_string(),
+                "minted one discarded token on delete, revoking the token that was handed out; the discarded token itself stays live at Clear until it expires: delete the API client in the Clear web app to revoke for good".to_string(),
                 "Revoke",
             ),
             Self::RevokeSkipped { why } => (EventType::Warning, Reason::RevokeSkipped, why.clone(), "Revoke"),

@@ -535,6 +535,8 @@ async fn record_success(
     let generation = cac.meta().generation;
     let mut base = counted.clone();
     base.expiry_assumed = expiry_assumed.map(str::to_string);
+    // NB: this token was minted here.
+    base.adopted_from = None;
     let mut done = status::minted(
         &base,
         record,

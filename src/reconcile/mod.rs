@@ -2,6 +2,7 @@
 //! edges — fetch (observe) → decide (pure) → mint → apply the Secret → update status → emit
 //! Events → restart targets. The revoke-on-delete finalizer wraps it while asked for.
 
+mod adopt;
 mod context;
 pub mod decide;
 mod door;
@@ -268,6 +269,7 @@ async fn apply(
             pending,
         } => wait::wait(&step, &blocker, &health, retry_at, pending.as_ref()).await?,
         Decision::Mint { reason, health } => mint::mint(&step, reason, &health).await?,
+        Decision::Adopt { record, from } => adopt::adopt(&step, &record, &from).await?,
     };
     Ok(requeue_at(next, ctx.now_seconds()))
 }
@@ -281,6 +283,7 @@ fn decision_label(decision: &Decision) -> &'static str {
         Decision::Keep { .. } => "keep",
         Decision::Wait { .. } => "wait",
         Decision::Mint { .. } => "mint",
+        Decision::Adopt { .. } => "adopt",
     }
 }
 

@@ -8,15 +8,17 @@ use kube::{Api, ResourceExt, core::PartialObjectMeta};
 
 use super::{
     context::Context,
-    decide::{ClientSecretState, Observed, PreviousTarget, Suspension, TargetState, ValidSpec},
+    decide::{
+        Adoption, ClientSecretState, Observed, PreviousTarget, Suspension, TargetState, ValidSpec,
+    },
     error::{Error, sanitize},
     schedule,
-    secret::{self, Held, Ownership},
+    secret::{self, Held, Ownership, TokenRecord},
     windows,
 };
 use crate::{
     clear::{AccessToken, BaseUrl, ClientSecret, documented_base_url, resolve_base_url},
-    resource::{ClearApiClient, REGENERATE_ANNOTATION},
+    resource::{AdoptFrom, ClearApiClient, REGENERATE_ANNOTATION},
     services::{conflict::Claimant, versions::SecretSeen},
 };
 
@@ -39,6 +41,8 @@ pub struct Fetched {
     /// The target Secret's resourceVersion as read (`None`: absent): the precondition of
     /// this reconcile's write of it.
     pub target_resource_version: Option<String>,
+    /// The token `spec.adoptFrom` hands over (see [`Adoption`]).
+    pub adopt_token: Option<AccessToken>,
 }
 
 /// How the fetch may read.
@@ -246,12 +250,45 @@ pub async fn fetch(
             .calls_today(fingerprint, ctx.now_seconds()),
         _ => 0,
     };
+    // NB: only while no token is held and no call is in flight: afterwards `adoptFrom` is
+    // history, and the token Secret is what status-is-the-truth protects.
+    let holds_nothing = status.token_fingerprint.is_none()
+        && status.mint_started_at.is_none()
+        && matches!(
+            target,
+            TargetState::Absent | TargetState::Ours { token: None, .. }
+        );
+    let (adoption, adopt_token) = match (&cac.spec.adopt_from, &spec, &client_secret_state) {
+        (Some(from), Ok(valid), ClientSecretState::Present { fingerprint }) if holds_nothing => {
+            match read_adoptable(ctx, &namespace, from).await? {
+                Ok((token, valid_till)) if valid_till.is_none_or(|t| t > ctx.now_seconds()) => {
+                    let record = TokenRecord {
+                        issued_at: ctx.now_seconds(),
+                        valid_till,
+                        client_secret_fingerprint: fingerprint.clone(),
+                        config_hash: valid.config_hash.clone(),
+                        // NB: a regenerate value present at adoption is honoured by it, as
+                        // one present at creation is by the first mint.
+                        regenerate: cac.regenerate_request().map(str::to_string),
+                        token_fingerprint: token.fingerprint(),
+                    };
+                    let from = from.name.clone();
+                    (Some(Adoption::Ready { record, from }), Some(token))
+                }
+                // NB: expired: nothing live to protect; the first token is minted as usual.
+                Ok(_) => (None, None),
+                Err(detail) => (Some(Adoption::Invalid { detail }), None),
+            }
+        }
+        _ => (None, None),
+    };
     let suspended = if ctx.settings.standby {
         Some(Suspension::Install)
     } else {
         cac.spec.suspend.then_some(Suspension::Resource)
     };
     let observed = Observed {
+        adoption,
         suspended,
         client_secret_calls_today,
         name: cac.name_any(),
@@ -277,7 +314,75 @@ pub async fn fetch(
         previous_secret,
         stored_token,
         target_resource_version,
+        adopt_token,
     }))
+}
+
+/// Longest token accepted from `spec.adoptFrom` (as from Clear's answers).
+const MAX_ADOPTED_TOKEN_BYTES: usize = crate::clear::MAX_ACCEPTED_TOKEN_CHARS;
+
+/// Reads the token in use and its expiry from the Secret `spec.adoptFrom` names:
+/// `Ok(Err(why))` when it is missing or unreadable (a state for the owner to fix).
+async fn read_adoptable(
+    ctx: &Context,
+    namespace: &str,
+    from: &AdoptFrom,
+) -> Result<Result<(AccessToken, Option<jiff::Timestamp>), String>, Error> {
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    // NB: a Secret is read whole, and tenants choose it: bounded like client secrets.
+    let found = {
+        let _permit = ctx.services.secret_reads.acquire().await;
+        api.get_opt(&from.name)
+            .await
+            .map_err(|e| Error::ReadClientSecret {
+                name: from.name.clone(),
+                detail: sanitize(&e),
+            })?
+    };
+    let name = &from.name;
+    let Some(found) = found else {
+        return Ok(Err(format!(
+            "adoptFrom: Secret {name} not found; create it with the token in use and its expiry, or remove adoptFrom to mint a first token (which revokes the one in use)"
+        )));
+    };
+    let text = |key: &str| {
+        found
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).trim().to_string())
+    };
+    let Some(token) = text(&from.token_key).filter(|t| !t.is_empty()) else {
+        return Ok(Err(format!(
+            "adoptFrom: key {} of Secret {name} is missing or empty",
+            from.token_key
+        )));
+    };
+    if token.len() > MAX_ADOPTED_TOKEN_BYTES || token.chars().any(char::is_control) {
+        return Ok(Err(format!(
+            "adoptFrom: key {} of Secret {name} does not hold a token that can be sent as a header (at most {MAX_ADOPTED_TOKEN_BYTES} bytes, no control characters)",
+            from.token_key
+        )));
+    }
+    let valid_till = match text(&from.valid_till_key).as_deref() {
+        None | Some("") => {
+            return Ok(Err(format!(
+                "adoptFrom: key {} of Secret {name} is missing: the token's valid_till (RFC 3339 with an offset) or `never`; a token of unknown expiry is not adopted",
+                from.valid_till_key
+            )));
+        }
+        Some("never") => None,
+        Some(raw) => match crate::clear::parse_valid_till(raw) {
+            Ok(till) => Some(till),
+            Err(_) => {
+                return Ok(Err(format!(
+                    "adoptFrom: key {} of Secret {name} is not a date with a UTC offset, nor `never`",
+                    from.valid_till_key
+                )));
+            }
+        },
+    };
+    Ok(Ok((AccessToken::new(token), valid_till)))
 }
 
 /// The resource as the controller's store holds it, when that is as fresh as a GET as far

@@ -199,8 +199,15 @@ pub fn kept(
     status.mint_started_at = None;
     status.call_id = None;
     status.observed_generation = generation;
-    let (reason, message) = match &status.expiry_assumed {
-        Some(why) => (
+    let (reason, message) = match (&status.expiry_assumed, &status.adopted_from) {
+        (_, Some(from)) if status.expiry_assumed.is_none() => (
+            Reason::Adopted,
+            format!(
+                "the token in use was adopted from Secret {from} (not minted here; issuedAt is when it was adopted); {}",
+                describe_validity(record.valid_till, renewal)
+            ),
+        ),
+        (Some(why), _) => (
             Reason::ExpiryAssumed,
             format!(
                 "{}; {}",
@@ -208,7 +215,7 @@ pub fn kept(
                 describe_validity(record.valid_till, renewal)
             ),
         ),
-        None => (
+        (None, _) => (
             Reason::Issued,
             describe_validity(record.valid_till, renewal),
         ),

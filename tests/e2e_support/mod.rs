@@ -240,6 +240,25 @@ impl E2e {
             .expect("the spec is patched");
     }
 
+    /// Mints a token with this test's client secret outside the operator (an ERP's), as
+    /// `(token, valid_till)`: one call.
+    pub async fn mint_elsewhere(&self) -> (String, Option<String>) {
+        use clear_operator::clear::{ClearClient, ClearClientConfig, ClientSecret, parse_base_url};
+        let client = ClearClient::new(ClearClientConfig::default()).expect("a Clear client");
+        let issued = client
+            .mint(
+                &parse_base_url(self.sandbox.url()).expect("simulator URL"),
+                &ClientSecret::new(self.client_secret.clone()),
+                jiff::Timestamp::now(),
+            )
+            .await
+            .expect("a token minted elsewhere");
+        (
+            issued.token.expose().to_string(),
+            issued.valid_till.map(|t| t.to_string()),
+        )
+    }
+
     /// Calls to Clear's token endpoint made with this test's client secret.
     pub fn calls(&self) -> u64 {
         self.sandbox.call_counts(&self.client_secret).total
