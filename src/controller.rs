@@ -215,7 +215,10 @@ async fn run_term(
     drop(maintenance);
     // NB: the calls of the term's last seconds, for the next leader (fenced: nothing is
     // written once the Lease is lost).
-    ctx.services.ledger.flush(&ctx.client, &ctx.fence).await;
+    ctx.services
+        .ledger
+        .flush(&ctx.client, &ctx.fence, ctx.clock.now())
+        .await;
 }
 
 /// Aborts the task when dropped (also when the term is dropped midway).

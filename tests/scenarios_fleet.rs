@@ -308,7 +308,7 @@ async fn a_new_leader_reads_the_ledger_and_keeps_to_the_budget() {
     kit.ctx
         .services
         .ledger
-        .flush(&kit.ctx.client, &kit.ctx.fence)
+        .flush(&kit.ctx.client, &kit.ctx.fence, kit.now())
         .await;
     let stored: Api<ConfigMap> = Api::namespaced(kit.ctx.client.clone(), "default");
     let ledger = stored

@@ -48,7 +48,16 @@ struct Counts {
     calls: BTreeMap<String, u32>,
     /// Changed since the last write.
     dirty: bool,
+    /// The ConfigMap was read this term (found, absent, or of another day): writing it
+    /// cannot wipe counts this process never saw.
+    loaded: bool,
 }
+
+/// Client secrets the ConfigMap keeps at most: the ones with the most calls today. Keys
+/// come from calls, so a tenant trying one client secret value after another adds one a
+/// call; this bounds the object (about 20 bytes a key) far below the 1 MiB a ConfigMap may
+/// hold, and each resource's own count in status still holds for the ones left out.
+pub const MAX_LEDGER_KEYS: usize = 10_000;
 
 /// Calls per client secret today (see the module docs).
 #[derive(Default)]
@@ -100,33 +109,64 @@ impl Ledger {
         let stored = match api.get_opt(&location.name).await {
             Ok(stored) => stored.and_then(|cm| cm.data).unwrap_or_default(),
             Err(error) => {
-                // NB: the decision still has each resource's own count in status.
-                warn!(%error, ledger = %location.name, "could not read the budget ledger; counting from each resource's status only until it is written again");
+                // NB: the decision still has each resource's own count in status; the ledger
+                // is not written before it could be read (see `flush`).
+                warn!(%error, ledger = %location.name, "could not read the budget ledger; counting from each resource's status only until it can be read");
                 return;
             }
         };
+        self.merge(stored, now, Some(metrics));
+    }
+
+    /// Takes, per client secret, the larger of the stored count and the one in memory.
+    fn merge(&self, stored: BTreeMap<String, String>, now: Timestamp, metrics: Option<&Metrics>) {
         let today = utc_day(now);
+        let mut counts = self.lock();
+        counts.loaded = true;
         if stored.get(DAY_KEY) != Some(&today) {
             return;
         }
-        let mut counts = self.lock();
-        roll_over(&mut counts, now, metrics);
+        match metrics {
+            Some(metrics) => roll_over(&mut counts, now, metrics),
+            // NB: counts of an earlier day must not absorb today's stored ones.
+            None if counts.day != today => {
+                counts.calls.clear();
+                counts.day = today;
+            }
+            None => {}
+        }
         for (fingerprint, value) in stored.into_iter().filter(|(k, _)| k != DAY_KEY) {
             let Ok(stored_calls) = value.parse::<u32>() else {
                 continue;
             };
             let calls = counts.calls.entry(fingerprint.clone()).or_insert(0);
             *calls = (*calls).max(stored_calls);
-            metrics.set_client_secret_calls(&fingerprint, *calls);
+            if let Some(metrics) = metrics {
+                metrics.set_client_secret_calls(&fingerprint, *calls);
+            }
         }
         debug!(client_secrets = counts.calls.len(), "budget ledger loaded");
     }
 
     /// Writes the counts to the ConfigMap if they changed (fenced: only the leader writes).
-    pub async fn flush(&self, client: &Client, fence: &Fence) {
+    /// A ledger this term could not read yet is read (and merged) first: written blind, it
+    /// would wipe the counts of client secrets this process has not called.
+    pub async fn flush(&self, client: &Client, fence: &Fence, now: Timestamp) {
         let Some(location) = &self.location else {
             return;
         };
+        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
+        if !self.lock().loaded {
+            match api.get_opt(&location.name).await {
+                Ok(stored) => {
+                    self.merge(stored.and_then(|cm| cm.data).unwrap_or_default(), now, None);
+                }
+                Err(error) => {
+                    warn!(%error, ledger = %location.name, "could not read the budget ledger; not writing it before it can be read");
+                    return;
+                }
+            }
+        }
         let (day, calls) = {
             let mut counts = self.lock();
             if !counts.dirty {
@@ -139,7 +179,7 @@ impl Ledger {
             self.lock().dirty = true;
             return;
         }
-        let mut data: BTreeMap<String, String> = calls
+        let mut data: BTreeMap<String, String> = keep_busiest(calls)
             .into_iter()
             .map(|(fingerprint, calls)| (fingerprint, calls.to_string()))
             .collect();
@@ -156,7 +196,6 @@ impl Ledger {
             },
             "data": data,
         });
-        let api: Api<ConfigMap> = Api::namespaced(client.clone(), &location.namespace);
         let params = PatchParams::apply(FIELD_MANAGER).force();
         if let Err(error) = api
             .patch(&location.name, &params, &Patch::Apply(&config_map))
@@ -177,6 +216,22 @@ impl Ledger {
     fn lock(&self) -> MutexGuard<'_, Counts> {
         self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// The [`MAX_LEDGER_KEYS`] client secrets with the most calls.
+fn keep_busiest(calls: BTreeMap<String, u32>) -> BTreeMap<String, u32> {
+    if calls.len() <= MAX_LEDGER_KEYS {
+        return calls;
+    }
+    warn!(
+        client_secrets = calls.len(),
+        kept = MAX_LEDGER_KEYS,
+        "more client secrets called today than the ledger keeps; the ones with the fewest calls are left out of it (each resource's own count in status still holds)"
+    );
+    let mut by_calls: Vec<(String, u32)> = calls.into_iter().collect();
+    by_calls.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    by_calls.truncate(MAX_LEDGER_KEYS);
+    by_calls.into_iter().collect()
 }
 
 /// Starts a new day's counts when `now` is on another UTC day than them.
@@ -244,5 +299,44 @@ mod tests {
             !text.contains("\"aaaa\""),
             "yesterday's series is gone: {text}"
         );
+    }
+
+    #[test]
+    fn a_ledger_read_late_is_merged_before_it_is_written() {
+        let (_registry, metrics) = metrics();
+        let ledger = Ledger::new(None);
+        let now = ts("2026-12-02T10:00:00Z");
+        ledger.count("aaaa", now, &metrics);
+        let stored: BTreeMap<String, String> = [
+            (DAY_KEY.to_string(), "2026-12-02".to_string()),
+            ("aaaa".to_string(), "5".to_string()),
+            ("bbbb".to_string(), "7".to_string()),
+        ]
+        .into();
+        assert!(!ledger.lock().loaded);
+        ledger.merge(stored.clone(), now, None);
+        assert!(ledger.lock().loaded);
+        assert_eq!(ledger.calls_today("aaaa", now), 5, "the larger count");
+        assert_eq!(
+            ledger.calls_today("bbbb", now),
+            7,
+            "another client secret's count is kept, not wiped"
+        );
+        // Another day's ledger is read (so writing is safe) but not taken.
+        let other = Ledger::new(None);
+        other.merge(stored, ts("2026-12-03T10:00:00Z"), None);
+        assert!(other.lock().loaded);
+        assert_eq!(other.calls_today("bbbb", ts("2026-12-03T10:00:00Z")), 0);
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_busiest_client_secrets_within_its_bound() {
+        let mut calls: BTreeMap<String, u32> = (0..MAX_LEDGER_KEYS + 5)
+            .map(|i| (format!("fp-{i:06}"), 1))
+            .collect();
+        calls.insert("busy".into(), 200);
+        let kept = keep_busiest(calls);
+        assert_eq!(kept.len(), MAX_LEDGER_KEYS);
+        assert_eq!(kept.get("busy"), Some(&200));
     }
 }

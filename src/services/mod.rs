@@ -95,7 +95,7 @@ impl Services {
             self.circuits.wake_for_trial(clock.now());
             if flushed.elapsed() >= ledger::FLUSH_EVERY {
                 flushed = std::time::Instant::now();
-                self.ledger.flush(client, fence).await;
+                self.ledger.flush(client, fence, clock.now()).await;
             }
             if swept.elapsed() >= FORGET_SWEEP {
                 swept = std::time::Instant::now();
