@@ -64,6 +64,13 @@ pub struct RunArgs {
     /// that must reach Clear through a proxy only).
     #[arg(long, env = "CLEAR_OPERATOR_NO_DOCUMENTED_BASE_URLS")]
     pub no_documented_base_urls: bool,
+    /// After each new token, patch an annotation on each running pod that mounts the token
+    /// Secret as files (a `secret` or `projected` volume, not `subPath`), which makes its
+    /// kubelet refresh the volume at once instead of at its next periodic sync (a minute or
+    /// more, while the pod sends the revoked token). Needs list, watch and patch on pods;
+    /// `spec.target.nudgePods: false` opts a resource out.
+    #[arg(long, env = "CLEAR_OPERATOR_NUDGE_PODS")]
+    pub nudge_pods: bool,
     /// Standby: reconcile and report as usual but call Clear for nothing (no renewal, no
     /// regeneration, no revoke), as if every resource had `spec.suspend: true`. For a
     /// disaster-recovery or migration cluster holding the same resources as the active one:

@@ -166,11 +166,7 @@ async fn run_term(
     config: &ControllerConfig,
     end: impl Future<Output = ()> + Send + 'static,
 ) {
-    let scopes: Vec<Option<String>> = if config.namespaces.is_empty() {
-        vec![None]
-    } else {
-        config.namespaces.iter().cloned().map(Some).collect()
-    };
+    let scopes = scopes_of(config);
     ctx.services.index.expect_scopes(scopes.len());
     ctx.services.versions.secrets.new_term(scopes.len());
     // NB: before the first reconcile of the term: calls another leader counted today (with
@@ -199,6 +195,17 @@ async fn run_term(
             });
         runs.push(run);
     }
+    // NB: with --nudge-pods, one pod watch per scope feeds the pod index (names only); it
+    // ends with the term.
+    let pod_watches: Vec<AbortOnDrop> = if ctx.settings.nudge_pods {
+        scopes_of(config)
+            .into_iter()
+            .zip(0u64..)
+            .map(|(scope, id)| AbortOnDrop(tokio::spawn(watch_pods(ctx.clone(), scope, id))))
+            .collect()
+    } else {
+        Vec::new()
+    };
     // NB: one task keeps the process-wide services for the term (circuit trials, ledger
     // writes, sweeps of deleted resources); it ends with the term.
     let maintenance = AbortOnDrop({
@@ -213,11 +220,40 @@ async fn run_term(
     });
     join_all(runs).await;
     drop(maintenance);
+    drop(pod_watches);
     // NB: the calls of the term's last seconds, for the next leader (fenced: nothing is
     // written once the Lease is lost).
     ctx.services
         .ledger
         .flush(&ctx.client, &ctx.fence, ctx.clock.now())
+        .await;
+}
+
+/// The watched scopes: every namespace (`None`), or each configured one.
+fn scopes_of(config: &ControllerConfig) -> Vec<Option<String>> {
+    if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().cloned().map(Some).collect()
+    }
+}
+
+/// Feeds the pod index from a watch of the pods of `namespace` (all when `None`).
+async fn watch_pods(ctx: Arc<Context>, namespace: Option<String>, scope: u64) {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: Api<Pod> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    // NB: the index keeps names only; what the watch delivers is dropped at once.
+    watcher(pods, watcher::Config::default())
+        .for_each(|event| {
+            match event {
+                Ok(event) => ctx.services.pods.apply_event(scope, &event),
+                Err(error) => warn!(%error, "pod watch"),
+            }
+            std::future::ready(())
+        })
         .await;
 }
 

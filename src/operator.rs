@@ -101,6 +101,7 @@ pub async fn run(
             .as_ref()
             .map(|lease| format!("{}/{}", lease.namespace, lease.name)),
         standby: args.standby,
+        nudge_pods: args.nudge_pods,
     };
     if args.standby {
         tracing::warn!(

@@ -85,6 +85,10 @@ pub enum Reason {
     RestartForbidden,
     RestartFailed,
 
+    /// Pods that mount the token Secret could not be nudged to refresh it (a Warning): they
+    /// see the new token at their kubelet's next periodic sync.
+    NudgeFailed,
+
     // --- Deletion with revokeOnDelete.
     /// The token handed out was revoked (also the Ready=False reason while deleting).
     Revoked,

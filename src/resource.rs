@@ -276,6 +276,11 @@ pub struct TargetSpec {
     /// it. `Retain`: the Secret outlives the resource.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// Whether, after each new token, the operator nudges the kubelets of the pods that
+    /// mount this Secret as files so they see it in seconds (when the operator runs with
+    /// `--nudge-pods`). Default true; false leaves them to the kubelet's periodic sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nudge_pods: Option<bool>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

@@ -364,3 +364,90 @@ async fn a_token_to_adopt_without_its_expiry_waits_instead_of_revoking_it() {
     kit.assert_no_leaks();
     kit.shutdown().await;
 }
+
+/// A pod in the kit's namespace whose container mounts `volume` (at `sub_path`, if any).
+async fn create_pod(kit: &Kit, name: &str, volume: serde_json::Value, sub_path: Option<&str>) {
+    use k8s_openapi::api::core::v1::Pod;
+    let mut mount = serde_json::json!({"name": "token", "mountPath": "/var/run/clear"});
+    if let Some(sub) = sub_path {
+        mount["subPath"] = sub.into();
+    }
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": scenario_kit::NS},
+        "spec": {
+            "containers": [{"name": "app", "image": "app", "volumeMounts": [mount]}],
+            "volumes": [volume],
+        },
+    }))
+    .unwrap();
+    let pods: kube::Api<Pod> = kube::Api::namespaced(kit.client.clone(), scenario_kit::NS);
+    let created = pods.create(&Default::default(), &pod).await.expect("pod");
+    // NB: the kit runs no controller: the pod watch is played here.
+    kit.ctx
+        .services
+        .pods
+        .apply_event(0, &kube::runtime::watcher::Event::Apply(created));
+}
+
+async fn nudged(kit: &Kit, name: &str) -> Option<String> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(kit.client.clone(), scenario_kit::NS);
+    let pod = pods.get(name).await.expect("pod");
+    pod.metadata.annotations.and_then(|a| {
+        a.get(clear_operator::reconcile::nudge::NUDGE_ANNOTATION)
+            .cloned()
+    })
+}
+
+#[tokio::test]
+async fn a_new_token_nudges_exactly_the_pods_that_mount_its_secret_as_files() {
+    let kit = Kit::with_first_token(SECRET).await;
+    let volume = serde_json::json!({"name": "token", "secret": {"secretName": "billing"}});
+    let projected = serde_json::json!({"name": "token", "projected": {"sources": [
+        {"secret": {"name": "billing"}}
+    ]}});
+    let other = serde_json::json!({"name": "token", "secret": {"secretName": "not-the-token"}});
+    create_pod(&kit, "reader", volume.clone(), None).await;
+    create_pod(&kit, "projected-reader", projected, None).await;
+    create_pod(&kit, "subpath-reader", volume, Some("accessToken")).await;
+    create_pod(&kit, "other-reader", other, None).await;
+    kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 2);
+    let token = kit
+        .get("billing")
+        .await
+        .status
+        .unwrap()
+        .token_fingerprint
+        .unwrap();
+    assert_eq!(
+        nudged(&kit, "reader").await.as_deref(),
+        Some(token.as_str())
+    );
+    assert_eq!(
+        nudged(&kit, "projected-reader").await.as_deref(),
+        Some(token.as_str())
+    );
+    assert_eq!(
+        nudged(&kit, "subpath-reader").await,
+        None,
+        "subPath never updates"
+    );
+    assert_eq!(nudged(&kit, "other-reader").await, None);
+    // Opted out: the next token nudges nobody.
+    let mut spec = kit.spec("clear-secret");
+    spec["target"] = serde_json::json!({"nudgePods": false});
+    kit.patch_spec("billing", spec).await;
+    kit.annotate("billing", REGENERATE_ANNOTATION, "r2").await;
+    kit.reconcile_times("billing", 2).await;
+    assert_eq!(kit.calls(SECRET), 3);
+    assert_eq!(
+        nudged(&kit, "reader").await.as_deref(),
+        Some(token.as_str()),
+        "still the previous token's nudge"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}

@@ -36,6 +36,9 @@ pub struct Settings {
     /// Standby (`--standby`): no call to Clear for any resource, as if every one were
     /// suspended; for a disaster-recovery cluster that holds the active one's resources.
     pub standby: bool,
+    /// After each new token, nudge the kubelets of the pods that mount its Secret (see
+    /// [`super::nudge`]); the pods are watched only then.
+    pub nudge_pods: bool,
 }
 
 /// A resource, by namespace and name.

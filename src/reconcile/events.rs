@@ -61,6 +61,13 @@ pub enum Notice {
         token_fingerprint: String,
         valid_till: Option<Timestamp>,
     },
+    /// Pods that mount the token Secret could not be nudged (`pods` of them; `first` and
+    /// its sanitized `error` named).
+    NudgeFailed {
+        pods: usize,
+        first: String,
+        error: String,
+    },
     Revoked,
     RevokeSkipped {
         why: String,
@@ -168,6 +175,14 @@ impl Notice {
                 Reason::Revoked,
                 "minted one discarded token on delete, revoking the token that was handed out; the discarded token itself stays live at Clear until it expires: delete the API client in the Clear web app to revoke for good".to_string(),
                 "Revoke",
+            ),
+            Self::NudgeFailed { pods, first, error } => (
+                EventType::Warning,
+                Reason::NudgeFailed,
+                format!(
+                    "could not nudge {pods} pod(s) that mount the token Secret (first: {first}: {error}); they see the new token at their kubelet's next periodic sync (a minute or more): grant patch on pods (chart nudgePods.enabled=true) or set target.nudgePods=false"
+                ),
+                "Nudge",
             ),
             Self::RevokeSkipped { why } => (EventType::Warning, Reason::RevokeSkipped, why.clone(), "Revoke"),
             Self::DuplicateOperator { other, me } => (

@@ -12,6 +12,7 @@ pub mod finalizer;
 mod keep;
 mod memory;
 mod mint;
+pub mod nudge;
 pub mod observe;
 pub mod restart;
 pub mod schedule;

@@ -8,6 +8,7 @@
 pub mod circuit;
 pub mod conflict;
 pub mod ledger;
+pub mod pods;
 pub mod recorder;
 pub mod versions;
 
@@ -47,6 +48,8 @@ pub struct Services {
     /// What this process wrote and what its watches saw, by resourceVersion: the reads and
     /// watch events it may skip (see [`versions`]).
     pub versions: versions::Versions,
+    /// Which pods mount which Secret (see [`pods`]); fed only with `--nudge-pods`.
+    pub pods: pods::PodIndex,
     /// Calls per client secret today (see [`ledger`]).
     pub ledger: ledger::Ledger,
     /// Clear's availability, per host, as this process saw it (see [`circuit`]).
@@ -69,6 +72,7 @@ impl Services {
             index: conflict::ResourceIndex::default(),
             versions: versions::Versions::default(),
             ledger: ledger::Ledger::new(ledger_location(instance)),
+            pods: pods::PodIndex::default(),
             circuits: circuit::Circuits::default(),
             recorder: recorder::Recorders::new(client, reporter),
             secret_reads: tokio::sync::Semaphore::new(SECRET_READS_AT_ONCE),

@@ -646,6 +646,7 @@ fn new_context(
             policy,
             instance: instance.map(str::to_string),
             standby: false,
+            nudge_pods: true,
         },
         Reporter {
             controller: "clear-operator".into(),
