@@ -2,7 +2,10 @@
 //! reachable host answers the documented 401 and nothing is minted, a closed port is
 //! unreachable, a host off the allow-list is not probed, the proxy from the environment is
 //! used, and with a cluster (the Kubernetes API emulator) the distinct base URLs of the
-//! ClearApiClients are checked, all or one.
+//! ClearApiClients are checked, all or one. And Clear's message on a refusal, kept when it
+//! is safe, in the resource's condition and Event.
+
+mod scenario_kit;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -424,4 +427,55 @@ async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
     assert_no_secret_shown(&[&stdout, &stderr]);
     emulator.shutdown().await;
     sandbox.shutdown().await.unwrap();
+}
+
+/// Clear's words on a refusal reach the Ready condition and the Warning Event (the
+/// simulator's messages are plain sentences), and no client secret or token leaks.
+#[tokio::test]
+async fn a_refusal_explains_itself_in_the_condition_and_the_event() {
+    use clear_operator::resource::REGENERATE_ANNOTATION;
+    use clear_sandbox::{Fault, FaultScope};
+    use scenario_kit::{Kit, ready_message};
+
+    const KIT_SECRET: &str = "cs-check-SECRETVALUE-kit";
+    let kit = Kit::with_first_token(KIT_SECRET).await;
+    kit.sandbox
+        .inject_fault(FaultScope::Global, Fault::Status(StatusCode::FORBIDDEN), 1);
+    kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+    kit.reconcile("billing").await;
+    let said = r#"Clear said: "unhandled error on the Clear side (injected by clear-sandbox)""#;
+    let message = ready_message(&kit.get("billing").await);
+    assert!(
+        message.contains("HTTP 403") && message.contains(said),
+        "{message}"
+    );
+    let events = kit.events("billing");
+    assert!(
+        events.iter().any(|(_, _, note)| note.contains(said)),
+        "{events:?}"
+    );
+
+    // The secret is rotated at Clear: the old one gets 401 and Clear's reason.
+    kit.remember("cs-check-SECRETVALUE-new");
+    kit.sandbox
+        .rotate_client_secret(KIT_SECRET, "cs-check-SECRETVALUE-new")
+        .unwrap();
+    kit.annotate("billing", REGENERATE_ANNOTATION, "r2").await;
+    // Past the backoff of the refusal.
+    kit.advance(jiff::SignedDuration::from_hours(1));
+    kit.reconcile("billing").await;
+    assert_eq!(
+        kit.sandbox.call_counts(KIT_SECRET).with_status(401),
+        1,
+        "one call with the old secret"
+    );
+    let (_, reason) = kit.ready("billing").await;
+    assert_eq!(reason, "ClientSecretRejected");
+    let message = ready_message(&kit.get("billing").await);
+    assert!(
+        message.contains(r#"Clear said: "client secret is invalid or revoked""#),
+        "{message}"
+    );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
 }
