@@ -415,4 +415,21 @@ mod tests {
         let numeric = br#"{"errors":[{"error_code":401}]}"#;
         assert_eq!(parse_error_body(numeric).code.as_deref(), Some("401"));
     }
+
+    #[test]
+    fn error_message_is_read_raw_from_the_first_entry_only() {
+        let body = br#"{"errors":[{"error_code":"E","error_message":"IP 10.1.2.3 is not allowed"},{"error_message":"second"}]}"#;
+        assert_eq!(
+            parse_error_message(body).as_deref(),
+            Some("IP 10.1.2.3 is not allowed")
+        );
+        for body in [
+            &br#"{"errors":[{"error_code":"E"}]}"#[..],
+            br#"{"errors":[{"error_message":42}]}"#,
+            br#"{"errors":[]}"#,
+            b"<html>denied</html>",
+        ] {
+            assert_eq!(parse_error_message(body), None);
+        }
+    }
 }

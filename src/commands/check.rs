@@ -150,19 +150,25 @@ async fn gather_targets(args: &CheckArgs) -> anyhow::Result<(Vec<Target>, String
             add_resources(&mut targets, &[cac], args.allow_http);
             format!("ClearApiClient {namespace}/{name}")
         }
-        None => match list_resources(args).await {
-            Ok((resources, where_)) => {
-                add_resources(&mut targets, &resources, args.allow_http);
-                format!(
-                    "{} ClearApiClient{} in {where_}",
-                    resources.len(),
-                    if resources.len() == 1 { "" } else { "s" }
-                )
-            }
+        None => match kube::Client::try_default().await {
             Err(e) => {
-                eprintln!("no cluster reachable, so no ClearApiClient checked: {e}");
+                eprintln!("no cluster reachable, so no ClearApiClient is checked: {e}");
                 "no cluster reachable".to_string()
             }
+            Ok(client) => match list_resources(client, args.namespace.as_deref()).await {
+                Ok((resources, where_)) => {
+                    add_resources(&mut targets, &resources, args.allow_http);
+                    format!(
+                        "{} ClearApiClient{} in {where_}",
+                        resources.len(),
+                        if resources.len() == 1 { "" } else { "s" }
+                    )
+                }
+                Err(e) => {
+                    eprintln!("failed to list ClearApiClients, so none is checked: {e}");
+                    "no ClearApiClient listed".to_string()
+                }
+            },
         },
     };
     for url in &args.base_urls {
@@ -176,9 +182,11 @@ async fn gather_targets(args: &CheckArgs) -> anyhow::Result<(Vec<Target>, String
     Ok((targets, scope))
 }
 
-async fn list_resources(args: &CheckArgs) -> anyhow::Result<(Vec<ClearApiClient>, String)> {
-    let client = kube::Client::try_default().await?;
-    let (api, where_): (Api<ClearApiClient>, String) = match &args.namespace {
+async fn list_resources(
+    client: kube::Client,
+    namespace: Option<&str>,
+) -> Result<(Vec<ClearApiClient>, String), kube::Error> {
+    let (api, where_): (Api<ClearApiClient>, String) = match namespace {
         Some(namespace) => (
             Api::namespaced(client, namespace),
             format!("namespace {namespace}"),
