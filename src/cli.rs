@@ -38,9 +38,13 @@ pub enum Command {
     /// What the operator holds for a ClearApiClient and when and why it will call Clear next
     /// (from the resource, its Secret's metadata and the budget ledger; never token bytes).
     Status(StatusArgs),
-    /// Proves that each Clear host in use is reachable (DNS, proxy, TLS, allow-list) with a
-    /// request that cannot mint: the token path without a client secret. Exit 0: every host
-    /// answered; 1: a host is unreachable or not allowed; 2: nothing to check.
+    /// Prove that each Clear host in use is reachable (DNS, proxy, TLS, allow-list) without
+    /// minting: the token path is called without a client secret.
+    ///
+    /// One request per distinct base URL, through the operator's HTTP client; Clear's
+    /// documented answer is 401. No Secret is read. Exit 0: every host answered (any HTTP
+    /// status); 1: a host is unreachable, not allowed, or a resource's base URL is
+    /// invalid; 2: nothing to check.
     Check(CheckArgs),
     /// Local sandbox: Kubernetes API emulator + Clear simulator + operator in one process.
     #[cfg(feature = "dev")]
@@ -76,7 +80,7 @@ pub struct CheckArgs {
     #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
     pub allow_http: bool,
     /// As for `run`: PEM bundle of extra CA certificates trusted for Clear.
-    #[arg(long)]
+    #[arg(long, value_name = "PEM")]
     pub ca_bundle: Option<PathBuf>,
     /// As for `run`: total timeout of one call to Clear, in seconds.
     #[arg(long, default_value_t = 20)]
