@@ -38,9 +38,53 @@ pub enum Command {
     /// What the operator holds for a ClearApiClient and when and why it will call Clear next
     /// (from the resource, its Secret's metadata and the budget ledger; never token bytes).
     Status(StatusArgs),
+    /// Prove that each Clear host in use is reachable (DNS, proxy, TLS, allow-list) without
+    /// minting: the token path is called without a client secret.
+    ///
+    /// One request per distinct base URL, through the operator's HTTP client; Clear's
+    /// documented answer is 401. No Secret is read. Exit 0: every host answered (any HTTP
+    /// status); 1: a host is unreachable, not allowed, or a resource's base URL is
+    /// invalid; 2: nothing to check.
+    Check(CheckArgs),
     /// Local sandbox: Kubernetes API emulator + Clear simulator + operator in one process.
     #[cfg(feature = "dev")]
     Dev(DevArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Check only this ClearApiClient's base URL. Without it: the base URLs of every
+    /// ClearApiClient that can be listed (all namespaces, or -n's).
+    pub name: Option<String>,
+    /// With NAME, its namespace (default: the kubeconfig context's); without, only the
+    /// ClearApiClients of this namespace.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    /// Also check this base URL (repeatable); without a cluster, only these are checked.
+    #[arg(long = "base-url", value_name = "URL", value_parser = parse_allowed_base_url)]
+    pub base_urls: Vec<BaseUrl>,
+    /// As for `run`: a base URL the operator may call besides Clear's documented hosts
+    /// (repeatable). A base URL that is not allowed is reported, not probed.
+    #[arg(
+        long = "allowed-base-url",
+        value_name = "URL",
+        env = "CLEAR_OPERATOR_ALLOWED_BASE_URLS",
+        value_delimiter = ',',
+        value_parser = parse_allowed_base_url
+    )]
+    pub allowed_base_urls: Vec<BaseUrl>,
+    /// As for `run`: allow only the `--allowed-base-url` values.
+    #[arg(long, env = "CLEAR_OPERATOR_NO_DOCUMENTED_BASE_URLS")]
+    pub no_documented_base_urls: bool,
+    /// As for `run`: plain-http base URLs may be called (simulators and tests only).
+    #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// As for `run`: PEM bundle of extra CA certificates trusted for Clear.
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+    /// As for `run`: total timeout of one call to Clear, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub clear_timeout_secs: u64,
 }
 
 #[derive(Debug, Args, Clone)]

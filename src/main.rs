@@ -94,6 +94,12 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         }
+        Command::Check(args) => {
+            let status = commands::check::run(args).await?;
+            if status != commands::check::EXIT_OK {
+                std::process::exit(status);
+            }
+        }
         Command::Status(args) => {
             let client = kube::Client::try_default().await?;
             let now = jiff::Timestamp::now();

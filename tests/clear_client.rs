@@ -259,7 +259,7 @@ async fn empty_secret_is_refused_without_calling_clear() {
 }
 
 #[tokio::test]
-async fn unauthorized_keeps_code_and_id_but_drops_the_message() {
+async fn unauthorized_keeps_code_and_id_and_redacts_a_message_that_echoes_the_secret() {
     let body = format!(
         r#"{{"errors":[{{"error_code":"INVALID_SECRET","error_message":"secret {SECRET} is not valid","error_source":"CLEAR","error_id":"err-401-abc"}}]}}"#
     );
@@ -270,11 +270,62 @@ async fn unauthorized_keeps_code_and_id_but_drops_the_message() {
         ClearError::Unauthorized {
             error_id: Some("err-401-abc".into()),
             code: Some("INVALID_SECRET".into()),
+            message: Some("[redacted]".into()),
         }
     );
     assert_eq!(err.reason().as_str(), "ClientSecretRejected");
     assert_eq!(err.class(), FailureClass::Rejected);
     assert!(!err.to_string().contains("is not valid"), "{err}");
+    assert!(
+        err.to_string().ends_with(r#"; Clear said: "[redacted]""#),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_plain_refusal_message_is_kept_so_an_ip_allow_list_explains_itself() {
+    let message = "IP 10.1.2.3 is not in the allow list of this API client";
+    let body = format!(
+        r#"{{"errors":[{{"error_code":"IP_NOT_ALLOWED","error_message":"{message}","error_source":"CLEAR","error_id":"ip-1"}}]}}"#
+    );
+    for status in [401, 403] {
+        let server = TestServer::start(Canned::json(status, &body)).await;
+        let err = mint_err(&server).await;
+        let shown = err.to_string();
+        assert!(
+            shown.ends_with(&format!(r#"; Clear said: "{message}""#)),
+            "{status}: {shown}"
+        );
+        assert!(
+            shown.contains("error_code IP_NOT_ALLOWED, error_id ip-1"),
+            "{shown}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refusal_message_with_a_token_or_control_characters_is_redacted_or_cleaned() {
+    // A token-like run (here a JWT-shaped one, not the test token) is redacted.
+    let body = r#"{"errors":[{"error_code":"E","error_message":"token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0 revoked"}]}"#;
+    let server = TestServer::start(Canned::json(403, body)).await;
+    let err = mint_err(&server).await;
+    assert!(
+        matches!(&err, ClearError::Refused { message: Some(m), .. } if m == "[redacted]"),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("eyJ"), "{err}");
+    // Line breaks and control characters go: no forged lines in a log or a message.
+    let body = r#"{"errors":[{"error_message":"denied\r\nX-Injected: 1\u0007"}]}"#;
+    let server = TestServer::start(Canned::json(401, body)).await;
+    let err = mint_err(&server).await;
+    assert_eq!(
+        err,
+        ClearError::Unauthorized {
+            error_id: None,
+            code: None,
+            message: Some("denied X-Injected: 1".into()),
+        }
+    );
 }
 
 #[tokio::test]
@@ -287,6 +338,7 @@ async fn error_id_that_echoes_the_secret_is_dropped() {
         ClearError::Unauthorized {
             error_id: None,
             code: Some("E1".into()),
+            message: None,
         }
     );
 }
@@ -363,7 +415,8 @@ async fn teapot_is_a_refusal() {
         ClearError::Refused {
             status: 418,
             error_id: None,
-            code: None
+            code: None,
+            message: None,
         }
     );
     assert_eq!(err.reason().as_str(), "ClearRefused");
@@ -580,7 +633,8 @@ async fn every_refusal_is_its_own_class_that_cannot_have_minted() {
             ClearError::Refused {
                 status,
                 error_id: Some("ref-1".into()),
-                code: None
+                code: None,
+                message: Some("[redacted]".into()),
             },
             "{status}"
         );
@@ -763,9 +817,151 @@ async fn ok_response_with_an_unreadable_date_has_none() {
 }
 
 /// The same classes against the Clear simulator, with its own faults and clock.
+/// The probe of `clear-operator check`: the documented token path without a client secret.
+mod probe {
+    use clear_operator::clear::{
+        AnswerClass, ProbeAnswer, ProbeOutcome, ProbeResult, UnreachableKind,
+    };
+
+    use super::*;
+
+    fn answer(outcome: &ProbeOutcome) -> &ProbeAnswer {
+        match &outcome.result {
+            ProbeResult::Answered(answer) => answer,
+            other => panic!("no answer: {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn sends_no_client_secret_to_the_token_path() {
+        let body = r#"{"errors":[{"error_code":"UNAUTHORIZED","error_message":"x-clear-client-secret header is missing or empty","error_source":"CLEAR"}]}"#;
+        let mut canned = Canned::json(401, body);
+        canned
+            .headers
+            .push((header::DATE, "Wed, 25 Nov 2026 16:40:00 GMT".into()));
+        let server = TestServer::start_under("/clear", canned).await;
+        let outcome = client().probe(&server.base).await;
+        assert!(outcome.reachable());
+        let got = answer(&outcome);
+        assert_eq!((got.status, got.class), (401, AnswerClass::AsDocumented));
+        assert_eq!(got.code.as_deref(), Some("UNAUTHORIZED"));
+        assert_eq!(
+            got.message.as_deref(),
+            Some("x-clear-client-secret header is missing or empty")
+        );
+        // Any readable `Date` gives a skew against the local clock.
+        assert!(got.clock_skew.is_some());
+        let seen = server.requests();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(seen[0].path, "/clear/integration/v1/authz/token");
+        assert!(!seen[0].headers.contains_key("x-clear-client-secret"));
+        assert_eq!(seen[0].headers[header::USER_AGENT], DEFAULT_USER_AGENT);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_keeps_clears_explanation_and_a_redirect_is_not_followed() {
+        let message = "IP 10.1.2.3 is not in the allow list of this API client";
+        let body = format!(
+            r#"{{"errors":[{{"error_code":"FORBIDDEN","error_message":"{message}","error_id":"ip-9"}}]}}"#
+        );
+        let server = TestServer::start(Canned::json(403, &body)).await;
+        let outcome = client().probe(&server.base).await;
+        let got = answer(&outcome);
+        assert_eq!((got.status, got.class), (403, AnswerClass::Refused));
+        assert_eq!(got.message.as_deref(), Some(message));
+        assert_eq!(got.error_id.as_deref(), Some("ip-9"));
+
+        let mut canned = Canned::json(302, "{}");
+        canned
+            .headers
+            .push((header::LOCATION, "https://elsewhere.example/login".into()));
+        let server = TestServer::start(canned).await;
+        let outcome = client().probe(&server.base).await;
+        let got = answer(&outcome);
+        assert_eq!(got.class, AnswerClass::Redirect);
+        assert_eq!(
+            got.location.as_deref(),
+            Some("https://elsewhere.example/login")
+        );
+        assert_eq!(server.requests().len(), 1, "not followed");
+    }
+
+    #[tokio::test]
+    async fn a_success_without_a_secret_is_reported_and_its_body_never_read() {
+        let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
+        let server = TestServer::start(Canned::json(200, &body)).await;
+        let outcome = client().probe(&server.base).await;
+        let got = answer(&outcome);
+        assert_eq!(got.class, AnswerClass::Success);
+        assert_eq!((got.message.as_ref(), got.code.as_ref()), (None, None));
+        assert!(!format!("{outcome:?}").contains("TOKENVALUE"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_and_a_silent_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        drop(listener);
+        let base = resolve_base_url(
+            Region::India,
+            Environment::Sandbox,
+            Some(&format!("http://{addr}")),
+            true,
+        )
+        .unwrap();
+        let outcome = client().probe(&base).await;
+        assert!(!outcome.reachable());
+        assert!(
+            matches!(
+                outcome.result,
+                ProbeResult::Unreachable {
+                    kind: UnreachableKind::ConnectionRefused,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+
+        let mut canned = Canned::json(401, "{}");
+        canned.delay = Duration::from_secs(5);
+        let server = TestServer::start(canned).await;
+        let client = ClearClient::new(ClearClientConfig {
+            request_timeout: Duration::from_millis(300),
+            ..config()
+        })
+        .unwrap();
+        let outcome = client.probe(&server.base).await;
+        assert_eq!(outcome.result, ProbeResult::TimedOut);
+        assert!(!outcome.reachable());
+    }
+
+    #[tokio::test]
+    async fn goes_through_the_configured_proxy() {
+        let proxy = TestServer::start(Canned::json(401, "{}")).await;
+        let client = ClearClient::new(ClearClientConfig {
+            proxy: ProxyConfig::Url(proxy.base.as_str().to_string()),
+            ..config()
+        })
+        .unwrap();
+        let base = resolve_base_url(
+            Region::India,
+            Environment::Sandbox,
+            Some("http://clear.invalid"),
+            true,
+        )
+        .unwrap();
+        let outcome = client.probe(&base).await;
+        assert_eq!(answer(&outcome).class, AnswerClass::AsDocumented);
+        let seen = proxy.requests();
+        assert_eq!(seen[0].host.as_deref(), Some("clear.invalid"));
+        assert!(!seen[0].headers.contains_key("x-clear-client-secret"));
+    }
+}
+
 mod against_the_simulator {
     use std::sync::Arc;
 
+    use clear_operator::clear::{AnswerClass, ProbeResult};
     use clear_sandbox::{
         ClientConfig, Fault, FaultScope, ManualClock, Sandbox, SandboxConfig, SandboxHandle,
     };
@@ -804,6 +1000,27 @@ mod against_the_simulator {
         for shown in [err.to_string(), format!("{err:?}")] {
             assert!(!shown.contains("SECRETVALUE"), "secret leaked: {shown}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_probe_gets_the_documented_401_and_mints_nothing() {
+        let (sandbox, base) = simulator(288).await;
+        let outcome = client().probe(&base).await;
+        let ProbeResult::Answered(answer) = &outcome.result else {
+            panic!("{outcome:?}");
+        };
+        assert_eq!(answer.class, AnswerClass::AsDocumented);
+        // The simulator's clock is fixed at 2026-11-25T16:40:00Z.
+        let skew = answer.clock_skew.unwrap();
+        let expected = jiff::Timestamp::now().duration_until(ts("2026-11-25T16:40:00Z"));
+        assert!(
+            (skew - expected).abs() < jiff::SignedDuration::from_secs(5),
+            "{skew:?}"
+        );
+        assert_eq!(sandbox.anonymous_call_counts().with_status(401), 1);
+        assert_eq!(sandbox.call_counts(SIM_SECRET).total, 0);
+        assert!(sandbox.current_token(SIM_SECRET).is_none());
+        sandbox.shutdown().await.unwrap();
     }
 
     #[tokio::test]
@@ -1043,5 +1260,28 @@ mod tls {
         );
         assert!(!err.may_have_minted());
         assert!(server.log.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_probe_needs_the_ca_bundle_for_a_private_ca() {
+        let server = start_tls(Canned::json(401, "{}")).await;
+        let outcome = client().probe(&server.base).await;
+        assert!(
+            matches!(
+                outcome.result,
+                clear_operator::clear::ProbeResult::Unreachable {
+                    kind: clear_operator::clear::UnreachableKind::Tls,
+                    ..
+                }
+            ),
+            "{outcome:?}"
+        );
+        let trusting = ClearClient::new(ClearClientConfig {
+            ca_bundle: Some(server.ca_pem_path.clone()),
+            ..config()
+        })
+        .unwrap();
+        assert!(trusting.probe(&server.base).await.reachable());
+        assert_eq!(server.log.lock().unwrap().len(), 1);
     }
 }

@@ -9,13 +9,15 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, DATE, HeaderValue, RETRY_AFTER};
+use reqwest::header::{ACCEPT, DATE, HeaderValue, LOCATION, RETRY_AFTER};
 
 use super::endpoint::BaseUrl;
-use super::error::{ClearError, is_refusal};
+use super::error::{ClearError, is_refusal, sanitize_error_message};
 use super::http_date::{parse_http_date, single_header};
 use super::rate_limit::read_429;
-use super::response::{ErrorDetails, IssuedToken, parse_error_body, parse_token_body};
+use super::response::{
+    ErrorDetails, IssuedToken, parse_error_body, parse_error_message, parse_token_body,
+};
 use super::secret::{ClientSecret, REDACTED};
 
 /// Header carrying the client secret on the token call.
@@ -184,10 +186,11 @@ impl ClearClient {
                 })
             }
             StatusCode::UNAUTHORIZED => {
-                let details = error_details(body, secret);
+                let (details, message) = error_details_and_message(body, secret);
                 Err(ClearError::Unauthorized {
                     error_id: details.error_id,
                     code: details.code,
+                    message,
                 })
             }
             StatusCode::TOO_MANY_REQUESTS => {
@@ -201,11 +204,12 @@ impl ClearClient {
                 })
             }
             s if is_refusal(s.as_u16()) => {
-                let details = error_details(body, secret);
+                let (details, message) = error_details_and_message(body, secret);
                 Err(ClearError::Refused {
                     status: s.as_u16(),
                     error_id: details.error_id,
                     code: details.code,
+                    message,
                 })
             }
             s if s.is_server_error() => {
@@ -219,6 +223,273 @@ impl ClearClient {
             s => Err(ClearError::UnexpectedStatus { status: s.as_u16() }),
         }
     }
+}
+
+impl ClearClient {
+    /// `GET {base}/integration/v1/authz/token` **without** the client-secret header: the
+    /// documented token path, a request that cannot mint (Clear's documented answer is 401,
+    /// "secret missing"). It proves DNS, the proxy, TLS (with the CA bundle) and egress to
+    /// `base`, and shows how Clear answers this cluster (an IP allow-list refusal, a
+    /// redirect). For `clear-operator check`; the reconciler never calls it.
+    pub async fn probe(&self, base: &BaseUrl) -> ProbeOutcome {
+        let started = Instant::now();
+        let sent = self
+            .http
+            .get(base.token_url())
+            .header(ACCEPT, "application/json")
+            .send()
+            .await;
+        let latency = started.elapsed();
+        let response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                return ProbeOutcome {
+                    latency,
+                    result: probe_failure(&e),
+                };
+            }
+        };
+        let local_now = Timestamp::now();
+        let status = response.status().as_u16();
+        let clock_skew = single_header(response.headers(), &DATE)
+            .and_then(parse_http_date)
+            .map(|date| local_now.duration_until(date));
+        let location = single_header(response.headers(), &LOCATION).map(location_summary);
+        let class = AnswerClass::of(status);
+        // NB: a 2xx body is never read: it may hold a token.
+        let (details, message) = if class == AnswerClass::Success {
+            (ErrorDetails::default(), None)
+        } else {
+            let body = read_bounded(response, self.max_body_bytes).await;
+            let message = body
+                .as_deref()
+                .ok()
+                .and_then(parse_error_message)
+                .map(|raw| sanitize_error_message(&raw, None))
+                .filter(|m| !m.is_empty());
+            let details = body.map(|b| parse_error_body(&b)).unwrap_or_default();
+            (details, message)
+        };
+        ProbeOutcome {
+            latency,
+            result: ProbeResult::Answered(ProbeAnswer {
+                status,
+                class,
+                code: details.code,
+                error_id: details.error_id,
+                message,
+                location: location.filter(|_| class == AnswerClass::Redirect),
+                clock_skew,
+            }),
+        }
+    }
+}
+
+/// What [`ClearClient::probe`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeOutcome {
+    pub result: ProbeResult,
+    /// From sending the request to the answer's status and headers (or to the failure).
+    pub latency: Duration,
+}
+
+impl ProbeOutcome {
+    /// Whether an HTTP answer came back, whatever its status.
+    pub fn reachable(&self) -> bool {
+        matches!(self.result, ProbeResult::Answered(_))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeResult {
+    /// An HTTP answer came back: the host is reachable through the configured path.
+    Answered(ProbeAnswer),
+    /// No connection: DNS, TCP, TLS or the proxy. `detail` is the error chain (no secret
+    /// was involved).
+    Unreachable {
+        kind: UnreachableKind,
+        detail: String,
+    },
+    /// Connected, but no answer within the request timeout.
+    TimedOut,
+    /// Connected, then the exchange broke (reset, protocol error).
+    Broken { detail: String },
+}
+
+/// An HTTP answer to a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeAnswer {
+    pub status: u16,
+    pub class: AnswerClass,
+    /// `error_code` and `error_id` of an `errors` body, as a mint's error keeps them.
+    pub code: Option<String>,
+    pub error_id: Option<String>,
+    /// Clear's `error_message`, through [`sanitize_error_message`].
+    pub message: Option<String>,
+    /// Where a redirect points (not followed): its origin, and its path (no query) when
+    /// nothing in it looks like a token (see [`location_summary`]).
+    pub location: Option<String>,
+    /// Clear's `Date` minus the local clock when the answer arrived (positive: Clear's
+    /// clock is ahead); `None` without a readable `Date`. `Date` has whole seconds.
+    pub clock_skew: Option<jiff::SignedDuration>,
+}
+
+/// What a probe's status says, the request carrying no client secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerClass {
+    /// 401: Clear's documented answer to a missing secret.
+    AsDocumented,
+    /// Any other 4xx but 429: refused (an IP allow-list, a WAF, a wrong path).
+    Refused,
+    /// 429: rate limited, though no secret was sent.
+    RateLimited,
+    /// 3xx, not followed: likely a wrong base URL.
+    Redirect,
+    /// 5xx: reachable, but failing.
+    ServerError,
+    /// 2xx without a client secret: not what Clear documents; is this Clear?
+    Success,
+    /// 1xx, 600 and above.
+    Other,
+}
+
+impl AnswerClass {
+    pub fn of(status: u16) -> Self {
+        match status {
+            401 => Self::AsDocumented,
+            429 => Self::RateLimited,
+            200..=299 => Self::Success,
+            300..=399 => Self::Redirect,
+            400..=499 => Self::Refused,
+            500..=599 => Self::ServerError,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// Why no connection was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreachableKind {
+    /// The host name did not resolve.
+    Dns,
+    /// The host (or the proxy) refused the TCP connection.
+    ConnectionRefused,
+    /// No connection within the connect timeout.
+    ConnectTimeout,
+    /// The TLS handshake failed (an unknown CA: see `--ca-bundle`; a wrong name).
+    Tls,
+    /// The proxy refused or failed the tunnel.
+    Proxy,
+    /// Any other connection failure.
+    Connect,
+}
+
+impl UnreachableKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "DNS",
+            Self::ConnectionRefused => "connection refused",
+            Self::ConnectTimeout => "connect timeout",
+            Self::Tls => "TLS",
+            Self::Proxy => "proxy",
+            Self::Connect => "connect",
+        }
+    }
+}
+
+/// A redirect's `Location` as it may be shown: `scheme://host[:port]` and the path without
+/// query or fragment, the path through [`sanitize_error_message`] (`/[redacted]` when it
+/// looks like it carries a token); a relative one is its sanitized path.
+pub fn location_summary(raw: &str) -> String {
+    let path_of = |path: &str| {
+        let path = path.split(['?', '#']).next().unwrap_or_default();
+        if path.is_empty() || path == "/" {
+            String::new()
+        } else {
+            let shown = sanitize_error_message(path, None);
+            if shown.starts_with('/') {
+                shown
+            } else {
+                format!("/{shown}")
+            }
+        }
+    };
+    match reqwest::Url::parse(raw) {
+        Ok(url) => {
+            let origin = url.origin().ascii_serialization();
+            format!("{origin}{}", path_of(url.path()))
+        }
+        Err(_) => {
+            let path = path_of(raw);
+            if path.is_empty() {
+                "/".to_string()
+            } else {
+                path
+            }
+        }
+    }
+}
+
+fn probe_failure(e: &reqwest::Error) -> ProbeResult {
+    let detail = describe(e, None);
+    if e.is_connect() {
+        let kind = if e.is_timeout() {
+            UnreachableKind::ConnectTimeout
+        } else {
+            unreachable_kind(e)
+        };
+        ProbeResult::Unreachable { kind, detail }
+    } else if e.is_timeout() {
+        ProbeResult::TimedOut
+    } else {
+        match unreachable_kind(e) {
+            // NB: a TLS or proxy failure may surface outside the connector.
+            kind @ (UnreachableKind::Tls | UnreachableKind::Proxy | UnreachableKind::Dns) => {
+                ProbeResult::Unreachable { kind, detail }
+            }
+            _ => ProbeResult::Broken { detail },
+        }
+    }
+}
+
+/// The kind of a connection failure, from its error chain: a rustls error (inside an
+/// `io::Error`, whose own `source` skips it), an `io::ErrorKind`, or the resolver's and
+/// the proxy tunnel's words.
+pub(crate) fn unreachable_kind(e: &(dyn std::error::Error + 'static)) -> UnreachableKind {
+    let mut found = UnreachableKind::Connect;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        if err.downcast_ref::<rustls::Error>().is_some() {
+            return UnreachableKind::Tls;
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io
+                .get_ref()
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+            {
+                return UnreachableKind::Tls;
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    found = UnreachableKind::ConnectionRefused;
+                }
+                std::io::ErrorKind::TimedOut => found = UnreachableKind::ConnectTimeout,
+                _ => {}
+            }
+        }
+        let text = err.to_string().to_ascii_lowercase();
+        if text.contains("dns error") || text.contains("failed to lookup address") {
+            return UnreachableKind::Dns;
+        }
+        if text.contains("tunnel") || text.contains("proxy") {
+            return UnreachableKind::Proxy;
+        }
+        if text.contains("certificate") || text.contains("handshake") {
+            found = UnreachableKind::Tls;
+        }
+        cause = err.source();
+    }
+    found
 }
 
 /// The header value for the secret. Surrounding whitespace (the trailing newline of a file
@@ -264,6 +535,21 @@ fn error_details(body: Result<Vec<u8>, BodyError>, secret: &ClientSecret) -> Err
         details.error_id = None;
     }
     details
+}
+
+/// The codes of an `errors` body as [`error_details`] keeps them, and Clear's
+/// `error_message` through [`sanitize_error_message`] (`None` when absent or empty).
+fn error_details_and_message(
+    body: Result<Vec<u8>, BodyError>,
+    secret: &ClientSecret,
+) -> (ErrorDetails, Option<String>) {
+    let message = body
+        .as_deref()
+        .ok()
+        .and_then(parse_error_message)
+        .map(|raw| sanitize_error_message(&raw, Some(secret)))
+        .filter(|m| !m.is_empty());
+    (error_details(body, secret), message)
 }
 
 enum BodyError {
@@ -472,5 +758,120 @@ mod tests {
         .unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert!(matches!(&err, ClearError::Config { .. }), "{err:?}");
+    }
+
+    /// An error with a message and an optional cause, to build chains by hand.
+    #[derive(Debug)]
+    struct Chain(
+        &'static str,
+        Option<Box<dyn std::error::Error + Send + Sync>>,
+    );
+
+    impl fmt::Display for Chain {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Chain {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1
+                .as_deref()
+                .map(|e| e as &(dyn std::error::Error + 'static))
+        }
+    }
+
+    fn chain(head: &'static str, cause: impl std::error::Error + Send + Sync + 'static) -> Chain {
+        Chain(head, Some(Box::new(cause)))
+    }
+
+    #[test]
+    fn probe_statuses_are_classified() {
+        use AnswerClass::*;
+        for (status, class) in [
+            (401, AsDocumented),
+            (403, Refused),
+            (400, Refused),
+            (404, Refused),
+            (451, Refused),
+            (429, RateLimited),
+            (200, Success),
+            (204, Success),
+            (301, Redirect),
+            (302, Redirect),
+            (308, Redirect),
+            (500, ServerError),
+            (503, ServerError),
+            (101, Other),
+            (600, Other),
+        ] {
+            assert_eq!(AnswerClass::of(status), class, "{status}");
+        }
+    }
+
+    #[test]
+    fn connection_failures_are_told_apart_by_their_causes() {
+        use std::io::{Error as IoError, ErrorKind};
+        let refused = chain(
+            "client error (Connect)",
+            chain(
+                "tcp connect error",
+                IoError::new(
+                    ErrorKind::ConnectionRefused,
+                    "Connection refused (os error 111)",
+                ),
+            ),
+        );
+        assert_eq!(
+            unreachable_kind(&refused),
+            UnreachableKind::ConnectionRefused
+        );
+        let dns = chain(
+            "client error (Connect)",
+            chain(
+                "dns error",
+                IoError::other("failed to lookup address information: Name or service not known"),
+            ),
+        );
+        assert_eq!(unreachable_kind(&dns), UnreachableKind::Dns);
+        let tls = chain(
+            "client error (Connect)",
+            IoError::new(
+                ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+            ),
+        );
+        assert_eq!(unreachable_kind(&tls), UnreachableKind::Tls);
+        let proxy = chain("client error (Connect)", Chain("unsuccessful tunnel", None));
+        assert_eq!(unreachable_kind(&proxy), UnreachableKind::Proxy);
+        let timeout = chain(
+            "client error (Connect)",
+            IoError::new(ErrorKind::TimedOut, "timed out"),
+        );
+        assert_eq!(unreachable_kind(&timeout), UnreachableKind::ConnectTimeout);
+        let other = chain("client error (Connect)", Chain("network unreachable", None));
+        assert_eq!(unreachable_kind(&other), UnreachableKind::Connect);
+    }
+
+    #[test]
+    fn a_location_shows_its_origin_and_a_path_without_tokens() {
+        assert_eq!(
+            location_summary("https://elsewhere.example/login?state=abc"),
+            "https://elsewhere.example/login"
+        );
+        assert_eq!(
+            location_summary("https://sso.example:8443/cb/9f86d081884c7d659a2feaa0c55ad015"),
+            "https://sso.example:8443/[redacted]"
+        );
+        assert_eq!(
+            location_summary("https://api.clear.in/"),
+            "https://api.clear.in"
+        );
+        // A path with a long run of token characters is hidden whole, as a message is.
+        assert_eq!(
+            location_summary("/integration/v1/authz/token"),
+            "/[redacted]"
+        );
+        assert_eq!(location_summary("/login#x"), "/login");
     }
 }

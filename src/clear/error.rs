@@ -1,11 +1,13 @@
 //! Everything that can go wrong when asking Clear for a token, as a typed enum whose
 //! variants map to a condition reason, a backoff class and a metric label. No variant
-//! carries a client secret, a token, a header value or a Clear `error_message` (which may
-//! echo input).
+//! carries a client secret, a token or a header value. Clear's `error_message` is kept on a
+//! refusal (401, 3xx, other 4xx), so that an IP allow-list refusal explains itself, but
+//! only after [`sanitize_error_message`]: it may echo input.
 
 use jiff::Timestamp;
 
 use super::rate_limit::quota_jitter;
+use super::secret::ClientSecret;
 pub use crate::clock::next_utc_midnight;
 use crate::reason::Reason;
 
@@ -52,10 +54,12 @@ impl FailureClass {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClearError {
-    #[error("failed to mint a Clear access token: the client secret was rejected (HTTP 401{})", ids(code.as_deref(), error_id.as_deref()))]
+    /// `message`: Clear's `error_message`, sanitized (see [`sanitize_error_message`]).
+    #[error("failed to mint a Clear access token: the client secret was rejected (HTTP 401{}){}", ids(code.as_deref(), error_id.as_deref()), said(message.as_deref()))]
     Unauthorized {
         error_id: Option<String>,
         code: Option<String>,
+        message: Option<String>,
     },
     /// HTTP 429; see [`FailureClass::RateLimited`] for `retry_at` and `quota`.
     #[error("failed to mint a Clear access token: {} (HTTP 429{}); no call before {retry_at}", if *quota { "the daily rate limit is exhausted" } else { "Clear is limiting the call rate" }, ids(None, error_id.as_deref()))]
@@ -65,11 +69,13 @@ pub enum ClearError {
         error_id: Option<String>,
     },
     /// Any 3xx or 4xx other than 401 and 429: an answer that proves nothing was minted.
-    #[error("failed to mint a Clear access token: Clear refused the request: HTTP {status}{}{}", redirect_note(*status), ids(code.as_deref(), error_id.as_deref()))]
+    /// `message`: Clear's `error_message`, sanitized (see [`sanitize_error_message`]).
+    #[error("failed to mint a Clear access token: Clear refused the request: HTTP {status}{}{}{}", redirect_note(*status), ids(code.as_deref(), error_id.as_deref()), said(message.as_deref()))]
     Refused {
         status: u16,
         error_id: Option<String>,
         code: Option<String>,
+        message: Option<String>,
     },
     #[error("failed to mint a Clear access token: Clear answered HTTP {status}{}", ids(code.as_deref(), error_id.as_deref()))]
     Server {
@@ -111,6 +117,95 @@ fn ids(code: Option<&str>, error_id: Option<&str>) -> String {
     } else {
         format!(", {}", parts.join(", "))
     }
+}
+
+/// `; Clear said: "..."` for a kept (already sanitized) `error_message`, or nothing.
+fn said(message: Option<&str>) -> String {
+    match message {
+        Some(message) if !message.is_empty() => format!("; Clear said: \"{message}\""),
+        _ => String::new(),
+    }
+}
+
+/// What replaces an `error_message` that may carry a secret or a token.
+pub const REDACTED_MESSAGE: &str = "[redacted]";
+
+/// Longest `error_message` kept, in characters.
+pub const MAX_ERROR_MESSAGE_CHARS: usize = 200;
+
+/// Shortest run of token alphabet characters (`A-Z a-z 0-9 _ - . = + /`) taken for a token
+/// (a JWT, hex, base64, a UUID).
+pub const TOKEN_LIKE_RUN: usize = 20;
+
+/// Clear's `error_message` as it may be shown in a condition, an Event, a log line or the
+/// output of `clear-operator check`:
+/// - `[redacted]` when it contains the client secret that was sent (`secret`, trimmed; also
+///   in another case) or anything token-like: a run of [`TOKEN_LIKE_RUN`] or more
+///   characters of `A-Z a-z 0-9 _ - . = + /`. The one exception is a run of lower-case
+///   words joined by `-` (a header name such as `x-clear-client-secret`): random token
+///   characters come out that way about once in 10^7 for 20 characters, less for longer;
+/// - otherwise the text with control and invisible formatting characters removed (line
+///   breaks and tabs become spaces), spaces collapsed, cut to [`MAX_ERROR_MESSAGE_CHARS`]
+///   characters (ending in `...` when cut).
+///
+/// The checks run on the text as received and as cleaned, before the cut, so that neither
+/// a removed character nor the cut can hide a secret or a token. An empty result means
+/// there is nothing to show.
+pub fn sanitize_error_message(message: &str, secret: Option<&ClientSecret>) -> String {
+    let cleaned = clean(message);
+    let secret = secret.map(|s| s.expose().trim()).filter(|s| !s.is_empty());
+    let leaks = |text: &str| {
+        secret.is_some_and(|s| text.contains(s) || text.to_lowercase().contains(&s.to_lowercase()))
+            || has_token_like_run(text)
+    };
+    let squeezed: String = message.chars().filter(|c| !is_hidden(*c)).collect();
+    if leaks(message) || leaks(&cleaned) || leaks(&squeezed) {
+        return REDACTED_MESSAGE.to_string();
+    }
+    if cleaned.chars().count() <= MAX_ERROR_MESSAGE_CHARS {
+        return cleaned;
+    }
+    let mut cut: String = cleaned.chars().take(MAX_ERROR_MESSAGE_CHARS - 3).collect();
+    cut.truncate(cut.trim_end().len());
+    cut.push_str("...");
+    cut
+}
+
+/// Control characters and the invisible formatting ones (zero-width, bidi overrides, BOM).
+fn is_hidden(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
+}
+
+/// Hidden characters out (whitespace among them becomes a space), runs of spaces squeezed.
+fn clean(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        let c = if c.is_whitespace() { ' ' } else { c };
+        if is_hidden(c) || (c == ' ' && (out.is_empty() || out.ends_with(' '))) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end().len());
+    out
+}
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '=' | '+' | '/')
+}
+
+fn has_token_like_run(text: &str) -> bool {
+    text.split(|c: char| !is_token_char(c))
+        .any(|run| run.len() >= TOKEN_LIKE_RUN && !is_hyphenated_words(run))
+}
+
+/// `x-clear-client-secret`: lower-case ASCII words joined by single hyphens.
+fn is_hyphenated_words(run: &str) -> bool {
+    run.contains('-')
+        && run
+            .split('-')
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase()))
 }
 
 /// ` (a redirect, not followed)` for a 3xx: the likely cause is a wrong base URL.
@@ -243,6 +338,7 @@ mod tests {
                 ClearError::Unauthorized {
                     error_id: None,
                     code: None,
+                    message: None,
                 },
                 "ClientSecretRejected",
                 FailureClass::Rejected,
@@ -271,6 +367,7 @@ mod tests {
                     status: 403,
                     error_id: None,
                     code: None,
+                    message: None,
                 },
                 "ClearRefused",
                 FailureClass::Refused { status: 403 },
@@ -339,7 +436,8 @@ mod tests {
             !ClearError::Refused {
                 status: 404,
                 error_id: None,
-                code: None
+                code: None,
+                message: None,
             }
             .may_have_minted()
         );
@@ -354,7 +452,8 @@ mod tests {
         assert!(
             !ClearError::Unauthorized {
                 error_id: None,
-                code: None
+                code: None,
+                message: None,
             }
             .may_have_minted()
         );
@@ -380,6 +479,7 @@ mod tests {
         let err = ClearError::Unauthorized {
             error_id: None,
             code: None,
+            message: None,
         };
         assert_eq!(
             err.to_string(),
@@ -411,6 +511,7 @@ mod tests {
             status: 403,
             error_id: Some("e-1".into()),
             code: Some("FORBIDDEN".into()),
+            message: None,
         };
         assert_eq!(
             err.to_string(),
@@ -420,6 +521,7 @@ mod tests {
             status: 308,
             error_id: None,
             code: None,
+            message: None,
         };
         assert_eq!(
             err.to_string(),
@@ -467,6 +569,120 @@ mod tests {
         assert_eq!(
             FailureClass::Refused { status: 403 }.jittered_retry_at(b"k"),
             None
+        );
+    }
+
+    fn sanitize(message: &str, secret: Option<&str>) -> String {
+        let secret = secret.map(|s| ClientSecret::new(s.to_string()));
+        sanitize_error_message(message, secret.as_ref())
+    }
+
+    #[test]
+    fn a_plain_sentence_is_kept_short_ip_looking_runs_included() {
+        let message = "IP 10.1.2.3 is not in the allow list of this API client";
+        assert_eq!(sanitize(message, Some("cs-SECRETVALUE-4242")), message);
+        assert_eq!(sanitize(message, None), message);
+        // A header name is lower-case words joined by hyphens, not a token.
+        let missing = "x-clear-client-secret header is missing or empty";
+        assert_eq!(sanitize(missing, None), missing);
+    }
+
+    #[test]
+    fn a_message_with_the_secret_inside_is_redacted() {
+        for message in [
+            "secret cs-SECRETVALUE-4242 is not valid",
+            "denied for CS-SECRETVALUE-4242",
+            "secret 'cs-SECRETVALUE-4242'",
+        ] {
+            assert_eq!(
+                sanitize(message, Some("cs-SECRETVALUE-4242\n")),
+                REDACTED_MESSAGE,
+                "{message}"
+            );
+        }
+        // Even short, and even split by a control character that cleaning removes.
+        assert_eq!(
+            sanitize("bad key ab12 given", Some("ab12")),
+            REDACTED_MESSAGE
+        );
+        assert_eq!(
+            sanitize("bad key ab\u{0}12", Some("ab12")),
+            REDACTED_MESSAGE
+        );
+        // A blank secret redacts nothing by itself.
+        assert_eq!(sanitize("nope", Some("  ")), "nope");
+    }
+
+    #[test]
+    fn anything_token_like_is_redacted() {
+        for message in [
+            // A JWT.
+            "token eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl was revoked",
+            // Hex, base64, a UUID.
+            "old token 9f86d081884c7d659a2feaa0c55ad015 is revoked",
+            "key=QUJDREVGR0hJSktMTU5PUFFSU1RVVldY",
+            "id 123e4567-e89b-12d3-a456-426614174000",
+            // Exactly 20 token characters, and a run hidden by a zero-width space.
+            "abcdefghij0123456789",
+            "abcdefghij\u{200b}0123456789",
+            // Upper-case words joined by hyphens could be a token.
+            "X-CLEAR-CLIENT-SECRET-ABC",
+        ] {
+            assert_eq!(sanitize(message, None), REDACTED_MESSAGE, "{message}");
+        }
+        // 19 characters are not a token.
+        assert_eq!(sanitize("abcdefghij012345678", None), "abcdefghij012345678");
+    }
+
+    #[test]
+    fn control_characters_go_and_a_long_message_is_cut() {
+        assert_eq!(
+            sanitize("line one\r\nline\ttwo\u{7}\u{1b}[31m red\u{202e}", None),
+            "line one line two[31m red"
+        );
+        assert_eq!(sanitize(" \n\t ", None), "");
+        let long = "word ".repeat(100);
+        let cut = sanitize(&long, None);
+        assert_eq!(cut.chars().count(), MAX_ERROR_MESSAGE_CHARS);
+        assert!(
+            cut.starts_with("word word") && cut.ends_with(" wo..."),
+            "{cut}"
+        );
+        // Cut after the check: a token past the 200th character still redacts.
+        let tail = format!(
+            "{}{}",
+            "word ".repeat(50),
+            "9f86d081884c7d659a2feaa0c55ad015"
+        );
+        assert_eq!(sanitize(&tail, None), REDACTED_MESSAGE);
+        // Multi-byte characters are counted as characters.
+        let accents = "é".repeat(300);
+        assert_eq!(
+            sanitize(&accents, None).chars().count(),
+            MAX_ERROR_MESSAGE_CHARS
+        );
+    }
+
+    #[test]
+    fn a_kept_message_is_quoted_after_the_ids() {
+        let err = ClearError::Refused {
+            status: 403,
+            error_id: Some("e-1".into()),
+            code: Some("FORBIDDEN".into()),
+            message: Some("IP 10.1.2.3 is not in the allow list of this API client".into()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: Clear refused the request: HTTP 403, error_code FORBIDDEN, error_id e-1; Clear said: \"IP 10.1.2.3 is not in the allow list of this API client\""
+        );
+        let err = ClearError::Unauthorized {
+            error_id: None,
+            code: None,
+            message: Some(REDACTED_MESSAGE.into()),
+        };
+        assert_eq!(
+            err.to_string(),
+            "failed to mint a Clear access token: the client secret was rejected (HTTP 401); Clear said: \"[redacted]\""
         );
     }
 }

@@ -12,13 +12,17 @@ mod secret;
 
 pub use allowlist::{ALLOWED_BASE_URL_FLAG, AllowedBaseUrls, BaseUrlNotAllowed};
 pub use client::{
-    CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT, ProxyConfig,
-    header_problem,
+    AnswerClass, CLIENT_SECRET_HEADER, ClearClient, ClearClientConfig, DEFAULT_USER_AGENT,
+    ProbeAnswer, ProbeOutcome, ProbeResult, ProxyConfig, UnreachableKind, header_problem,
+    location_summary,
 };
 pub use endpoint::{
     BaseUrl, BaseUrlError, TOKEN_PATH, documented_base_url, parse_base_url, resolve_base_url,
 };
-pub use error::{ClearError, FailureClass, next_utc_midnight};
+pub use error::{
+    ClearError, FailureClass, MAX_ERROR_MESSAGE_CHARS, REDACTED_MESSAGE, TOKEN_LIKE_RUN,
+    next_utc_midnight, sanitize_error_message,
+};
 pub use rate_limit::{
     MAX_RETRY_AFTER_PAST_RESET, MIN_RETRY_AFTER, QUOTA_JITTER_MAX, quota_jitter,
     quota_reset_with_jitter,

@@ -40,8 +40,9 @@ pub struct IssuedToken {
     pub received_at: Instant,
 }
 
-/// The parts of an `errors` body worth keeping: codes to quote to support. The
-/// `error_message` is deliberately dropped because it may echo what was sent.
+/// The parts of an `errors` body worth keeping as they are: codes to quote to support. The
+/// `error_message` is not among them because it may echo what was sent: it is read on its
+/// own and shown only through `sanitize_error_message`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ErrorDetails {
     pub code: Option<String>,
@@ -167,6 +168,17 @@ pub fn parse_error_body(body: &[u8]) -> ErrorDetails {
         code: first.get("error_code").and_then(code_like),
         error_id: first.get("error_id").and_then(code_like),
     }
+}
+
+/// The first entry's `error_message` of an `errors` body, as sent: free text that may echo
+/// input, so only for `sanitize_error_message`.
+pub(crate) fn parse_error_message(body: &[u8]) -> Option<String> {
+    let value = serde_json::from_slice::<Value>(body).ok()?;
+    let first = value.get("errors")?.as_array()?.first()?;
+    first
+        .get("error_message")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
 }
 
 /// Keeps short identifier-like strings (or numbers) only, so an error field can never
@@ -402,5 +414,22 @@ mod tests {
         assert_eq!(parse_error_body(free_text), ErrorDetails::default());
         let numeric = br#"{"errors":[{"error_code":401}]}"#;
         assert_eq!(parse_error_body(numeric).code.as_deref(), Some("401"));
+    }
+
+    #[test]
+    fn error_message_is_read_raw_from_the_first_entry_only() {
+        let body = br#"{"errors":[{"error_code":"E","error_message":"IP 10.1.2.3 is not allowed"},{"error_message":"second"}]}"#;
+        assert_eq!(
+            parse_error_message(body).as_deref(),
+            Some("IP 10.1.2.3 is not allowed")
+        );
+        for body in [
+            &br#"{"errors":[{"error_code":"E"}]}"#[..],
+            br#"{"errors":[{"error_message":42}]}"#,
+            br#"{"errors":[]}"#,
+            b"<html>denied</html>",
+        ] {
+            assert_eq!(parse_error_message(body), None);
+        }
     }
 }

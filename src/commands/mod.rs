@@ -1,4 +1,5 @@
 //! The `clear-operator` subcommands other than the controller itself.
 
+pub mod check;
 pub mod regenerate;
 pub mod status;
