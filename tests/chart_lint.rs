@@ -469,6 +469,35 @@ fn rollout_restart_value_grants_patch_on_the_three_workload_kinds_only() {
 }
 
 #[test]
+fn nudging_pods_is_opt_in_and_grants_list_watch_and_patch_on_pods_only() {
+    let pods_rows = |objects: &[Value]| -> BTreeSet<_> {
+        rule_rows(operator_cluster_role(objects))
+            .into_iter()
+            .filter(|(_, resource, ..)| resource == "pods")
+            .collect()
+    };
+    let default = render(&[]);
+    assert!(
+        pods_rows(&default).is_empty(),
+        "no rights on pods by default"
+    );
+    assert!(!parse_run_args(&default).1.nudge_pods);
+    let on = render(&["--set", "nudgePods.enabled=true"]);
+    assert_eq!(
+        pods_rows(&on),
+        [(
+            String::new(),
+            "pods".to_string(),
+            vec!["list".to_string(), "watch".to_string(), "patch".to_string()],
+            Vec::new(),
+        )]
+        .into_iter()
+        .collect()
+    );
+    assert!(parse_run_args(&on).1.nudge_pods, "passes --nudge-pods");
+}
+
+#[test]
 fn aggregated_roles_let_view_read_and_edit_manage_clear_api_clients() {
     let objects = render(&[]);
     let aggregated: Vec<&Value> = of_kind(&objects, "ClusterRole")

@@ -100,6 +100,8 @@ kube-apiserver's audit log in both directions):
   apiserver also checks when that apply creates the Secret). No update, no delete.
 - events.k8s.io events: create, and patch for a repeated event's series.
 - apps workloads: patch, only with rbac.rolloutRestart.enabled (rolloutRestartTargets).
+- pods: list/watch (the pod index) and patch (the nudge annotation), only with
+  nudgePods.enabled.
 */}}
 {{- define "clear-operator.namespacedRules" -}}
 - apiGroups: ["clear-operator.io"]
@@ -118,6 +120,11 @@ kube-apiserver's audit log in both directions):
 - apiGroups: ["apps"]
   resources: ["deployments", "statefulsets", "daemonsets"]
   verbs: ["patch"]
+{{- end }}
+{{- if .Values.nudgePods.enabled }}
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list", "watch", "patch"]
 {{- end }}
 {{- end -}}
 
