@@ -74,11 +74,8 @@ pub async fn run(
     })
     .map_err(OperatorError::ClearClient)?;
     let identity = replica_identity();
-    let allowed_base_urls = if args.no_documented_base_urls {
-        AllowedBaseUrls::only(&args.allowed_base_urls)
-    } else {
-        AllowedBaseUrls::from_urls(&args.allowed_base_urls)
-    };
+    let allowed_base_urls =
+        AllowedBaseUrls::configured(&args.allowed_base_urls, args.no_documented_base_urls);
     let leader_election = (!args.no_leader_election).then(|| {
         let namespace = args
             .leader_election_namespace

@@ -23,21 +23,30 @@ async fn regenerated_through(odd: OddBody) -> Kit {
     kit
 }
 
+/// The Secret serves the live token, Ready with `reason`; returns the status.
+async fn assert_served(
+    kit: &Kit,
+    odd: OddBody,
+    reason: &str,
+) -> clear_operator::resource::ClearApiClientStatus {
+    let token = kit.token_in("billing").await;
+    assert!(
+        kit.sandbox.is_token_valid(&token),
+        "{odd:?}: the live token"
+    );
+    assert_eq!(
+        kit.ready("billing").await,
+        ("True".into(), reason.into()),
+        "{odd:?}"
+    );
+    kit.get("billing").await.status.unwrap()
+}
+
 #[tokio::test]
 async fn a_token_under_an_undocumented_key_or_longer_than_documented_is_served() {
     for odd in [OddBody::CamelCaseKey, OddBody::LongToken] {
         let kit = regenerated_through(odd).await;
-        let token = kit.token_in("billing").await;
-        assert!(
-            kit.sandbox.is_token_valid(&token),
-            "{odd:?}: the live token"
-        );
-        assert_eq!(
-            kit.ready("billing").await,
-            ("True".into(), "Issued".into()),
-            "{odd:?}"
-        );
-        let status = kit.get("billing").await.status.unwrap();
+        let status = assert_served(&kit, odd, "Issued").await;
         assert_eq!(
             status.valid_till.map(|t| t.0),
             Some(kit.now() + SignedDuration::from_hours(12)),
@@ -53,17 +62,7 @@ async fn a_token_without_a_readable_expiry_is_served_with_a_short_assumed_life()
     for odd in [OddBody::NoOffset, OddBody::NoValidTill] {
         let kit = regenerated_through(odd).await;
         let issued = kit.now();
-        let token = kit.token_in("billing").await;
-        assert!(
-            kit.sandbox.is_token_valid(&token),
-            "{odd:?}: the live token"
-        );
-        assert_eq!(
-            kit.ready("billing").await,
-            ("True".into(), "ExpiryAssumed".into()),
-            "{odd:?}"
-        );
-        let status = kit.get("billing").await.status.unwrap();
+        let status = assert_served(&kit, odd, "ExpiryAssumed").await;
         assert_eq!(
             status.valid_till.map(|t| t.0),
             Some(issued + SignedDuration::from_hours(1)),

@@ -60,6 +60,17 @@ impl AllowedBaseUrls {
         allowed
     }
 
+    /// The allow-list `--allowed-base-url` and `--no-documented-base-urls` ask for: `values`
+    /// added to the documented hosts, or (`only`) exactly `values`. One place for `run` and
+    /// `check`, so that a preflight allows what the operator allows.
+    pub fn configured(values: &[BaseUrl], only: bool) -> Self {
+        if only {
+            Self::only(values)
+        } else {
+            Self::from_urls(values)
+        }
+    }
+
     /// Exactly `values`, without the documented hosts (`--no-documented-base-urls`: a
     /// cluster that must reach Clear only through a proxy, a simulator in `dev`).
     pub fn only(values: &[BaseUrl]) -> Self {

@@ -71,12 +71,9 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
         ca_bundle: args.ca_bundle.clone(),
         ..ClearClientConfig::default()
     })?;
-    // NB: as `run` builds it (src/operator.rs): the flags add to the documented hosts.
-    let allowed = if args.no_documented_base_urls {
-        AllowedBaseUrls::only(&args.allowed_base_urls)
-    } else {
-        AllowedBaseUrls::from_urls(&args.allowed_base_urls)
-    };
+    // NB: as `run` builds it: the flags add to the documented hosts.
+    let allowed =
+        AllowedBaseUrls::configured(&args.allowed_base_urls, args.no_documented_base_urls);
     println!(
         "checking {} base URL{} ({scope}) with GET <base>/integration/v1/authz/token and no client secret (Clear's documented answer: 401); proxy: {}; CA: {}; timeout {}s",
         targets.len(),
