@@ -227,18 +227,52 @@ node_up() {
 	read -r kubelet_port healthz_port <<<"$(free_ports 2)"
 	node_write_kubelet_config "$kubelet_port" "$healthz_port"
 	write_kubeconfig "$n/kubelet.kubeconfig" "$server" kubelet
-	start kubelet --config "$n/kubelet.yaml" --kubeconfig "$n/kubelet.kubeconfig" \
-		--root-dir "$n/kubelet" --cert-dir "$n/kubelet-pki" --hostname-override "$NODE_NAME" \
-		--v 1
+	node_start_kubelet
 	wait_for kubelet node_ready
 	cat >>"$DIR/env" <<EOF
 NODE_NAME=$NODE_NAME
 CONTAINERD_ADDRESS=$n/containerd.sock
 KUBELET_HEALTHZ=http://127.0.0.1:$healthz_port/healthz
 KUBELET_URL=https://127.0.0.1:$kubelet_port
+BUSYBOX_IMAGE=$PAUSE_IMAGE
 POD_LOGS=$n/pod-logs
 NODE_SYNC_FREQUENCY=$(node_sync_frequency)
 EOF
+}
+
+node_start_kubelet() {
+	local n="$DIR/node"
+	start kubelet --config "$n/kubelet.yaml" --kubeconfig "$n/kubelet.kubeconfig" \
+		--root-dir "$n/kubelet" --cert-dir "$n/kubelet-pki" --hostname-override "$NODE_NAME" \
+		--v 1
+}
+
+# Restarts the kubelet alone with NODE_SYNC_FREQUENCY (containerd and the pods keep
+# running; the kubelet adopts them): a test that needs another sync period than the rest
+# of the suite gets it in seconds, without a second node.
+node_restart_kubelet() {
+	local n="$DIR/node" port healthz
+	[ -f "$n/kubelet.yaml" ] || die "$DIR has no node (up DIR --node)"
+	port="$(awk '$1 == "port:" {print $2}' "$n/kubelet.yaml")"
+	healthz="$(awk '$1 == "healthzPort:" {print $2}' "$n/kubelet.yaml")"
+	node_stop_pid kubelet
+	node_write_kubelet_config "$port" "$healthz"
+	node_start_kubelet
+	wait_for kubelet curl -sf "http://127.0.0.1:$healthz/healthz"
+	# The kubelet's config as it runs it, read back from its /configz (served a moment
+	# after /healthz).
+	wait_for kubelet node_configz "$port"
+	local effective
+	effective="$(node_configz "$port" | python3 -c 'import json,sys; print(json.load(sys.stdin)["kubeletconfig"]["syncFrequency"])')"
+	sed -i "s/^NODE_SYNC_FREQUENCY=.*/NODE_SYNC_FREQUENCY=$(node_sync_frequency)/" "$DIR/env"
+	say "kubelet restarted (pid $(cat "$DIR/pids/kubelet.pid")), syncFrequency $effective"
+}
+
+# NB: -k: the kubelet serves a self-signed certificate of its own (no serving certificate
+# from the cluster CA is set up); the request is on loopback and carries our client
+# certificate, which the kubelet checks.
+node_configz() { # kubelet-port
+	curl -sfk --cert "$DIR/pki/admin.crt" --key "$DIR/pki/admin.key" "https://127.0.0.1:$1/configz"
 }
 
 node_ready() {
