@@ -67,6 +67,9 @@ fn kubelet_sync_frequency() -> Duration {
     go_duration(&text).unwrap_or_else(|| panic!("cannot read syncFrequency {text:?}"))
 }
 
+/// How long after its start a pod's kubelet syncs stop (start events, status): generous.
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// A Go duration as the kubelet prints it: "10m0s", "1m0s", "10s", "1h0m0s".
 fn go_duration(text: &str) -> Option<Duration> {
     let mut total = 0.0;
@@ -126,8 +129,8 @@ async fn current(client: &Client, ns: &str, pod: &str, volume: &str) -> Option<S
     logs(client, ns, pod)
         .await
         .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .last()
+        .rev()
+        .find_map(|l| l.strip_prefix(&prefix))
         .map(str::to_string)
 }
 
@@ -186,6 +189,11 @@ async fn nudge_annotation_refreshes_mounted_secret_before_the_periodic_sync() {
                 })
                 .await;
             }
+
+            // Any sync of a pod remounts its volumes, and a new pod is synced again on its
+            // container's start event (the kubelet's PLEG relists every second): let those
+            // pass, so that from here on only a nudge (or the 10-minute resync) syncs them.
+            tokio::time::sleep(SETTLE).await;
 
             for round in 1..=3 {
                 let value = format!("r{round}");
