@@ -41,7 +41,7 @@ PAUSE_IMAGE=localhost/clear-node-pause:1
 NODE_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys kernel.keys.root_maxbytes"
 # Fixed host paths the kubelet, containerd and mount(8) create whatever DIR is (deepest
 # last); `up` records those that do not exist yet and `down` removes them again if empty.
-NODE_HOST_DIRS="/var/log/containers /var/log/pods /var/lib/kubelet /var/lib/kubelet/device-plugins /run/containerd /run/containerd/s /run/containerd/runc /run/netns /run/mount"
+NODE_HOST_DIRS="/var/log/containers /var/log/pods /var/lib/kubelet /var/lib/kubelet/device-plugins /run/containerd /run/containerd/s /run/containerd/runc /run/netns /run/mount /var/lib/cni /var/lib/cni/results"
 
 node_check_host() {
 	[ "$(id -u)" -eq 0 ] || die "--node needs root (containerd, the kubelet's mounts and cgroups)"
@@ -320,17 +320,28 @@ node_shim_sockets() {
 	done
 }
 
+# libcni's cache of a successful CNI ADD (/var/lib/cni/results/NETWORK-SANDBOXID-IFNAME),
+# removed by a CNI DEL that a sandbox killed with the node never gets. None is written
+# while no CNI plugin is installed (only hostNetwork pods run then).
+node_cni_results() {
+	local id
+	for id in $(node_ctr containers ls -q 2>/dev/null); do
+		ls -d /var/lib/cni/results/*-"$id"-* 2>/dev/null || true
+	done
+}
+
 node_down() {
 	local n="$DIR/node"
 	[ -d "$n" ] || return 0
 	node_stop_pid kubelet
 	# The pods' containers outlive the kubelet (each has its own shim): kill and delete
 	# them through containerd while it still runs, noting first what they hold on the host.
-	local netns=() sockets=()
+	local netns=() sockets=() cni_results=()
 	if [ -f "$DIR/pids/containerd.pid" ] && node_ctr version >/dev/null 2>&1; then
 		local id
 		mapfile -t netns < <(node_netns_paths)
 		mapfile -t sockets < <(node_shim_sockets)
+		mapfile -t cni_results < <(node_cni_results)
 		for id in $(node_ctr tasks ls -q 2>/dev/null); do
 			node_ctr tasks kill -a -s SIGKILL "$id" >/dev/null 2>&1 || true
 		done
@@ -371,6 +382,9 @@ node_down() {
 	done
 	for path in "${sockets[@]}"; do
 		[ -S "$path" ] && rm -f "$path"
+	done
+	for path in "${cni_results[@]}"; do
+		rm -f "$path"
 	done
 	# The kubelet writes a log symlink per container into the fixed /var/log/containers and
 	# removes it only when it removes the container: those of pods still running at `down`

@@ -63,10 +63,21 @@ ROUNDS = int(os.environ.get("NUDGE_PLAIN_ROUNDS", "2"))
 
 
 def api(method, path, body=None, ctype="application/json"):
-    conn.request(method, path, body=None if body is None else json.dumps(body),
-                 headers={"Content-Type": ctype})
-    resp = conn.getresponse()
-    data = resp.read()
+    global conn
+    for attempt in (1, 2):
+        try:
+            conn.request(method, path, body=None if body is None else json.dumps(body),
+                         headers={"Content-Type": ctype})
+            resp = conn.getresponse()
+            data = resp.read()
+            break
+        except (OSError, http.client.HTTPException):
+            # The server closes a keep-alive connection left idle (the no-nudge rounds wait
+            # minutes): a new one.
+            conn.close()
+            conn = http.client.HTTPSConnection(host, int(port), context=ctx)
+            if attempt == 2:
+                raise
     if resp.status >= 300 and not (method == "POST" and resp.status == 409):
         sys.exit(f"{method} {path}: {resp.status} {data[:300]!r}")
     return json.loads(data) if data else None
