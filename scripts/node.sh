@@ -381,7 +381,7 @@ node_down() {
 		rm -f "$path" || say "could not remove $path"
 	done
 	for path in "${sockets[@]}"; do
-		[ -S "$path" ] && rm -f "$path"
+		if [ -S "$path" ]; then rm -f "$path"; fi
 	done
 	for path in "${cni_results[@]}"; do
 		rm -f "$path"
