@@ -8,6 +8,9 @@
 #   scripts/control-plane.sh up DIR --node  ...plus kube-scheduler and a node (containerd and a
 #                                         kubelet, scripts/node.sh), waits until the Node is Ready
 #   scripts/control-plane.sh down DIR     stops exactly what `up DIR` started, removes DIR
+#                                         and restores the host (also with pods running)
+#   scripts/control-plane.sh kubelet-restart DIR  restarts the node's kubelet alone, with
+#                                         NODE_SYNC_FREQUENCY (pods keep running)
 #
 # `up` turns on RBAC, ServiceAccount token signing (`kubectl create token` works), the
 # garbage-collector, namespace and serviceaccount controllers, and an audit log of every
@@ -314,8 +317,13 @@ down)
 	DIR="${2:?usage: $0 down DIR}"
 	down
 	;;
+kubelet-restart)
+	DIR="$(cd "${2:?usage: $0 kubelet-restart DIR}" && pwd)"
+	BIN="$(build)"
+	node_restart_kubelet
+	;;
 *)
-	echo "usage: $0 build | up DIR [--node] | down DIR" >&2
+	echo "usage: $0 build | up DIR [--node] | down DIR | kubelet-restart DIR" >&2
 	exit 2
 	;;
 esac

@@ -419,8 +419,10 @@ async fn a_new_token_nudges_exactly_the_pods_that_mount_its_secret_as_files() {
         .await
         .status
         .unwrap()
-        .token_fingerprint
-        .unwrap();
+        .issued_at
+        .unwrap()
+        .0
+        .to_string();
     assert_eq!(
         nudged(&kit, "reader").await.as_deref(),
         Some(token.as_str())

@@ -16,11 +16,13 @@ use tracing::{info, warn};
 use super::{error::sanitize, events::Notice, step::Step};
 use crate::kube_client::FIELD_MANAGER;
 
-/// The annotation patched on a pod after each new token: the token's fingerprint.
+/// The annotation patched on a pod after each new token: when that token was issued.
+// NB: a value of its own for every token (an unchanged value makes the patch a no-op the
+// kubelet never sees), and nothing derived from the token.
 pub const NUDGE_ANNOTATION: &str = "clear-operator.io/token-nudge";
 
 /// Nudges the pods that mount `secret_name` (see the module documentation).
-pub(super) async fn nudge(step: &Step<'_>, secret_name: &str, token_fingerprint: &str) {
+pub(super) async fn nudge(step: &Step<'_>, secret_name: &str, issued_at: jiff::Timestamp) {
     let (ctx, cac) = (step.ctx, &step.fetched.cac);
     let opted_out = cac.spec.target.as_ref().and_then(|t| t.nudge_pods) == Some(false);
     if !ctx.settings.nudge_pods || opted_out {
@@ -33,7 +35,7 @@ pub(super) async fn nudge(step: &Step<'_>, secret_name: &str, token_fingerprint:
     }
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
     let patch = serde_json::json!({
-        "metadata": {"annotations": {NUDGE_ANNOTATION: token_fingerprint}}
+        "metadata": {"annotations": {NUDGE_ANNOTATION: issued_at.to_string()}}
     });
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),

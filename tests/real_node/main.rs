@@ -24,6 +24,7 @@ mod chart_support;
 
 mod consumers;
 mod kit;
+mod nudge;
 mod operator_pod;
 mod propagation;
 
