@@ -7,7 +7,7 @@ mod scenario_kit;
 use clear_operator::{
     reconcile::{
         decide::Policy,
-        secret::{TOKEN_KEY_ANNOTATION, keys},
+        secret::{RENAMED_KEYS_ANNOTATION, keys},
     },
     resource::REGENERATE_ANNOTATION,
 };
@@ -255,8 +255,8 @@ async fn renaming_access_token_costs_no_call_survives_a_restart_and_renews() {
         "the old names are gone"
     );
     assert_eq!(
-        secret.metadata.annotations.as_ref().unwrap()[TOKEN_KEY_ANNOTATION],
-        "CLEAR_TOKEN"
+        secret.metadata.annotations.as_ref().unwrap()[RENAMED_KEYS_ANNOTATION],
+        "accessToken=CLEAR_TOKEN,baseUrl=CLEAR_BASE_URL"
     );
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
 
@@ -298,7 +298,7 @@ async fn renaming_access_token_costs_no_call_survives_a_restart_and_renews() {
             "billing",
             &kube::api::PatchParams::default(),
             &kube::api::Patch::Merge(
-                &json!({"metadata": {"annotations": {TOKEN_KEY_ANNOTATION: null}}}),
+                &json!({"metadata": {"annotations": {RENAMED_KEYS_ANNOTATION: null}}}),
             ),
         )
         .await
@@ -307,12 +307,13 @@ async fn renaming_access_token_costs_no_call_survives_a_restart_and_renews() {
     assert_eq!(
         kit.calls(SECRET),
         1,
-        "a removed token-key annotation is repaired"
+        "a removed renamed-keys annotation is repaired"
     );
     let secret = kit.target("billing").await.unwrap();
     assert_eq!(
-        secret.metadata.annotations.as_ref().unwrap()[TOKEN_KEY_ANNOTATION],
-        "token"
+        secret.metadata.annotations.as_ref().unwrap()[RENAMED_KEYS_ANNOTATION],
+        "accessToken=token,baseUrl=CLEAR_BASE_URL",
+        "put back (the merge patch kept the rename of baseUrl)"
     );
 
     // The renewal writes the new token under the renamed key.
@@ -349,8 +350,49 @@ async fn renaming_access_token_costs_no_call_survives_a_restart_and_renews() {
             .annotations
             .as_ref()
             .unwrap()
-            .contains_key(TOKEN_KEY_ANNOTATION)
+            .contains_key(RENAMED_KEYS_ANNOTATION)
     );
+    kit.assert_no_leaks();
+    kit.shutdown().await;
+}
+
+#[tokio::test]
+async fn editing_a_renamed_workspace_costs_no_call() {
+    let kit = with_template(json!({"target": {"template": {
+        "rename": {"workspace": "CLEAR_WORKSPACE"},
+        "keys": {".env": "CLEAR_WORKSPACE={{ .workspace }}\n"}
+    }}}))
+    .await;
+    let token = kit.token_in("billing").await;
+    // NB: the workspace is descriptive: the Secret's record of it (under its new name) tells
+    // an edit from a new configuration, as it does under `workspace`.
+    kit.patch_spec("billing", json!({"workspace": "ws-typo-fixed"}))
+        .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(
+        kit.calls(SECRET),
+        1,
+        "a workspace edit calls Clear zero times"
+    );
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(Kit::data(&secret, "CLEAR_WORKSPACE"), "ws-typo-fixed");
+    assert_eq!(
+        Kit::data(&secret, ".env"),
+        "CLEAR_WORKSPACE=ws-typo-fixed\n"
+    );
+    assert_eq!(kit.token_in("billing").await, token);
+    assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
+
+    // Renamed back and edited in one go: still the same configuration.
+    kit.patch_spec(
+        "billing",
+        json!({"workspace": "ws-1", "target": {"template": null}}),
+    )
+    .await;
+    kit.reconcile_times("billing", 3).await;
+    assert_eq!(kit.calls(SECRET), 1);
+    let secret = kit.target("billing").await.unwrap();
+    assert_eq!(Kit::data(&secret, keys::WORKSPACE), "ws-1");
     kit.assert_no_leaks();
     kit.shutdown().await;
 }

@@ -134,7 +134,7 @@ pub async fn fetch(
     // NB: the workspace is descriptive (never sent to Clear): a token minted under the
     // workspace the Secret still records is the same configuration as the spec's.
     if let (Ok(valid), Some(url), Some(found)) = (&mut spec, &base_url, &target_secret)
-        && let Some(recorded) = secret::recorded_workspace(found)
+        && let Some(recorded) = secret::recorded_workspace(found, &cac)
         && recorded != cac.spec.workspace
     {
         let mut then = cac.clone();

@@ -42,9 +42,11 @@ pub const CONTENT_HASH_ANNOTATION: &str = "clear-operator.io/content-hash";
 pub const RETIRED_ANNOTATION: &str = "clear-operator.io/retired";
 /// On a Secret written with a new token: the `status.callId` of the call that minted it.
 pub const CALL_ID_ANNOTATION: &str = "clear-operator.io/call-id";
-/// The data key holding the token, when `target.template.rename` renamed `accessToken`: where
-/// the operator finds its own token again (after a restart, or once the rename changes).
-pub const TOKEN_KEY_ANNOTATION: &str = "clear-operator.io/token-key";
+/// The default keys `target.template.rename` renamed, as `default=new` pairs joined by `,`
+/// (`accessToken=CLEAR_TOKEN,workspace=CLEAR_WORKSPACE`); absent without a rename. Where the
+/// operator finds its own token, and the workspace it recorded, again (after a restart, or
+/// once the rename changes).
+pub const RENAMED_KEYS_ANNOTATION: &str = "clear-operator.io/renamed-keys";
 /// Value of [`VALID_TILL_ANNOTATION`] for a token that never expires.
 pub const NEVER_EXPIRES: &str = "never";
 
@@ -206,9 +208,16 @@ pub fn status_record(
 }
 
 /// Hash of the settings a token is bound to: a change of any of them needs a new token.
-/// The workspace the token Secret records (its `workspace` key), if readable.
-pub fn recorded_workspace(secret: &k8s_openapi::api::core::v1::Secret) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(keys::WORKSPACE)?;
+/// The workspace the token Secret records (its `workspace` key, under the name it was
+/// written with: see [`RENAMED_KEYS_ANNOTATION`]), if readable.
+pub fn recorded_workspace(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    cac: &ClearApiClient,
+) -> Option<String> {
+    let data = secret.data.as_ref()?;
+    let bytes = key_names(secret, cac, keys::WORKSPACE)
+        .into_iter()
+        .find_map(|key| data.get(key))?;
     String::from_utf8(bytes.0.clone()).ok()
 }
 
@@ -273,9 +282,15 @@ fn content(
     labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
     labels.insert(CLIENT_LABEL.to_string(), cac.name_any());
     let mut annotations = target.annotations;
-    let token_key = template::token_key(target.template.as_ref());
-    if token_key != keys::ACCESS_TOKEN {
-        annotations.insert(TOKEN_KEY_ANNOTATION.to_string(), token_key.to_string());
+    let renamed: Vec<String> = target
+        .template
+        .iter()
+        .flat_map(|t| &t.rename)
+        .filter(|(from, to)| from != to)
+        .map(|(from, to)| format!("{from}={to}"))
+        .collect();
+    if !renamed.is_empty() {
+        annotations.insert(RENAMED_KEYS_ANNOTATION.to_string(), renamed.join(","));
     }
     // NB: in the API's spelling, once each, in the spec's order: "Max ITC" and MAX_ITC are
     // one product.
@@ -505,18 +520,20 @@ fn is_label_value(value: &str) -> bool {
 }
 
 /// The token currently stored in a Secret, for re-applying the Secret without minting: under
-/// the key its [`TOKEN_KEY_ANNOTATION`] names, else under `accessToken`.
+/// the name its [`RENAMED_KEYS_ANNOTATION`] gives `accessToken`, else under `accessToken`.
 pub fn stored_token(secret: &Secret) -> Option<AccessToken> {
-    let annotated = token_key_annotation(secret);
-    [annotated, Some(keys::ACCESS_TOKEN)]
-        .into_iter()
-        .flatten()
-        .find_map(|key| value_of(secret, key))
+    [
+        written_name(secret, keys::ACCESS_TOKEN),
+        Some(keys::ACCESS_TOKEN),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|key| value_of(secret, key))
 }
 
 /// The token stored in our target Secret, looked for where the operator may have written it:
-/// the key the Secret's [`TOKEN_KEY_ANNOTATION`] names (the rename the Secret was last
-/// written with), the key the spec names now, and `accessToken`. The first one holding a
+/// the name the Secret's [`RENAMED_KEYS_ANNOTATION`] gives it (the rename the Secret was last
+/// written with), the name the spec gives it now, and `accessToken`. The first one holding a
 /// token whose fingerprint is among `known` (status's, the Secret's annotation's) wins, else
 /// the first one holding anything: so a changed rename, or a removed annotation, still finds
 /// the token and costs no call.
@@ -525,23 +542,11 @@ pub fn stored_token_for(
     cac: &ClearApiClient,
     known: &[Option<&str>],
 ) -> Option<AccessToken> {
-    let spec_key = template::token_key(template_of(cac));
-    let mut candidates: Vec<AccessToken> = Vec::new();
-    let mut seen: Vec<&str> = Vec::new();
-    for key in [
-        token_key_annotation(secret),
-        Some(spec_key),
-        Some(keys::ACCESS_TOKEN),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if seen.contains(&key) {
-            continue;
-        }
-        seen.push(key);
-        candidates.extend(value_of(secret, key));
-    }
+    let candidates: Vec<AccessToken> = key_names(secret, cac, keys::ACCESS_TOKEN)
+        .into_iter()
+        .filter_map(|key| value_of(secret, key))
+        .collect();
+    let mut candidates = candidates;
     let is_known = |token: &AccessToken| {
         let fingerprint = token.fingerprint();
         known.iter().flatten().any(|k| *k == fingerprint)
@@ -552,14 +557,37 @@ pub fn stored_token_for(
     }
 }
 
-fn token_key_annotation(secret: &Secret) -> Option<&str> {
+/// The names a default key may be found under in our Secret, most likely first: the one the
+/// Secret was last written with, the one the spec gives it now, its own.
+fn key_names<'a>(secret: &'a Secret, cac: &'a ClearApiClient, key: &'a str) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    for name in [
+        written_name(secret, key),
+        Some(template::renamed(template_of(cac), key)),
+        Some(key),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The name [`RENAMED_KEYS_ANNOTATION`] says the default key `key` was written under.
+fn written_name<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
     secret
         .metadata
         .annotations
         .as_ref()?
-        .get(TOKEN_KEY_ANNOTATION)
-        .map(String::as_str)
-        .filter(|key| template::is_secret_key(key))
+        .get(RENAMED_KEYS_ANNOTATION)?
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(from, _)| *from == key)
+        .map(|(_, to)| to)
+        .filter(|to| template::is_secret_key(to))
 }
 
 fn value_of(secret: &Secret, key: &str) -> Option<AccessToken> {
@@ -701,8 +729,8 @@ mod tests {
         assert!(!data.contains_key(keys::ACCESS_TOKEN) && !data.contains_key(keys::PRODUCTS));
         assert_eq!(data.len(), 8);
         assert_eq!(
-            secret.metadata.annotations.as_ref().unwrap()[TOKEN_KEY_ANNOTATION],
-            "CLEAR_TOKEN"
+            secret.metadata.annotations.as_ref().unwrap()[RENAMED_KEYS_ANNOTATION],
+            "accessToken=CLEAR_TOKEN,products=CLEAR_PRODUCTS"
         );
         assert_eq!(
             stored_token(&secret).map(|t| t.expose().to_string()),
@@ -766,7 +794,7 @@ mod tests {
             &with_header.metadata
         ));
 
-        // A removed token-key annotation is drift as well (and the token is still found).
+        // A removed renamed-keys annotation is drift as well (and the token is still found).
         let applied = build_secret(
             &renamed,
             "https://x",
@@ -780,7 +808,7 @@ mod tests {
             .annotations
             .as_mut()
             .unwrap()
-            .remove(TOKEN_KEY_ANNOTATION);
+            .remove(RENAMED_KEYS_ANNOTATION);
         assert!(metadata_drifted(&renamed, "https://x", &stripped.metadata));
         assert_eq!(stored_token(&stripped), None);
         assert_eq!(

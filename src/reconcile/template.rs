@@ -130,11 +130,6 @@ pub fn is_secret_key(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
 }
 
-/// The key the token is written under: `accessToken` unless renamed.
-pub fn token_key(template: Option<&SecretTemplate>) -> &str {
-    renamed(template, keys::ACCESS_TOKEN)
-}
-
 /// The name a default key is written under.
 pub fn renamed<'a>(template: Option<&'a SecretTemplate>, key: &'a str) -> &'a str {
     template
@@ -512,7 +507,7 @@ mod tests {
         assert!(!data.contains_key("accessToken") && !data.contains_key("baseUrl"));
         assert_eq!(data.len(), 7);
         assert_eq!(shape(None, values()), values());
-        assert_eq!(token_key(Some(&t)), "token");
-        assert_eq!(token_key(None), "accessToken");
+        assert_eq!(renamed(Some(&t), keys::ACCESS_TOKEN), "token");
+        assert_eq!(renamed(None, keys::ACCESS_TOKEN), "accessToken");
     }
 }
