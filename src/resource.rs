@@ -312,8 +312,8 @@ pub struct SecretTemplate {
         "additionalProperties" = {"type": "string", "maxLength": 4096},
         "x-kubernetes-validations" = [
             {
-                "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$'))",
-                "message": "template keys must be valid Secret keys (letters, digits, '-', '_', '.'; at most 253)",
+                "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && !k.startsWith('..'))",
+                "message": "template keys must be valid Secret keys (letters, digits, '-', '_', '.'; at most 253; not '.' nor starting with '..')",
                 "reason": "FieldValueInvalid"
             },
             {
@@ -342,6 +342,11 @@ pub struct SecretTemplate {
             {
                 "rule": "self.all(k, self[k] == k || !(self[k] in ['accessToken', 'validTill', 'baseUrl', 'environment', 'workspace', 'products']))",
                 "message": "a default key may not be renamed to another default key's name",
+                "reason": "FieldValueInvalid"
+            },
+            {
+                "rule": "self.all(k, self[k] != '.' && !self[k].startsWith('..'))",
+                "message": "a new key name may not be '.' nor start with '..'",
                 "reason": "FieldValueInvalid"
             },
             {

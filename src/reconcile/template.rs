@@ -121,10 +121,13 @@ impl Template {
     }
 }
 
-/// Whether `name` can be a Secret data key (see [`crate::resource::SECRET_KEY_PATTERN`]).
+/// Whether `name` can be a Secret data key (see [`crate::resource::SECRET_KEY_PATTERN`]; the
+/// API server also refuses `.` and names starting with `..`).
 pub fn is_secret_key(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_KEY_CHARS
+        && name != "."
+        && !name.starts_with("..")
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
@@ -159,7 +162,7 @@ pub fn check(template: &SecretTemplate, values: &BTreeMap<String, String>) -> Re
         }
         if !is_secret_key(to) {
             return Err(format!(
-                "target.template.rename.{from}: {to:?} is not a valid Secret key (letters, digits, `-`, `_`, `.`; at most {MAX_KEY_CHARS})"
+                "target.template.rename.{from}: {to:?} is not a valid Secret key (letters, digits, `-`, `_`, `.`; at most {MAX_KEY_CHARS}; not `.` nor starting with `..`)"
             ));
         }
         if to != from && DEFAULT_KEYS.contains(&to.as_str()) {
@@ -181,7 +184,7 @@ pub fn check(template: &SecretTemplate, values: &BTreeMap<String, String>) -> Re
     for (name, text) in &template.keys {
         if !is_secret_key(name) {
             return Err(format!(
-                "target.template.keys: {name:?} is not a valid Secret key (letters, digits, `-`, `_`, `.`; at most {MAX_KEY_CHARS})"
+                "target.template.keys: {name:?} is not a valid Secret key (letters, digits, `-`, `_`, `.`; at most {MAX_KEY_CHARS}; not `.` nor starting with `..`)"
             ));
         }
         if DEFAULT_KEYS.contains(&name.as_str()) {
@@ -454,6 +457,18 @@ mod tests {
             (
                 "template key invalid",
                 template(&[("a/b", "x")], &[]),
+                &values(),
+                "not a valid Secret key",
+            ),
+            (
+                "template key `..`",
+                template(&[("..env", "x")], &[]),
+                &values(),
+                "not a valid Secret key",
+            ),
+            (
+                "renamed to `.`",
+                template(&[], &[("workspace", ".")]),
                 &values(),
                 "not a valid Secret key",
             ),
