@@ -281,6 +281,82 @@ pub struct TargetSpec {
     /// `--nudge-pods`). Default true; false leaves them to the kubelet's periodic sync.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nudge_pods: Option<bool>,
+    /// Extra keys built from the token and its metadata (a header line, an `.env` or JSON
+    /// document), and new names for the default keys. See docs/resource-reference.md,
+    /// "Templates".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+/// `spec.target.template`. Templates substitute only the values of the default keys:
+/// `{{ .accessToken }}`, `{{ .validTill }}`, `{{ .baseUrl }}`, `{{ .environment }}`,
+/// `{{ .workspace }}`, `{{ .products }}`, each also as a JSON string with
+/// `{{ json .accessToken }}`; everything else is copied as written.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.keys) || !has(self.rename) || self.rename.all(k, !(self.rename[k] in self.keys))",
+        "message": "a template key has the name a default key is renamed to",
+        "reason": "FieldValueInvalid",
+        "fieldPath": ".keys"
+    }
+]))]
+pub struct SecretTemplate {
+    /// Extra Secret keys (at most 16) and the template each is rendered from (at most 4096
+    /// characters), e.g. `header: "x-cleartax-auth-token: {{ .accessToken }}"`. A key may
+    /// not be named like a default key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 16,
+        "additionalProperties" = {"type": "string", "maxLength": 4096},
+        "x-kubernetes-validations" = [
+            {
+                "rule": "self.all(k, size(k) <= 253 && k.matches('^[-._a-zA-Z0-9]+$') && k != '.' && !k.startsWith('..'))",
+                "message": "template keys must be valid Secret keys (letters, digits, '-', '_', '.'; at most 253; not '.' nor starting with '..')",
+                "reason": "FieldValueInvalid"
+            },
+            {
+                "rule": "self.all(k, !(k in ['accessToken', 'validTill', 'baseUrl', 'environment', 'workspace', 'products']))",
+                "message": "a template key may not be named like a default key (rename the default key with rename instead)",
+                "reason": "FieldValueInvalid"
+            }
+        ]
+    ))]
+    pub keys: BTreeMap<String, String>,
+    /// New names for default keys (`accessToken`, `validTill`, `baseUrl`, `environment`,
+    /// `workspace`, `products`), e.g. `accessToken: CLEAR_TOKEN`. Each new name must be
+    /// used once, and not be another default key's name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend(
+        "maxProperties" = 6,
+        "additionalProperties" = {
+            "type": "string", "minLength": 1, "maxLength": 253, "pattern": SECRET_KEY_PATTERN
+        },
+        "x-kubernetes-validations" = [
+            {
+                "rule": "self.all(k, k in ['accessToken', 'validTill', 'baseUrl', 'environment', 'workspace', 'products'])",
+                "message": "only the default keys accessToken, validTill, baseUrl, environment, workspace and products can be renamed",
+                "reason": "FieldValueInvalid"
+            },
+            {
+                "rule": "self.all(k, self[k] == k || !(self[k] in ['accessToken', 'validTill', 'baseUrl', 'environment', 'workspace', 'products']))",
+                "message": "a default key may not be renamed to another default key's name",
+                "reason": "FieldValueInvalid"
+            },
+            {
+                "rule": "self.all(k, self[k] != '.' && !self[k].startsWith('..'))",
+                "message": "a new key name may not be '.' nor start with '..'",
+                "reason": "FieldValueInvalid"
+            },
+            {
+                "rule": "self.all(a, self.all(b, a == b || self[a] != self[b]))",
+                "message": "two default keys are renamed to the same name",
+                "reason": "FieldValueInvalid"
+            }
+        ]
+    ))]
+    pub rename: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

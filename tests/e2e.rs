@@ -445,3 +445,122 @@ async fn the_token_in_use_is_adopted_with_zero_calls() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn templates_render_the_live_token_and_edits_renames_and_broken_ones_cost_zero_calls() {
+    with_temp_ns(|env| async move {
+        let (operator, fp) = issue(
+            &env,
+            json!({"target": {"template": {
+                "keys": {
+                    "header": "x-cleartax-auth-token: {{ .accessToken }}",
+                    ".env": "CLEAR_TOKEN={{ .accessToken }}\nCLEAR_BASE_URL={{ .baseUrl }}\n",
+                    "token.json": "{\"token\": {{ json .accessToken }}, \"validTill\": {{ json .validTill }}}"
+                },
+                "rename": {"products": "CLEAR_PRODUCTS"}
+            }}}),
+        )
+        .await;
+        let token = env.token_in(NAME).await;
+        let secret = env
+            .wait_for_secret(NAME, "written with the rendered keys", |s| {
+                s.and_then(|s| data(s, "header")).is_some()
+            })
+            .await
+            .expect("the token Secret exists");
+        assert!(
+            data(&secret, "header") == Some(format!("x-cleartax-auth-token: {token}")),
+            "the header line holds the token"
+        );
+        assert!(
+            data(&secret, ".env")
+                == Some(format!(
+                    "CLEAR_TOKEN={token}\nCLEAR_BASE_URL={}\n",
+                    env.sandbox.url()
+                )),
+            "the .env document holds the token and the base URL"
+        );
+        let document: serde_json::Value =
+            serde_json::from_str(&data(&secret, "token.json").expect("the JSON document"))
+                .expect("the JSON document parses");
+        assert!(document["token"] == token.as_str(), "the JSON token");
+        assert_eq!(
+            document["validTill"].as_str(),
+            data(&secret, keys::VALID_TILL).as_deref()
+        );
+        assert_eq!(
+            data(&secret, "CLEAR_PRODUCTS").as_deref(),
+            Some("GST,E_INVOICE")
+        );
+        assert_eq!(data(&secret, keys::PRODUCTS), None, "renamed away");
+
+        env.patch_spec(
+            NAME,
+            json!({"target": {"template": {"keys": {"header": "Authorization: {{ .accessToken }}"}}}}),
+        )
+        .await;
+        env.wait_for_secret(NAME, "the edited header", |s| {
+            s.and_then(|s| data(s, "header"))
+                .is_some_and(|h| h.starts_with("Authorization: "))
+        })
+        .await;
+        let good = env.secrets.get(NAME).await.expect("the token Secret");
+
+        env.patch_spec(
+            NAME,
+            json!({"target": {"template": {"keys": {"header": "Authorization: {{ .accessToken"}}}}),
+        )
+        .await;
+        env.wait_for_cac(NAME, "reason InvalidSpec", |c| {
+            is_ready_with(c, "True", "InvalidSpec")
+        })
+        .await;
+        env.wait_settled().await;
+        let kept = env.secrets.get(NAME).await.expect("the token Secret");
+        assert!(kept.data == good.data, "the last good Secret stays");
+        assert_eq!(env.calls(), 1, "templates call Clear zero times");
+        assert!(env.token_is_live(NAME).await, "the token still serves");
+        let cac = env.cacs.get(NAME).await.expect("the ClearApiClient");
+        assert_eq!(fingerprint(&cac), Some(fp.clone()));
+
+        // Fixed, and accessToken renamed: the token moves to its new key, with no call.
+        env.patch_spec(
+            NAME,
+            json!({"target": {"template": {
+                "keys": {"header": "x-cleartax-auth-token: {{ .accessToken }}"},
+                "rename": {"accessToken": "CLEAR_TOKEN"}
+            }}}),
+        )
+        .await;
+        env.wait_for_secret(NAME, "the token under CLEAR_TOKEN only", |s| {
+            s.is_some_and(|s| {
+                data(s, "CLEAR_TOKEN").is_some_and(|t| t == token)
+                    && data(s, keys::ACCESS_TOKEN).is_none()
+            })
+        })
+        .await;
+        env.wait_for_cac(NAME, "Ready=True (Issued)", is_issued).await;
+        operator.stop().await;
+
+        // A restarted operator finds its token under the new name.
+        let operator = env.start_operator();
+        env.patch_spec(
+            NAME,
+            json!({"target": {"labels": {"e2e.clear-operator.io/restarted": "yes"}}}),
+        )
+        .await;
+        env.wait_for_secret(NAME, "labelled by the new operator", |s| {
+            s.and_then(|s| s.metadata.labels.as_ref())
+                .is_some_and(|l| l.contains_key("e2e.clear-operator.io/restarted"))
+        })
+        .await;
+        env.wait_settled().await;
+        let cac = env.wait_for_cac(NAME, "still Ready", is_issued).await;
+        assert_eq!(fingerprint(&cac), Some(fp), "the same token");
+        assert_eq!(env.calls(), 1, "a rename and a restart call Clear zero times");
+        assert!(env.sandbox.is_token_valid(&token), "and Clear still accepts it");
+        env.assert_no_leaks(&[token]).await;
+        operator.stop().await;
+    })
+    .await;
+}

@@ -19,6 +19,7 @@ pub mod schedule;
 pub mod secret;
 pub mod status;
 mod step;
+pub mod template;
 #[cfg(test)]
 pub(crate) mod test_support;
 pub mod view;

@@ -134,7 +134,7 @@ pub async fn fetch(
     // NB: the workspace is descriptive (never sent to Clear): a token minted under the
     // workspace the Secret still records is the same configuration as the spec's.
     if let (Ok(valid), Some(url), Some(found)) = (&mut spec, &base_url, &target_secret)
-        && let Some(recorded) = secret::recorded_workspace(found)
+        && let Some(recorded) = secret::recorded_workspace(found, &cac)
         && recorded != cac.spec.workspace
     {
         let mut then = cac.clone();
@@ -152,7 +152,18 @@ pub async fn fetch(
         Some(found) => match secret::ownership(&found.metadata, &cac.name_any()) {
             Ownership::Foreign { detail } => TargetState::Foreign { detail },
             Ownership::Ours => {
-                let token = secret::stored_token(&found);
+                // NB: where `target.template.rename` put it, this spec's or an earlier one's.
+                let annotated = found
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(secret::TOKEN_FINGERPRINT_ANNOTATION))
+                    .map(String::as_str);
+                let token = secret::stored_token_for(
+                    &found,
+                    &cac,
+                    &[status.token_fingerprint.as_deref(), annotated],
+                );
                 let held = token.as_ref().map(AccessToken::fingerprint);
                 let drifted = base_url.as_ref().is_some_and(|url| {
                     secret::metadata_drifted(&cac, url.as_str(), &found.metadata)
@@ -473,7 +484,8 @@ pub async fn client_secret_value(
 }
 
 /// The checks the schema cannot make: the base URL (plain http depends on the operator's
-/// flags), the renewBefore duration and the renewal windows (cron syntax, known time zone);
+/// flags), the target template (placeholders, collisions, rendered size), the renewBefore
+/// duration and the renewal windows (cron syntax, known time zone);
 /// with the resource's renewal jitter (its share of `renewal_jitter_percent`).
 pub fn check_spec(
     cac: &ClearApiClient,
@@ -491,6 +503,11 @@ pub fn check_spec(
         Err(e) => return (None, Err(e.to_string())),
     };
     if let Err(detail) = secret::check_writable(cac) {
+        return (Some(base_url), Err(detail));
+    }
+    // NB: a template that cannot be rendered blocks every write (InvalidSpec): the last
+    // good Secret stays as it is, and nothing is called.
+    if let Err(detail) = secret::check_template(cac, base_url.as_str()) {
         return (Some(base_url), Err(detail));
     }
     if let Some(value) = cac.regenerate_request()

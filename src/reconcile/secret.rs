@@ -13,6 +13,7 @@ use k8s_openapi::{
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
+use super::template;
 use crate::{
     clear::AccessToken,
     resource::{
@@ -41,6 +42,11 @@ pub const CONTENT_HASH_ANNOTATION: &str = "clear-operator.io/content-hash";
 pub const RETIRED_ANNOTATION: &str = "clear-operator.io/retired";
 /// On a Secret written with a new token: the `status.callId` of the call that minted it.
 pub const CALL_ID_ANNOTATION: &str = "clear-operator.io/call-id";
+/// The default keys `target.template.rename` renamed, as `default=new` pairs joined by `,`
+/// (`accessToken=CLEAR_TOKEN,workspace=CLEAR_WORKSPACE`); absent without a rename. Where the
+/// operator finds its own token, and the workspace it recorded, again (after a restart, or
+/// once the rename changes).
+pub const RENAMED_KEYS_ANNOTATION: &str = "clear-operator.io/renamed-keys";
 /// Value of [`VALID_TILL_ANNOTATION`] for a token that never expires.
 pub const NEVER_EXPIRES: &str = "never";
 
@@ -202,9 +208,16 @@ pub fn status_record(
 }
 
 /// Hash of the settings a token is bound to: a change of any of them needs a new token.
-/// The workspace the token Secret records (its `workspace` key), if readable.
-pub fn recorded_workspace(secret: &k8s_openapi::api::core::v1::Secret) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(keys::WORKSPACE)?;
+/// The workspace the token Secret records (its `workspace` key, under the name it was
+/// written with: see [`RENAMED_KEYS_ANNOTATION`]), if readable.
+pub fn recorded_workspace(
+    secret: &k8s_openapi::api::core::v1::Secret,
+    cac: &ClearApiClient,
+) -> Option<String> {
+    let data = secret.data.as_ref()?;
+    let bytes = key_names(secret, cac, keys::WORKSPACE)
+        .into_iter()
+        .find_map(|key| data.get(key))?;
     String::from_utf8(bytes.0.clone()).ok()
 }
 
@@ -268,6 +281,17 @@ fn content(
     let mut labels = target.labels;
     labels.insert(MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string());
     labels.insert(CLIENT_LABEL.to_string(), cac.name_any());
+    let mut annotations = target.annotations;
+    let renamed: Vec<String> = target
+        .template
+        .iter()
+        .flat_map(|t| &t.rename)
+        .filter(|(from, to)| from != to)
+        .map(|(from, to)| format!("{from}={to}"))
+        .collect();
+    if !renamed.is_empty() {
+        annotations.insert(RENAMED_KEYS_ANNOTATION.to_string(), renamed.join(","));
+    }
     // NB: in the API's spelling, once each, in the spec's order: "Max ITC" and MAX_ITC are
     // one product.
     let mut products: Vec<String> = Vec::new();
@@ -285,7 +309,16 @@ fn content(
         (keys::WORKSPACE.to_string(), cac.spec.workspace.clone()),
         (keys::PRODUCTS.to_string(), products.join(",")),
     ]);
-    (labels, target.annotations, data)
+    (labels, annotations, data)
+}
+
+/// The spec's template, when it asks for anything.
+fn template_of(cac: &ClearApiClient) -> Option<&crate::resource::SecretTemplate> {
+    cac.spec
+        .target
+        .as_ref()
+        .and_then(|t| t.template.as_ref())
+        .filter(|t| !t.keys.is_empty() || !t.rename.is_empty())
 }
 
 fn json_name<T: serde::Serialize>(value: &T) -> String {
@@ -298,7 +331,13 @@ fn json_name<T: serde::Serialize>(value: &T) -> String {
 fn content_hash(cac: &ClearApiClient, base_url: &str) -> String {
     let (labels, annotations, data) = content(cac, base_url);
     let owned = cac.deletion_policy() == DeletionPolicy::Delete;
-    let text = serde_json::json!({"labels": labels, "annotations": annotations, "data": data, "owned": owned});
+    let mut text = serde_json::json!({"labels": labels, "annotations": annotations, "data": data, "owned": owned});
+    // NB: only when there is one, so that Secrets written before templates keep their hash
+    // (an upgrade re-applies nothing). Editing a template changes the hash: the Secret is
+    // re-applied with the stored token, without a call.
+    if let Some(template) = template_of(cac) {
+        text["template"] = serde_json::json!(template);
+    }
     short_hash(&text.to_string())
 }
 
@@ -347,6 +386,9 @@ pub fn build_secret(
     );
     data.insert(keys::ACCESS_TOKEN.to_string(), token.expose().to_string());
     data.insert(keys::VALID_TILL.to_string(), valid_till.unwrap_or_default());
+    // NB: rendered from the token given: the dry run's placeholder token gives the rendered
+    // keys their longest shape too.
+    let data = template::shape(template_of(cac), data);
 
     Secret {
         metadata: ObjectMeta {
@@ -477,11 +519,100 @@ fn is_label_value(value: &str) -> bool {
             && alnum(value.chars().last()))
 }
 
-/// The token currently stored in a Secret, for re-applying the Secret without minting.
+/// The token currently stored in a Secret, for re-applying the Secret without minting: under
+/// the name its [`RENAMED_KEYS_ANNOTATION`] gives `accessToken`, else under `accessToken`.
 pub fn stored_token(secret: &Secret) -> Option<AccessToken> {
-    let bytes = secret.data.as_ref()?.get(keys::ACCESS_TOKEN)?;
+    [
+        written_name(secret, keys::ACCESS_TOKEN),
+        Some(keys::ACCESS_TOKEN),
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|key| value_of(secret, key))
+}
+
+/// The token stored in our target Secret, looked for where the operator may have written it:
+/// the name the Secret's [`RENAMED_KEYS_ANNOTATION`] gives it (the rename the Secret was last
+/// written with), the name the spec gives it now, and `accessToken`. The first one holding a
+/// token whose fingerprint is among `known` (status's, the Secret's annotation's) wins, else
+/// the first one holding anything: so a changed rename, or a removed annotation, still finds
+/// the token and costs no call.
+pub fn stored_token_for(
+    secret: &Secret,
+    cac: &ClearApiClient,
+    known: &[Option<&str>],
+) -> Option<AccessToken> {
+    let candidates: Vec<AccessToken> = key_names(secret, cac, keys::ACCESS_TOKEN)
+        .into_iter()
+        .filter_map(|key| value_of(secret, key))
+        .collect();
+    let mut candidates = candidates;
+    let is_known = |token: &AccessToken| {
+        let fingerprint = token.fingerprint();
+        known.iter().flatten().any(|k| *k == fingerprint)
+    };
+    match candidates.iter().position(is_known) {
+        Some(at) => Some(candidates.swap_remove(at)),
+        None => candidates.into_iter().next(),
+    }
+}
+
+/// The names a default key may be found under in our Secret, most likely first: the one the
+/// Secret was last written with, the one the spec gives it now, its own.
+fn key_names<'a>(secret: &'a Secret, cac: &'a ClearApiClient, key: &'a str) -> Vec<&'a str> {
+    let mut names = Vec::new();
+    for name in [
+        written_name(secret, key),
+        Some(template::renamed(template_of(cac), key)),
+        Some(key),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// The name [`RENAMED_KEYS_ANNOTATION`] says the default key `key` was written under.
+fn written_name<'a>(secret: &'a Secret, key: &str) -> Option<&'a str> {
+    secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(RENAMED_KEYS_ANNOTATION)?
+        .split(',')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(from, _)| *from == key)
+        .map(|(_, to)| to)
+        .filter(|to| template::is_secret_key(to))
+}
+
+fn value_of(secret: &Secret, key: &str) -> Option<AccessToken> {
+    let bytes = secret.data.as_ref()?.get(key)?;
     let text = String::from_utf8(bytes.0.clone()).ok()?;
     (!text.is_empty()).then(|| AccessToken::new(text))
+}
+
+/// Why `spec.target.template` cannot be used (see [`template::check`]): checked before any
+/// write, so a broken template leaves the last good Secret as it is. The rendered size is
+/// bounded with the longest token the operator accepts and the spec's own values.
+pub fn check_template(cac: &ClearApiClient, base_url: &str) -> Result<(), String> {
+    let Some(template) = template_of(cac) else {
+        return Ok(());
+    };
+    let (_, _, mut values) = content(cac, base_url);
+    values.insert(
+        keys::ACCESS_TOKEN.to_string(),
+        "x".repeat(crate::clear::MAX_ACCEPTED_TOKEN_CHARS),
+    );
+    values.insert(
+        keys::VALID_TILL.to_string(),
+        "2026-11-25T22:00:00.123456789+00:00".to_string(),
+    );
+    template::check(template, &values)
 }
 
 #[cfg(test)]
@@ -545,6 +676,225 @@ mod tests {
         assert_eq!(annotations[TOKEN_FINGERPRINT_ANNOTATION], "tttttttttttt");
         assert!(annotations.contains_key(CONTENT_HASH_ANNOTATION));
         assert_eq!(read_token_record(&secret.metadata), Some(record()));
+    }
+
+    fn templated(keys_: &[(&str, &str)], rename: &[(&str, &str)]) -> ClearApiClient {
+        let mut cac = client("billing");
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        cac.spec
+            .target
+            .get_or_insert_with(Default::default)
+            .template = Some(crate::resource::SecretTemplate {
+            keys: map(keys_),
+            rename: map(rename),
+        });
+        cac
+    }
+
+    #[test]
+    fn templates_add_rendered_keys_and_rename_default_ones() {
+        let cac = templated(
+            &[
+                ("header", "x-cleartax-auth-token: {{ .accessToken }}"),
+                (
+                    "token.json",
+                    r#"{"token": {{ json .accessToken }}, "validTill": {{ json .validTill }}}"#,
+                ),
+            ],
+            &[
+                ("accessToken", "CLEAR_TOKEN"),
+                ("products", "CLEAR_PRODUCTS"),
+            ],
+        );
+        let secret = build_secret(
+            &cac,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+            None,
+        );
+        assert_eq!(data_of(&secret, "CLEAR_TOKEN"), "tok");
+        assert_eq!(data_of(&secret, "CLEAR_PRODUCTS"), "GST,E_INVOICE");
+        assert_eq!(data_of(&secret, "header"), "x-cleartax-auth-token: tok");
+        assert_eq!(
+            data_of(&secret, "token.json"),
+            r#"{"token": "tok", "validTill": "2026-11-25T22:00:00Z"}"#
+        );
+        let data = secret.data.as_ref().unwrap();
+        assert!(!data.contains_key(keys::ACCESS_TOKEN) && !data.contains_key(keys::PRODUCTS));
+        assert_eq!(data.len(), 8);
+        assert_eq!(
+            secret.metadata.annotations.as_ref().unwrap()[RENAMED_KEYS_ANNOTATION],
+            "accessToken=CLEAR_TOKEN,products=CLEAR_PRODUCTS"
+        );
+        assert_eq!(
+            stored_token(&secret).map(|t| t.expose().to_string()),
+            Some("tok".into())
+        );
+
+        // The dry run's placeholder token reaches the rendered keys too.
+        let placeholder = AccessToken::new("x".repeat(crate::clear::MAX_TOKEN_CHARS));
+        let dry = build_secret(&cac, "https://x", &placeholder, &record(), Some("c-1"));
+        assert_eq!(
+            data_of(&dry, "header").len(),
+            "x-cleartax-auth-token: ".len() + crate::clear::MAX_TOKEN_CHARS
+        );
+    }
+
+    #[test]
+    fn a_template_edit_is_drift_and_no_template_keeps_the_old_hash() {
+        let plain = client("billing");
+        let applied = build_secret(
+            &plain,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+            None,
+        );
+        // An empty template asks for nothing: no re-apply on upgrade or for `template: {}`.
+        let empty = templated(&[], &[]);
+        assert!(!metadata_drifted(&empty, "https://x", &applied.metadata));
+        assert_eq!(
+            content_hash(&empty, "https://x"),
+            content_hash(&plain, "https://x")
+        );
+
+        let header = templated(
+            &[("header", "x-cleartax-auth-token: {{ .accessToken }}")],
+            &[],
+        );
+        assert!(metadata_drifted(&header, "https://x", &applied.metadata));
+        let with_header = build_secret(
+            &header,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+            None,
+        );
+        assert!(!metadata_drifted(
+            &header,
+            "https://x",
+            &with_header.metadata
+        ));
+        let edited = templated(&[("header", "Authorization: {{ .accessToken }}")], &[]);
+        assert!(metadata_drifted(
+            &edited,
+            "https://x",
+            &with_header.metadata
+        ));
+        let renamed = templated(&[], &[("accessToken", "token")]);
+        assert!(metadata_drifted(
+            &renamed,
+            "https://x",
+            &with_header.metadata
+        ));
+
+        // A removed renamed-keys annotation is drift as well (and the token is still found).
+        let applied = build_secret(
+            &renamed,
+            "https://x",
+            &AccessToken::new("tok".into()),
+            &record(),
+            None,
+        );
+        let mut stripped = applied.clone();
+        stripped
+            .metadata
+            .annotations
+            .as_mut()
+            .unwrap()
+            .remove(RENAMED_KEYS_ANNOTATION);
+        assert!(metadata_drifted(&renamed, "https://x", &stripped.metadata));
+        assert_eq!(stored_token(&stripped), None);
+        assert_eq!(
+            stored_token_for(&stripped, &renamed, &[]).map(|t| t.expose().to_string()),
+            Some("tok".into())
+        );
+    }
+
+    #[test]
+    fn the_token_is_found_under_every_key_the_operator_may_have_used() {
+        let fp = AccessToken::new("tok".into()).fingerprint();
+        let written_as = |rename: &[(&str, &str)], extra: &[(&str, &str)]| {
+            let cac = templated(extra, rename);
+            build_secret(
+                &cac,
+                "https://x",
+                &AccessToken::new("tok".into()),
+                &record(),
+                None,
+            )
+        };
+        let cases = [
+            ("no rename", written_as(&[], &[]), templated(&[], &[])),
+            (
+                "renamed now, Secret not yet rewritten",
+                written_as(&[], &[]),
+                templated(&[], &[("accessToken", "token")]),
+            ),
+            (
+                "renamed again",
+                written_as(&[("accessToken", "token")], &[]),
+                templated(&[], &[("accessToken", "bearer")]),
+            ),
+            (
+                "rename removed",
+                written_as(&[("accessToken", "bearer")], &[]),
+                client("billing"),
+            ),
+            (
+                "a template key now named like the old token key",
+                written_as(&[("accessToken", "token")], &[]),
+                templated(
+                    &[("token", "Bearer {{ .accessToken }}")],
+                    &[("accessToken", "raw")],
+                ),
+            ),
+        ];
+        for (name, secret, cac) in cases {
+            let found = stored_token_for(&secret, &cac, &[Some(fp.as_str())]);
+            assert_eq!(
+                found.map(|t| t.expose().to_string()),
+                Some("tok".to_string()),
+                "{name}"
+            );
+        }
+        // The spec's key holding something else (a template key of before) is passed over
+        // for the one holding the known token.
+        let secret = written_as(&[], &[("token", "Bearer {{ .accessToken }}")]);
+        let cac = templated(&[], &[("accessToken", "token")]);
+        assert_eq!(
+            stored_token_for(&secret, &cac, &[Some(fp.as_str())]).map(|t| t.expose().to_string()),
+            Some("tok".to_string())
+        );
+    }
+
+    #[test]
+    fn a_broken_or_oversized_template_is_refused_by_check_template() {
+        assert_eq!(check_template(&client("billing"), "https://x"), Ok(()));
+        let good = templated(
+            &[("header", "x-cleartax-auth-token: {{ .accessToken }}")],
+            &[],
+        );
+        assert_eq!(check_template(&good, "https://x"), Ok(()));
+        let broken = templated(&[("header", "x-cleartax-auth-token: {{ .accessToken")], &[]);
+        assert!(
+            check_template(&broken, "https://x")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        let many = "{{ json .accessToken }}".repeat(4096 / 24);
+        let big = templated(&[("a", many.as_str()), ("b", many.as_str())], &[]);
+        assert!(
+            check_template(&big, "https://x")
+                .unwrap_err()
+                .contains("would render")
+        );
     }
 
     #[test]

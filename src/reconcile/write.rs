@@ -108,7 +108,8 @@ pub(super) async fn token_secret(
 
 /// Server-side dry run of the Secret apply a mint would make: the same shape and at least
 /// the same size (the longest token Clear documents, a full expiry, the regenerate value
-/// and call id the real write will carry), with a placeholder token.
+/// and call id the real write will carry), with a placeholder token, which the keys
+/// rendered from `target.template` carry too (so they have their real shape and size).
 // NB: a Secret that cannot be written (admission webhook, quota, immutable, RBAC, size)
 // would make a call to Clear revoke the stored token for nothing; this finds out at no cost.
 pub(super) async fn dry_run_token_secret(
