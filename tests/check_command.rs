@@ -16,11 +16,10 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use clear_operator::resource::ClearApiClient;
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::PostParams;
-use kube::{Api, CustomResourceExt};
-use kube_emulator::{Emulator, EmulatorOptions};
+use scenario_kit::common;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -294,23 +293,9 @@ async fn the_proxy_from_the_environment_is_used_and_a_refusal_explains_itself() 
 async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
     let sandbox = sandbox().await;
     let closed = closed_port_url().await;
-    let emulator = Emulator::start(EmulatorOptions::default())
-        .await
-        .expect("emulator starts");
-    let client = emulator.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &ClearApiClient::crd())
-        .await
-        .expect("CRD registers");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (emulator, client) = scenario_kit::emulator_with_crd().await;
     for ns in ["team-a", "team-b"] {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
+        scenario_kit::create_namespace(&client, ns).await;
     }
     let url = sandbox.url().to_string();
     let with_slash = format!("{url}/");
@@ -323,15 +308,9 @@ async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
     for (ns, name, base_url, secret) in resources {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
         let credentials = format!("{name}-credentials");
+        let credentials_secret = common::client_secret(&credentials, None, "clientSecret", secret);
         secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": credentials},
-                    "stringData": {"clientSecret": secret},
-                }))
-                .unwrap(),
-            )
+            .create(&PostParams::default(), &credentials_secret)
             .await
             .unwrap();
         let mut spec = json!({
@@ -343,13 +322,7 @@ async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
         if let Some(base_url) = base_url {
             spec["baseUrl"] = json!(base_url);
         }
-        let cac: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": "clear-operator.io/v1alpha1",
-            "kind": "ClearApiClient",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec,
-        }))
-        .unwrap();
+        let cac = common::resource(name, Some(ns), json!({}), spec);
         Api::<ClearApiClient>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &cac)
             .await

@@ -4,6 +4,12 @@
 //! Events or status.
 #![allow(dead_code)]
 
+#[path = "../kit_common/mod.rs"]
+pub mod common;
+
+#[allow(unused_imports)]
+pub use common::{PRODUCTS, is_ready, is_ready_with, ready_condition, ready_message};
+
 use std::{
     io::Write,
     sync::{Arc, Mutex, OnceLock},
@@ -154,14 +160,7 @@ impl Kit {
 
     pub async fn start_with(options: KitOptions) -> Kit {
         capture_logs();
-        let emulator = Emulator::start(EmulatorOptions::default())
-            .await
-            .expect("emulator starts");
-        let client = emulator.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &ClearApiClient::crd())
-            .await
-            .expect("CRD registers");
+        let (emulator, client) = emulator_with_crd().await;
 
         let sandbox_clock = Arc::new(clear_sandbox::ManualClock::new(to_chrono(options.start)));
         let confidential: Vec<String> = options
@@ -256,12 +255,7 @@ impl Kit {
     /// Creates (or replaces) the client-secret Secret.
     pub async fn put_client_secret(&self, name: &str, key: &str, value: &str) {
         self.remember(value);
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": NS},
-            "stringData": {key: value},
-        }))
-        .unwrap();
+        let secret = common::client_secret(name, Some(NS), key, value);
         let _ = self.secrets.delete(name, &DeleteParams::default()).await;
         self.secrets
             .create(&PostParams::default(), &secret)
@@ -271,13 +265,7 @@ impl Kit {
 
     /// A spec pointing at the simulator.
     pub fn spec(&self, secret_name: &str) -> Value {
-        json!({
-            "environment": "sandbox",
-            "baseUrl": self.url(),
-            "workspace": "ws-1",
-            "products": ["GST", "E_INVOICE"],
-            "clientSecretRef": {"name": secret_name},
-        })
+        common::spec(&self.url(), "ws-1", secret_name)
     }
 
     pub async fn create(&self, name: &str, spec: Value) -> ClearApiClient {
@@ -285,15 +273,7 @@ impl Kit {
     }
 
     pub async fn create_with_meta(&self, name: &str, meta: Value, spec: Value) -> ClearApiClient {
-        let mut metadata = json!({"name": name, "namespace": NS});
-        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), meta.as_object()) {
-            m.extend(extra.clone());
-        }
-        let obj: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-            "metadata": metadata, "spec": spec,
-        }))
-        .unwrap();
+        let obj = common::resource(name, Some(NS), meta, spec);
         let created = self
             .cacs
             .create(&PostParams::default(), &obj)
@@ -305,13 +285,20 @@ impl Kit {
 
     /// Waits until the conflict-check index has seen the resource.
     pub async fn wait_in_directory(&self, name: &str) {
-        for _ in 0..500 {
-            if self.ctx.services.index.contains(NS, name) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("resource {name} never reached the directory");
+        self.wait_in_directory_of(NS, name).await;
+    }
+
+    /// Waits until the conflict-check index has seen the resource `namespace/name`.
+    pub async fn wait_in_directory_of(&self, namespace: &str, name: &str) {
+        let index = &self.ctx.services.index;
+        let seen = common::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            std::future::ready(index.contains(namespace, name).then_some(()))
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "resource {name} never reached the directory"
+        );
     }
 
     /// Creates a Deployment `name` (one container) that reads the token: a
@@ -392,12 +379,19 @@ impl Kit {
     }
 
     pub async fn ready(&self, name: &str) -> (String, String) {
+        let (status, reason, _) = self.ready_with_message(name).await;
+        (status, reason)
+    }
+
+    /// The Ready condition as (status, reason, message).
+    pub async fn ready_with_message(&self, name: &str) -> (String, String, String) {
         let cac = self.get(name).await;
-        let condition = cac
-            .status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .expect("Ready condition present");
-        (condition.status, condition.reason)
+        let condition = ready_condition(&cac).expect("Ready condition present");
+        (
+            condition.status.clone(),
+            condition.reason.clone(),
+            condition.message.clone(),
+        )
     }
 
     pub async fn target(&self, name: &str) -> Option<Secret> {
@@ -418,7 +412,7 @@ impl Kit {
 
     /// Calls to Clear's token endpoint made with `secret`.
     pub fn calls(&self, secret: &str) -> u64 {
-        self.sandbox.call_counts(secret).total
+        common::calls(&self.sandbox, secret)
     }
 
     pub fn all_calls(&self) -> u64 {
@@ -474,24 +468,16 @@ impl Kit {
                 .objects("clear-operator.io/clearapiclients", None),
         )
         .unwrap();
-        for value in self.confidential.lock().unwrap().iter() {
-            assert!(
-                !logs.contains(value.as_str()),
-                "a confidential value appears in the logs"
-            );
-            assert!(
-                !events.contains(value.as_str()),
-                "a confidential value appears in an Event"
-            );
-            assert!(
-                !core_events.contains(value.as_str()),
-                "a confidential value appears in an Event"
-            );
-            assert!(
-                !resources.contains(value.as_str()),
-                "a confidential value appears in a ClearApiClient"
-            );
-        }
+        let confidential = self.confidential.lock().unwrap().clone();
+        common::assert_not_shown(
+            &confidential,
+            &[
+                ("the logs", logs),
+                ("an Event", events),
+                ("an Event", core_events),
+                ("a ClearApiClient", resources),
+            ],
+        );
     }
 
     /// Runs the real controller (no leader election) until the returned sender is used.
@@ -582,13 +568,21 @@ impl Kit {
 
     /// Waits until `check` holds for the resource (the controller runs in the background).
     pub async fn wait_for(&self, name: &str, what: &str, check: impl Fn(&ClearApiClient) -> bool) {
-        for _ in 0..1000 {
-            if let Some(cac) = self.cacs.get_opt(name).await.unwrap()
-                && check(&cac)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let check = &check;
+        let reached = common::poll(
+            Duration::from_secs(20),
+            Duration::from_millis(10),
+            || async {
+                self.cacs
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .filter(|cac| check(cac))
+            },
+        )
+        .await;
+        if reached.is_some() {
+            return;
         }
         let logs = captured_logs();
         let failures: Vec<&str> = logs
@@ -655,19 +649,27 @@ fn new_context(
     )
 }
 
-/// Whether the resource's Ready condition has this status.
-pub fn is_ready(cac: &ClearApiClient, status: &str) -> bool {
-    cac.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == status)
+/// An emulator with the ClearApiClient CRD registered, and a client of it.
+pub async fn emulator_with_crd() -> (Emulator, kube::Client) {
+    let emulator = Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("emulator starts");
+    let client = emulator.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &ClearApiClient::crd())
+        .await
+        .expect("CRD registers");
+    (emulator, client)
 }
 
-/// The Ready condition's message ("" without one).
-pub fn ready_message(cac: &ClearApiClient) -> String {
-    cac.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
+/// Creates the namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .expect("namespace created");
 }
