@@ -23,7 +23,7 @@ use clear_operator::{
     controller::{self, ControllerConfig},
     metrics::Metrics,
     reconcile::{self, Context, Settings, decide::Policy, secret::keys},
-    resource::ClearApiClient,
+    resource::{ClearApiClient, ClearApiClientStatus},
 };
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
 use futures::StreamExt;
@@ -155,6 +155,28 @@ impl Kit {
         kit.create("billing", kit.spec("clear-secret")).await;
         kit.reconcile("billing").await;
         assert_eq!(kit.calls(secret), 1);
+        kit
+    }
+
+    /// A kit whose resource `billing` reads the client secret `secret` from the Secret
+    /// `clear-secret`: not reconciled yet, no call made.
+    pub async fn with_resource(clients: Vec<ClientConfig>, secret: &str) -> Kit {
+        Self::with_resource_and(
+            KitOptions {
+                clients,
+                ..KitOptions::default()
+            },
+            secret,
+        )
+        .await
+    }
+
+    /// [`Kit::with_resource`] with other options.
+    pub async fn with_resource_and(options: KitOptions, secret: &str) -> Kit {
+        let kit = Self::start_with(options).await;
+        kit.put_client_secret("clear-secret", "clientSecret", secret)
+            .await;
+        kit.create("billing", kit.spec("clear-secret")).await;
         kit
     }
 
@@ -338,6 +360,37 @@ impl Kit {
             .expect("spec patched");
     }
 
+    /// Asks for a new token: the regenerate annotation set to `value`.
+    pub async fn regenerate(&self, name: &str, value: &str) {
+        self.annotate(name, clear_operator::resource::REGENERATE_ANNOTATION, value)
+            .await;
+    }
+
+    /// Someone edits the token Secret `name` the way `kubectl edit` would (a merge patch of
+    /// their own).
+    pub async fn edit_target(&self, name: &str, patch: Value) {
+        self.secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("target Secret edited");
+    }
+
+    /// Edits the status of `name` as the operator's field manager would write it (another
+    /// replica, an earlier version, a crash, a clock that was off).
+    pub async fn edit_status(&self, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut status = serde_json::to_value(self.status(name).await).unwrap();
+        edit(&mut status);
+        let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
+        self.cacs
+            .patch_status(
+                name,
+                &PatchParams::apply("clear-operator").force(),
+                &Patch::Apply(&patch),
+            )
+            .await
+            .expect("status edited");
+    }
+
     pub async fn annotate(&self, name: &str, key: &str, value: &str) {
         self.cacs
             .patch(
@@ -378,6 +431,21 @@ impl Kit {
         self.cacs.get(name).await.expect("resource exists")
     }
 
+    /// The status of `name` (present once reconciled).
+    pub async fn status(&self, name: &str) -> ClearApiClientStatus {
+        self.get(name).await.status.expect("status present")
+    }
+
+    /// How long until the retry status schedules for `name`.
+    pub async fn retry_wait(&self, name: &str) -> SignedDuration {
+        let retry = self
+            .status(name)
+            .await
+            .next_retry_time
+            .expect("a retry planned");
+        retry.0.duration_since(self.now())
+    }
+
     pub async fn ready(&self, name: &str) -> (String, String) {
         let (status, reason, _) = self.ready_with_message(name).await;
         (status, reason)
@@ -410,6 +478,20 @@ impl Kit {
         token
     }
 
+    /// The token Clear (the simulator) holds for `secret` now, remembered for the leak check
+    /// (it may never have reached a Secret).
+    pub fn live_token(&self, secret: &str) -> String {
+        let token = self
+            .sandbox
+            .current_token(secret)
+            .expect("Clear holds a token")
+            .token
+            .expose()
+            .to_string();
+        self.remember(&token);
+        token
+    }
+
     /// Calls to Clear's token endpoint made with `secret`.
     pub fn calls(&self, secret: &str) -> u64 {
         common::calls(&self.sandbox, secret)
@@ -437,6 +519,15 @@ impl Kit {
         self.events(name)
             .into_iter()
             .filter(|(kind, r, _)| kind == "Warning" && r == reason)
+            .map(|(_, _, note)| note)
+            .collect()
+    }
+
+    /// The notes of the Events (of any type) with `reason` recorded about `name`.
+    pub fn notes(&self, name: &str, reason: &str) -> Vec<String> {
+        self.events(name)
+            .into_iter()
+            .filter(|(_, r, _)| r == reason)
             .map(|(_, _, note)| note)
             .collect()
     }
@@ -591,6 +682,12 @@ impl Kit {
             .take(3)
             .collect();
         panic!("{name} never reached: {what}; reconcile failures: {failures:#?}");
+    }
+
+    /// The end of most scenarios: nothing confidential leaked, then the kit stops.
+    pub async fn finish(self) {
+        self.assert_no_leaks();
+        self.shutdown().await;
     }
 
     pub async fn shutdown(mut self) {
