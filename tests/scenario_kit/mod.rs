@@ -349,6 +349,14 @@ impl Kit {
         deployments
     }
 
+    /// Deletes the resource `name` (a finalizer may keep it a while).
+    pub async fn delete(&self, name: &str) {
+        self.cacs
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("resource deleted");
+    }
+
     pub async fn patch_spec(&self, name: &str, spec: Value) {
         self.cacs
             .patch(
@@ -657,6 +665,31 @@ impl Kit {
         ))
     }
 
+    /// Gives the background controller time: polls `check` (every 10 ms, for up to 20 s)
+    /// until it holds. It asserts nothing; the test asserts what it waited for afterwards.
+    pub async fn eventually<Fut>(&self, mut check: impl FnMut() -> Fut)
+    where
+        Fut: std::future::Future<Output = bool>,
+    {
+        common::poll(Duration::from_secs(20), Duration::from_millis(10), || {
+            let held = check();
+            async move { held.await.then_some(()) }
+        })
+        .await;
+    }
+
+    /// Waits until the resource is Ready=True (the controller runs in the background).
+    pub async fn wait_ready(&self, name: &str) {
+        self.wait_for(name, "Ready", |c| is_ready(c, "True")).await;
+    }
+
+    /// Runs the real controller (no leader election) with a fresh context of the default
+    /// policy, as a started operator would.
+    pub fn start_controller(&self) -> RunningController {
+        let (stop, handle) = self.run_controller(self.new_context(Policy::default()));
+        RunningController { stop, handle }
+    }
+
     /// Waits until `check` holds for the resource (the controller runs in the background).
     pub async fn wait_for(&self, name: &str, what: &str, check: impl Fn(&ClearApiClient) -> bool) {
         let check = &check;
@@ -696,6 +729,20 @@ impl Kit {
         }
         let _ = self.sandbox.shutdown().await;
         self.emulator.shutdown().await;
+    }
+}
+
+/// A controller running in the background ([`Kit::start_controller`]).
+pub struct RunningController {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    /// Stops the controller and waits until it has exited.
+    pub async fn stop(self) {
+        self.stop.send(()).expect("the controller still runs");
+        self.handle.await.expect("the controller did not panic");
     }
 }
 
