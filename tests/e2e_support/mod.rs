@@ -24,7 +24,7 @@ use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
@@ -207,14 +207,7 @@ impl E2e {
     }
 
     pub async fn patch_spec(&self, name: &str, spec: Value) {
-        self.cacs
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("the spec is patched");
+        common::patch_spec(&self.cacs, name, spec).await;
     }
 
     /// Mints a token with this test's client secret outside the operator (an ERP's), as
@@ -293,24 +286,14 @@ impl E2e {
         what: &str,
         check: impl Fn(&ClearApiClient) -> bool,
     ) -> ClearApiClient {
-        let cacs = self.cacs.clone();
+        let check = &check;
         let found = self
-            .poll(|| {
-                let cacs = cacs.clone();
-                let check = &check;
-                async move {
-                    cacs.get_opt(name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .filter(|cac| check(cac))
-                }
-            })
+            .poll(|| async { self.cac(name).await.filter(|cac| check(cac)) })
             .await;
         match found {
             Some(cac) => cac,
             None => {
-                let last = self.cacs.get_opt(name).await.ok().flatten();
+                let last = self.cac(name).await;
                 panic!(
                     "ClearApiClient {name} never reached: {what}; last Ready condition: {:?}",
                     last.as_ref().and_then(ready_condition)
@@ -319,14 +302,15 @@ impl E2e {
         }
     }
 
+    /// The ClearApiClient `name`, if it exists and could be read.
+    async fn cac(&self, name: &str) -> Option<ClearApiClient> {
+        self.cacs.get_opt(name).await.ok().flatten()
+    }
+
     /// Polls until the ClearApiClient `name` no longer exists; panics after the timeout.
     pub async fn wait_until_cac_gone(&self, name: &str) {
-        let cacs = self.cacs.clone();
         let gone = self
-            .poll(|| {
-                let cacs = cacs.clone();
-                async move { matches!(cacs.get_opt(name).await, Ok(None)).then_some(()) }
-            })
+            .poll(|| async { matches!(self.cacs.get_opt(name).await, Ok(None)).then_some(()) })
             .await;
         assert!(gone.is_some(), "ClearApiClient {name} was never deleted");
     }
@@ -338,15 +322,11 @@ impl E2e {
         what: &str,
         check: impl Fn(Option<&Secret>) -> bool,
     ) -> Option<Secret> {
-        let secrets = self.secrets.clone();
+        let check = &check;
         let found = self
-            .poll(|| {
-                let secrets = secrets.clone();
-                let check = &check;
-                async move {
-                    let secret = secrets.get_opt(name).await.ok()?;
-                    check(secret.as_ref()).then_some(secret)
-                }
+            .poll(|| async {
+                let secret = self.secrets.get_opt(name).await.ok()?;
+                check(secret.as_ref()).then_some(secret)
             })
             .await;
         match found {

@@ -18,6 +18,10 @@ use clear_operator::{
 };
 use clear_sandbox::SandboxHandle;
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Condition};
+use kube::{
+    Api,
+    api::{Patch, PatchParams},
+};
 use serde_json::{Value, json};
 
 /// The products every kit's simulator client is created for and every spec asks for.
@@ -50,6 +54,17 @@ pub fn resource(name: &str, namespace: Option<&str>, meta: Value, spec: Value) -
         "metadata": metadata, "spec": spec,
     }))
     .expect("a ClearApiClient object")
+}
+
+/// Merges `spec` into the spec of the resource `name`.
+pub async fn patch_spec(cacs: &Api<ClearApiClient>, name: &str, spec: Value) {
+    cacs.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({"spec": spec})),
+    )
+    .await
+    .expect("the spec is patched");
 }
 
 /// A Secret `name` holding a client secret under `key`.

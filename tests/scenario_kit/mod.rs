@@ -196,12 +196,8 @@ impl Kit {
                 .expect("sandbox starts");
 
         let clock = ManualClock::new(options.start);
-        // NB: the operator's client as `run` builds it (no hidden retries); the test's own
-        // client is kube-rs's default.
-        let operator_client = clear_operator::kube_client::build(emulator.client_config())
-            .expect("a plain-http client builds");
         let ctx = Arc::new(new_context(
-            &operator_client,
+            &operator_client(&emulator),
             &clock,
             options.policy,
             options.clear_timeout,
@@ -358,14 +354,7 @@ impl Kit {
     }
 
     pub async fn patch_spec(&self, name: &str, spec: Value) {
-        self.cacs
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("spec patched");
+        common::patch_spec(&self.cacs, name, spec).await;
     }
 
     /// Asks for a new token: the regenerate annotation set to `value`.
@@ -623,46 +612,41 @@ impl Kit {
 
     /// A fresh operator context with its own Kubernetes client (e.g. other limits).
     pub fn new_context_with_client(&self, client: kube::Client, policy: Policy) -> Arc<Context> {
-        Arc::new(new_context(
-            &client,
-            &self.clock,
-            policy,
-            Duration::from_secs(5),
-            &[self.sandbox.url().to_string()],
-            None,
-        ))
+        Arc::new(self.fresh_context(&client, policy, None))
     }
 
     /// A fresh operator context of an install in standby (`--standby`).
     pub fn new_standby_context(&self) -> Arc<Context> {
-        let mut ctx = new_context(
-            &clear_operator::kube_client::build(self.emulator.client_config())
-                .expect("a plain-http client builds"),
-            &self.clock,
-            Policy {
-                renewal_jitter_percent: 0,
-                ..Policy::default()
-            },
-            Duration::from_secs(5),
-            &[self.sandbox.url().to_string()],
-            None,
-        );
+        let policy = Policy {
+            renewal_jitter_percent: 0,
+            ..Policy::default()
+        };
+        let mut ctx = self.fresh_context(&operator_client(&self.emulator), policy, None);
         ctx.settings.standby = true;
         Arc::new(ctx)
     }
 
     /// A fresh operator context of the install `instance` (its Lease `namespace/name`).
     pub fn new_context_of(&self, policy: Policy, instance: Option<&str>) -> Arc<Context> {
-        let operator_client = clear_operator::kube_client::build(self.emulator.client_config())
-            .expect("a plain-http client builds");
-        Arc::new(new_context(
-            &operator_client,
+        let client = operator_client(&self.emulator);
+        Arc::new(self.fresh_context(&client, policy, instance))
+    }
+
+    /// A context as after a restart: this kit's clock and simulator, Clear's 5 s timeout.
+    fn fresh_context(
+        &self,
+        client: &kube::Client,
+        policy: Policy,
+        instance: Option<&str>,
+    ) -> Context {
+        new_context(
+            client,
             &self.clock,
             policy,
             Duration::from_secs(5),
             &[self.sandbox.url().to_string()],
             instance,
-        ))
+        )
     }
 
     /// Gives the background controller time: polls `check` (every 10 ms, for up to 20 s)
@@ -744,6 +728,13 @@ impl RunningController {
         self.stop.send(()).expect("the controller still runs");
         self.handle.await.expect("the controller did not panic");
     }
+}
+
+/// The operator's client as `run` builds it (no hidden retries); the test's own client is
+/// kube-rs's default.
+fn operator_client(emulator: &Emulator) -> kube::Client {
+    clear_operator::kube_client::build(emulator.client_config())
+        .expect("a plain-http client builds")
 }
 
 fn jiff_now(clock: &ManualClock) -> Timestamp {
