@@ -670,7 +670,12 @@ impl Kit {
     /// Runs the real controller (no leader election) with a fresh context of the default
     /// policy, as a started operator would.
     pub fn start_controller(&self) -> RunningController {
-        let (stop, handle) = self.run_controller(self.new_context(Policy::default()));
+        self.start_controller_with(self.new_context(Policy::default()))
+    }
+
+    /// Runs the real controller (no leader election) on the context `ctx`.
+    pub fn start_controller_with(&self, ctx: Arc<Context>) -> RunningController {
+        let (stop, handle) = self.run_controller(ctx);
         RunningController { stop, handle }
     }
 
