@@ -80,6 +80,22 @@ async fn check(args: &[&str], kubeconfig: &Path, env: &[(&str, &str)]) -> (i32, 
     (status.code().expect("exited"), stdout, stderr)
 }
 
+/// Runs the binary with no cluster (a kubeconfig that does not exist), its HOME the
+/// scratch directory `name`.
+async fn check_without_a_cluster(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let dir = scratch(name);
+    check(args, &dir.join("no-kubeconfig"), env).await
+}
+
+/// The flags that check `url` alone, allowed, over plain http.
+fn one_allowed_host(url: &str) -> [&str; 5] {
+    ["--base-url", url, "--allowed-base-url", url, "--allow-http"]
+}
+
 /// The table row of `url`.
 fn row<'a>(stdout: &'a str, url: &str) -> &'a str {
     stdout
@@ -109,20 +125,9 @@ fn assert_no_secret_shown(texts: &[&str]) {
 #[tokio::test]
 async fn a_reachable_host_answers_the_documented_401_and_nothing_is_minted() {
     let sandbox = sandbox().await;
-    let dir = scratch("reachable");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &[
-            "--base-url",
-            &url,
-            "--allowed-base-url",
-            &url,
-            "--allow-http",
-        ],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let (code, stdout, stderr) =
+        check_without_a_cluster("reachable", &one_allowed_host(&url), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("no cluster reachable"), "{stderr}");
     let line = row(&stdout, &url);
@@ -144,10 +149,10 @@ async fn a_reachable_host_answers_the_documented_401_and_nothing_is_minted() {
 #[tokio::test]
 async fn a_closed_port_is_unreachable_and_fails_the_check() {
     let sandbox = sandbox().await;
-    let dir = scratch("closed");
     let closed = closed_port_url().await;
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
+    let (code, stdout, stderr) = check_without_a_cluster(
+        "closed",
         &[
             "--base-url",
             &url,
@@ -157,7 +162,6 @@ async fn a_closed_port_is_unreachable_and_fails_the_check() {
             &format!("{url},{closed}"),
             "--allow-http",
         ],
-        &dir.join("no-kubeconfig"),
         &[],
     )
     .await;
@@ -174,14 +178,9 @@ async fn a_closed_port_is_unreachable_and_fails_the_check() {
 #[tokio::test]
 async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
     let sandbox = sandbox().await;
-    let dir = scratch("not-allowed");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &["--base-url", &url, "--allow-http"],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let (code, stdout, stderr) =
+        check_without_a_cluster("not-allowed", &["--base-url", &url, "--allow-http"], &[]).await;
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let line = row(&stdout, &url);
     assert!(line.contains(" no "), "{line}");
@@ -191,12 +190,8 @@ async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
         "names the flag: {line}"
     );
     // Plain http needs --allow-http, as for `run`.
-    let (code, stdout, _) = check(
-        &["--base-url", &url, "--allowed-base-url", &url],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let only_allowed = ["--base-url", &url, "--allowed-base-url", &url];
+    let (code, stdout, _) = check_without_a_cluster("not-allowed", &only_allowed, &[]).await;
     assert_eq!(code, 1, "{stdout}");
     assert!(row(&stdout, &url).contains("--allow-http"), "{stdout}");
     assert_eq!(sandbox.total_call_counts().total, 0, "nothing was called");
@@ -205,8 +200,7 @@ async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
 
 #[tokio::test]
 async fn without_a_cluster_or_a_base_url_there_is_nothing_to_check() {
-    let dir = scratch("nothing");
-    let (code, stdout, stderr) = check(&[], &dir.join("no-kubeconfig"), &[]).await;
+    let (code, stdout, stderr) = check_without_a_cluster("nothing", &[], &[]).await;
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(stdout.contains("nothing to check"), "{stdout}");
     assert!(stdout.contains("--base-url"), "{stdout}");
@@ -243,20 +237,10 @@ async fn refusing_proxy() -> (String, Seen, tokio::task::JoinHandle<()>) {
 async fn the_proxy_from_the_environment_is_used_and_a_refusal_explains_itself() {
     let sandbox = sandbox().await;
     let (proxy, seen, task) = refusing_proxy().await;
-    let dir = scratch("proxy");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &[
-            "--base-url",
-            &url,
-            "--allowed-base-url",
-            &url,
-            "--allow-http",
-        ],
-        &dir.join("no-kubeconfig"),
-        &[("HTTP_PROXY", &proxy)],
-    )
-    .await;
+    let env = [("HTTP_PROXY", proxy.as_str())];
+    let (code, stdout, stderr) =
+        check_without_a_cluster("proxy", &one_allowed_host(&url), &env).await;
     task.abort();
     // Any answer proves the path: exit 0, the refusal and Clear's words in the row.
     assert_eq!(code, 0, "{stdout}\n{stderr}");
