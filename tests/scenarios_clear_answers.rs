@@ -145,12 +145,11 @@ async fn refusals_leave_the_stored_token_ready_and_name_the_status_code() {
 
 #[tokio::test]
 async fn a_local_clock_a_day_ahead_of_clears_counts_the_life_on_clears_clock() {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
-    ])
+    let kit = Kit::with_client_secret(
+        vec![ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600))],
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
     // The operator's node is a day ahead: Clear's valid_till looks past on the local clock.
     kit.set_clear_time("2026-11-24T10:00:00Z");
     kit.create("billing", kit.spec("clear-secret")).await;

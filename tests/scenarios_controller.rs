@@ -178,9 +178,7 @@ async fn turning_revoke_on_delete_off_removes_the_finalizer() {
 #[tokio::test]
 async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minting() {
     const SECRET: &str = "cs-replicas-0001";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(SECRET)], SECRET).await;
     let (stop_a, run_a) = kit.run_replica(kit.new_context(Policy::default()), "pod-a");
     let (stop_b, run_b) = kit.run_replica(kit.new_context(Policy::default()), "pod-b");
     kit.create("billing", kit.spec("clear-secret")).await;
@@ -230,9 +228,7 @@ async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minti
 #[tokio::test]
 async fn dropped_watches_and_a_full_relist_make_no_call() {
     const SECRET: &str = "cs-relist-0001";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(SECRET)], SECRET).await;
     let controller = kit.start_controller();
     kit.create("billing", kit.spec("clear-secret")).await;
     kit.wait_ready("billing").await;

@@ -32,9 +32,7 @@ async fn kit_with_billing() -> Kit {
 /// `first` and then, a second later (creation timestamps have second precision), `second`,
 /// both reading [`SECRET`] from `clear-secret`; neither reconciled yet.
 async fn kit_with_two_resources_sharing_the_secret() -> Kit {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client()], SECRET).await;
     kit.create("first", kit.spec("clear-secret")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     kit.create("second", kit.spec("clear-secret")).await;
@@ -331,9 +329,7 @@ async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() 
 
 #[tokio::test]
 async fn unowned_target_secret_is_a_target_conflict_and_stays_byte_identical() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client()], SECRET).await;
     let foreign: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "billing", "namespace": "default", "labels": {"app": "other"}},

@@ -143,9 +143,7 @@ async fn regenerate_annotation_mints_exactly_one_new_token_once() {
 
 #[tokio::test]
 async fn regenerate_value_present_at_creation_is_honoured_by_the_first_mint() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let meta = json!({"annotations": {REGENERATE_ANNOTATION: "from-the-start"}});
     kit.create_with_meta("billing", meta, kit.spec("clear-secret"))
         .await;
@@ -423,9 +421,7 @@ async fn deleting_the_resource_collects_the_secret_with_delete_policy() {
 
 #[tokio::test]
 async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let mut spec = kit.spec("clear-secret");
     spec["target"] = json!({"deletionPolicy": "Retain", "name": "kept-token"});
     kit.create("billing", spec).await;
@@ -453,9 +449,7 @@ async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
 
 #[tokio::test]
 async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([

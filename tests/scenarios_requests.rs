@@ -71,10 +71,7 @@ async fn running() -> (Kit, Arc<Context>, RunningController) {
 
 /// A kit with the client-secret Secret `clear-secret` holding [`SECRET`], no resource yet.
 async fn kit_with_client_secret() -> Kit {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit
+    Kit::with_client_secret(vec![client()], SECRET).await
 }
 
 /// A kit whose resource `billing` holds its first token (one call), and the resource as it

@@ -20,14 +20,15 @@ const SECRET: &str = "cs-restarts-0001";
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 async fn kit_with_consumer() -> (Kit, Api<Deployment>) {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1")
-            .with_products(["GST"])
-            .with_lifetime(Duration::from_secs(3600)),
-    ])
+    let kit = Kit::with_client_secret(
+        vec![
+            ClientConfig::new(SECRET, "ws-1")
+                .with_products(["GST"])
+                .with_lifetime(Duration::from_secs(3600)),
+        ],
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
     let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "consumer"}]);

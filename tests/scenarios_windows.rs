@@ -27,16 +27,17 @@ const LAST_SAFE_MOMENT: &str = "2026-12-02T09:00:00Z";
 /// 02:00 in Berlin (CET, +01:00) on the night after the due time.
 const WINDOW_OPENS: &str = "2026-12-02T01:00:00Z";
 
+/// The client-secret Secret `clear-secret`, tokens living a week; no resource yet.
 async fn kit() -> Kit {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1")
-            .with_products(["GST", "E_INVOICE"])
-            .with_lifetime(WEEK),
-    ])
-    .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit
+    Kit::with_client_secret(
+        vec![
+            ClientConfig::new(SECRET, "ws-1")
+                .with_products(["GST", "E_INVOICE"])
+                .with_lifetime(WEEK),
+        ],
+        SECRET,
+    )
+    .await
 }
 
 /// The resource `billing` renewed in these windows, not reconciled yet.

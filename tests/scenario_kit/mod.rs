@@ -158,6 +158,15 @@ impl Kit {
         kit
     }
 
+    /// A kit whose Secret `clear-secret` holds the client secret `secret` (key
+    /// `clientSecret`); no resource yet.
+    pub async fn with_client_secret(clients: Vec<ClientConfig>, secret: &str) -> Kit {
+        let kit = Self::start(clients).await;
+        kit.put_client_secret("clear-secret", "clientSecret", secret)
+            .await;
+        kit
+    }
+
     /// A kit whose resource `billing` reads the client secret `secret` from the Secret
     /// `clear-secret`: not reconciled yet, no call made.
     pub async fn with_resource(clients: Vec<ClientConfig>, secret: &str) -> Kit {
