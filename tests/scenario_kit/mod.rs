@@ -136,11 +136,7 @@ impl Default for KitOptions {
 
 impl Kit {
     pub async fn start(clients: Vec<ClientConfig>) -> Kit {
-        Self::start_with(KitOptions {
-            clients,
-            ..KitOptions::default()
-        })
-        .await
+        Self::start_with(Self::options(clients)).await
     }
 
     /// A kit whose resource `billing` (client secret `secret` in Secret `clear-secret`,
@@ -161,7 +157,12 @@ impl Kit {
     /// A kit whose Secret `clear-secret` holds the client secret `secret` (key
     /// `clientSecret`); no resource yet.
     pub async fn with_client_secret(clients: Vec<ClientConfig>, secret: &str) -> Kit {
-        let kit = Self::start(clients).await;
+        Self::with_client_secret_and(Self::options(clients), secret).await
+    }
+
+    /// [`Kit::with_client_secret`] with other options.
+    pub async fn with_client_secret_and(options: KitOptions, secret: &str) -> Kit {
+        let kit = Self::start_with(options).await;
         kit.put_client_secret("clear-secret", "clientSecret", secret)
             .await;
         kit
@@ -170,23 +171,22 @@ impl Kit {
     /// A kit whose resource `billing` reads the client secret `secret` from the Secret
     /// `clear-secret`: not reconciled yet, no call made.
     pub async fn with_resource(clients: Vec<ClientConfig>, secret: &str) -> Kit {
-        Self::with_resource_and(
-            KitOptions {
-                clients,
-                ..KitOptions::default()
-            },
-            secret,
-        )
-        .await
+        Self::with_resource_and(Self::options(clients), secret).await
     }
 
     /// [`Kit::with_resource`] with other options.
     pub async fn with_resource_and(options: KitOptions, secret: &str) -> Kit {
-        let kit = Self::start_with(options).await;
-        kit.put_client_secret("clear-secret", "clientSecret", secret)
-            .await;
+        let kit = Self::with_client_secret_and(options, secret).await;
         kit.create("billing", kit.spec("clear-secret")).await;
         kit
+    }
+
+    /// The default options with these Clear clients.
+    fn options(clients: Vec<ClientConfig>) -> KitOptions {
+        KitOptions {
+            clients,
+            ..KitOptions::default()
+        }
     }
 
     pub async fn start_with(options: KitOptions) -> Kit {
