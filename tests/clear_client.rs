@@ -200,15 +200,12 @@ fn assert_no_leak(err: &ClearError) {
 
 /// The error of a mint against `server`, checked for leaks.
 async fn mint_err(server: &TestServer) -> ClearError {
-    mint_err_from(&client(), server).await
+    mint_err_at(&client(), &server.base).await
 }
 
-/// [`mint_err`] with another client.
-async fn mint_err_from(client: &ClearClient, server: &TestServer) -> ClearError {
-    let err = client
-        .mint(&server.base, &secret(), now())
-        .await
-        .unwrap_err();
+/// The error of a mint by `client` at `base`, checked for leaks.
+async fn mint_err_at(client: &ClearClient, base: &BaseUrl) -> ClearError {
+    let err = client.mint(base, &secret(), now()).await.unwrap_err();
     assert_no_leak(&err);
     err
 }
@@ -482,7 +479,7 @@ async fn slow_server_times_out() {
         ..config()
     })
     .unwrap();
-    let err = mint_err_from(&client, &server).await;
+    let err = mint_err_at(&client, &server.base).await;
     assert_eq!(err, ClearError::Timeout);
     assert!(err.may_have_minted());
 }
@@ -493,7 +490,7 @@ async fn body_that_stalls_after_the_headers_times_out() {
     canned.body = CannedBody::Stalled;
     let server = TestServer::start(canned).await;
     let client = client_with_a_300ms_timeout();
-    let err = mint_err_from(&client, &server).await;
+    let err = mint_err_at(&client, &server.base).await;
     assert_eq!(err, ClearError::Timeout);
 }
 
@@ -967,6 +964,13 @@ mod against_the_simulator {
         ClientSecret::new(SIM_SECRET.to_string())
     }
 
+    /// The error of a mint with the simulator's client secret, checked for leaks.
+    async fn sim_mint_err(base: &BaseUrl) -> ClearError {
+        let err = client().mint(base, &sim_secret(), now()).await.unwrap_err();
+        no_leak(&err);
+        err
+    }
+
     fn no_leak(err: &ClearError) {
         for shown in [err.to_string(), format!("{err:?}")] {
             assert!(!shown.contains("SECRETVALUE"), "secret leaked: {shown}");
@@ -1013,11 +1017,7 @@ mod against_the_simulator {
                 Fault::Status(StatusCode::from_u16(status).unwrap()),
                 1,
             );
-            let err = client()
-                .mint(&base, &sim_secret(), now())
-                .await
-                .unwrap_err();
-            no_leak(&err);
+            let err = sim_mint_err(&base).await;
             assert_eq!(err.class(), FailureClass::Refused { status });
             assert!(!err.may_have_minted());
         }
@@ -1052,11 +1052,7 @@ mod against_the_simulator {
                 },
                 1,
             );
-            let err = client()
-                .mint(&base, &sim_secret(), now())
-                .await
-                .unwrap_err();
-            no_leak(&err);
+            let err = sim_mint_err(&base).await;
             assert_eq!(
                 err.class(),
                 FailureClass::RateLimited { retry_at, quota },
@@ -1070,11 +1066,7 @@ mod against_the_simulator {
     #[tokio::test]
     async fn the_simulators_own_quota_answer_is_the_quota() {
         let (sandbox, base) = simulator(0).await;
-        let err = client()
-            .mint(&base, &sim_secret(), now())
-            .await
-            .unwrap_err();
-        no_leak(&err);
+        let err = sim_mint_err(&base).await;
         assert_eq!(
             err.class(),
             FailureClass::RateLimited {
@@ -1220,11 +1212,7 @@ mod tls {
     async fn unknown_ca_is_refused_before_the_secret_is_sent() {
         let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
         let server = start_tls(Canned::json(200, &body)).await;
-        let err = client()
-            .mint(&server.base, &secret(), now())
-            .await
-            .unwrap_err();
-        assert_no_leak(&err);
+        let err = mint_err_at(&client(), &server.base).await;
         assert!(
             matches!(&err, ClearError::Connect { detail } if detail.contains("certificate")),
             "{err:?}"
