@@ -16,11 +16,10 @@ use axum::http::{StatusCode, Uri};
 use axum::response::IntoResponse;
 use clear_operator::resource::ClearApiClient;
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Secret;
+use kube::Api;
 use kube::api::PostParams;
-use kube::{Api, CustomResourceExt};
-use kube_emulator::{Emulator, EmulatorOptions};
+use scenario_kit::common;
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -81,6 +80,22 @@ async fn check(args: &[&str], kubeconfig: &Path, env: &[(&str, &str)]) -> (i32, 
     (status.code().expect("exited"), stdout, stderr)
 }
 
+/// Runs the binary with no cluster (a kubeconfig that does not exist), its HOME the
+/// scratch directory `name`.
+async fn check_without_a_cluster(
+    name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let dir = scratch(name);
+    check(args, &dir.join("no-kubeconfig"), env).await
+}
+
+/// The flags that check `url` alone, allowed, over plain http.
+fn one_allowed_host(url: &str) -> [&str; 5] {
+    ["--base-url", url, "--allowed-base-url", url, "--allow-http"]
+}
+
 /// The table row of `url`.
 fn row<'a>(stdout: &'a str, url: &str) -> &'a str {
     stdout
@@ -110,20 +125,9 @@ fn assert_no_secret_shown(texts: &[&str]) {
 #[tokio::test]
 async fn a_reachable_host_answers_the_documented_401_and_nothing_is_minted() {
     let sandbox = sandbox().await;
-    let dir = scratch("reachable");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &[
-            "--base-url",
-            &url,
-            "--allowed-base-url",
-            &url,
-            "--allow-http",
-        ],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let (code, stdout, stderr) =
+        check_without_a_cluster("reachable", &one_allowed_host(&url), &[]).await;
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stderr.contains("no cluster reachable"), "{stderr}");
     let line = row(&stdout, &url);
@@ -145,10 +149,10 @@ async fn a_reachable_host_answers_the_documented_401_and_nothing_is_minted() {
 #[tokio::test]
 async fn a_closed_port_is_unreachable_and_fails_the_check() {
     let sandbox = sandbox().await;
-    let dir = scratch("closed");
     let closed = closed_port_url().await;
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
+    let (code, stdout, stderr) = check_without_a_cluster(
+        "closed",
         &[
             "--base-url",
             &url,
@@ -158,7 +162,6 @@ async fn a_closed_port_is_unreachable_and_fails_the_check() {
             &format!("{url},{closed}"),
             "--allow-http",
         ],
-        &dir.join("no-kubeconfig"),
         &[],
     )
     .await;
@@ -175,14 +178,9 @@ async fn a_closed_port_is_unreachable_and_fails_the_check() {
 #[tokio::test]
 async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
     let sandbox = sandbox().await;
-    let dir = scratch("not-allowed");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &["--base-url", &url, "--allow-http"],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let (code, stdout, stderr) =
+        check_without_a_cluster("not-allowed", &["--base-url", &url, "--allow-http"], &[]).await;
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let line = row(&stdout, &url);
     assert!(line.contains(" no "), "{line}");
@@ -192,12 +190,8 @@ async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
         "names the flag: {line}"
     );
     // Plain http needs --allow-http, as for `run`.
-    let (code, stdout, _) = check(
-        &["--base-url", &url, "--allowed-base-url", &url],
-        &dir.join("no-kubeconfig"),
-        &[],
-    )
-    .await;
+    let only_allowed = ["--base-url", &url, "--allowed-base-url", &url];
+    let (code, stdout, _) = check_without_a_cluster("not-allowed", &only_allowed, &[]).await;
     assert_eq!(code, 1, "{stdout}");
     assert!(row(&stdout, &url).contains("--allow-http"), "{stdout}");
     assert_eq!(sandbox.total_call_counts().total, 0, "nothing was called");
@@ -206,8 +200,7 @@ async fn a_host_off_the_allow_list_is_reported_and_not_probed() {
 
 #[tokio::test]
 async fn without_a_cluster_or_a_base_url_there_is_nothing_to_check() {
-    let dir = scratch("nothing");
-    let (code, stdout, stderr) = check(&[], &dir.join("no-kubeconfig"), &[]).await;
+    let (code, stdout, stderr) = check_without_a_cluster("nothing", &[], &[]).await;
     assert_eq!(code, 2, "{stdout}\n{stderr}");
     assert!(stdout.contains("nothing to check"), "{stdout}");
     assert!(stdout.contains("--base-url"), "{stdout}");
@@ -244,20 +237,10 @@ async fn refusing_proxy() -> (String, Seen, tokio::task::JoinHandle<()>) {
 async fn the_proxy_from_the_environment_is_used_and_a_refusal_explains_itself() {
     let sandbox = sandbox().await;
     let (proxy, seen, task) = refusing_proxy().await;
-    let dir = scratch("proxy");
     let url = sandbox.url().to_string();
-    let (code, stdout, stderr) = check(
-        &[
-            "--base-url",
-            &url,
-            "--allowed-base-url",
-            &url,
-            "--allow-http",
-        ],
-        &dir.join("no-kubeconfig"),
-        &[("HTTP_PROXY", &proxy)],
-    )
-    .await;
+    let env = [("HTTP_PROXY", proxy.as_str())];
+    let (code, stdout, stderr) =
+        check_without_a_cluster("proxy", &one_allowed_host(&url), &env).await;
     task.abort();
     // Any answer proves the path: exit 0, the refusal and Clear's words in the row.
     assert_eq!(code, 0, "{stdout}\n{stderr}");
@@ -294,23 +277,9 @@ async fn the_proxy_from_the_environment_is_used_and_a_refusal_explains_itself() 
 async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
     let sandbox = sandbox().await;
     let closed = closed_port_url().await;
-    let emulator = Emulator::start(EmulatorOptions::default())
-        .await
-        .expect("emulator starts");
-    let client = emulator.client().await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.create(&PostParams::default(), &ClearApiClient::crd())
-        .await
-        .expect("CRD registers");
-    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (emulator, client) = scenario_kit::emulator_with_crd().await;
     for ns in ["team-a", "team-b"] {
-        namespaces
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap(),
-            )
-            .await
-            .unwrap();
+        scenario_kit::create_namespace(&client, ns).await;
     }
     let url = sandbox.url().to_string();
     let with_slash = format!("{url}/");
@@ -323,15 +292,9 @@ async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
     for (ns, name, base_url, secret) in resources {
         let secrets: Api<Secret> = Api::namespaced(client.clone(), ns);
         let credentials = format!("{name}-credentials");
+        let credentials_secret = common::client_secret(&credentials, None, "clientSecret", secret);
         secrets
-            .create(
-                &PostParams::default(),
-                &serde_json::from_value(json!({
-                    "metadata": {"name": credentials},
-                    "stringData": {"clientSecret": secret},
-                }))
-                .unwrap(),
-            )
+            .create(&PostParams::default(), &credentials_secret)
             .await
             .unwrap();
         let mut spec = json!({
@@ -343,13 +306,7 @@ async fn with_a_cluster_the_distinct_base_urls_of_the_resources_are_checked() {
         if let Some(base_url) = base_url {
             spec["baseUrl"] = json!(base_url);
         }
-        let cac: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": "clear-operator.io/v1alpha1",
-            "kind": "ClearApiClient",
-            "metadata": {"name": name, "namespace": ns},
-            "spec": spec,
-        }))
-        .unwrap();
+        let cac = common::resource(name, Some(ns), json!({}), spec);
         Api::<ClearApiClient>::namespaced(client.clone(), ns)
             .create(&PostParams::default(), &cac)
             .await

@@ -87,13 +87,7 @@ impl TestServer {
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
-        let base = resolve_base_url(
-            Region::India,
-            Environment::Sandbox,
-            Some(&format!("http://{addr}{prefix}")),
-            true,
-        )
-        .unwrap();
+        let base = sandbox_base_url(&format!("http://{addr}{prefix}"));
         Self { base, log, task }
     }
 
@@ -155,6 +149,37 @@ fn config() -> ClearClientConfig {
     }
 }
 
+/// A client that calls through `proxy`.
+fn client_through(proxy: &TestServer) -> ClearClient {
+    ClearClient::new(ClearClientConfig {
+        proxy: ProxyConfig::Url(proxy.base.as_str().to_string()),
+        ..config()
+    })
+    .unwrap()
+}
+
+/// A client whose calls give up after 300 ms.
+fn client_with_a_300ms_timeout() -> ClearClient {
+    ClearClient::new(ClearClientConfig {
+        request_timeout: Duration::from_millis(300),
+        ..config()
+    })
+    .unwrap()
+}
+
+/// `url` as the base URL of a sandbox resource (plain http allowed).
+fn sandbox_base_url(url: &str) -> BaseUrl {
+    resolve_base_url(Region::India, Environment::Sandbox, Some(url), true).unwrap()
+}
+
+/// The base URL of a local port nothing listens on.
+async fn closed_port() -> BaseUrl {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    sandbox_base_url(&format!("http://{addr}"))
+}
+
 fn secret() -> ClientSecret {
     ClientSecret::new(SECRET.to_string())
 }
@@ -173,11 +198,14 @@ fn assert_no_leak(err: &ClearError) {
     }
 }
 
+/// The error of a mint against `server`, checked for leaks.
 async fn mint_err(server: &TestServer) -> ClearError {
-    let err = client()
-        .mint(&server.base, &secret(), now())
-        .await
-        .unwrap_err();
+    mint_err_at(&client(), &server.base).await
+}
+
+/// The error of a mint by `client` at `base`, checked for leaks.
+async fn mint_err_at(client: &ClearClient, base: &BaseUrl) -> ClearError {
+    let err = client.mint(base, &secret(), now()).await.unwrap_err();
     assert_no_leak(&err);
     err
 }
@@ -451,11 +479,7 @@ async fn slow_server_times_out() {
         ..config()
     })
     .unwrap();
-    let err = client
-        .mint(&server.base, &secret(), now())
-        .await
-        .unwrap_err();
-    assert_no_leak(&err);
+    let err = mint_err_at(&client, &server.base).await;
     assert_eq!(err, ClearError::Timeout);
     assert!(err.may_have_minted());
 }
@@ -465,16 +489,8 @@ async fn body_that_stalls_after_the_headers_times_out() {
     let mut canned = Canned::json(200, "");
     canned.body = CannedBody::Stalled;
     let server = TestServer::start(canned).await;
-    let client = ClearClient::new(ClearClientConfig {
-        request_timeout: Duration::from_millis(300),
-        ..config()
-    })
-    .unwrap();
-    let err = client
-        .mint(&server.base, &secret(), now())
-        .await
-        .unwrap_err();
-    assert_no_leak(&err);
+    let client = client_with_a_300ms_timeout();
+    let err = mint_err_at(&client, &server.base).await;
     assert_eq!(err, ClearError::Timeout);
 }
 
@@ -567,19 +583,9 @@ async fn ok_with_broken_json_is_malformed() {
 async fn proxy_url_routes_the_call_through_the_proxy() {
     let body = format!(r#"{{"access_token":"{TOKEN}"}}"#);
     let proxy = TestServer::start(Canned::json(200, &body)).await;
-    let client = ClearClient::new(ClearClientConfig {
-        proxy: ProxyConfig::Url(proxy.base.as_str().to_string()),
-        ..config()
-    })
-    .unwrap();
+    let client = client_through(&proxy);
     // NB: `.invalid` never resolves, so only the proxy can have answered.
-    let base = resolve_base_url(
-        Region::India,
-        Environment::Sandbox,
-        Some("http://clear.invalid"),
-        true,
-    )
-    .unwrap();
+    let base = sandbox_base_url("http://clear.invalid");
     let issued = client.mint(&base, &secret(), now()).await.unwrap();
     assert_eq!(issued.token.expose(), TOKEN);
     let seen = proxy.requests();
@@ -590,16 +596,7 @@ async fn proxy_url_routes_the_call_through_the_proxy() {
 
 #[tokio::test]
 async fn refused_connection_is_a_connect_error_that_cannot_have_minted() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
-    let base = resolve_base_url(
-        Region::India,
-        Environment::Sandbox,
-        Some(&format!("http://{addr}")),
-        true,
-    )
-    .unwrap();
+    let base = closed_port().await;
     let err = client().mint(&base, &secret(), now()).await.unwrap_err();
     assert_no_leak(&err);
     assert!(matches!(&err, ClearError::Connect { .. }), "{err:?}");
@@ -899,16 +896,7 @@ mod probe {
 
     #[tokio::test]
     async fn a_closed_port_is_unreachable_and_a_silent_server_times_out() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
-        let base = resolve_base_url(
-            Region::India,
-            Environment::Sandbox,
-            Some(&format!("http://{addr}")),
-            true,
-        )
-        .unwrap();
+        let base = closed_port().await;
         let outcome = client().probe(&base).await;
         assert!(!outcome.reachable());
         assert!(
@@ -925,11 +913,7 @@ mod probe {
         let mut canned = Canned::json(401, "{}");
         canned.delay = Duration::from_secs(5);
         let server = TestServer::start(canned).await;
-        let client = ClearClient::new(ClearClientConfig {
-            request_timeout: Duration::from_millis(300),
-            ..config()
-        })
-        .unwrap();
+        let client = client_with_a_300ms_timeout();
         let outcome = client.probe(&server.base).await;
         assert_eq!(outcome.result, ProbeResult::TimedOut);
         assert!(!outcome.reachable());
@@ -938,18 +922,8 @@ mod probe {
     #[tokio::test]
     async fn goes_through_the_configured_proxy() {
         let proxy = TestServer::start(Canned::json(401, "{}")).await;
-        let client = ClearClient::new(ClearClientConfig {
-            proxy: ProxyConfig::Url(proxy.base.as_str().to_string()),
-            ..config()
-        })
-        .unwrap();
-        let base = resolve_base_url(
-            Region::India,
-            Environment::Sandbox,
-            Some("http://clear.invalid"),
-            true,
-        )
-        .unwrap();
+        let client = client_through(&proxy);
+        let base = sandbox_base_url("http://clear.invalid");
         let outcome = client.probe(&base).await;
         assert_eq!(answer(&outcome).class, AnswerClass::AsDocumented);
         let seen = proxy.requests();
@@ -982,18 +956,19 @@ mod against_the_simulator {
         )
         .await
         .unwrap();
-        let base = resolve_base_url(
-            Region::India,
-            Environment::Sandbox,
-            Some(sandbox.url()),
-            true,
-        )
-        .unwrap();
+        let base = sandbox_base_url(sandbox.url());
         (sandbox, base)
     }
 
     fn sim_secret() -> ClientSecret {
         ClientSecret::new(SIM_SECRET.to_string())
+    }
+
+    /// The error of a mint with the simulator's client secret, checked for leaks.
+    async fn sim_mint_err(base: &BaseUrl) -> ClearError {
+        let err = client().mint(base, &sim_secret(), now()).await.unwrap_err();
+        no_leak(&err);
+        err
     }
 
     fn no_leak(err: &ClearError) {
@@ -1042,11 +1017,7 @@ mod against_the_simulator {
                 Fault::Status(StatusCode::from_u16(status).unwrap()),
                 1,
             );
-            let err = client()
-                .mint(&base, &sim_secret(), now())
-                .await
-                .unwrap_err();
-            no_leak(&err);
+            let err = sim_mint_err(&base).await;
             assert_eq!(err.class(), FailureClass::Refused { status });
             assert!(!err.may_have_minted());
         }
@@ -1081,11 +1052,7 @@ mod against_the_simulator {
                 },
                 1,
             );
-            let err = client()
-                .mint(&base, &sim_secret(), now())
-                .await
-                .unwrap_err();
-            no_leak(&err);
+            let err = sim_mint_err(&base).await;
             assert_eq!(
                 err.class(),
                 FailureClass::RateLimited { retry_at, quota },
@@ -1099,11 +1066,7 @@ mod against_the_simulator {
     #[tokio::test]
     async fn the_simulators_own_quota_answer_is_the_quota() {
         let (sandbox, base) = simulator(0).await;
-        let err = client()
-            .mint(&base, &sim_secret(), now())
-            .await
-            .unwrap_err();
-        no_leak(&err);
+        let err = sim_mint_err(&base).await;
         assert_eq!(
             err.class(),
             FailureClass::RateLimited {
@@ -1249,11 +1212,7 @@ mod tls {
     async fn unknown_ca_is_refused_before_the_secret_is_sent() {
         let body = format!(r#"{{"access_token":"{TOKEN}","valid_till":null}}"#);
         let server = start_tls(Canned::json(200, &body)).await;
-        let err = client()
-            .mint(&server.base, &secret(), now())
-            .await
-            .unwrap_err();
-        assert_no_leak(&err);
+        let err = mint_err_at(&client(), &server.base).await;
         assert!(
             matches!(&err, ClearError::Connect { detail } if detail.contains("certificate")),
             "{err:?}"

@@ -5,11 +5,11 @@
 //! all along: a `Ready=True` resource holds a token Clear says is live; and no step costs a
 //! call.
 
+mod kit_common;
 mod process_kit;
 
 use std::time::{Duration, Instant};
 
-use clear_operator::resource::ClearApiClient;
 use kube::{
     ResourceExt,
     api::{Patch, PatchParams},
@@ -41,18 +41,9 @@ async fn world(secret: &'static str, prefix: &'static str) -> World {
     world
 }
 
-fn is_ready(cac: &ClearApiClient) -> bool {
-    cac.status.as_ref().is_some_and(|s| {
-        s.conditions
-            .iter()
-            .any(|c| c.type_ == "Ready" && c.status == "True")
-    })
-}
-
 async fn token_in_secret(world: &World, name: &str) -> Option<String> {
     let secret = world.secrets.get_opt(name).await.unwrap()?;
-    let token = secret.data?.get("accessToken")?.clone();
-    String::from_utf8(token.0).ok()
+    kit_common::data(&secret, "accessToken")
 }
 
 /// What one look at a resource found.
@@ -73,7 +64,7 @@ async fn look(world: &World, name: &str) -> Seen {
         .status
         .as_ref()
         .is_some_and(|s| s.mint_started_at.is_some());
-    if !is_ready(&before) || in_flight {
+    if !kit_common::is_ready(&before, "True") || in_flight {
         return Seen::NothingPromised;
     }
     let live = token_in_secret(world, name)
@@ -153,8 +144,41 @@ async fn poke(world: &World, name: &str, round: u32) {
 fn calls(world: &World, prefix: &'static str) -> Vec<u64> {
     resources(prefix)
         .iter()
-        .map(|(_, secret)| world.sandbox.call_counts(secret).total)
+        .map(|(_, secret)| kit_common::calls(&world.sandbox, secret))
         .collect()
+}
+
+/// Watches until every resource is Ready on a live token; one call each.
+async fn every_resource_ready_on_its_first_token(
+    world: &World,
+    prefix: &'static str,
+    replica: &Replica,
+) {
+    let what = "every resource Ready on a live token";
+    let within = Duration::from_secs(60);
+    watch(
+        world,
+        prefix,
+        replica,
+        what,
+        within,
+        Some(&|_: &World| true),
+    )
+    .await;
+    assert_eq!(calls(world, prefix), [1, 1, 1], "one token each");
+}
+
+/// Watches (every Ready resource on a live token) until every resource was renewed; one
+/// renewal each, no more.
+async fn every_resource_renewed_once(
+    world: &World,
+    prefix: &'static str,
+    replica: &Replica,
+    what: &str,
+) {
+    let renewed = |world: &World| calls(world, prefix).iter().all(|c| *c >= 2);
+    watch(world, prefix, replica, what, RENEWAL_WITHIN, Some(&renewed)).await;
+    assert_eq!(calls(world, prefix), [2, 2, 2], "one renewal each, no more");
 }
 
 /// The wall clock a day ahead for 20 s, then back: no call while it is ahead, and through
@@ -166,16 +190,7 @@ async fn a_day_long_step_of_the_operator_clock_costs_no_call_and_no_dead_token()
     let clock = FakeClock::new("step", "+0");
     let mut replica =
         Replica::start_faked(&world, "replica-a", &["--lease-duration-secs", "3"], &clock);
-    watch(
-        &world,
-        PREFIX,
-        &replica,
-        "every resource Ready on a live token",
-        Duration::from_secs(60),
-        Some(&|_: &World| true),
-    )
-    .await;
-    assert_eq!(calls(&world, PREFIX), [1, 1, 1], "one token each");
+    every_resource_ready_on_its_first_token(&world, PREFIX, &replica).await;
 
     clock.set("+1d");
     // NB: a decision needs a reconcile: an edit of each resource every 5 s makes sure the
@@ -199,20 +214,13 @@ async fn a_day_long_step_of_the_operator_clock_costs_no_call_and_no_dead_token()
     );
 
     clock.set("+0");
-    watch(
+    every_resource_renewed_once(
         &world,
         PREFIX,
         &replica,
         "every resource renewed once after the step",
-        RENEWAL_WITHIN,
-        Some(&|world: &World| calls(world, PREFIX).iter().all(|c| *c >= 2)),
     )
     .await;
-    assert_eq!(
-        calls(&world, PREFIX),
-        [2, 2, 2],
-        "one renewal each, no more"
-    );
     assert!(replica.stop().await, "the operator exits cleanly");
     world.shutdown().await;
 }
@@ -225,16 +233,7 @@ async fn an_operator_that_starts_a_day_ahead_mints_nothing_before_renewals_are_d
     const PREFIX: &str = "cs-clock-start";
     let world = world("cs-clock-start-0", PREFIX).await;
     let mut first = Replica::start(&world, "replica-a", &["--lease-duration-secs", "3"]);
-    watch(
-        &world,
-        PREFIX,
-        &first,
-        "every resource Ready on a live token",
-        Duration::from_secs(60),
-        Some(&|_: &World| true),
-    )
-    .await;
-    assert_eq!(calls(&world, PREFIX), [1, 1, 1], "one token each");
+    every_resource_ready_on_its_first_token(&world, PREFIX, &first).await;
     assert!(first.stop().await, "the first replica exits cleanly");
 
     let clock = FakeClock::new("start", "+1d");
@@ -262,20 +261,13 @@ async fn an_operator_that_starts_a_day_ahead_mints_nothing_before_renewals_are_d
         replica.output()
     );
 
-    watch(
+    every_resource_renewed_once(
         &world,
         PREFIX,
         &replica,
         "every resource renewed once, with the node's clock still a day ahead",
-        RENEWAL_WITHIN,
-        Some(&|world: &World| calls(world, PREFIX).iter().all(|c| *c >= 2)),
     )
     .await;
-    assert_eq!(
-        calls(&world, PREFIX),
-        [2, 2, 2],
-        "one renewal each, no more"
-    );
     assert!(replica.stop().await, "the operator exits cleanly");
     world.shutdown().await;
 }

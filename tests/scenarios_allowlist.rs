@@ -81,15 +81,6 @@ fn gets_of_secret(kit: &Kit, name: &str) -> usize {
         .count()
 }
 
-async fn ready_message(kit: &Kit, name: &str) -> String {
-    kit.get(name)
-        .await
-        .status
-        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-        .expect("Ready condition present")
-        .message
-}
-
 #[tokio::test]
 async fn a_foreign_base_url_gets_no_request_and_the_named_secret_is_never_read() {
     let kit = Kit::start(vec![client()]).await;
@@ -114,27 +105,19 @@ async fn a_foreign_base_url_gets_no_request_and_the_named_secret_is_never_read()
         kit.ready("exfiltrate").await,
         ("False".into(), "BaseUrlNotAllowed".into())
     );
-    let message = ready_message(&kit, "exfiltrate").await;
+    let (_, _, message) = kit.ready_with_message("exfiltrate").await;
     assert!(message.contains(&foreign.url), "{message}");
     assert!(message.contains("--allowed-base-url"), "{message}");
     assert!(kit.target("exfiltrate").await.is_none());
-    let warnings: Vec<_> = kit
-        .events("exfiltrate")
-        .into_iter()
-        .filter(|(kind, reason, _)| kind == "Warning" && reason == "BaseUrlNotAllowed")
-        .collect();
+    let warnings = kit.warnings("exfiltrate", "BaseUrlNotAllowed");
     assert_eq!(warnings.len(), 1, "one Warning per change of reason");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn moving_an_issued_resource_to_a_foreign_host_sends_nothing_and_keeps_the_old_secret() {
-    let kit = Kit::start(vec![client()]).await;
+    let kit = Kit::with_resource(vec![client()], SECRET).await;
     let foreign = ForeignHost::start().await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
     let token = kit.token_in("billing").await;
@@ -167,8 +150,7 @@ async fn moving_an_issued_resource_to_a_foreign_host_sends_nothing_and_keeps_the
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -186,10 +168,7 @@ async fn revoke_on_delete_with_a_foreign_base_url_sends_nothing() {
         .await;
     kit.reconcile("billing").await;
 
-    kit.cacs
-        .delete("billing", &Default::default())
-        .await
-        .expect("deleted");
+    kit.delete("billing").await;
     kit.reconcile("billing").await;
 
     assert_eq!(foreign.received(), (0, 0), "the foreign host was contacted");
@@ -202,6 +181,5 @@ async fn revoke_on_delete_with_a_foreign_base_url_sends_nothing() {
         kit.event_reasons("billing")
             .contains(&"RevokeSkipped".to_string())
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }

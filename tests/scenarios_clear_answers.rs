@@ -19,10 +19,8 @@ async fn kit_with_token() -> Kit {
 }
 
 async fn next_retry(kit: &Kit) -> Timestamp {
-    kit.get("billing")
+    kit.status("billing")
         .await
-        .status
-        .unwrap()
         .next_retry_time
         .expect("a retry is scheduled")
         .0
@@ -39,7 +37,7 @@ async fn a_429_with_retry_after_waits_that_long_not_until_midnight() {
         },
         1,
     );
-    kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+    kit.regenerate("billing", "r1").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
     assert_eq!(
@@ -57,8 +55,7 @@ async fn a_429_with_retry_after_waits_that_long_not_until_midnight() {
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 3, "then exactly once");
     assert_eq!(kit.ready("billing").await.0, "True");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -72,7 +69,7 @@ async fn the_daily_quota_waits_for_midnight_plus_a_jitter_of_its_own() {
         },
         1,
     );
-    kit.annotate("billing", REGENERATE_ANNOTATION, "r1").await;
+    kit.regenerate("billing", "r1").await;
     kit.reconcile("billing").await;
     let midnight: Timestamp = "2026-11-26T00:00:00Z".parse().unwrap();
     let retry = next_retry(&kit).await;
@@ -143,18 +140,16 @@ async fn refusals_leave_the_stored_token_ready_and_name_the_status_code() {
         6,
         "the regenerate request is served after the backoff"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_local_clock_a_day_ahead_of_clears_counts_the_life_on_clears_clock() {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600)),
-    ])
+    let kit = Kit::with_client_secret(
+        vec![ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600))],
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
     // The operator's node is a day ahead: Clear's valid_till looks past on the local clock.
     kit.set_clear_time("2026-11-24T10:00:00Z");
     kit.create("billing", kit.spec("clear-secret")).await;
@@ -164,13 +159,12 @@ async fn a_local_clock_a_day_ahead_of_clears_counts_the_life_on_clears_clock() {
         1,
         "no mint loop on a token that looks expired"
     );
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(
         status.valid_till.map(|t| t.0),
         Some(kit.now() + SignedDuration::from_hours(12)),
         "twelve hours of life, as Clear counts them"
     );
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }

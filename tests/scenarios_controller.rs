@@ -19,7 +19,7 @@ fn client(secret: &str) -> ClientConfig {
 async fn controller_issues_a_token_and_recovers_when_the_client_secret_appears() {
     const SECRET: &str = "cs-controller-0001";
     let kit = Kit::start(vec![client(SECRET)]).await;
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    let controller = kit.start_controller();
     kit.create("billing", kit.spec("clear-secret")).await;
     kit.wait_for("billing", "ClientSecretMissing", |c| {
         c.status.as_ref().is_some_and(|s| {
@@ -34,8 +34,7 @@ async fn controller_issues_a_token_and_recovers_when_the_client_secret_appears()
     // Only the metadata watch on Secrets can wake the controller here.
     kit.put_client_secret("clear-secret", "clientSecret", SECRET)
         .await;
-    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
-        .await;
+    kit.wait_ready("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
     kit.token_in("billing").await;
 
@@ -44,12 +43,8 @@ async fn controller_issues_a_token_and_recovers_when_the_client_secret_appears()
         .delete("billing", &DeleteParams::default())
         .await
         .unwrap();
-    for _ in 0..1000 {
-        if kit.target("billing").await.is_some() && kit.calls(SECRET) == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit.eventually(|| async { kit.target("billing").await.is_some() && kit.calls(SECRET) == 2 })
+        .await;
     assert!(
         kit.target("billing").await.is_some(),
         "the Secret was recreated"
@@ -58,10 +53,8 @@ async fn controller_issues_a_token_and_recovers_when_the_client_secret_appears()
     assert_eq!(kit.calls(SECRET), 2, "recreated with exactly one call");
     kit.token_in("billing").await;
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    controller.stop().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -75,20 +68,19 @@ async fn restarted_operator_over_ready_resources_makes_no_call() {
         kit.create(&format!("client-{i}"), kit.spec(&format!("secret-{i}")))
             .await;
     }
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    let controller = kit.start_controller();
     for i in 0..N {
         kit.wait_for(&format!("client-{i}"), "Ready", |c| is_ready(c, "True"))
             .await;
     }
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    controller.stop().await;
     assert_eq!(kit.all_calls(), N as u64);
 
     // A brand-new operator process: nothing in memory, everything from the cluster.
     kit.emulator.requests().reset();
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
-    for _ in 0..1000 {
-        let reconciled = (0..N).all(|i| {
+    let controller = kit.start_controller();
+    kit.eventually(|| async {
+        (0..N).all(|i| {
             // NB: the token Secret is read whole by every reconcile of a resource holding a
             // token (the resource itself may come from the watch cache).
             kit.emulator.requests().entries().iter().any(|e| {
@@ -96,15 +88,11 @@ async fn restarted_operator_over_ready_resources_makes_no_call() {
                     && e.resource == "secrets"
                     && e.name.as_deref() == Some(&format!("client-{i}"))
             })
-        });
-        if reconciled {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        })
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    controller.stop().await;
     assert_eq!(
         kit.all_calls(),
         N as u64,
@@ -114,8 +102,7 @@ async fn restarted_operator_over_ready_resources_makes_no_call() {
         assert!(is_ready(&kit.get(&format!("client-{i}")).await, "True"));
         kit.token_in(&format!("client-{i}")).await;
     }
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 /// A kit whose resource `billing` reads client secret `secret` and has revokeOnDelete.
@@ -133,7 +120,7 @@ async fn revocable_billing(secret: &str) -> Kit {
 async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
     const SECRET: &str = "cs-revoke-0001";
     let kit = revocable_billing(SECRET).await;
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    let controller = kit.start_controller();
     kit.wait_for("billing", "Ready with the finalizer", |c| {
         is_ready(c, "True") && c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
     })
@@ -141,16 +128,9 @@ async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
     let handed_out = kit.token_in("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
 
-    kit.cacs
-        .delete("billing", &DeleteParams::default())
-        .await
-        .unwrap();
-    for _ in 0..1000 {
-        if kit.cacs.get_opt("billing").await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit.delete("billing").await;
+    kit.eventually(|| async { kit.cacs.get_opt("billing").await.unwrap().is_none() })
+        .await;
     assert!(
         kit.cacs.get_opt("billing").await.unwrap().is_none(),
         "the finalizer was released"
@@ -165,17 +145,15 @@ async fn revoke_on_delete_mints_once_discards_it_and_lets_the_resource_go() {
             .contains(&"Revoked".to_string())
     );
 
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    controller.stop().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn turning_revoke_on_delete_off_removes_the_finalizer() {
     const SECRET: &str = "cs-revoke-0002";
     let kit = revocable_billing(SECRET).await;
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    let controller = kit.start_controller();
     kit.wait_for("billing", "the finalizer", |c| {
         c.finalizers().iter().any(|f| f == REVOKE_FINALIZER)
     })
@@ -184,12 +162,8 @@ async fn turning_revoke_on_delete_off_removes_the_finalizer() {
         .await;
     kit.wait_for("billing", "no finalizer", |c| c.finalizers().is_empty())
         .await;
-    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
-        .await;
-    kit.cacs
-        .delete("billing", &DeleteParams::default())
-        .await
-        .unwrap();
+    kit.wait_ready("billing").await;
+    kit.delete("billing").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(kit.cacs.get_opt("billing").await.unwrap().is_none());
     assert_eq!(
@@ -197,23 +171,18 @@ async fn turning_revoke_on_delete_off_removes_the_finalizer() {
         1,
         "no revoking call without revokeOnDelete"
     );
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    controller.stop().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minting() {
     const SECRET: &str = "cs-replicas-0001";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(SECRET)], SECRET).await;
     let (stop_a, run_a) = kit.run_replica(kit.new_context(Policy::default()), "pod-a");
     let (stop_b, run_b) = kit.run_replica(kit.new_context(Policy::default()), "pod-b");
     kit.create("billing", kit.spec("clear-secret")).await;
-    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
-        .await;
+    kit.wait_ready("billing").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(kit.calls(SECRET), 1, "only the leader minted");
     kit.token_in("billing").await;
@@ -232,27 +201,15 @@ async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minti
     };
     stop_leader.send(()).unwrap();
     run_leader.await.unwrap();
-    for _ in 0..1000 {
-        let now = holder(leases.get("clear-operator").await.unwrap());
-        if now.is_some() && now.as_deref() != Some(first.as_str()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let taken_over = |now: Option<String>| now.is_some() && now.as_deref() != Some(first.as_str());
+    kit.eventually(|| async { taken_over(holder(leases.get("clear-operator").await.unwrap())) })
+        .await;
     let second = holder(leases.get("clear-operator").await.unwrap());
-    assert!(
-        second.is_some() && second.as_deref() != Some(first.as_str()),
-        "the standby took over"
-    );
+    assert!(taken_over(second), "the standby took over");
 
     // The new leader reconciles (a regeneration proves it) and the handover itself minted nothing.
     assert_eq!(kit.calls(SECRET), 1);
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "after-handover",
-    )
-    .await;
+    kit.regenerate("billing", "after-handover").await;
     kit.wait_for("billing", "regenerated", |c| {
         c.status
             .as_ref()
@@ -265,20 +222,16 @@ async fn two_replicas_with_leader_election_mint_once_and_hand_over_without_minti
     kit.token_in("billing").await;
     stop_standby.send(()).unwrap();
     run_standby.await.unwrap();
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn dropped_watches_and_a_full_relist_make_no_call() {
     const SECRET: &str = "cs-relist-0001";
-    let kit = Kit::start(vec![client(SECRET)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    let (stop, run) = kit.run_controller(kit.new_context(Policy::default()));
+    let kit = Kit::with_client_secret(vec![client(SECRET)], SECRET).await;
+    let controller = kit.start_controller();
     kit.create("billing", kit.spec("clear-secret")).await;
-    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
-        .await;
+    kit.wait_ready("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
 
     // Watches end and their resourceVersions are too old to resume: every watcher relists,
@@ -286,33 +239,21 @@ async fn dropped_watches_and_a_full_relist_make_no_call() {
     kit.emulator.requests().reset();
     kit.emulator.faults().compact_history();
     kit.emulator.faults().close_watches();
-    for _ in 0..1000 {
-        let relisted = kit
-            .emulator
+    let relisted = || {
+        kit.emulator
             .requests()
             .entries()
             .iter()
-            .any(|e| e.verb == "list" && e.resource == "clearapiclients");
-        if relisted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let relisted = kit
-        .emulator
-        .requests()
-        .entries()
-        .iter()
-        .any(|e| e.verb == "list" && e.resource == "clearapiclients");
-    assert!(relisted, "the controller relisted");
+            .any(|e| e.verb == "list" && e.resource == "clearapiclients")
+    };
+    kit.eventually(|| async { relisted() }).await;
+    assert!(relisted(), "the controller relisted");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(kit.calls(SECRET), 1, "the relist made no call to Clear");
     assert!(is_ready(&kit.get("billing").await, "True"));
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    controller.stop().await;
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -323,44 +264,30 @@ async fn revoke_on_delete_calls_clear_once_even_when_the_finalizer_removal_confl
     let handed_out = kit.token_in("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
 
-    kit.cacs
-        .delete("billing", &DeleteParams::default())
-        .await
-        .unwrap();
+    kit.delete("billing").await;
     // The finalizer removal after the revoke hits a conflict once.
     kit.emulator
         .faults()
         .fail_next("patch", "clearapiclients", 1, 409);
-    let obj = kit.get("billing").await;
-    let first =
-        clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone()).await;
+    let first = kit.reconcile_in(&kit.ctx, "billing").await;
     assert!(first.is_err(), "the finalizer patch failed");
     assert_eq!(kit.calls(SECRET), 2, "the revoking call");
     // The retry only removes the finalizer.
-    let obj = kit.get("billing").await;
-    clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone())
-        .await
-        .unwrap();
-    for _ in 0..500 {
-        if kit.cacs.get_opt("billing").await.unwrap().is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit.reconcile("billing").await;
+    kit.eventually(|| async { kit.cacs.get_opt("billing").await.unwrap().is_none() })
+        .await;
     assert!(kit.cacs.get_opt("billing").await.unwrap().is_none());
     assert_eq!(kit.calls(SECRET), 2, "exactly one revoking call");
     assert!(!kit.sandbox.is_token_valid(&handed_out));
     let failures: Vec<String> = kit
-        .events("billing")
+        .notes("billing", "ReconcileFailed")
         .into_iter()
-        .filter(|(_, reason, note)| reason == "ReconcileFailed" && note.contains("finalizer"))
-        .map(|(_, _, note)| note)
+        .filter(|note| note.contains("finalizer"))
         .collect();
     assert_eq!(
         failures.len(),
         1,
         "only the injected conflict failed: {failures:?}"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }

@@ -92,7 +92,7 @@ async fn an_outage_of_clear_costs_a_few_trial_calls_and_its_end_serves_everyone_
         message.contains("Clear failed for every resource"),
         "{message}"
     );
-    let status = kit.get(&held).await.status.unwrap();
+    let status = kit.status(&held).await;
     assert_eq!(
         status.mint_started_at, None,
         "nothing was marked: no call was made"
@@ -143,8 +143,7 @@ async fn an_outage_of_clear_costs_a_few_trial_calls_and_its_end_serves_everyone_
     assert_eq!(ready_count(&kit).await, FLEET);
     reconcile_all(&kit).await;
     assert_eq!(kit.all_calls(), calls + FLEET as u64);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -177,8 +176,7 @@ async fn resources_held_back_keep_their_token_while_clear_is_down() {
         }
     }
     assert_eq!(held, FLEET - OPEN_AFTER as usize);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 const SHARED: &str = "cs-fleet-shared";
@@ -244,8 +242,7 @@ async fn the_budget_is_per_client_secret_across_delete_and_recreate() {
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SHARED), u64::from(BUDGET) + 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -272,8 +269,7 @@ async fn the_budget_follows_the_client_secret_when_the_holder_role_passes_on() {
         kit.ready("invoices").await,
         ("False".into(), "BudgetExhausted".into())
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -283,8 +279,7 @@ async fn a_revoke_on_delete_counts_against_the_client_secret() {
     spec["revokeOnDelete"] = json!(true);
     kit.create("billing", spec.clone()).await;
     kit.reconcile_times("billing", 2).await;
-    kit.annotate("billing", REGENERATE_ANNOTATION, "again-1")
-        .await;
+    kit.regenerate("billing", "again-1").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SHARED), 2);
     delete(&kit, "billing").await;

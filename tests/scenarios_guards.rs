@@ -15,13 +15,28 @@ use kube::{
     Api, CustomResourceExt,
     api::{DynamicObject, PostParams},
 };
-use scenario_kit::{Kit, KitOptions};
+use scenario_kit::{Kit, KitOptions, common};
 use serde_json::json;
 
 const SECRET: &str = "cs-guards-0001";
 
 fn client() -> ClientConfig {
     ClientConfig::new(SECRET, "ws-1").with_lifetime(Duration::from_secs(12 * 3600))
+}
+
+/// The resource `billing` reading [`SECRET`] from `clear-secret`, not reconciled yet.
+async fn kit_with_billing() -> Kit {
+    Kit::with_resource(vec![client()], SECRET).await
+}
+
+/// `first` and then, a second later (creation timestamps have second precision), `second`,
+/// both reading [`SECRET`] from `clear-secret`; neither reconciled yet.
+async fn kit_with_two_resources_sharing_the_secret() -> Kit {
+    let kit = Kit::with_client_secret(vec![client()], SECRET).await;
+    kit.create("first", kit.spec("clear-secret")).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    kit.create("second", kit.spec("clear-secret")).await;
+    kit
 }
 
 #[tokio::test]
@@ -51,15 +66,10 @@ async fn missing_client_secret_makes_no_call_and_recovers_when_created() {
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    let warnings: Vec<_> = kit
-        .events("billing")
-        .into_iter()
-        .filter(|(kind, reason, _)| kind == "Warning" && reason == "ClientSecretMissing")
-        .collect();
+    let warnings = kit.warnings("billing", "ClientSecretMissing");
     assert_eq!(warnings.len(), 1, "told once, not on every reconcile");
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -90,8 +100,7 @@ async fn an_oversized_or_binary_client_secret_is_reported_never_sent_and_recover
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -120,28 +129,19 @@ async fn rejected_client_secret_is_not_retried_until_it_changes() {
     assert_eq!(kit.calls(SECRET), 1, "a new secret is tried at once");
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn rate_limit_waits_until_midnight_utc_without_calls() {
-    let kit = Kit::start(vec![client().with_daily_quota(1)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = Kit::with_resource(vec![client().with_daily_quota(1)], SECRET).await;
     kit.reconcile("billing").await;
     let first = kit.token_in("billing").await;
 
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "again",
-    )
-    .await;
+    kit.regenerate("billing", "again").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2, "the second call is refused with 429");
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     // NB: the daily quota resets at 00:00 UTC; each resource waits a few minutes more of
     // its own, so that resources refused together do not all call at 00:00:00.
     let retry = status.next_retry_time.unwrap().0;
@@ -173,16 +173,12 @@ async fn rate_limit_waits_until_midnight_utc_without_calls() {
     assert_eq!(kit.calls(SECRET), 3, "one call once the quota reset");
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_with_growing_backoff_and_recover() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = kit_with_billing().await;
     kit.sandbox
         .inject_fault(FaultScope::Secret(SECRET.into()), Fault::ServerError, 3);
 
@@ -194,8 +190,7 @@ async fn server_errors_are_retried_with_growing_backoff_and_recover() {
     );
     let mut previous_wait = SignedDuration::ZERO;
     for attempt in 2..=4 {
-        let status = kit.get("billing").await.status.unwrap();
-        let wait = status.next_retry_time.unwrap().0.duration_since(kit.now());
+        let wait = kit.retry_wait("billing").await;
         assert!(
             wait > previous_wait,
             "backoff grows: {wait:?} after {previous_wait:?}"
@@ -208,25 +203,24 @@ async fn server_errors_are_retried_with_growing_backoff_and_recover() {
         assert_eq!(kit.calls(SECRET), attempt);
     }
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.failed_attempts, 0);
     assert_eq!(status.mints_today, 4);
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backoff() {
-    let kit = Kit::start_with(KitOptions {
-        clients: vec![client()],
-        clear_timeout: Duration::from_millis(500),
-        ..KitOptions::default()
-    })
+    let kit = Kit::with_resource_and(
+        KitOptions {
+            clients: vec![client()],
+            clear_timeout: Duration::from_millis(500),
+            ..KitOptions::default()
+        },
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
     kit.reconcile("billing").await;
     let first = kit.token_in("billing").await;
 
@@ -234,12 +228,7 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
     let delay = Fault::Delay(Duration::from_millis(1500));
     kit.sandbox
         .inject_fault(FaultScope::Secret(SECRET.into()), delay, 1);
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "slow",
-    )
-    .await;
+    kit.regenerate("billing", "slow").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
     assert!(
@@ -250,7 +239,7 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
         kit.ready("billing").await,
         ("False".into(), "ClearUnavailable".into())
     );
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert!(
         status.mint_started_at.is_some(),
         "the lost outcome is remembered"
@@ -264,16 +253,12 @@ async fn lost_answer_presumes_the_token_revoked_and_replaces_it_after_the_backof
     let replaced = kit.token_in("billing").await;
     assert!(kit.sandbox.is_token_valid(&replaced));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_secret_that_cannot_be_written_costs_no_call_and_backs_off() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = kit_with_billing().await;
     // An admission webhook or quota refusing the Secret, three attempts in a row.
     kit.emulator.faults().fail_next("patch", "secrets", 3, 403);
     kit.reconcile("billing").await;
@@ -289,54 +274,41 @@ async fn a_secret_that_cannot_be_written_costs_no_call_and_backs_off() {
     );
     kit.reconcile_times("billing", 3).await;
     for _ in 0..2 {
-        let status = kit.get("billing").await.status.unwrap();
-        let wait = status.next_retry_time.unwrap().0.duration_since(kit.now());
+        let wait = kit.retry_wait("billing").await;
         kit.advance(wait);
         kit.reconcile("billing").await;
         assert_eq!(kit.calls(SECRET), 0, "each retry is a dry run again");
     }
     // The Secret can be written again: one call.
-    let status = kit.get("billing").await.status.unwrap();
-    kit.advance(status.next_retry_time.unwrap().0.duration_since(kit.now()));
+    kit.advance(kit.retry_wait("billing").await);
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 1);
     let token = kit.token_in("billing").await;
     assert!(kit.sandbox.is_token_valid(&token));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() {
-    let kit = Kit::start_with(KitOptions {
-        clients: vec![client()],
-        policy: Policy {
-            mint_budget: 2,
-            ..Policy::default()
+    let kit = Kit::with_resource_and(
+        KitOptions {
+            clients: vec![client()],
+            policy: Policy {
+                mint_budget: 2,
+                ..Policy::default()
+            },
+            ..KitOptions::default()
         },
-        ..KitOptions::default()
-    })
-    .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
-    kit.reconcile("billing").await;
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "one",
+        SECRET,
     )
     .await;
+    kit.reconcile("billing").await;
+    kit.regenerate("billing", "one").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
 
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "two",
-    )
-    .await;
+    kit.regenerate("billing", "two").await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "budget spent: no call");
     assert_eq!(
@@ -352,15 +324,12 @@ async fn exhausted_daily_budget_makes_no_call_and_keeps_the_valid_token_ready() 
         "the budget rolls over with the UTC day"
     );
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn unowned_target_secret_is_a_target_conflict_and_stays_byte_identical() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client()], SECRET).await;
     let foreign: Secret = serde_json::from_value(json!({
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "billing", "namespace": "default", "labels": {"app": "other"}},
@@ -391,19 +360,12 @@ async fn unowned_target_secret_is_a_target_conflict_and_stays_byte_identical() {
         before, after,
         "the foreign Secret is untouched, resourceVersion included"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn two_resources_sharing_a_client_secret_mint_once_and_the_newer_conflicts() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("first", kit.spec("clear-secret")).await;
-    // Creation timestamps have second precision: make the second one clearly newer.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    kit.create("second", kit.spec("clear-secret")).await;
+    let kit = kit_with_two_resources_sharing_the_secret().await;
 
     kit.reconcile("first").await;
     kit.reconcile_times("second", 3).await;
@@ -417,18 +379,12 @@ async fn two_resources_sharing_a_client_secret_mint_once_and_the_newer_conflicts
     assert!(kit.target("second").await.is_none());
     let token = kit.token_in("first").await;
     assert!(kit.sandbox.is_token_valid(&token));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_newer_resource_that_minted_first_keeps_the_secret_and_the_older_one_conflicts() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("first", kit.spec("clear-secret")).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    kit.create("second", kit.spec("clear-secret")).await;
+    let kit = kit_with_two_resources_sharing_the_secret().await;
 
     // The older one has never been reconciled: the newer one mints and its token is in
     // use; taking the secret over would revoke it, so the older one yields.
@@ -449,8 +405,7 @@ async fn a_newer_resource_that_minted_first_keeps_the_secret_and_the_older_one_c
         "the holder's token is live"
     );
     assert!(kit.target("first").await.is_none());
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -478,7 +433,7 @@ async fn an_older_resource_whose_secret_appears_later_with_the_same_value_yields
     kit.reconcile_times("b", 2).await;
 
     assert_eq!(kit.ready("a").await, ("False".into(), "Conflict".into()));
-    let (_, _, message) = conflict_message(&kit, "a").await;
+    let (_, _, message) = kit.ready_with_message("a").await;
     assert!(message.contains("ClearApiClient b"), "{message}");
     assert_eq!(kit.ready("b").await, ("True".into(), "Issued".into()));
     assert_eq!(kit.calls(SECRET), 1, "1 call in total");
@@ -488,57 +443,34 @@ async fn an_older_resource_whose_secret_appears_later_with_the_same_value_yields
         "B's token is still live"
     );
     assert!(kit.target("a").await.is_none(), "A wrote no Secret");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
     let kit = Kit::start(vec![client()]).await;
     let other_ns = "payroll-team";
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(kit.client.clone());
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": other_ns}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    scenario_kit::create_namespace(&kit.client, other_ns).await;
     // The holder lives in the other namespace.
     let other_secrets: Api<Secret> = Api::namespaced(kit.client.clone(), other_ns);
+    let hidden = common::client_secret("hidden-secret", None, "clientSecret", SECRET);
     other_secrets
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({
-                "metadata": {"name": "hidden-secret"},
-                "stringData": {"clientSecret": SECRET},
-            }))
-            .unwrap(),
-        )
+        .create(&PostParams::default(), &hidden)
         .await
         .unwrap();
     let other_cacs: Api<ClearApiClient> = Api::namespaced(kit.client.clone(), other_ns);
-    let holder: ClearApiClient = serde_json::from_value(json!({
-        "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-        "metadata": {"name": "confidential-project", "namespace": other_ns},
-        "spec": kit.spec("hidden-secret"),
-    }))
-    .unwrap();
+    let holder = common::resource(
+        "confidential-project",
+        Some(other_ns),
+        json!({}),
+        kit.spec("hidden-secret"),
+    );
     other_cacs
         .create(&PostParams::default(), &holder)
         .await
         .unwrap();
-    for _ in 0..500 {
-        if kit
-            .ctx
-            .services
-            .index
-            .contains(other_ns, "confidential-project")
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    kit.wait_in_directory_of(other_ns, "confidential-project")
+        .await;
     let obj = other_cacs.get("confidential-project").await.unwrap();
     clear_operator::reconcile::reconcile(std::sync::Arc::new(obj), kit.ctx.clone())
         .await
@@ -549,7 +481,7 @@ async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
         .await;
     kit.create("billing", kit.spec("clear-secret")).await;
     kit.reconcile_times("billing", 2).await;
-    let (status, reason, message) = conflict_message(&kit, "billing").await;
+    let (status, reason, message) = kit.ready_with_message("billing").await;
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Conflict"));
     assert!(message.contains("another ClearApiClient"), "{message}");
     let events: Vec<String> = kit.events("billing").into_iter().map(|e| e.2).collect();
@@ -564,25 +496,12 @@ async fn a_conflict_with_a_resource_in_another_namespace_does_not_name_it() {
         1,
         "the conflicting resource made no call"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
-}
-
-async fn conflict_message(kit: &Kit, name: &str) -> (String, String, String) {
-    let cac = kit.get(name).await;
-    let condition = cac
-        .status
-        .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-        .expect("Ready condition");
-    (condition.status, condition.reason, condition.message)
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn plain_http_base_url_is_an_invalid_spec_without_allow_http() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = kit_with_billing().await;
     let strict = kit.new_context(Policy::default());
     let strict = {
         let mut ctx = std::sync::Arc::try_unwrap(strict).ok().unwrap();
@@ -598,8 +517,7 @@ async fn plain_http_base_url_is_an_invalid_spec_without_allow_http() {
         kit.ready("billing").await,
         ("False".into(), "InvalidSpec".into())
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -660,10 +578,7 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
     use clear_operator::reconcile;
     use std::sync::Arc;
 
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = kit_with_billing().await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
 
@@ -678,16 +593,10 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
             expected_streak
         );
     }
-    let warnings: Vec<_> = kit
-        .events("billing")
-        .into_iter()
-        .filter(|(type_, reason, _)| type_ == "Warning" && reason == "ReconcileFailed")
-        .collect();
+    let warnings = kit.warnings("billing", "ReconcileFailed");
     assert_eq!(warnings.len(), 1, "one Warning per streak: {warnings:?}");
     assert!(
-        warnings[0]
-            .2
-            .contains("failed to read client secret Secret clear-secret"),
+        warnings[0].contains("failed to read client secret Secret clear-secret"),
         "{warnings:?}"
     );
 
@@ -697,8 +606,7 @@ async fn kubernetes_api_failures_back_off_per_resource_and_warn_once_per_streak(
         0
     );
     assert_eq!(kit.calls(SECRET), 1, "API failures never cause a mint");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[test]
@@ -730,7 +638,7 @@ async fn a_clear_clock_behind_the_clusters_counts_the_life_on_clears_clock_inste
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(
         status.valid_till.map(|t| t.0),
         Some("2026-11-25T10:01:00Z".parse().unwrap()),
@@ -745,8 +653,7 @@ async fn a_clear_clock_behind_the_clusters_counts_the_life_on_clears_clock_inste
     kit.clock.advance(SignedDuration::from_secs(1));
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "one renewal per clamped lifetime");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -789,10 +696,7 @@ async fn after_a_rejection_correcting_the_configuration_retries_once_without_a_s
 
 #[tokio::test]
 async fn a_trailing_slash_on_the_base_url_is_not_a_configuration_change() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = kit_with_billing().await;
     kit.reconcile("billing").await;
     let token = kit.token_in("billing").await;
     kit.patch_spec("billing", json!({"baseUrl": format!("{}/", kit.url())}))
@@ -801,8 +705,7 @@ async fn a_trailing_slash_on_the_base_url_is_not_a_configuration_change() {
     assert_eq!(kit.calls(SECRET), 1, "the same host: no call");
     assert_eq!(kit.token_in("billing").await, token);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -822,12 +725,7 @@ async fn a_replica_without_the_lease_writes_nothing_and_publishes_no_event() {
     // Leadership is required from now on and was never granted (or was lost); a regenerate
     // request and a failing read both want to write or tell.
     kit.ctx.fence.require_lease();
-    kit.annotate(
-        "billing",
-        clear_operator::resource::REGENERATE_ANNOTATION,
-        "r1",
-    )
-    .await;
+    kit.regenerate("billing", "r1").await;
     let obj = std::sync::Arc::new(kit.get("billing").await);
     let result = clear_operator::reconcile::reconcile(obj, kit.ctx.clone()).await;
     assert!(

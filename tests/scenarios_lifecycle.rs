@@ -18,6 +18,8 @@ use scenario_kit::{Kit, KitOptions};
 use serde_json::json;
 
 const SECRET: &str = "cs-lifecycle-0001";
+/// The usual token lifetime of these scenarios.
+const HALF_DAY: Duration = Duration::from_secs(12 * 3600);
 
 fn client(lifetime: Duration) -> ClientConfig {
     ClientConfig::new(SECRET, "ws-1")
@@ -25,18 +27,16 @@ fn client(lifetime: Duration) -> ClientConfig {
         .with_lifetime(lifetime)
 }
 
+/// The resource `billing` holding its first token (one call), of tokens living `lifetime`.
 async fn kit_with_token(lifetime: Duration) -> Kit {
-    let kit = Kit::start(vec![client(lifetime)]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = Kit::with_resource(vec![client(lifetime)], SECRET).await;
     kit.reconcile("billing").await;
     kit
 }
 
 #[tokio::test]
 async fn create_writes_a_secret_with_all_keys_and_is_ready_after_one_call() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     assert_eq!(kit.calls(SECRET), 1);
 
     let secret = kit.target("billing").await.expect("target Secret written");
@@ -58,7 +58,7 @@ async fn create_writes_a_secret_with_all_keys_and_is_ready_after_one_call() {
     assert_eq!(owners[0].kind, "ClearApiClient");
 
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.mints_today, 1);
     assert_eq!(status.mint_started_at, None);
     assert_eq!(status.secret_name.as_deref(), Some("billing"));
@@ -78,8 +78,7 @@ async fn create_writes_a_secret_with_all_keys_and_is_ready_after_one_call() {
         scenario_kit::captured_logs().contains("new token written"),
         "the leak check reads the operator's real log output"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -109,17 +108,15 @@ async fn short_lived_tokens_are_renewed_at_renewal_time_and_no_earlier() {
 
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn regenerate_annotation_mints_exactly_one_new_token_once() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let old = kit.token_in("billing").await;
 
-    kit.annotate("billing", REGENERATE_ANNOTATION, "2026-11-25-a")
-        .await;
+    kit.regenerate("billing", "2026-11-25-a").await;
     kit.reconcile_times("billing", 4).await;
     assert_eq!(kit.calls(SECRET), 2, "one regeneration, honoured once");
     let new = kit.token_in("billing").await;
@@ -128,7 +125,7 @@ async fn regenerate_annotation_mints_exactly_one_new_token_once() {
         "the old token is rejected by Clear"
     );
     assert!(kit.sandbox.is_token_valid(&new));
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(
         status.last_regenerate_request.as_deref(),
         Some("2026-11-25-a")
@@ -138,31 +135,26 @@ async fn regenerate_annotation_mints_exactly_one_new_token_once() {
             .contains(&"Regenerated".to_string())
     );
 
-    kit.annotate("billing", REGENERATE_ANNOTATION, "2026-11-25-b")
-        .await;
+    kit.regenerate("billing", "2026-11-25-b").await;
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 3, "a new value regenerates again");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn regenerate_value_present_at_creation_is_honoured_by_the_first_mint() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let meta = json!({"annotations": {REGENERATE_ANNOTATION: "from-the-start"}});
     kit.create_with_meta("billing", meta, kit.spec("clear-secret"))
         .await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn changed_client_secret_mints_once_with_the_new_secret() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     const ROTATED: &str = "cs-lifecycle-0002";
     kit.sandbox.rotate_client_secret(SECRET, ROTATED).unwrap();
     kit.put_client_secret("clear-secret", "clientSecret", ROTATED)
@@ -177,16 +169,16 @@ async fn changed_client_secret_mints_once_with_the_new_secret() {
     let fingerprint =
         &secret.metadata.annotations.unwrap()[secret::CLIENT_SECRET_FINGERPRINT_ANNOTATION];
     assert_eq!(fingerprint, &clear_operator::clear::fingerprint_of(ROTATED));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn never_expiring_tokens_are_never_renewed() {
-    let kit = Kit::start(vec![ClientConfig::new(SECRET, "ws-1").never_expires()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = Kit::with_resource(
+        vec![ClientConfig::new(SECRET, "ws-1").never_expires()],
+        SECRET,
+    )
+    .await;
     kit.reconcile("billing").await;
     let secret = kit.target("billing").await.unwrap();
     assert_eq!(Kit::data(&secret, keys::VALID_TILL), "");
@@ -195,26 +187,24 @@ async fn never_expiring_tokens_are_never_renewed() {
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn environment_change_mints_once() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     kit.patch_spec("billing", json!({"environment": "production"}))
         .await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2);
     let secret = kit.target("billing").await.unwrap();
     assert_eq!(Kit::data(&secret, keys::ENVIRONMENT), "production");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn label_and_product_changes_update_the_secret_without_minting() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let token = kit.token_in("billing").await;
     kit.patch_spec(
         "billing",
@@ -249,13 +239,12 @@ async fn label_and_product_changes_update_the_secret_without_minting() {
         "a removed label goes away"
     );
     assert_eq!(kit.calls(SECRET), 1);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn deleted_target_secret_is_recreated_with_one_call_and_an_event() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     kit.token_in("billing").await;
     kit.secrets
         .delete("billing", &DeleteParams::default())
@@ -276,33 +265,20 @@ async fn deleted_target_secret_is_recreated_with_one_call_and_an_event() {
         "{}",
         recreated[0].2
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
-}
-
-/// Someone edits the token Secret the way `kubectl edit` would (a merge patch of their own).
-async fn edit_target(kit: &Kit, patch: serde_json::Value) {
-    kit.secrets
-        .patch(
-            "billing",
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(&patch),
-        )
-        .await
-        .unwrap();
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_removed_operator_annotation_is_repaired_from_status_without_a_call() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let token = kit.token_in("billing").await;
     let annotations =
         |s: &k8s_openapi::api::core::v1::Secret| s.metadata.annotations.clone().unwrap();
     let mut before = annotations(&kit.target("billing").await.unwrap());
     // NB: the call id marks a token fresh from its call; a re-apply from status drops it.
     before.remove(secret::CALL_ID_ANNOTATION);
-    edit_target(
-        &kit,
+    kit.edit_target(
+        "billing",
         json!({"metadata": {"annotations": {secret::ISSUED_AT_ANNOTATION: null}}}),
     )
     .await;
@@ -317,15 +293,15 @@ async fn a_removed_operator_annotation_is_repaired_from_status_without_a_call() 
     assert_eq!(kit.token_in("billing").await, token, "the same token");
     assert!(kit.sandbox.is_token_valid(&token));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_removed_access_token_key_mints_once_and_the_secret_holds_a_live_token_again() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let old = kit.token_in("billing").await;
-    edit_target(&kit, json!({"data": {keys::ACCESS_TOKEN: null}})).await;
+    kit.edit_target("billing", json!({"data": {keys::ACCESS_TOKEN: null}}))
+        .await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(
         kit.calls(SECRET),
@@ -347,39 +323,31 @@ async fn a_removed_access_token_key_mints_once_and_the_secret_holds_a_live_token
         "{}",
         notes[0]
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_replaced_access_token_value_mints_once() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let bogus = serde_json::to_value(k8s_openapi::ByteString(b"not-the-token".to_vec())).unwrap();
-    edit_target(&kit, json!({"data": {keys::ACCESS_TOKEN: bogus}})).await;
+    kit.edit_target("billing", json!({"data": {keys::ACCESS_TOKEN: bogus}}))
+        .await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2);
     assert!(kit.sandbox.is_token_valid(&kit.token_in("billing").await));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     // A crash between "counted" and "outcome recorded" leaves the operator's own
     // mintStartedAt behind (written with its field manager, as the operator does).
-    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
     kit.advance(SignedDuration::from_mins(1));
-    status["mintStartedAt"] = json!("2026-11-25T10:01:00Z");
-    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
-    kit.cacs
-        .patch_status(
-            "billing",
-            &kube::api::PatchParams::apply("clear-operator").force(),
-            &kube::api::Patch::Apply(&patch),
-        )
-        .await
-        .unwrap();
+    kit.edit_status("billing", |status| {
+        status["mintStartedAt"] = json!("2026-11-25T10:01:00Z");
+    })
+    .await;
     // NB: the call may still be in flight in a replica that lost the Lease: nothing is
     // minted until the Clear timeout plus a margin (30 s by default) has passed.
     kit.reconcile_times("billing", 3).await;
@@ -398,48 +366,36 @@ async fn interrupted_call_is_presumed_to_have_revoked_the_token_and_mints_once()
     kit.advance(SignedDuration::from_secs(1));
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "then replaced exactly once");
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.mint_started_at, None);
     let token = kit.token_in("billing").await;
     assert!(kit.sandbox.is_token_valid(&token));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn lost_status_update_after_a_written_token_mints_nothing() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     // The token reached the Secret (issued 10:00:00, written with the call's id) but the
     // status still says call c-1 started at 09:59:59 and names the token before it: only the
     // status update was lost.
-    edit_target(
-        &kit,
+    kit.edit_target(
+        "billing",
         json!({"metadata": {"annotations": {secret::CALL_ID_ANNOTATION: "c-1"}}}),
     )
     .await;
-    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
-    status["mintStartedAt"] = json!("2026-11-25T09:59:59Z");
-    status["callId"] = json!("c-1");
-    status["tokenFingerprint"] = json!("000000000000");
-    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
-    kit.cacs
-        .patch_status(
-            "billing",
-            &kube::api::PatchParams::apply("clear-operator").force(),
-            &kube::api::Patch::Apply(&patch),
-        )
-        .await
-        .unwrap();
+    kit.edit_status("billing", |status| {
+        status["mintStartedAt"] = json!("2026-11-25T09:59:59Z");
+        status["callId"] = json!("c-1");
+        status["tokenFingerprint"] = json!("000000000000");
+    })
+    .await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
-    assert_eq!(
-        kit.get("billing").await.status.unwrap().mint_started_at,
-        None
-    );
+    assert_eq!(kit.status("billing").await.mint_started_at, None);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -465,9 +421,7 @@ async fn deleting_the_resource_collects_the_secret_with_delete_policy() {
 
 #[tokio::test]
 async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let mut spec = kit.spec("clear-secret");
     spec["target"] = json!({"deletionPolicy": "Retain", "name": "kept-token"});
     kit.create("billing", spec).await;
@@ -490,15 +444,12 @@ async fn deleting_the_resource_keeps_the_secret_with_retain_policy() {
         "retained Secret outlives the resource"
     );
     kit.token_in("kept-token").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
-    let kit = Kit::start(vec![client(Duration::from_secs(3600))]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = Kit::with_client_secret(vec![client(Duration::from_secs(3600))], SECRET).await;
     let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([
@@ -535,21 +486,20 @@ async fn new_tokens_restart_listed_workloads_and_a_missing_one_is_a_warning() {
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 1, "no new token, no restart");
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn reconciles_at_sub_second_times_settle_and_then_write_nothing() {
-    let kit = scenario_kit::Kit::start_with(scenario_kit::KitOptions {
-        clients: vec![client(Duration::from_secs(12 * 3600))],
-        start: "2026-11-25T10:00:00.654321Z".parse().unwrap(),
-        ..Default::default()
-    })
+    let kit = Kit::with_resource_and(
+        KitOptions {
+            clients: vec![client(HALF_DAY)],
+            start: "2026-11-25T10:00:00.654321Z".parse().unwrap(),
+            ..Default::default()
+        },
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
     kit.reconcile("billing").await;
     kit.advance(SignedDuration::from_millis(1700));
     kit.reconcile("billing").await;
@@ -563,8 +513,7 @@ async fn reconciles_at_sub_second_times_settle_and_then_write_nothing() {
     );
     assert_eq!(kit.calls(SECRET), 1);
     kit.token_in("billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 /// The Secret under the old target name holds no key at all (so no token, revoked or
@@ -589,7 +538,7 @@ async fn assert_retired(kit: &Kit, name: &str) {
 
 #[tokio::test]
 async fn renaming_the_target_moves_the_live_token_without_a_call_and_empties_the_old_secret() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let token = kit.token_in("billing").await;
     kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
         .await;
@@ -602,16 +551,15 @@ async fn renaming_the_target_moves_the_live_token_without_a_call_and_empties_the
     );
     assert!(kit.sandbox.is_token_valid(&token));
     assert_retired(&kit, "billing").await;
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.secret_name.as_deref(), Some("billing-v2"));
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn renaming_the_target_when_renewal_is_due_mints_once_and_leaves_no_revoked_copy() {
-    let kit = kit_with_token(Duration::from_secs(12 * 3600)).await;
+    let kit = kit_with_token(HALF_DAY).await;
     let old_token = kit.token_in("billing").await;
     kit.advance(SignedDuration::from_hours(9));
     kit.patch_spec("billing", json!({"target": {"name": "billing-v2"}}))
@@ -622,8 +570,7 @@ async fn renaming_the_target_when_renewal_is_due_mints_once_and_leaves_no_revoke
     assert_ne!(token, old_token);
     assert!(kit.sandbox.is_token_valid(&token));
     assert_retired(&kit, "billing").await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -651,7 +598,7 @@ async fn resources_created_together_renew_apart_each_at_its_own_jittered_time() 
     let unjittered: jiff::Timestamp = "2026-11-26T02:00:00Z".parse().unwrap();
     let mut planned = Vec::new();
     for name in names {
-        let status = kit.get(name).await.status.unwrap();
+        let status = kit.status(name).await;
         let at = status.renewal_time.unwrap().0;
         let ahead = unjittered.duration_since(at);
         assert!(
@@ -679,20 +626,10 @@ async fn resources_created_together_renew_apart_each_at_its_own_jittered_time() 
     }
     assert_eq!(kit.all_calls(), 3, "{} renews at {}", first.0, first.1);
     if second.1 > first.1 {
-        assert_eq!(
-            kit.get(second.0)
-                .await
-                .status
-                .unwrap()
-                .renewal_time
-                .unwrap()
-                .0,
-            second.1
-        );
+        assert_eq!(kit.status(second.0).await.renewal_time.unwrap().0, second.1);
     }
     kit.set_time(&second.1.to_string());
     kit.reconcile(second.0).await;
     assert_eq!(kit.all_calls(), 4);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }

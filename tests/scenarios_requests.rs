@@ -9,9 +9,9 @@ mod scenario_kit;
 use std::{sync::Arc, time::Duration};
 
 use clear_operator::reconcile::{self, Context, decide::Policy};
+use clear_operator::resource::ClearApiClient;
 use clear_sandbox::ClientConfig;
-use kube::api::{Patch, PatchParams};
-use scenario_kit::{Kit, is_ready};
+use scenario_kit::{Kit, RunningController, is_ready};
 use serde_json::{Value, json};
 
 const SECRET: &str = "cs-requests-0001";
@@ -48,14 +48,8 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 async fn label_secret_and_wait(kit: &Kit, ctx: &Context, name: &str, labels: Value) {
     let reconciles = ctx.metrics.reconciles("ok");
     kit.emulator.requests().reset();
-    kit.secrets
-        .patch(
-            name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"labels": labels}})),
-        )
-        .await
-        .unwrap();
+    kit.edit_target(name, json!({"metadata": {"labels": labels}}))
+        .await;
     eventually(&format!("a reconcile after Secret {name} changed"), || {
         ctx.metrics.reconciles("ok") > reconciles
     })
@@ -63,28 +57,36 @@ async fn label_secret_and_wait(kit: &Kit, ctx: &Context, name: &str, labels: Val
 }
 
 /// A kit with the controller running and its watches listed, the request log empty.
-async fn running() -> (
-    Kit,
-    Arc<Context>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+async fn running() -> (Kit, Arc<Context>, RunningController) {
+    let kit = kit_with_client_secret().await;
     let ctx = kit.new_context(Policy::default());
-    let (stop, run) = kit.run_controller(ctx.clone());
+    let controller = kit.start_controller_with(ctx.clone());
     eventually("the Secret watch listed", || {
         ctx.services.versions.secrets.is_synced()
     })
     .await;
     kit.emulator.requests().reset();
-    (kit, ctx, stop, run)
+    (kit, ctx, controller)
+}
+
+/// A kit with the client-secret Secret `clear-secret` holding [`SECRET`], no resource yet.
+async fn kit_with_client_secret() -> Kit {
+    Kit::with_client_secret(vec![client()], SECRET).await
+}
+
+/// A kit whose resource `billing` holds its first token (one call), and the resource as it
+/// was created: what a watch cache that lags the status writes still shows.
+async fn kit_with_token_and_the_created_resource() -> (Kit, ClearApiClient) {
+    let kit = kit_with_client_secret().await;
+    let created = kit.create("billing", kit.spec("clear-secret")).await;
+    kit.reconcile("billing").await;
+    assert_eq!(kit.calls(SECRET), 1);
+    (kit, created)
 }
 
 #[tokio::test]
 async fn a_new_token_is_one_reconcile_that_reads_only_the_client_secret() {
-    let (kit, ctx, stop, run) = running().await;
+    let (kit, ctx, controller) = running().await;
     kit.create("billing", kit.spec("clear-secret")).await;
     eventually("one call to Clear", || kit.calls(SECRET) == 1).await;
     // The watch events of the two status writes and of the token Secret's creation arrive,
@@ -124,15 +126,13 @@ async fn a_new_token_is_one_reconcile_that_reads_only_the_client_secret() {
     assert_eq!(count(&kit, "create", "events", None), 1);
     let cac = kit.get("billing").await;
     assert!(is_ready(&cac, "True"));
-    stop.send(()).unwrap();
-    run.await.unwrap();
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    controller.stop().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_change_by_anyone_else_still_wakes_the_resource_and_is_read_fresh() {
-    let (kit, ctx, stop, run) = running().await;
+    let (kit, ctx, controller) = running().await;
     kit.create("billing", kit.spec("clear-secret")).await;
     eventually("the first token recorded", || {
         ctx.metrics.reconciles("ok") == 1 && ctx.metrics.requests_saved("own_status_event") >= 2
@@ -166,19 +166,13 @@ async fn a_change_by_anyone_else_still_wakes_the_resource_and_is_read_fresh() {
     label_secret_and_wait(&kit, &ctx, "billing", json!({"edited": "yes"})).await;
     assert!(count(&kit, "get", "secrets", Some("billing")) >= 1);
     assert_eq!(kit.calls(SECRET), 1, "nothing of this called Clear");
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    controller.stop().await;
     kit.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_cached_resource_older_than_this_process_last_write_is_read_fresh() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    let stale = kit.create("billing", kit.spec("clear-secret")).await;
-    kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
+    let (kit, stale) = kit_with_token_and_the_created_resource().await;
 
     // A watch cache still at the creation, behind the status this process wrote since:
     // acting on it would see no token and mint again. It is read fresh instead.
@@ -193,12 +187,7 @@ async fn a_cached_resource_older_than_this_process_last_write_is_read_fresh() {
 
 #[tokio::test]
 async fn a_replica_whose_cache_lags_another_replicas_write_calls_nothing() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    let stale = kit.create("billing", kit.spec("clear-secret")).await;
-    kit.reconcile("billing").await;
-    assert_eq!(kit.calls(SECRET), 1);
+    let (kit, stale) = kit_with_token_and_the_created_resource().await;
 
     // Another process (which never wrote the resource) trusts its cache, still at the
     // creation: the status write that precedes any call carries that version, so it fails
@@ -215,10 +204,7 @@ async fn a_replica_whose_cache_lags_another_replicas_write_calls_nothing() {
 
 #[tokio::test]
 async fn a_429_to_a_read_is_retried_and_to_a_write_requeues_after_retry_after() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
-    kit.create("billing", kit.spec("clear-secret")).await;
+    let kit = Kit::with_resource(vec![client()], SECRET).await;
 
     // A read refused once: the client waits and sends it again; the reconcile succeeds.
     kit.emulator.requests().reset();
@@ -229,8 +215,7 @@ async fn a_429_to_a_read_is_retried_and_to_a_write_requeues_after_retry_after() 
 
     // A write refused: not re-sent by the client; the reconcile fails as throttled, and the
     // requeue waits at least the Retry-After (1 s when the server gives none).
-    kit.annotate("billing", "clear-operator.io/regenerate", "r1")
-        .await;
+    kit.regenerate("billing", "r1").await;
     kit.emulator.requests().reset();
     kit.emulator
         .faults()
@@ -263,9 +248,7 @@ async fn a_429_to_a_read_is_retried_and_to_a_write_requeues_after_retry_after() 
 
 #[tokio::test]
 async fn with_one_api_request_at_a_time_the_watches_still_run_and_a_token_is_issued() {
-    let kit = Kit::start(vec![client()]).await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    let kit = kit_with_client_secret().await;
     // NB: a watch holding the only permit would block every other request.
     let client = clear_operator::kube_client::build_with(
         kit.emulator.client_config(),
@@ -273,12 +256,10 @@ async fn with_one_api_request_at_a_time_the_watches_still_run_and_a_token_is_iss
     )
     .unwrap();
     let ctx = kit.new_context_with_client(client, Policy::default());
-    let (stop, run) = kit.run_controller(ctx);
+    let controller = kit.start_controller_with(ctx);
     kit.create("billing", kit.spec("clear-secret")).await;
-    kit.wait_for("billing", "Ready", |c| is_ready(c, "True"))
-        .await;
+    kit.wait_ready("billing").await;
     assert_eq!(kit.calls(SECRET), 1);
-    stop.send(()).unwrap();
-    run.await.unwrap();
+    controller.stop().await;
     kit.shutdown().await;
 }

@@ -20,14 +20,15 @@ const SECRET: &str = "cs-restarts-0001";
 const RESTARTED_AT: &str = "kubectl.kubernetes.io/restartedAt";
 
 async fn kit_with_consumer() -> (Kit, Api<Deployment>) {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1")
-            .with_products(["GST"])
-            .with_lifetime(Duration::from_secs(3600)),
-    ])
+    let kit = Kit::with_client_secret(
+        vec![
+            ClientConfig::new(SECRET, "ws-1")
+                .with_products(["GST"])
+                .with_lifetime(Duration::from_secs(3600)),
+        ],
+        SECRET,
+    )
     .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
     let deployments = kit.create_consumer_deployment("consumer").await;
     let mut spec = kit.spec("clear-secret");
     spec["rolloutRestartTargets"] = json!([{"kind": "Deployment", "name": "consumer"}]);
@@ -60,10 +61,7 @@ async fn pending(kit: &Kit) -> Vec<String> {
 }
 
 fn warnings(kit: &Kit, reason: &str) -> usize {
-    kit.events("billing")
-        .iter()
-        .filter(|(kind, r, _)| kind == "Warning" && r == reason)
-        .count()
+    kit.warnings("billing", reason).len()
 }
 
 #[tokio::test]
@@ -79,7 +77,7 @@ async fn a_failed_restart_stays_pending_and_is_retried_onto_the_same_token_witho
     assert_eq!(pending(&kit).await, vec!["Deployment/consumer"]);
     assert_eq!(warnings(&kit, "RestartFailed"), 1);
     assert_eq!(kit.ready("billing").await, ("True".into(), "Issued".into()));
-    let issued_at = kit.get("billing").await.status.unwrap().issued_at.unwrap();
+    let issued_at = kit.status("billing").await.issued_at.unwrap();
 
     // The next retry comes a minute later, not at the renewal in 40 minutes.
     let action = kit.reconcile("billing").await;
@@ -101,8 +99,7 @@ async fn a_failed_restart_stays_pending_and_is_retried_onto_the_same_token_witho
     );
     assert!(pending(&kit).await.is_empty());
     assert_eq!(kit.calls(SECRET), 1, "a retried restart never calls Clear");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -118,12 +115,7 @@ async fn a_forbidden_restart_is_reported_as_forbidden_and_retried_once_granted()
         0,
         "a 403 is not a missing target"
     );
-    let note = kit
-        .events("billing")
-        .into_iter()
-        .find(|(_, r, _)| r == "RestartForbidden")
-        .unwrap()
-        .2;
+    let note = kit.notes("billing", "RestartForbidden").remove(0);
     assert!(note.contains("rbac.rolloutRestart.enabled"), "{note}");
     assert_eq!(pending(&kit).await, vec!["Deployment/consumer"]);
 
@@ -144,7 +136,7 @@ async fn restarts_left_pending_by_a_stopped_operator_are_made_on_the_next_reconc
         .expect("restarted after the mint");
     // As a process that wrote the token and its status, then stopped before its patches:
     // the restart is pending and the workload still carries an older restartedAt.
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     deployments
         .patch(
             "consumer",
@@ -155,20 +147,10 @@ async fn restarts_left_pending_by_a_stopped_operator_are_made_on_the_next_reconc
         .unwrap();
     // NB: written as the operator writes status (server-side apply, its field manager), so
     // that the operator's next apply owns the field and can clear it.
-    let mut stopped = serde_json::to_value(&status).unwrap();
-    stopped["pendingRestarts"] = json!([{"kind": "Deployment", "name": "consumer"}]);
-    kit.cacs
-        .patch_status(
-            "billing",
-            &PatchParams::apply("clear-operator").force(),
-            &Patch::Apply(json!({
-                "apiVersion": "clear-operator.io/v1alpha1",
-                "kind": "ClearApiClient",
-                "status": stopped,
-            })),
-        )
-        .await
-        .unwrap();
+    kit.edit_status("billing", |stopped| {
+        stopped["pendingRestarts"] = json!([{"kind": "Deployment", "name": "consumer"}]);
+    })
+    .await;
     assert_eq!(pending(&kit).await, vec!["Deployment/consumer"]);
     kit.reconcile("billing").await;
     assert_eq!(restarted_at(&deployments).await, Some(first.clone()));

@@ -8,14 +8,11 @@ mod scenario_kit;
 
 use std::{sync::Arc, time::Duration};
 
-use clear_operator::{
-    reconcile::{self, secret},
-    resource::{ClearApiClient, REGENERATE_ANNOTATION},
-};
+use clear_operator::reconcile::{self, secret};
 use clear_sandbox::{Fault, FaultScope};
 use jiff::SignedDuration;
-use kube::api::{Patch, PatchParams, PostParams};
-use scenario_kit::Kit;
+use kube::api::PostParams;
+use scenario_kit::{Kit, common};
 use serde_json::json;
 
 const SECRET: &str = "cs-truth-00001";
@@ -34,9 +31,11 @@ async fn assert_ready_on_a_live_token(kit: &Kit) {
     );
 }
 
-/// Starts one reconcile in the background with Clear answering slowly, and returns once the
-/// operator has marked the call in status (so the next writes are the ones after the call).
-async fn reconcile_during_a_slow_call(kit: &Kit) -> tokio::task::JoinHandle<bool> {
+/// Asks for a new token (`r1`) and starts one reconcile in the background with Clear
+/// answering slowly; returns once the operator has marked the call in status (so the next
+/// writes are the ones after the call).
+async fn regenerate_during_a_slow_call(kit: &Kit) -> tokio::task::JoinHandle<bool> {
+    kit.regenerate("billing", "r1").await;
     kit.sandbox.inject_fault(
         FaultScope::Global,
         Fault::Delay(Duration::from_millis(1500)),
@@ -55,26 +54,6 @@ async fn reconcile_during_a_slow_call(kit: &Kit) -> tokio::task::JoinHandle<bool
     handle
 }
 
-/// Edits the status as the operator's field manager would write it (another replica, an
-/// earlier version, a clock that was off).
-async fn edit_status(kit: &Kit, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut status = serde_json::to_value(kit.get("billing").await.status.unwrap()).unwrap();
-    edit(&mut status);
-    let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
-    kit.cacs
-        .patch_status(
-            "billing",
-            &PatchParams::apply("clear-operator").force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .unwrap();
-}
-
-async fn regenerate(kit: &Kit, value: &str) {
-    kit.annotate("billing", REGENERATE_ANNOTATION, value).await;
-}
-
 /// One reconcile that may fail (an injected API error), as the controller would run it.
 async fn try_reconcile(kit: &Kit) -> bool {
     kit.reconcile_in(&kit.ctx, "billing").await.is_ok()
@@ -85,7 +64,7 @@ async fn a_stale_token_written_back_is_never_ready_and_is_replaced_with_one_call
     let kit = kit_with_token().await;
     let before = kit.target("billing").await.unwrap();
     kit.remember(&kit.token_in("billing").await);
-    regenerate(&kit, "r1").await;
+    kit.regenerate("billing", "r1").await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 2);
     // A backup restore (or a second install, or a sync tool) puts the previous token back,
@@ -114,25 +93,21 @@ async fn a_stale_token_written_back_is_never_ready_and_is_replaced_with_one_call
     let warnings = kit.warnings("billing", "TokenReplaced");
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(warnings[0].contains("had not written"), "{}", warnings[0]);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_stale_token_is_not_ready_while_its_replacement_waits() {
     let kit = kit_with_token().await;
     let before = kit.target("billing").await.unwrap();
-    regenerate(&kit, "r1").await;
+    kit.regenerate("billing", "r1").await;
     kit.reconcile("billing").await;
     // Clear fails the replacement: the resource must say so, not claim the stale token.
-    kit.secrets
-        .patch(
-            "billing",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"data": before.data, "metadata": {"annotations": before.metadata.annotations}})),
-        )
-        .await
-        .unwrap();
+    kit.edit_target(
+        "billing",
+        json!({"data": before.data, "metadata": {"annotations": before.metadata.annotations}}),
+    )
+    .await;
     kit.sandbox
         .inject_fault(FaultScope::Global, Fault::ServerError, 1);
     kit.reconcile("billing").await;
@@ -146,8 +121,7 @@ async fn a_stale_token_is_not_ready_while_its_replacement_waits() {
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 4);
     assert_ready_on_a_live_token(&kit).await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -168,14 +142,11 @@ async fn edited_validity_and_fingerprint_annotations_are_put_back_from_status_wi
         (secret::TOKEN_FINGERPRINT_ANNOTATION, "000000000000"),
         (secret::ISSUED_AT_ANNOTATION, "2030-01-01T00:00:00Z"),
     ] {
-        kit.secrets
-            .patch(
-                "billing",
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"metadata": {"annotations": {key: value}}})),
-            )
-            .await
-            .unwrap();
+        kit.edit_target(
+            "billing",
+            json!({"metadata": {"annotations": {key: value}}}),
+        )
+        .await;
         kit.reconcile_times("billing", 2).await;
         assert_eq!(kit.calls(SECRET), 1, "{key}: status knew the token");
         let annotations = kit
@@ -186,7 +157,7 @@ async fn edited_validity_and_fingerprint_annotations_are_put_back_from_status_wi
             .annotations
             .unwrap();
         assert_eq!(annotations, original, "{key} is back as status says");
-        let status = kit.get("billing").await.status.unwrap();
+        let status = kit.status("billing").await;
         assert_eq!(
             status.valid_till.map(|t| t.0.to_string()).as_deref(),
             Some("2026-11-25T22:00:00Z"),
@@ -195,23 +166,20 @@ async fn edited_validity_and_fingerprint_annotations_are_put_back_from_status_wi
     }
     assert_eq!(kit.token_in("billing").await, token);
     assert_ready_on_a_live_token(&kit).await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_failed_secret_write_after_a_mint_keeps_the_token_and_writes_it_without_a_second_call() {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     // The API server fails the write of the new token (500 twice, then a restart's 503).
     kit.emulator.faults().fail_next("patch", "secrets", 2, 500);
     kit.emulator.faults().fail_next("patch", "secrets", 1, 503);
     assert!(call.await.unwrap(), "the reconcile itself ends cleanly");
     assert_eq!(kit.calls(SECRET), 2);
-    let live = kit.sandbox.current_token(SECRET).unwrap();
-    kit.remember(live.token.expose());
-    assert_ne!(kit.token_in("billing").await, live.token.expose());
+    let live = kit.live_token(SECRET);
+    assert_ne!(kit.token_in("billing").await, live);
     assert_eq!(
         kit.ready("billing").await.0,
         "False",
@@ -226,21 +194,19 @@ async fn a_failed_secret_write_after_a_mint_keeps_the_token_and_writes_it_withou
         2,
         "the kept token is written, not minted again"
     );
-    assert_eq!(kit.token_in("billing").await, live.token.expose());
+    assert_eq!(kit.token_in("billing").await, live);
     assert_ready_on_a_live_token(&kit).await;
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.mint_started_at, None);
     assert_eq!(status.call_id, None);
     assert_eq!(status.last_regenerate_request.as_deref(), Some("r1"));
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_write_refused_once_is_not_resent_behind_the_operators_back() {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     let writes_before = kit.emulator.requests().count("patch", "secrets");
     kit.emulator.faults().fail_next("patch", "secrets", 1, 503);
     assert!(call.await.unwrap());
@@ -258,8 +224,7 @@ async fn a_write_refused_once_is_not_resent_behind_the_operators_back() {
 #[tokio::test]
 async fn a_lost_status_write_after_the_secret_is_told_apart_by_call_id_and_costs_nothing() {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     kit.emulator
         .faults()
         .fail_next("patch", "clearapiclients/status", 1, 500);
@@ -268,7 +233,7 @@ async fn a_lost_status_write_after_the_secret_is_told_apart_by_call_id_and_costs
         "the status write after the Secret failed"
     );
     assert_eq!(kit.calls(SECRET), 2);
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert!(
         status.mint_started_at.is_some(),
         "status still marks the call"
@@ -276,33 +241,24 @@ async fn a_lost_status_write_after_the_secret_is_told_apart_by_call_id_and_costs
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "the Secret holds that call's answer");
     assert_ready_on_a_live_token(&kit).await;
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.mint_started_at, None);
     assert_eq!(
         status.token_fingerprint.as_deref(),
         Some(clear_operator::clear::fingerprint_of(&kit.token_in("billing").await).as_str())
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_replica_that_lost_the_lease_mid_call_never_writes_and_its_token_is_superseded() {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     // Replica A loses the Lease while Clear is answering it.
     kit.ctx.fence.require_lease();
     call.await.unwrap();
     assert_eq!(kit.calls(SECRET), 2);
-    let a_token = kit
-        .sandbox
-        .current_token(SECRET)
-        .unwrap()
-        .token
-        .expose()
-        .to_string();
-    kit.remember(&a_token);
+    let a_token = kit.live_token(SECRET);
     assert_ne!(kit.token_in("billing").await, a_token, "A wrote nothing");
 
     // Replica B waits for A's call deadline, then replaces the token once.
@@ -332,33 +288,21 @@ async fn a_replica_that_lost_the_lease_mid_call_never_writes_and_its_token_is_su
     );
     assert_eq!(kit.calls(SECRET), 3);
     assert_ready_on_a_live_token(&kit).await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_secret_changed_during_the_call_fails_the_write_on_its_precondition_then_it_lands() {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     // Someone else writes the Secret while the call is in flight (a label, here).
-    kit.secrets
-        .patch(
-            "billing",
-            &PatchParams::default(),
-            &Patch::Merge(&json!({"metadata": {"labels": {"team": "billing"}}})),
-        )
-        .await
-        .unwrap();
+    kit.edit_target(
+        "billing",
+        json!({"metadata": {"labels": {"team": "billing"}}}),
+    )
+    .await;
     assert!(call.await.unwrap());
-    let live = kit
-        .sandbox
-        .current_token(SECRET)
-        .unwrap()
-        .token
-        .expose()
-        .to_string();
-    kit.remember(&live);
+    let live = kit.live_token(SECRET);
     assert_ne!(
         kit.token_in("billing").await,
         live,
@@ -376,7 +320,7 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
     let kit = kit_with_token().await;
     // Written by a replica whose clock was a month ahead: a call "started" and a retry
     // "scheduled" far in the future.
-    edit_status(&kit, |status| {
+    kit.edit_status("billing", |status| {
         status["mintStartedAt"] = json!("2026-12-25T10:00:00Z");
         status["callId"] = json!("from-the-future");
     })
@@ -387,7 +331,7 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
         1,
         "the call may still be in flight: wait"
     );
-    let bounded = kit.get("billing").await.status.unwrap();
+    let bounded = kit.status("billing").await;
     assert_eq!(
         bounded.mint_started_at.map(|t| t.0),
         Some(kit.now()),
@@ -398,16 +342,16 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
     assert_eq!(kit.calls(SECRET), 2, "replaced once, a month early");
     assert_ready_on_a_live_token(&kit).await;
 
-    edit_status(&kit, |status| {
+    kit.edit_status("billing", |status| {
         status["lastFailureReason"] = json!("ClearUnavailable");
         status["failedAttempts"] = json!(1);
         status["lastFailureTime"] = json!("2027-06-01T00:00:00Z");
         status["nextRetryTime"] = json!("2027-06-01T00:00:00Z");
     })
     .await;
-    regenerate(&kit, "r1").await;
+    kit.regenerate("billing", "r1").await;
     kit.reconcile("billing").await;
-    let bounded = kit.get("billing").await.status.unwrap();
+    let bounded = kit.status("billing").await;
     let retry = bounded.next_retry_time.unwrap().0;
     assert!(
         retry <= kit.now() + SignedDuration::from_hours(1),
@@ -421,25 +365,24 @@ async fn times_from_the_future_in_status_are_bounded_not_obeyed() {
         "the regenerate request is served within the hour"
     );
     assert_ready_on_a_live_token(&kit).await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_gitops_revert_to_an_earlier_regenerate_value_mints_nothing() {
     let kit = kit_with_token().await;
     for value in ["v1", "v2"] {
-        regenerate(&kit, value).await;
+        kit.regenerate("billing", value).await;
         kit.reconcile_times("billing", 2).await;
     }
     assert_eq!(kit.calls(SECRET), 3);
-    regenerate(&kit, "v1").await;
+    kit.regenerate("billing", "v1").await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 3, "v1 was honoured already");
-    regenerate(&kit, "v3").await;
+    kit.regenerate("billing", "v3").await;
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 4, "a new value still regenerates");
-    let history = kit.get("billing").await.status.unwrap().regenerate_history;
+    let history = kit.status("billing").await.regenerate_history;
     assert_eq!(history, ["v1", "v2", "v3"]);
     assert_ready_on_a_live_token(&kit).await;
     kit.shutdown().await;
@@ -449,21 +392,19 @@ async fn a_gitops_revert_to_an_earlier_regenerate_value_mints_nothing() {
 async fn a_resource_replaced_under_the_same_name_never_takes_a_status_write_meant_for_the_old_one()
 {
     let kit = kit_with_token().await;
-    regenerate(&kit, "r1").await;
-    let call = reconcile_during_a_slow_call(&kit).await;
+    let call = regenerate_during_a_slow_call(&kit).await;
     // `kubectl replace --force`: the resource is deleted and created again mid-call.
     let old = kit.get("billing").await;
     kit.cacs
         .delete("billing", &Default::default())
         .await
         .unwrap();
-    let mut again: ClearApiClient = serde_json::from_value(json!({
-        "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-        "metadata": {"name": "billing", "namespace": old.metadata.namespace},
-        "spec": serde_json::to_value(&old.spec).unwrap(),
-    }))
-    .unwrap();
-    again.metadata.resource_version = None;
+    let again = common::resource(
+        "billing",
+        old.metadata.namespace.as_deref(),
+        json!({}),
+        serde_json::to_value(&old.spec).unwrap(),
+    );
     kit.cacs
         .create(&PostParams::default(), &again)
         .await
@@ -494,14 +435,14 @@ async fn a_second_install_yields_loudly_and_takes_over_only_once_the_first_stopp
         }
     };
     run(&first).await;
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(
         status.operator_instance.as_deref(),
         Some("ops-a/clear-operator")
     );
 
     // The second install is asked for a new token too, but the first manages the resource.
-    regenerate(&kit, "r1").await;
+    kit.regenerate("billing", "r1").await;
     for _ in 0..3 {
         run(&second).await;
     }
@@ -518,14 +459,7 @@ async fn a_second_install_yields_loudly_and_takes_over_only_once_the_first_stopp
 
     // The first install is gone: once its renewal is 10 minutes overdue, the second takes
     // the resource over and renews it once.
-    let renewal = kit
-        .get("billing")
-        .await
-        .status
-        .unwrap()
-        .renewal_time
-        .unwrap()
-        .0;
+    let renewal = kit.status("billing").await.renewal_time.unwrap().0;
     kit.set_time(&(renewal + SignedDuration::from_mins(5)).to_string());
     run(&second).await;
     assert_eq!(kit.calls(SECRET), 2, "5 minutes overdue: still the first's");
@@ -533,12 +467,11 @@ async fn a_second_install_yields_loudly_and_takes_over_only_once_the_first_stopp
     run(&second).await;
     run(&second).await;
     assert_eq!(kit.calls(SECRET), 3);
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(
         status.operator_instance.as_deref(),
         Some("ops-b/clear-operator")
     );
     assert_ready_on_a_live_token(&kit).await;
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }

@@ -8,7 +8,7 @@ mod scenario_kit;
 
 use std::time::Duration;
 
-use clear_operator::resource::{ClearApiClient, REGENERATE_ANNOTATION};
+use clear_operator::resource::ClearApiClient;
 use clear_sandbox::ClientConfig;
 use kube::{
     Api, CustomResourceExt,
@@ -27,15 +27,23 @@ const LAST_SAFE_MOMENT: &str = "2026-12-02T09:00:00Z";
 /// 02:00 in Berlin (CET, +01:00) on the night after the due time.
 const WINDOW_OPENS: &str = "2026-12-02T01:00:00Z";
 
+/// The client-secret Secret `clear-secret`, tokens living a week; no resource yet.
 async fn kit() -> Kit {
-    let kit = Kit::start(vec![
-        ClientConfig::new(SECRET, "ws-1")
-            .with_products(["GST", "E_INVOICE"])
-            .with_lifetime(WEEK),
-    ])
-    .await;
-    kit.put_client_secret("clear-secret", "clientSecret", SECRET)
-        .await;
+    Kit::with_client_secret(
+        vec![
+            ClientConfig::new(SECRET, "ws-1")
+                .with_products(["GST", "E_INVOICE"])
+                .with_lifetime(WEEK),
+        ],
+        SECRET,
+    )
+    .await
+}
+
+/// The resource `billing` renewed in these windows, not reconciled yet.
+async fn kit_with_windows(windows: Value) -> Kit {
+    let kit = kit().await;
+    kit.create("billing", with_windows(&kit, windows)).await;
     kit
 }
 
@@ -63,8 +71,8 @@ async fn windows_condition(kit: &Kit, name: &str) -> Option<(String, String, Str
 }
 
 async fn renewal_time(kit: &Kit, name: &str) -> String {
-    let status = kit.get(name).await.status.expect("status");
-    status
+    kit.status(name)
+        .await
         .renewal_time
         .expect("a renewal is planned")
         .0
@@ -72,17 +80,12 @@ async fn renewal_time(kit: &Kit, name: &str) -> String {
 }
 
 fn warnings(kit: &Kit, name: &str, reason: &str) -> usize {
-    kit.events(name)
-        .iter()
-        .filter(|(type_, r, _)| type_ == "Warning" && r == reason)
-        .count()
+    kit.warnings(name, reason).len()
 }
 
 #[tokio::test]
 async fn a_due_renewal_waits_for_the_next_window_and_makes_one_call_there() {
-    let kit = kit().await;
-    kit.create("billing", with_windows(&kit, nightly_berlin()))
-        .await;
+    let kit = kit_with_windows(nightly_berlin()).await;
     kit.reconcile("billing").await;
     assert_eq!(kit.calls(SECRET), 1, "the first token is not held back");
     let first = kit.token_in("billing").await;
@@ -109,7 +112,7 @@ async fn a_due_renewal_waits_for_the_next_window_and_makes_one_call_there() {
         !kit.sandbox.is_token_valid(&first),
         "minting revoked the old token"
     );
-    let status = kit.get("billing").await.status.unwrap();
+    let status = kit.status("billing").await;
     assert_eq!(status.issued_at.unwrap().0.to_string(), WINDOW_OPENS);
     // The next token is due on 2026-12-08T01:00Z, when the window is open: renewed then.
     assert_eq!(renewal_time(&kit, "billing").await, "2026-12-08T01:00:00Z");
@@ -128,16 +131,14 @@ async fn a_due_renewal_waits_for_the_next_window_and_makes_one_call_there() {
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2);
     assert_eq!(warnings(&kit, "billing", "RenewalWindowMissed"), 0);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_ready_stays_true() {
-    let kit = kit().await;
     // A second a year, in June: never before the last safe moment of a December token.
     let never = json!([{"schedule": "0 3 15 6 *", "duration": "1s"}]);
-    kit.create("billing", with_windows(&kit, never)).await;
+    let kit = kit_with_windows(never).await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 1);
     let first = kit.token_in("billing").await;
@@ -180,21 +181,17 @@ async fn without_a_fitting_window_the_renewal_is_at_the_last_safe_moment_and_rea
         1,
         "still False: no new Warning"
     );
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_regenerate_request_mints_at_once_while_the_window_is_closed() {
-    let kit = kit().await;
-    kit.create("billing", with_windows(&kit, nightly_berlin()))
-        .await;
+    let kit = kit_with_windows(nightly_berlin()).await;
     kit.reconcile("billing").await;
     let old = kit.token_in("billing").await;
 
     kit.set_time("2026-11-25T14:00:00Z"); // 15:00 in Berlin: closed
-    kit.annotate("billing", REGENERATE_ANNOTATION, "now-please")
-        .await;
+    kit.regenerate("billing", "now-please").await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 2, "regenerated at once, once");
     assert!(!kit.sandbox.is_token_valid(&old));
@@ -205,8 +202,7 @@ async fn a_regenerate_request_mints_at_once_while_the_window_is_closed() {
     );
     // The new token (issued 14:00Z) is due 2026-12-01T14:00Z; the window opens next at 01:00Z.
     assert_eq!(renewal_time(&kit, "billing").await, WINDOW_OPENS);
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -229,18 +225,16 @@ async fn changing_the_windows_moves_the_renewal_without_a_call() {
     assert_eq!(renewal_time(&kit, "billing").await, DUE);
     assert_eq!(windows_condition(&kit, "billing").await, None);
     assert_eq!(kit.calls(SECRET), 1, "windows never mint");
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
 async fn a_malformed_window_is_an_invalid_spec_and_nothing_is_called() {
-    let kit = kit().await;
     let windows = json!([
         {"schedule": "0 2 * * *", "duration": "1h"},
         {"schedule": "0 3 * * *", "timeZone": "Europe/Pariss", "duration": "1h"},
     ]);
-    kit.create("billing", with_windows(&kit, windows)).await;
+    let kit = kit_with_windows(windows).await;
     kit.reconcile_times("billing", 3).await;
     assert_eq!(kit.calls(SECRET), 0);
     assert_eq!(
@@ -263,8 +257,7 @@ async fn a_malformed_window_is_an_invalid_spec_and_nothing_is_called() {
         ready.message
     );
     assert!(kit.target("billing").await.is_none());
-    kit.assert_no_leaks();
-    kit.shutdown().await;
+    kit.finish().await;
 }
 
 #[tokio::test]
@@ -328,10 +321,9 @@ async fn the_schema_refuses_windows_it_can_tell_are_malformed() {
 
 #[tokio::test]
 async fn a_window_that_never_fires_is_an_invalid_spec_named_at_once() {
-    let kit = kit().await;
     // The 30th of February never comes: refused when read, never searched for.
     let never = json!([{"schedule": "0 0 30 2 *", "duration": "1h"}]);
-    kit.create("billing", with_windows(&kit, never)).await;
+    let kit = kit_with_windows(never).await;
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 0);
     assert_eq!(

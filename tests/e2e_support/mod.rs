@@ -8,30 +8,23 @@
 //! Kubernetes API, so a test means the same thing on both back ends.
 #![allow(dead_code)]
 
-use std::{
-    future::Future,
-    net::SocketAddr,
-    panic::AssertUnwindSafe,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+#[path = "../kit_common/mod.rs"]
+mod common;
+
+#[allow(unused_imports)]
+pub use common::{data, is_ready_with, ready_condition};
+
+use std::{future::Future, net::SocketAddr, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
 use clear_operator::{
-    cli::RunArgs,
-    dev::install_crd,
-    operator,
-    reconcile::{secret::keys, status},
-    resource::{ClearApiClient, GROUP},
+    cli::RunArgs, dev::install_crd, operator, reconcile::secret::keys, resource::ClearApiClient,
 };
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
 use futures::FutureExt;
-use k8s_openapi::{
-    api::core::v1::{Namespace, Secret},
-    apimachinery::pkg::apis::meta::v1::Condition,
-};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::{
     Api, Client,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    api::{DeleteParams, ListParams, PostParams},
     config::{KubeConfigOptions, Kubeconfig},
 };
 use kube_emulator::{Emulator, EmulatorOptions};
@@ -42,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 pub const KUBECONFIG_ENV: &str = "CLEAR_OPERATOR_E2E_KUBECONFIG";
 /// Workspace and products the simulator's client is created for.
 pub const WORKSPACE: &str = "ws-e2e";
-pub const PRODUCTS: [&str; 2] = ["GST", "E_INVOICE"];
+pub const PRODUCTS: [&str; 2] = common::PRODUCTS;
 
 /// Where the Kubernetes API comes from.
 enum Cluster {
@@ -193,12 +186,7 @@ impl E2e {
 
     /// Creates the Secret holding the simulator's client secret, under `name`/`clientSecret`.
     pub async fn put_client_secret(&self, name: &str) {
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name},
-            "stringData": {"clientSecret": self.client_secret},
-        }))
-        .expect("a Secret object");
+        let secret = common::client_secret(name, None, "clientSecret", &self.client_secret);
         self.secrets
             .create(&PostParams::default(), &secret)
             .await
@@ -207,22 +195,11 @@ impl E2e {
 
     /// A spec pointing at the simulator, reading the client secret from `secret_name`.
     pub fn spec(&self, secret_name: &str) -> Value {
-        json!({
-            "environment": "sandbox",
-            "baseUrl": self.sandbox.url(),
-            "workspace": WORKSPACE,
-            "products": PRODUCTS,
-            "clientSecretRef": {"name": secret_name},
-        })
+        common::spec(self.sandbox.url(), WORKSPACE, secret_name)
     }
 
     pub async fn create(&self, name: &str, spec: Value) -> ClearApiClient {
-        let obj: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": format!("{GROUP}/v1alpha1"), "kind": "ClearApiClient",
-            "metadata": {"name": name},
-            "spec": spec,
-        }))
-        .expect("a ClearApiClient object");
+        let obj = common::resource(name, None, json!({}), spec);
         self.cacs
             .create(&PostParams::default(), &obj)
             .await
@@ -230,14 +207,7 @@ impl E2e {
     }
 
     pub async fn patch_spec(&self, name: &str, spec: Value) {
-        self.cacs
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
-            )
-            .await
-            .expect("the spec is patched");
+        common::patch_spec(&self.cacs, name, spec).await;
     }
 
     /// Mints a token with this test's client secret outside the operator (an ERP's), as
@@ -261,7 +231,7 @@ impl E2e {
 
     /// Calls to Clear's token endpoint made with this test's client secret.
     pub fn calls(&self) -> u64 {
-        self.sandbox.call_counts(&self.client_secret).total
+        common::calls(&self.sandbox, &self.client_secret)
     }
 
     /// Whether Clear (the simulator) accepts the token stored in Secret `name`.
@@ -316,24 +286,14 @@ impl E2e {
         what: &str,
         check: impl Fn(&ClearApiClient) -> bool,
     ) -> ClearApiClient {
-        let cacs = self.cacs.clone();
+        let check = &check;
         let found = self
-            .poll(|| {
-                let cacs = cacs.clone();
-                let check = &check;
-                async move {
-                    cacs.get_opt(name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .filter(|cac| check(cac))
-                }
-            })
+            .poll(|| async { self.cac(name).await.filter(|cac| check(cac)) })
             .await;
         match found {
             Some(cac) => cac,
             None => {
-                let last = self.cacs.get_opt(name).await.ok().flatten();
+                let last = self.cac(name).await;
                 panic!(
                     "ClearApiClient {name} never reached: {what}; last Ready condition: {:?}",
                     last.as_ref().and_then(ready_condition)
@@ -342,14 +302,15 @@ impl E2e {
         }
     }
 
+    /// The ClearApiClient `name`, if it exists and could be read.
+    async fn cac(&self, name: &str) -> Option<ClearApiClient> {
+        self.cacs.get_opt(name).await.ok().flatten()
+    }
+
     /// Polls until the ClearApiClient `name` no longer exists; panics after the timeout.
     pub async fn wait_until_cac_gone(&self, name: &str) {
-        let cacs = self.cacs.clone();
         let gone = self
-            .poll(|| {
-                let cacs = cacs.clone();
-                async move { matches!(cacs.get_opt(name).await, Ok(None)).then_some(()) }
-            })
+            .poll(|| async { matches!(self.cacs.get_opt(name).await, Ok(None)).then_some(()) })
             .await;
         assert!(gone.is_some(), "ClearApiClient {name} was never deleted");
     }
@@ -361,15 +322,11 @@ impl E2e {
         what: &str,
         check: impl Fn(Option<&Secret>) -> bool,
     ) -> Option<Secret> {
-        let secrets = self.secrets.clone();
+        let check = &check;
         let found = self
-            .poll(|| {
-                let secrets = secrets.clone();
-                let check = &check;
-                async move {
-                    let secret = secrets.get_opt(name).await.ok()?;
-                    check(secret.as_ref()).then_some(secret)
-                }
+            .poll(|| async {
+                let secret = self.secrets.get_opt(name).await.ok()?;
+                check(secret.as_ref()).then_some(secret)
             })
             .await;
         match found {
@@ -378,7 +335,7 @@ impl E2e {
         }
     }
 
-    async fn poll<T, Fut>(&self, mut attempt: impl FnMut() -> Fut) -> Option<T>
+    async fn poll<T, Fut>(&self, attempt: impl FnMut() -> Fut) -> Option<T>
     where
         Fut: Future<Output = Option<T>>,
     {
@@ -387,16 +344,7 @@ impl E2e {
         } else {
             Duration::from_millis(20)
         };
-        let deadline = Instant::now() + self.timeout();
-        loop {
-            if let Some(found) = attempt().await {
-                return Some(found);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(interval).await;
-        }
+        common::poll(self.timeout(), interval, attempt).await
     }
 
     /// No token or client secret in any ClearApiClient or Event of this namespace, read
@@ -405,26 +353,32 @@ impl E2e {
         let mut confidential = vec![self.client_secret.clone()];
         confidential.extend(self.current_token());
         confidential.extend(extra.iter().cloned());
-        let mut visible = Vec::new();
+        confidential.retain(|v| v.len() >= 8);
         let lp = ListParams::default();
         let cacs = self.cacs.list(&lp).await.expect("ClearApiClients list");
-        visible.push(serde_json::to_string(&cacs.items).expect("serializes"));
         let events: Api<k8s_openapi::api::events::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
         let events = events.list(&lp).await.expect("Events list");
-        visible.push(serde_json::to_string(&events.items).expect("serializes"));
         let core: Api<k8s_openapi::api::core::v1::Event> =
             Api::namespaced(self.client.clone(), &self.namespace);
         let core = core.list(&lp).await.expect("core Events list");
-        visible.push(serde_json::to_string(&core.items).expect("serializes"));
-        for value in confidential.iter().filter(|v| v.len() >= 8) {
-            for text in &visible {
-                assert!(
-                    !text.contains(value.as_str()),
-                    "a token or client secret appears in a ClearApiClient or an Event"
-                );
-            }
-        }
+        common::assert_not_shown(
+            &confidential,
+            &[
+                (
+                    "a ClearApiClient",
+                    serde_json::to_string(&cacs.items).expect("serializes"),
+                ),
+                (
+                    "an Event",
+                    serde_json::to_string(&events.items).expect("serializes"),
+                ),
+                (
+                    "an Event",
+                    serde_json::to_string(&core.items).expect("serializes"),
+                ),
+            ],
+        );
     }
 }
 
@@ -453,21 +407,6 @@ impl Drop for RunningOperator {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
-}
-
-/// A value of the Secret's `data`, as text.
-pub fn data(secret: &Secret, key: &str) -> Option<String> {
-    let bytes = secret.data.as_ref()?.get(key)?;
-    Some(String::from_utf8_lossy(&bytes.0).into_owned())
-}
-
-pub fn ready_condition(cac: &ClearApiClient) -> Option<&Condition> {
-    status::ready_condition(cac.status.as_ref())
-}
-
-/// Whether the Ready condition has this status and reason.
-pub fn is_ready_with(cac: &ClearApiClient, status: &str, reason: &str) -> bool {
-    ready_condition(cac).is_some_and(|c| c.status == status && c.reason == reason)
 }
 
 fn random_lowercase(len: usize) -> String {

@@ -4,6 +4,12 @@
 //! Events or status.
 #![allow(dead_code)]
 
+#[path = "../kit_common/mod.rs"]
+pub mod common;
+
+#[allow(unused_imports)]
+pub use common::{PRODUCTS, is_ready, is_ready_with, ready_condition, ready_message};
+
 use std::{
     io::Write,
     sync::{Arc, Mutex, OnceLock},
@@ -17,7 +23,7 @@ use clear_operator::{
     controller::{self, ControllerConfig},
     metrics::Metrics,
     reconcile::{self, Context, Settings, decide::Policy, secret::keys},
-    resource::ClearApiClient,
+    resource::{ClearApiClient, ClearApiClientStatus},
 };
 use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig, SandboxHandle};
 use futures::StreamExt;
@@ -130,11 +136,7 @@ impl Default for KitOptions {
 
 impl Kit {
     pub async fn start(clients: Vec<ClientConfig>) -> Kit {
-        Self::start_with(KitOptions {
-            clients,
-            ..KitOptions::default()
-        })
-        .await
+        Self::start_with(Self::options(clients)).await
     }
 
     /// A kit whose resource `billing` (client secret `secret` in Secret `clear-secret`,
@@ -152,16 +154,44 @@ impl Kit {
         kit
     }
 
+    /// A kit whose Secret `clear-secret` holds the client secret `secret` (key
+    /// `clientSecret`); no resource yet.
+    pub async fn with_client_secret(clients: Vec<ClientConfig>, secret: &str) -> Kit {
+        Self::with_client_secret_and(Self::options(clients), secret).await
+    }
+
+    /// [`Kit::with_client_secret`] with other options.
+    pub async fn with_client_secret_and(options: KitOptions, secret: &str) -> Kit {
+        let kit = Self::start_with(options).await;
+        kit.put_client_secret("clear-secret", "clientSecret", secret)
+            .await;
+        kit
+    }
+
+    /// A kit whose resource `billing` reads the client secret `secret` from the Secret
+    /// `clear-secret`: not reconciled yet, no call made.
+    pub async fn with_resource(clients: Vec<ClientConfig>, secret: &str) -> Kit {
+        Self::with_resource_and(Self::options(clients), secret).await
+    }
+
+    /// [`Kit::with_resource`] with other options.
+    pub async fn with_resource_and(options: KitOptions, secret: &str) -> Kit {
+        let kit = Self::with_client_secret_and(options, secret).await;
+        kit.create("billing", kit.spec("clear-secret")).await;
+        kit
+    }
+
+    /// The default options with these Clear clients.
+    fn options(clients: Vec<ClientConfig>) -> KitOptions {
+        KitOptions {
+            clients,
+            ..KitOptions::default()
+        }
+    }
+
     pub async fn start_with(options: KitOptions) -> Kit {
         capture_logs();
-        let emulator = Emulator::start(EmulatorOptions::default())
-            .await
-            .expect("emulator starts");
-        let client = emulator.client().await;
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        crds.create(&PostParams::default(), &ClearApiClient::crd())
-            .await
-            .expect("CRD registers");
+        let (emulator, client) = emulator_with_crd().await;
 
         let sandbox_clock = Arc::new(clear_sandbox::ManualClock::new(to_chrono(options.start)));
         let confidential: Vec<String> = options
@@ -175,12 +205,8 @@ impl Kit {
                 .expect("sandbox starts");
 
         let clock = ManualClock::new(options.start);
-        // NB: the operator's client as `run` builds it (no hidden retries); the test's own
-        // client is kube-rs's default.
-        let operator_client = clear_operator::kube_client::build(emulator.client_config())
-            .expect("a plain-http client builds");
         let ctx = Arc::new(new_context(
-            &operator_client,
+            &operator_client(&emulator),
             &clock,
             options.policy,
             options.clear_timeout,
@@ -256,12 +282,7 @@ impl Kit {
     /// Creates (or replaces) the client-secret Secret.
     pub async fn put_client_secret(&self, name: &str, key: &str, value: &str) {
         self.remember(value);
-        let secret: Secret = serde_json::from_value(json!({
-            "apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": name, "namespace": NS},
-            "stringData": {key: value},
-        }))
-        .unwrap();
+        let secret = common::client_secret(name, Some(NS), key, value);
         let _ = self.secrets.delete(name, &DeleteParams::default()).await;
         self.secrets
             .create(&PostParams::default(), &secret)
@@ -271,13 +292,7 @@ impl Kit {
 
     /// A spec pointing at the simulator.
     pub fn spec(&self, secret_name: &str) -> Value {
-        json!({
-            "environment": "sandbox",
-            "baseUrl": self.url(),
-            "workspace": "ws-1",
-            "products": ["GST", "E_INVOICE"],
-            "clientSecretRef": {"name": secret_name},
-        })
+        common::spec(&self.url(), "ws-1", secret_name)
     }
 
     pub async fn create(&self, name: &str, spec: Value) -> ClearApiClient {
@@ -285,15 +300,7 @@ impl Kit {
     }
 
     pub async fn create_with_meta(&self, name: &str, meta: Value, spec: Value) -> ClearApiClient {
-        let mut metadata = json!({"name": name, "namespace": NS});
-        if let (Some(m), Some(extra)) = (metadata.as_object_mut(), meta.as_object()) {
-            m.extend(extra.clone());
-        }
-        let obj: ClearApiClient = serde_json::from_value(json!({
-            "apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient",
-            "metadata": metadata, "spec": spec,
-        }))
-        .unwrap();
+        let obj = common::resource(name, Some(NS), meta, spec);
         let created = self
             .cacs
             .create(&PostParams::default(), &obj)
@@ -305,13 +312,20 @@ impl Kit {
 
     /// Waits until the conflict-check index has seen the resource.
     pub async fn wait_in_directory(&self, name: &str) {
-        for _ in 0..500 {
-            if self.ctx.services.index.contains(NS, name) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("resource {name} never reached the directory");
+        self.wait_in_directory_of(NS, name).await;
+    }
+
+    /// Waits until the conflict-check index has seen the resource `namespace/name`.
+    pub async fn wait_in_directory_of(&self, namespace: &str, name: &str) {
+        let index = &self.ctx.services.index;
+        let seen = common::poll(Duration::from_secs(10), Duration::from_millis(10), || {
+            std::future::ready(index.contains(namespace, name).then_some(()))
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "resource {name} never reached the directory"
+        );
     }
 
     /// Creates a Deployment `name` (one container) that reads the token: a
@@ -340,15 +354,47 @@ impl Kit {
         deployments
     }
 
-    pub async fn patch_spec(&self, name: &str, spec: Value) {
+    /// Deletes the resource `name` (a finalizer may keep it a while).
+    pub async fn delete(&self, name: &str) {
         self.cacs
-            .patch(
+            .delete(name, &DeleteParams::default())
+            .await
+            .expect("resource deleted");
+    }
+
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        common::patch_spec(&self.cacs, name, spec).await;
+    }
+
+    /// Asks for a new token: the regenerate annotation set to `value`.
+    pub async fn regenerate(&self, name: &str, value: &str) {
+        self.annotate(name, clear_operator::resource::REGENERATE_ANNOTATION, value)
+            .await;
+    }
+
+    /// Someone edits the token Secret `name` the way `kubectl edit` would (a merge patch of
+    /// their own).
+    pub async fn edit_target(&self, name: &str, patch: Value) {
+        self.secrets
+            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("target Secret edited");
+    }
+
+    /// Edits the status of `name` as the operator's field manager would write it (another
+    /// replica, an earlier version, a crash, a clock that was off).
+    pub async fn edit_status(&self, name: &str, edit: impl FnOnce(&mut Value)) {
+        let mut status = serde_json::to_value(self.status(name).await).unwrap();
+        edit(&mut status);
+        let patch = json!({"apiVersion": "clear-operator.io/v1alpha1", "kind": "ClearApiClient", "status": status});
+        self.cacs
+            .patch_status(
                 name,
-                &PatchParams::default(),
-                &Patch::Merge(&json!({"spec": spec})),
+                &PatchParams::apply("clear-operator").force(),
+                &Patch::Apply(&patch),
             )
             .await
-            .expect("spec patched");
+            .expect("status edited");
     }
 
     pub async fn annotate(&self, name: &str, key: &str, value: &str) {
@@ -391,13 +437,35 @@ impl Kit {
         self.cacs.get(name).await.expect("resource exists")
     }
 
+    /// The status of `name` (present once reconciled).
+    pub async fn status(&self, name: &str) -> ClearApiClientStatus {
+        self.get(name).await.status.expect("status present")
+    }
+
+    /// How long until the retry status schedules for `name`.
+    pub async fn retry_wait(&self, name: &str) -> SignedDuration {
+        let retry = self
+            .status(name)
+            .await
+            .next_retry_time
+            .expect("a retry planned");
+        retry.0.duration_since(self.now())
+    }
+
     pub async fn ready(&self, name: &str) -> (String, String) {
+        let (status, reason, _) = self.ready_with_message(name).await;
+        (status, reason)
+    }
+
+    /// The Ready condition as (status, reason, message).
+    pub async fn ready_with_message(&self, name: &str) -> (String, String, String) {
         let cac = self.get(name).await;
-        let condition = cac
-            .status
-            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
-            .expect("Ready condition present");
-        (condition.status, condition.reason)
+        let condition = ready_condition(&cac).expect("Ready condition present");
+        (
+            condition.status.clone(),
+            condition.reason.clone(),
+            condition.message.clone(),
+        )
     }
 
     pub async fn target(&self, name: &str) -> Option<Secret> {
@@ -416,9 +484,23 @@ impl Kit {
         token
     }
 
+    /// The token Clear (the simulator) holds for `secret` now, remembered for the leak check
+    /// (it may never have reached a Secret).
+    pub fn live_token(&self, secret: &str) -> String {
+        let token = self
+            .sandbox
+            .current_token(secret)
+            .expect("Clear holds a token")
+            .token
+            .expose()
+            .to_string();
+        self.remember(&token);
+        token
+    }
+
     /// Calls to Clear's token endpoint made with `secret`.
     pub fn calls(&self, secret: &str) -> u64 {
-        self.sandbox.call_counts(secret).total
+        common::calls(&self.sandbox, secret)
     }
 
     pub fn all_calls(&self) -> u64 {
@@ -443,6 +525,15 @@ impl Kit {
         self.events(name)
             .into_iter()
             .filter(|(kind, r, _)| kind == "Warning" && r == reason)
+            .map(|(_, _, note)| note)
+            .collect()
+    }
+
+    /// The notes of the Events (of any type) with `reason` recorded about `name`.
+    pub fn notes(&self, name: &str, reason: &str) -> Vec<String> {
+        self.events(name)
+            .into_iter()
+            .filter(|(_, r, _)| r == reason)
             .map(|(_, _, note)| note)
             .collect()
     }
@@ -474,24 +565,16 @@ impl Kit {
                 .objects("clear-operator.io/clearapiclients", None),
         )
         .unwrap();
-        for value in self.confidential.lock().unwrap().iter() {
-            assert!(
-                !logs.contains(value.as_str()),
-                "a confidential value appears in the logs"
-            );
-            assert!(
-                !events.contains(value.as_str()),
-                "a confidential value appears in an Event"
-            );
-            assert!(
-                !core_events.contains(value.as_str()),
-                "a confidential value appears in an Event"
-            );
-            assert!(
-                !resources.contains(value.as_str()),
-                "a confidential value appears in a ClearApiClient"
-            );
-        }
+        let confidential = self.confidential.lock().unwrap().clone();
+        common::assert_not_shown(
+            &confidential,
+            &[
+                ("the logs", logs),
+                ("an Event", events),
+                ("an Event", core_events),
+                ("a ClearApiClient", resources),
+            ],
+        );
     }
 
     /// Runs the real controller (no leader election) until the returned sender is used.
@@ -538,57 +621,90 @@ impl Kit {
 
     /// A fresh operator context with its own Kubernetes client (e.g. other limits).
     pub fn new_context_with_client(&self, client: kube::Client, policy: Policy) -> Arc<Context> {
-        Arc::new(new_context(
-            &client,
-            &self.clock,
-            policy,
-            Duration::from_secs(5),
-            &[self.sandbox.url().to_string()],
-            None,
-        ))
+        Arc::new(self.fresh_context(&client, policy, None))
     }
 
     /// A fresh operator context of an install in standby (`--standby`).
     pub fn new_standby_context(&self) -> Arc<Context> {
-        let mut ctx = new_context(
-            &clear_operator::kube_client::build(self.emulator.client_config())
-                .expect("a plain-http client builds"),
-            &self.clock,
-            Policy {
-                renewal_jitter_percent: 0,
-                ..Policy::default()
-            },
-            Duration::from_secs(5),
-            &[self.sandbox.url().to_string()],
-            None,
-        );
+        let policy = Policy {
+            renewal_jitter_percent: 0,
+            ..Policy::default()
+        };
+        let mut ctx = self.fresh_context(&operator_client(&self.emulator), policy, None);
         ctx.settings.standby = true;
         Arc::new(ctx)
     }
 
     /// A fresh operator context of the install `instance` (its Lease `namespace/name`).
     pub fn new_context_of(&self, policy: Policy, instance: Option<&str>) -> Arc<Context> {
-        let operator_client = clear_operator::kube_client::build(self.emulator.client_config())
-            .expect("a plain-http client builds");
-        Arc::new(new_context(
-            &operator_client,
+        let client = operator_client(&self.emulator);
+        Arc::new(self.fresh_context(&client, policy, instance))
+    }
+
+    /// A context as after a restart: this kit's clock and simulator, Clear's 5 s timeout.
+    fn fresh_context(
+        &self,
+        client: &kube::Client,
+        policy: Policy,
+        instance: Option<&str>,
+    ) -> Context {
+        new_context(
+            client,
             &self.clock,
             policy,
             Duration::from_secs(5),
             &[self.sandbox.url().to_string()],
             instance,
-        ))
+        )
+    }
+
+    /// Gives the background controller time: polls `check` (every 10 ms, for up to 20 s)
+    /// until it holds. It asserts nothing; the test asserts what it waited for afterwards.
+    pub async fn eventually<Fut>(&self, mut check: impl FnMut() -> Fut)
+    where
+        Fut: std::future::Future<Output = bool>,
+    {
+        common::poll(Duration::from_secs(20), Duration::from_millis(10), || {
+            let held = check();
+            async move { held.await.then_some(()) }
+        })
+        .await;
+    }
+
+    /// Waits until the resource is Ready=True (the controller runs in the background).
+    pub async fn wait_ready(&self, name: &str) {
+        self.wait_for(name, "Ready", |c| is_ready(c, "True")).await;
+    }
+
+    /// Runs the real controller (no leader election) with a fresh context of the default
+    /// policy, as a started operator would.
+    pub fn start_controller(&self) -> RunningController {
+        self.start_controller_with(self.new_context(Policy::default()))
+    }
+
+    /// Runs the real controller (no leader election) on the context `ctx`.
+    pub fn start_controller_with(&self, ctx: Arc<Context>) -> RunningController {
+        let (stop, handle) = self.run_controller(ctx);
+        RunningController { stop, handle }
     }
 
     /// Waits until `check` holds for the resource (the controller runs in the background).
     pub async fn wait_for(&self, name: &str, what: &str, check: impl Fn(&ClearApiClient) -> bool) {
-        for _ in 0..1000 {
-            if let Some(cac) = self.cacs.get_opt(name).await.unwrap()
-                && check(&cac)
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        let check = &check;
+        let reached = common::poll(
+            Duration::from_secs(20),
+            Duration::from_millis(10),
+            || async {
+                self.cacs
+                    .get_opt(name)
+                    .await
+                    .unwrap()
+                    .filter(|cac| check(cac))
+            },
+        )
+        .await;
+        if reached.is_some() {
+            return;
         }
         let logs = captured_logs();
         let failures: Vec<&str> = logs
@@ -599,6 +715,12 @@ impl Kit {
         panic!("{name} never reached: {what}; reconcile failures: {failures:#?}");
     }
 
+    /// The end of most scenarios: nothing confidential leaked, then the kit stops.
+    pub async fn finish(self) {
+        self.assert_no_leaks();
+        self.shutdown().await;
+    }
+
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.reflector_stop.take() {
             let _ = stop.send(());
@@ -606,6 +728,27 @@ impl Kit {
         let _ = self.sandbox.shutdown().await;
         self.emulator.shutdown().await;
     }
+}
+
+/// A controller running in the background ([`Kit::start_controller`]).
+pub struct RunningController {
+    stop: oneshot::Sender<()>,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl RunningController {
+    /// Stops the controller and waits until it has exited.
+    pub async fn stop(self) {
+        self.stop.send(()).expect("the controller still runs");
+        self.handle.await.expect("the controller did not panic");
+    }
+}
+
+/// The operator's client as `run` builds it (no hidden retries); the test's own client is
+/// kube-rs's default.
+fn operator_client(emulator: &Emulator) -> kube::Client {
+    clear_operator::kube_client::build(emulator.client_config())
+        .expect("a plain-http client builds")
 }
 
 fn jiff_now(clock: &ManualClock) -> Timestamp {
@@ -655,19 +798,27 @@ fn new_context(
     )
 }
 
-/// Whether the resource's Ready condition has this status.
-pub fn is_ready(cac: &ClearApiClient, status: &str) -> bool {
-    cac.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == status)
+/// An emulator with the ClearApiClient CRD registered, and a client of it.
+pub async fn emulator_with_crd() -> (Emulator, kube::Client) {
+    let emulator = Emulator::start(EmulatorOptions::default())
+        .await
+        .expect("emulator starts");
+    let client = emulator.client().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.create(&PostParams::default(), &ClearApiClient::crd())
+        .await
+        .expect("CRD registers");
+    (emulator, client)
 }
 
-/// The Ready condition's message ("" without one).
-pub fn ready_message(cac: &ClearApiClient) -> String {
-    cac.status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
+/// Creates the namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .expect("namespace created");
 }
