@@ -389,6 +389,21 @@ async fn create_pod(kit: &Kit, name: &str, volume: serde_json::Value, sub_path: 
         .apply_event(0, &kube::runtime::watcher::Event::Apply(created));
 }
 
+/// The pod's nudge annotation once the nudge (sent [`NUDGE_DELAY`] after the Secret write,
+/// off the reconcile) had time to land: polled until `expected`, or read after the delay.
+async fn nudged_as(kit: &Kit, name: &str, expected: Option<&str>) -> Option<String> {
+    use clear_operator::reconcile::nudge::NUDGE_DELAY;
+    let deadline = std::time::Instant::now() + NUDGE_DELAY * 10;
+    tokio::time::sleep(NUDGE_DELAY).await;
+    loop {
+        let now = nudged(kit, name).await;
+        if now.as_deref() == expected || std::time::Instant::now() > deadline {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 async fn nudged(kit: &Kit, name: &str) -> Option<String> {
     use k8s_openapi::api::core::v1::Pod;
     let pods: kube::Api<Pod> = kube::Api::namespaced(kit.client.clone(), scenario_kit::NS);
@@ -423,20 +438,18 @@ async fn a_new_token_nudges_exactly_the_pods_that_mount_its_secret_as_files() {
         .unwrap()
         .0
         .to_string();
+    let want = Some(token.as_str());
+    assert_eq!(nudged_as(&kit, "reader", want).await.as_deref(), want);
     assert_eq!(
-        nudged(&kit, "reader").await.as_deref(),
-        Some(token.as_str())
+        nudged_as(&kit, "projected-reader", want).await.as_deref(),
+        want
     );
     assert_eq!(
-        nudged(&kit, "projected-reader").await.as_deref(),
-        Some(token.as_str())
-    );
-    assert_eq!(
-        nudged(&kit, "subpath-reader").await,
+        nudged_as(&kit, "subpath-reader", None).await,
         None,
         "subPath never updates"
     );
-    assert_eq!(nudged(&kit, "other-reader").await, None);
+    assert_eq!(nudged_as(&kit, "other-reader", None).await, None);
     // Opted out: the next token nudges nobody.
     let mut spec = kit.spec("clear-secret");
     spec["target"] = serde_json::json!({"nudgePods": false});
@@ -445,8 +458,8 @@ async fn a_new_token_nudges_exactly_the_pods_that_mount_its_secret_as_files() {
     kit.reconcile_times("billing", 2).await;
     assert_eq!(kit.calls(SECRET), 3);
     assert_eq!(
-        nudged(&kit, "reader").await.as_deref(),
-        Some(token.as_str()),
+        nudged_as(&kit, "reader", want).await.as_deref(),
+        want,
         "still the previous token's nudge"
     );
     kit.assert_no_leaks();

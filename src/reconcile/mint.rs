@@ -274,7 +274,7 @@ async fn store_and_record(
     };
     let done = record_success(step, counted, minted, renewal, windows.as_ref()).await?;
     // NB: after status names the token: the pods' kubelets fetch what the Secret holds.
-    super::nudge::nudge(step, &cac.target_secret_name(), record.issued_at).await;
+    super::nudge::nudge(step, &cac.target_secret_name(), record.issued_at);
     let restart_retry = restart_targets(step, &done, record.issued_at).await?;
     Ok(schedule::earliest(renewal, restart_retry))
 }

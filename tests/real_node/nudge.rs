@@ -262,3 +262,188 @@ fn go_durations_parse() {
     assert_eq!(go_duration("1.5s"), Some(Duration::from_millis(1500)));
     assert_eq!(go_duration("10"), None);
 }
+
+/// Reads /s/accessToken every 0.2 s and prints the fingerprint of each new token (12 hex
+/// characters of its SHA-256, as status shows it: never the token).
+const TOKEN_READER: &str = r#"
+B=/bin/busybox; s=
+while :; do
+  v=$($B sha256sum /s/accessToken 2>/dev/null | $B cut -c1-12)
+  [ -n "$v" ] && [ "$v" != "$s" ] && { echo "seen $v"; s=$v; }
+  $B sleep 0.2
+done
+"#;
+
+fn token_reader_pod(image: &str, node: &str, secret: &str) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"name": "reader"},
+        "spec": {
+            "nodeName": node,
+            "hostNetwork": true,
+            "terminationGracePeriodSeconds": 1,
+            "automountServiceAccountToken": false,
+            "volumes": [{"name": "s", "secret": {"secretName": secret}}],
+            "containers": [{
+                "name": "c",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["/bin/busybox", "sh", "-c", TOKEN_READER],
+                "volumeMounts": [{"name": "s", "mountPath": "/s"}],
+            }],
+        },
+    }))
+    .unwrap()
+}
+
+/// The fingerprint of the token the reader pod of `ns` last saw.
+async fn seen(client: &Client, ns: &str) -> Option<String> {
+    logs(client, ns, "reader")
+        .await
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("seen "))
+        .map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_nudges_the_pods_that_mount_a_new_token_and_leaves_opted_out_ones_alone() {
+    use clear_operator::{
+        cli::RunArgs, commands::regenerate::request_regeneration, resource::ClearApiClient,
+    };
+    use clear_sandbox::{ClientConfig, Sandbox, SandboxConfig};
+
+    let _one = crate::exclusive().await;
+    // NB: the operator's own log lines (never a token) say what it nudged, should a round fail.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,clear_operator::reconcile=info")
+        .with_test_writer()
+        .try_init();
+    let sync = kubelet_sync_frequency();
+    assert!(
+        sync >= Duration::from_secs(300),
+        "this test needs the kubelet at syncFrequency >= 5m (it runs at {sync:?})"
+    );
+    let env = cluster_env();
+    let image = env["BUSYBOX_IMAGE"].clone();
+    let node = env["NODE_NAME"].clone();
+    crate::kit::apply_crds().await;
+    let secrets = [
+        format!("cs-nudge-a-{}", crate::kit::random_suffix()),
+        format!("cs-nudge-b-{}", crate::kit::random_suffix()),
+    ];
+    let sandbox = Sandbox::start(SandboxConfig::new(
+        secrets
+            .iter()
+            .map(|s| ClientConfig::new(s.clone(), crate::kit::WORKSPACE).with_products(["GST"]))
+            .collect(),
+    ))
+    .await
+    .expect("simulator");
+    let mut scope = Scope::new("opnudge").await;
+    let nudged_ns = scope.namespace("opnudge-a").await;
+    let opted_out_ns = scope.namespace("opnudge-b").await;
+    let client = scope.client.clone();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let outcome = {
+        use futures::FutureExt;
+        std::panic::AssertUnwindSafe(async {
+            for (ns, secret, extra) in [
+                (&nudged_ns, &secrets[0], json!({})),
+                (&opted_out_ns, &secrets[1], json!({"target": {"nudgePods": false}})),
+            ] {
+                crate::kit::put_client_secret(&client, ns, secret).await;
+                Api::<ClearApiClient>::namespaced(client.clone(), ns)
+                    .create(&PostParams::default(), &crate::kit::cac("tok", &sandbox, extra))
+                    .await
+                    .unwrap();
+            }
+            let args = RunArgs {
+                namespaces: vec![nudged_ns.clone(), opted_out_ns.clone()],
+                allowed_base_urls: vec![
+                    clear_operator::clear::parse_base_url(sandbox.url()).unwrap(),
+                ],
+                no_documented_base_urls: true,
+                allow_http: true,
+                no_leader_election: true,
+                nudge_pods: true,
+                metrics_addr: "127.0.0.1:0".parse().unwrap(),
+                ..RunArgs::default()
+            };
+            tokio::spawn(clear_operator::operator::run(
+                client.clone(),
+                args,
+                shutdown.clone(),
+            ));
+            let fingerprint = |ns: String| {
+                let client = client.clone();
+                async move {
+                    Api::<ClearApiClient>::namespaced(client, &ns)
+                        .get("tok")
+                        .await
+                        .ok()
+                        .and_then(|c| c.status)
+                        .and_then(|s| s.token_fingerprint)
+                }
+            };
+            for ns in [&nudged_ns, &opted_out_ns] {
+                wait_for(&format!("a first token in {ns}"), WAIT, || fingerprint(ns.clone())).await;
+                Api::<Pod>::namespaced(client.clone(), ns)
+                    .create(&PostParams::default(), &token_reader_pod(&image, &node, "tok"))
+                    .await
+                    .unwrap();
+            }
+            for ns in [&nudged_ns, &opted_out_ns] {
+                let first = fingerprint(ns.clone()).await.unwrap();
+                wait_for(&format!("the reader of {ns} sees the first token"), WAIT, || async {
+                    (seen(&client, ns).await.as_deref() == Some(first.as_str())).then_some(())
+                })
+                .await;
+            }
+            // Start-up syncs of the pods pass; from here on only a nudge (or the 10-minute
+            // periodic sync) refreshes their volumes.
+            tokio::time::sleep(SETTLE).await;
+            let stale = fingerprint(opted_out_ns.clone()).await.unwrap();
+            for round in 1..=3 {
+                let before = fingerprint(nudged_ns.clone()).await.unwrap();
+                for ns in [&nudged_ns, &opted_out_ns] {
+                    request_regeneration(client.clone(), ns, "tok", Some(format!("round-{round}")))
+                        .await
+                        .unwrap();
+                }
+                let asked = Instant::now();
+                let new = wait_for(&format!("round {round}: a new token"), WAIT, || async {
+                    fingerprint(nudged_ns.clone()).await.filter(|f| *f != before)
+                })
+                .await;
+                wait_for(&format!("round {round}: the nudged reader sees it"), NUDGE_LIMIT, || async {
+                    (seen(&client, &nudged_ns).await.as_deref() == Some(new.as_str())).then_some(())
+                })
+                .await;
+                println!(
+                    "node: operator nudge round {round}: the new token in the pod's file {:.2} s after the regenerate request (kubelet syncFrequency {sync:?})",
+                    asked.elapsed().as_secs_f64()
+                );
+                assert_eq!(
+                    seen(&client, &opted_out_ns).await,
+                    Some(stale.clone()),
+                    "a resource with target.nudgePods: false is not nudged (and nothing else synced its pod)"
+                );
+            }
+            assert_eq!(
+                sandbox.call_counts(&secrets[0]).total,
+                4,
+                "one first token and three regenerations"
+            );
+        })
+        .catch_unwind()
+        .await
+    };
+    shutdown.cancel();
+    if outcome.is_err() {
+        for ns in [&nudged_ns, &opted_out_ns] {
+            eprintln!("pods of {ns}:\n{}", pod_summary(&client, ns).await);
+        }
+    }
+    scope.finish().await;
+    outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+}
