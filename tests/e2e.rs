@@ -564,3 +564,27 @@ async fn templates_render_the_live_token_and_edits_renames_and_broken_ones_cost_
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_install_in_standby_reports_and_calls_clear_for_nothing() {
+    with_temp_ns(|env| async move {
+        env.put_client_secret(CLIENT_SECRET_NAME).await;
+        let operator = env.start_operator_with(|args| args.standby = true);
+        env.create(NAME, env.spec(CLIENT_SECRET_NAME)).await;
+        env.wait_for_cac(NAME, "Ready=False (Suspended)", |c| {
+            is_ready_with(c, "False", "Suspended")
+        })
+        .await;
+        env.wait_settled().await;
+        assert_eq!(env.calls(), 0, "a standby install mints nothing");
+        operator.stop().await;
+        // The install that takes over (no standby) mints the first token.
+        let active = env.start_operator();
+        env.wait_for_cac(NAME, "Ready=True (Issued)", is_issued)
+            .await;
+        env.wait_settled().await;
+        assert_eq!(env.calls(), 1);
+        active.stop().await;
+    })
+    .await;
+}

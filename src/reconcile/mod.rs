@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod finalizer;
 mod keep;
+pub mod keys;
 mod memory;
 mod mint;
 pub mod nudge;

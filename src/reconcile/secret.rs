@@ -51,14 +51,7 @@ pub const RENAMED_KEYS_ANNOTATION: &str = "clear-operator.io/renamed-keys";
 pub const NEVER_EXPIRES: &str = "never";
 
 /// Data keys of the target Secret.
-pub mod keys {
-    pub const ACCESS_TOKEN: &str = "accessToken";
-    pub const VALID_TILL: &str = "validTill";
-    pub const BASE_URL: &str = "baseUrl";
-    pub const ENVIRONMENT: &str = "environment";
-    pub const WORKSPACE: &str = "workspace";
-    pub const PRODUCTS: &str = "products";
-}
+pub use super::keys;
 
 /// What the operator knows about the token in a Secret, from the Secret's annotations.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::resource::SecretTemplate;
 
-use super::secret::keys;
+use super::keys;
 
 /// The default keys of the token Secret, which are also the values templates may use.
 pub const DEFAULT_KEYS: [&str; 6] = [

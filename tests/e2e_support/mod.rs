@@ -159,6 +159,11 @@ impl E2e {
 
     /// Starts the real operator in this process, watching only this test's namespace.
     pub fn start_operator(&self) -> RunningOperator {
+        self.start_operator_with(|_| {})
+    }
+
+    /// Starts the real operator in this process with `change` applied to its flags.
+    pub fn start_operator_with(&self, change: impl FnOnce(&mut RunArgs)) -> RunningOperator {
         // NB: the client `run` builds: no hidden retries.
         let client =
             clear_operator::kube_client::build(self.config.clone()).expect("a kube client builds");
@@ -176,6 +181,8 @@ impl E2e {
             clear_timeout_secs: 5,
             ..RunArgs::default()
         };
+        let mut args = args;
+        change(&mut args);
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(operator::run(client, args, shutdown.clone()));
         RunningOperator {

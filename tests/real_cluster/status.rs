@@ -195,3 +195,39 @@ async fn status_summarizes_a_resource_and_regenerate_wait_reports_the_outcome() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_probes_the_hosts_of_the_resources_on_the_real_server_and_mints_nothing() {
+    let _one_at_a_time = crate::exclusive().await;
+    with_temp_ns(|env| async move {
+        let ns = env.namespace.clone();
+        env.put_client_secret("clear-client-secret").await;
+        // No operator: the resource holds no token; check needs only its base URL.
+        env.create("billing", env.spec("clear-client-secret")).await;
+        let simulator = env.sandbox.url().to_string();
+        let out = run(
+            Path::new(BIN),
+            &[
+                "check",
+                "-n",
+                &ns,
+                "--allowed-base-url",
+                &simulator,
+                "--allow-http",
+            ],
+            None,
+        )
+        .await;
+        let shown = text(&out);
+        assert!(out.status.success(), "{shown}");
+        assert!(shown.contains("reachable: HTTP 401"), "{shown}");
+        assert!(shown.contains(&format!("{ns}/billing")), "{shown}");
+        assert_eq!(env.calls(), 0, "a preflight mints nothing");
+        // A resource whose host is not allowed is reported, not probed: exit 1.
+        let refused = run(Path::new(BIN), &["check", "-n", &ns], None).await;
+        assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
+        assert!(text(&refused).contains("not probed"), "{}", text(&refused));
+        assert_eq!(env.calls(), 0);
+    })
+    .await;
+}
