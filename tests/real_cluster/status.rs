@@ -224,7 +224,7 @@ async fn check_probes_the_hosts_of_the_resources_on_the_real_server_and_mints_no
         assert!(shown.contains(&format!("{ns}/billing")), "{shown}");
         assert_eq!(env.calls(), 0, "a preflight mints nothing");
         // A resource whose host is not allowed is reported, not probed: exit 1.
-        let refused = run(Path::new(BIN), &["check", "-n", &ns], None).await;
+        let refused = run(Path::new(BIN), &["check", "-n", &ns, "--allow-http"], None).await;
         assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
         assert!(text(&refused).contains("not probed"), "{}", text(&refused));
         assert_eq!(env.calls(), 0);
