@@ -240,13 +240,16 @@ async fn store_and_record(
         // from minting, and the pending token what keeps this one from it.
         if error.is_transient() && !matches!(error, Error::NotLeader(_)) {
             let mut next = counted.clone();
+            let (ready, reason, message) = status::Readiness::Unwritten {
+                token_fingerprint: &token_fingerprint,
+                detail: &detail,
+            }
+            .derive();
             status::set_ready(
                 &mut next,
-                false,
-                Reason::SecretApplyFailed,
-                format!(
-                    "new token {token_fingerprint} was minted but could not be written yet ({detail}); it is kept and written again, not minted again"
-                ),
+                ready,
+                reason,
+                message,
                 cac.meta().generation,
                 ctx.now_seconds(),
             );

@@ -199,29 +199,139 @@ pub fn kept(
     status.mint_started_at = None;
     status.call_id = None;
     status.observed_generation = generation;
-    let (reason, message) = match (&status.expiry_assumed, &status.adopted_from) {
-        (_, Some(from)) if status.expiry_assumed.is_none() => (
-            Reason::Adopted,
-            format!(
-                "the token in use was adopted from Secret {from} (not minted here; issuedAt is when it was adopted); {}",
-                describe_validity(record.valid_till, renewal)
-            ),
-        ),
-        (Some(why), _) => (
-            Reason::ExpiryAssumed,
-            format!(
-                "{}; {}",
-                describe_assumed_expiry(why, record.valid_till),
-                describe_validity(record.valid_till, renewal)
-            ),
-        ),
-        (None, _) => (
-            Reason::Issued,
-            describe_validity(record.valid_till, renewal),
-        ),
+    let served = Readiness::Served {
+        valid_till: record.valid_till,
+        renewal,
+        expiry_assumed: status.expiry_assumed.as_deref(),
+        adopted_from: status.adopted_from.as_deref(),
     };
-    set_ready(&mut status, true, reason, message, generation, now);
+    let (ready, reason, message) = served.derive();
+    set_ready(&mut status, ready, reason, message, generation, now);
     status
+}
+
+/// What the Ready condition is derived from: the stored token's health (as `decide` judged
+/// it) and the cause the reconcile acted on. [`Readiness::derive`] is the one place that
+/// turns them into the condition, so a token that expired is `TokenExpired` whatever
+/// stood in the way, and a usable one is Ready whatever is retried.
+pub enum Readiness<'a> {
+    /// The stored token is served (kept, minted, or adopted).
+    Served {
+        valid_till: Option<Timestamp>,
+        renewal: Option<Timestamp>,
+        expiry_assumed: Option<&'a str>,
+        adopted_from: Option<&'a str>,
+    },
+    /// A guard holds: `reason` and `what` describe it.
+    Waiting {
+        reason: Reason,
+        what: String,
+        health: &'a TokenHealth,
+    },
+    /// A call failed; `may_have_minted`: the stored token may be revoked by it.
+    Failed {
+        reason: Reason,
+        message: &'a str,
+        may_have_minted: bool,
+        health: &'a TokenHealth,
+    },
+    /// A call minted a token (revoking the stored one) whose Secret write failed: it is
+    /// kept and written again, never minted again.
+    Unwritten {
+        token_fingerprint: &'a str,
+        detail: &'a str,
+    },
+    /// The token was revoked on delete.
+    Revoked,
+}
+
+impl Readiness<'_> {
+    /// `(Ready, reason, message)`.
+    pub fn derive(self) -> (bool, Reason, String) {
+        match self {
+            Self::Served {
+                valid_till,
+                renewal,
+                expiry_assumed,
+                adopted_from,
+            } => {
+                let validity = describe_validity(valid_till, renewal);
+                match (expiry_assumed, adopted_from) {
+                    (Some(why), _) => (
+                        true,
+                        Reason::ExpiryAssumed,
+                        format!("{}; {validity}", describe_assumed_expiry(why, valid_till)),
+                    ),
+                    (None, Some(from)) => (
+                        true,
+                        Reason::Adopted,
+                        format!(
+                            "the token in use was adopted from Secret {from} (not minted here; issuedAt is when it was adopted); {validity}"
+                        ),
+                    ),
+                    (None, None) => (true, Reason::Issued, validity),
+                }
+            }
+            Self::Waiting {
+                reason,
+                what,
+                health,
+            } => match health {
+                TokenHealth::Usable { valid_till } => (
+                    true,
+                    reason,
+                    format!("{what}; {}", describe_validity(*valid_till, None)),
+                ),
+                TokenHealth::Expired { at } => (
+                    false,
+                    Reason::TokenExpired,
+                    describe_expired(*at, reason, &what),
+                ),
+                TokenHealth::Unusable { why } => (false, reason, format!("{what}; {why}")),
+            },
+            Self::Failed {
+                reason,
+                message,
+                may_have_minted,
+                health,
+            } => match (may_have_minted, health) {
+                (false, TokenHealth::Usable { valid_till }) => (
+                    true,
+                    reason,
+                    format!(
+                        "{message}; {} and stays in place",
+                        describe_validity(*valid_till, None)
+                    ),
+                ),
+                (_, TokenHealth::Expired { at }) => (
+                    false,
+                    Reason::TokenExpired,
+                    describe_expired(*at, reason, message),
+                ),
+                (_, TokenHealth::Unusable { why }) => (false, reason, format!("{message}; {why}")),
+                (true, TokenHealth::Usable { .. }) => (
+                    false,
+                    reason,
+                    format!("{message}; the stored token may have been revoked by this call"),
+                ),
+            },
+            Self::Unwritten {
+                token_fingerprint,
+                detail,
+            } => (
+                false,
+                Reason::SecretApplyFailed,
+                format!(
+                    "new token {token_fingerprint} was minted but could not be written yet ({detail}); it is kept and written again, not minted again"
+                ),
+            ),
+            Self::Revoked => (
+                false,
+                Reason::Revoked,
+                "the token was revoked on delete".to_string(),
+            ),
+        }
+    }
 }
 
 /// Why a token's expiry is assumed, and what was assumed.
@@ -271,14 +381,8 @@ pub fn revoked(
     status.token_fingerprint = None;
     status.mint_started_at = None;
     status.call_id = None;
-    set_ready(
-        &mut status,
-        false,
-        Reason::Revoked,
-        "the token was revoked on delete".to_string(),
-        generation,
-        now,
-    );
+    let (ready, reason, message) = Readiness::Revoked.derive();
+    set_ready(&mut status, ready, reason, message, generation, now);
     status
 }
 
@@ -322,32 +426,14 @@ pub fn mint_failed(
         status.call_id = None;
     }
     status.observed_generation = generation;
-    let usable = health.is_usable() && !failure.may_have_minted;
-    let (reason, message) = match (usable, health) {
-        (true, TokenHealth::Usable { valid_till }) => (
-            failure.reason,
-            format!(
-                "{}; {} and stays in place",
-                failure.message,
-                describe_validity(*valid_till, None)
-            ),
-        ),
-        (false, TokenHealth::Expired { at }) => (
-            Reason::TokenExpired,
-            describe_expired(*at, failure.reason, &failure.message),
-        ),
-        (false, TokenHealth::Unusable { why }) => {
-            (failure.reason, format!("{}; {why}", failure.message))
-        }
-        _ => (
-            failure.reason,
-            format!(
-                "{}; the stored token may have been revoked by this call",
-                failure.message
-            ),
-        ),
-    };
-    set_ready(&mut status, usable, reason, message, generation, now);
+    let (ready, reason, message) = Readiness::Failed {
+        reason: failure.reason,
+        message: &failure.message,
+        may_have_minted: failure.may_have_minted,
+        health,
+    }
+    .derive();
+    set_ready(&mut status, ready, reason, message, generation, now);
     status
 }
 
@@ -366,25 +452,13 @@ pub fn waiting(
     let needed = pending
         .map(|r| format!("; a new token is needed ({})", describe_mint_reason(r)))
         .unwrap_or_default();
-    let (reason, message) = match health {
-        TokenHealth::Usable { valid_till } => (
-            reason,
-            format!("{what}{needed}; {}", describe_validity(*valid_till, None)),
-        ),
-        TokenHealth::Expired { at } => (
-            Reason::TokenExpired,
-            describe_expired(*at, reason, &format!("{what}{needed}")),
-        ),
-        TokenHealth::Unusable { why } => (reason, format!("{what}{needed}; {why}")),
-    };
-    set_ready(
-        &mut status,
-        health.is_usable(),
+    let (ready, reason, message) = Readiness::Waiting {
         reason,
-        message,
-        generation,
-        now,
-    );
+        what: format!("{what}{needed}"),
+        health,
+    }
+    .derive();
+    set_ready(&mut status, ready, reason, message, generation, now);
     status
 }
 
@@ -523,6 +597,49 @@ pub async fn apply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_is_derived_in_one_place_and_an_expired_token_is_never_ready() {
+        let at = ts("2026-11-25T12:00:00Z");
+        let usable = TokenHealth::Usable {
+            valid_till: Some(at),
+        };
+        let expired = TokenHealth::Expired { at };
+        let waiting = |health| {
+            Readiness::Waiting {
+                reason: Reason::RateLimited,
+                what: "the quota".into(),
+                health,
+            }
+            .derive()
+        };
+        assert!(waiting(&usable).0);
+        assert_eq!(waiting(&usable).1, Reason::RateLimited);
+        let (ready, reason, message) = waiting(&expired);
+        assert_eq!((ready, reason), (false, Reason::TokenExpired));
+        assert!(message.contains("(RateLimited)"), "{message}");
+        for may_have_minted in [false, true] {
+            let failed = |health| {
+                Readiness::Failed {
+                    reason: Reason::ClearUnavailable,
+                    message: "HTTP 500",
+                    may_have_minted,
+                    health,
+                }
+                .derive()
+            };
+            assert_eq!(failed(&expired).1, Reason::TokenExpired);
+            assert_eq!(failed(&usable).0, !may_have_minted, "may have revoked it");
+        }
+        let served = Readiness::Served {
+            valid_till: Some(at),
+            renewal: None,
+            expiry_assumed: Some("valid_till is missing"),
+            adopted_from: Some("erp-token"),
+        }
+        .derive();
+        assert_eq!((served.0, served.1), (true, Reason::ExpiryAssumed));
+    }
     use crate::reconcile::test_support::ts;
 
     fn record() -> TokenRecord {
