@@ -17,13 +17,8 @@ use crate::{
 pub enum RegenerateError {
     #[error("failed to find ClearApiClient {namespace}/{name}")]
     NotFound { namespace: String, name: String },
-    #[error("failed to read ClearApiClient {namespace}/{name}")]
-    Read {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Resource(#[from] super::ReadResourceError),
     #[error("failed to annotate ClearApiClient {namespace}/{name}")]
     Patch {
         namespace: String,
@@ -159,25 +154,9 @@ pub async fn wait_for(
     failure_before: Option<jiff::Timestamp>,
     timeout: std::time::Duration,
 ) -> Result<Progress, RegenerateError> {
-    let api: Api<ClearApiClient> = Api::namespaced(client, namespace);
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let cac = match api.get_opt(name).await {
-            Ok(Some(cac)) => cac,
-            Ok(None) => {
-                return Err(RegenerateError::NotFound {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                });
-            }
-            Err(source) => {
-                return Err(RegenerateError::Read {
-                    namespace: namespace.to_string(),
-                    name: name.to_string(),
-                    source,
-                });
-            }
-        };
+        let cac = super::read_resource(client.clone(), namespace, name).await?;
         let progress = judge(&cac, value, failure_before.as_ref());
         if progress != Progress::Waiting || tokio::time::Instant::now() >= deadline {
             return Ok(progress);
@@ -196,19 +175,8 @@ pub async fn last_failure_time(
     namespace: &str,
     name: &str,
 ) -> Result<Option<jiff::Timestamp>, RegenerateError> {
-    let api: Api<ClearApiClient> = Api::namespaced(client, namespace);
-    match api.get_opt(name).await {
-        Ok(Some(cac)) => Ok(cac.status.and_then(|s| s.last_failure_time).map(|t| t.0)),
-        Ok(None) => Err(RegenerateError::NotFound {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-        }),
-        Err(source) => Err(RegenerateError::Read {
-            namespace: namespace.to_string(),
-            name: name.to_string(),
-            source,
-        }),
-    }
+    let cac = super::read_resource(client, namespace, name).await?;
+    Ok(cac.status.and_then(|s| s.last_failure_time).map(|t| t.0))
 }
 
 #[cfg(test)]

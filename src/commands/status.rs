@@ -44,15 +44,8 @@ const LEDGER_DAY_KEY: &str = "day";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
-    #[error("failed to find ClearApiClient {namespace}/{name}")]
-    NotFound { namespace: String, name: String },
-    #[error("failed to read ClearApiClient {namespace}/{name}")]
-    Read {
-        namespace: String,
-        name: String,
-        #[source]
-        source: kube::Error,
-    },
+    #[error(transparent)]
+    Resource(#[from] super::ReadResourceError),
     #[error("failed to list ClearApiClients")]
     List(#[source] kube::Error),
     #[error("failed to parse --ledger {0:?}: expected NAMESPACE/NAME")]
@@ -639,23 +632,7 @@ pub async fn gather(
     ledger: Option<LedgerRef>,
     now: Timestamp,
 ) -> Result<Summary, StatusError> {
-    let cacs: Api<ClearApiClient> = Api::namespaced(client.clone(), namespace);
-    let cac = match cacs.get_opt(name).await {
-        Ok(Some(cac)) => cac,
-        Ok(None) => {
-            return Err(StatusError::NotFound {
-                namespace: namespace.into(),
-                name: name.into(),
-            });
-        }
-        Err(source) => {
-            return Err(StatusError::Read {
-                namespace: namespace.into(),
-                name: name.into(),
-                source,
-            });
-        }
-    };
+    let cac = super::read_resource(client.clone(), namespace, name).await?;
     let secret_name = cac
         .status
         .as_ref()
