@@ -76,15 +76,18 @@ async fn main() {
         client.clone(),
         RunArgs {
             namespaces: Vec::new(),
-            allowed_base_urls: vec![
-                clear_operator::clear::parse_base_url(sandbox.url()).expect("simulator URL"),
-            ],
-            no_documented_base_urls: true,
-            allow_http: true,
+            clear: clear_operator::cli::ClearAccessArgs {
+                allowed_base_urls: vec![
+                    clear_operator::clear::parse_base_url(sandbox.url()).expect("simulator URL"),
+                ],
+                no_documented_base_urls: true,
+                allow_http: true,
+                clear_timeout_secs: 10,
+                ..Default::default()
+            },
             concurrency,
             metrics_addr: "127.0.0.1:0".parse().unwrap(),
             no_leader_election: true,
-            clear_timeout_secs: 10,
             ..RunArgs::default()
         },
         shutdown.clone(),

@@ -63,35 +63,16 @@ pub struct CheckArgs {
     /// Also check this base URL (repeatable); without a cluster, only these are checked.
     #[arg(long = "base-url", value_name = "URL", value_parser = parse_allowed_base_url)]
     pub base_urls: Vec<BaseUrl>,
-    /// As for `run`: a base URL the operator may call besides Clear's documented hosts
-    /// (repeatable). A base URL that is not allowed is reported, not probed.
-    #[arg(
-        long = "allowed-base-url",
-        value_name = "URL",
-        env = "CLEAR_OPERATOR_ALLOWED_BASE_URLS",
-        value_delimiter = ',',
-        value_parser = parse_allowed_base_url
-    )]
-    pub allowed_base_urls: Vec<BaseUrl>,
-    /// As for `run`: allow only the `--allowed-base-url` values.
-    #[arg(long, env = "CLEAR_OPERATOR_NO_DOCUMENTED_BASE_URLS")]
-    pub no_documented_base_urls: bool,
-    /// As for `run`: plain-http base URLs may be called (simulators and tests only).
-    #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
-    pub allow_http: bool,
-    /// As for `run`: PEM bundle of extra CA certificates trusted for Clear.
-    #[arg(long, value_name = "PEM")]
-    pub ca_bundle: Option<PathBuf>,
-    /// As for `run`: total timeout of one call to Clear, in seconds.
-    #[arg(long, default_value_t = 20)]
-    pub clear_timeout_secs: u64,
+    /// Where and how Clear may be called, exactly as for `run` (a base URL that is not
+    /// allowed is reported, not probed).
+    #[command(flatten)]
+    pub clear: ClearAccessArgs,
 }
 
+/// Where and how the operator may call Clear: one set of flags for `run` and `check`, so
+/// that a preflight allows, trusts and waits for exactly what the operator does.
 #[derive(Debug, Args, Clone)]
-pub struct RunArgs {
-    /// Only watch these namespaces (repeatable). Default: all namespaces.
-    #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
-    pub namespaces: Vec<String>,
+pub struct ClearAccessArgs {
     /// A base URL the operator may send client secrets to (repeatable; comma-separated in
     /// the environment variable), besides the hosts Clear documents (see
     /// `--no-documented-base-urls`). A ClearApiClient whose base URL is not allowed is
@@ -108,6 +89,51 @@ pub struct RunArgs {
     /// that must reach Clear through a proxy only).
     #[arg(long, env = "CLEAR_OPERATOR_NO_DOCUMENTED_BASE_URLS")]
     pub no_documented_base_urls: bool,
+    /// Allow plain-http base URLs (simulators and tests only).
+    #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
+    pub allow_http: bool,
+    /// PEM bundle of extra CA certificates trusted for Clear (TLS-intercepting proxies).
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+    /// Total timeout of one call to Clear, in seconds.
+    #[arg(long, default_value_t = 20)]
+    pub clear_timeout_secs: u64,
+}
+
+impl ClearAccessArgs {
+    /// The allow-list these flags ask for.
+    pub fn allow_list(&self) -> crate::clear::AllowedBaseUrls {
+        crate::clear::AllowedBaseUrls::configured(
+            &self.allowed_base_urls,
+            self.no_documented_base_urls,
+        )
+    }
+
+    /// The Clear client's settings these flags ask for.
+    pub fn client_config(&self) -> crate::clear::ClearClientConfig {
+        crate::clear::ClearClientConfig {
+            request_timeout: std::time::Duration::from_secs(self.clear_timeout_secs),
+            ca_bundle: self.ca_bundle.clone(),
+            ..crate::clear::ClearClientConfig::default()
+        }
+    }
+}
+
+impl Default for ClearAccessArgs {
+    /// The flags' own defaults (see [`RunArgs::default`]).
+    fn default() -> Self {
+        RunArgs::default().clear
+    }
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    /// Only watch these namespaces (repeatable). Default: all namespaces.
+    #[arg(long = "namespace", short = 'n', value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Where and how Clear may be called.
+    #[command(flatten)]
+    pub clear: ClearAccessArgs,
     /// After each new token, patch an annotation on each running pod that mounts the token
     /// Secret as files (a `secret` or `projected` volume, not `subPath`), which makes its
     /// kubelet refresh the volume at once instead of at its next periodic sync (a minute or
@@ -121,9 +147,6 @@ pub struct RunArgs {
     /// only one cluster may mint with a client secret, or each revokes the other's tokens.
     #[arg(long, env = "CLEAR_OPERATOR_STANDBY")]
     pub standby: bool,
-    /// Allow plain-http base URLs (simulators and tests only).
-    #[arg(long, env = "CLEAR_OPERATOR_ALLOW_HTTP")]
-    pub allow_http: bool,
     /// Mints allowed per client secret per UTC day (Clear's hard limit is 288).
     #[arg(long, default_value_t = 250, value_parser = clap::value_parser!(u32).range(1..=288))]
     pub mint_budget: u32,
@@ -174,12 +197,6 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "clear-operator")]
     pub lease_name: String,
-    /// PEM bundle of extra CA certificates trusted for Clear (TLS-intercepting proxies).
-    #[arg(long)]
-    pub ca_bundle: Option<PathBuf>,
-    /// Total timeout of one call to Clear, in seconds.
-    #[arg(long, default_value_t = 20)]
-    pub clear_timeout_secs: u64,
     // -- failover (issue 7) --
     /// Duration of the leader Lease, in seconds; the leader stops writing two thirds of it
     /// after its last successful renewal.

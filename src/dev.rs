@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{
     clear::{BaseUrlError, parse_base_url},
-    cli::{DevArgs, RunArgs},
+    cli::{ClearAccessArgs, DevArgs, RunArgs},
     operator,
     reconcile::status::{self, ready_condition},
     resource::{
@@ -160,12 +160,15 @@ fn dev_run_args(args: &DevArgs, simulator_url: &str) -> Result<RunArgs, DevError
     let simulator = parse_base_url(simulator_url).map_err(DevError::SimulatorUrl)?;
     // NB: everything else is `run`'s own default, from the one place clap keeps them.
     Ok(RunArgs {
-        allowed_base_urls: vec![simulator],
-        no_documented_base_urls: true,
-        allow_http: true,
+        clear: ClearAccessArgs {
+            allowed_base_urls: vec![simulator],
+            no_documented_base_urls: true,
+            allow_http: true,
+            clear_timeout_secs: 10,
+            ..ClearAccessArgs::default()
+        },
         metrics_addr: args.metrics_addr,
         leader_election_namespace: Some("default".to_string()),
-        clear_timeout_secs: 10,
         ..RunArgs::default()
     })
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::{
-    clear::{AllowedBaseUrls, ClearClient, ClearClientConfig, ClearError},
+    clear::{ClearClient, ClearError},
     cli::RunArgs,
     clock::{self, AnchoredClock},
     controller::{self, ControllerConfig},
@@ -67,15 +67,9 @@ pub async fn run(
         shutdown.clone().cancelled_owned(),
     ));
 
-    let clear = ClearClient::new(ClearClientConfig {
-        request_timeout: Duration::from_secs(args.clear_timeout_secs),
-        ca_bundle: args.ca_bundle.clone(),
-        ..ClearClientConfig::default()
-    })
-    .map_err(OperatorError::ClearClient)?;
+    let clear = ClearClient::new(args.clear.client_config()).map_err(OperatorError::ClearClient)?;
     let identity = replica_identity();
-    let allowed_base_urls =
-        AllowedBaseUrls::configured(&args.allowed_base_urls, args.no_documented_base_urls);
+    let allowed_base_urls = args.clear.allow_list();
     let leader_election = (!args.no_leader_election).then(|| {
         let namespace = args
             .leader_election_namespace
@@ -86,11 +80,11 @@ pub async fn run(
         lease
     });
     let settings = Settings {
-        allow_http: args.allow_http,
+        allow_http: args.clear.allow_http,
         allowed_base_urls: allowed_base_urls.clone(),
         policy: Policy {
             mint_budget: args.mint_budget,
-            in_flight_grace: in_flight_grace(Duration::from_secs(args.clear_timeout_secs)),
+            in_flight_grace: in_flight_grace(Duration::from_secs(args.clear.clear_timeout_secs)),
             renewal_jitter_percent: args.renewal_jitter_percent,
         },
         // NB: one install = one Lease; its replicas share it, a second install has its own.
@@ -144,7 +138,7 @@ pub async fn run(
         metrics_secure = args.metrics_secure.metrics_secure,
         namespaces = ?config.namespaces,
         mint_budget = args.mint_budget,
-        allow_http = args.allow_http,
+        allow_http = args.clear.allow_http,
         allowed_base_urls = %allowed_base_urls,
         "clear-operator starting"
     );

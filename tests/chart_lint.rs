@@ -1109,9 +1109,9 @@ fn default_arguments_parse_with_the_operators_command_line() {
     assert!(!run.no_leader_election);
     assert_eq!(run.mint_budget, 250);
     assert!(run.namespaces.is_empty());
-    assert!(!run.allow_http);
+    assert!(!run.clear.allow_http);
     assert!(run.metrics_secure.metrics_secure);
-    assert_eq!(run.ca_bundle, None);
+    assert_eq!(run.clear.ca_bundle, None);
     // NB: the chart passes --concurrency explicitly; a default install must get the same
     // figure as the binary's own default, which the scale benchmark measures.
     assert_eq!(run.concurrency, clear_operator::cli::DEFAULT_CONCURRENCY);
@@ -1188,15 +1188,15 @@ fn extra_base_urls_add_to_the_documented_hosts_unless_only_they_are_asked_for() 
         "--set",
         "operator.allowedBaseUrls={https://proxy.internal/clear}",
     ]));
-    assert!(!run.no_documented_base_urls, "added by default");
-    assert_eq!(run.allowed_base_urls.len(), 1);
+    assert!(!run.clear.no_documented_base_urls, "added by default");
+    assert_eq!(run.clear.allowed_base_urls.len(), 1);
     let (_, run) = parse_run_args(&render(&[
         "--set",
         "operator.allowedBaseUrls={https://proxy.internal/clear}",
         "--set",
         "operator.onlyAllowedBaseUrls=true",
     ]));
-    assert!(run.no_documented_base_urls);
+    assert!(run.clear.no_documented_base_urls);
 }
 
 #[test]
@@ -1220,9 +1220,9 @@ fn every_optional_argument_parses_with_the_operators_command_line() {
     assert_eq!(log_format, clear_operator::telemetry::LogFormat::Text);
     assert_eq!(run.namespaces, vec!["team-a", "team-b"]);
     assert_eq!(run.mint_budget, 120);
-    assert!(run.allow_http);
+    assert!(run.clear.allow_http);
     assert_eq!(
-        run.ca_bundle,
+        run.clear.ca_bundle,
         Some(PathBuf::from("/etc/clear-operator/ca/bundle.pem"))
     );
 }
@@ -1297,7 +1297,7 @@ fn allowed_base_urls_become_one_flag_each_and_parse_as_base_urls() {
     assert!(flag_values(&args(&none), "--allowed-base-url").is_empty());
     let (_, run) = parse_run_args(&none);
     assert!(
-        run.allowed_base_urls.is_empty(),
+        run.clear.allowed_base_urls.is_empty(),
         "no flag: the binary's default (Clear's documented hosts) applies"
     );
 
@@ -1313,7 +1313,12 @@ fn allowed_base_urls_become_one_flag_each_and_parse_as_base_urls() {
         ]
     );
     let (_, run) = parse_run_args(&objects);
-    let parsed: Vec<&str> = run.allowed_base_urls.iter().map(|u| u.as_str()).collect();
+    let parsed: Vec<&str> = run
+        .clear
+        .allowed_base_urls
+        .iter()
+        .map(|u| u.as_str())
+        .collect();
     assert_eq!(
         parsed,
         vec![
@@ -1811,7 +1816,11 @@ fn shutdown_timeouts(extra: &[&str]) -> (u64, u64, i64) {
         only(&objects, "Deployment")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
             .as_i64()
             .expect("the chart sets terminationGracePeriodSeconds");
-    (run.clear_timeout_secs, run.shutdown_grace_secs, period)
+    (
+        run.clear.clear_timeout_secs,
+        run.shutdown_grace_secs,
+        period,
+    )
 }
 
 #[test]
@@ -1825,7 +1834,7 @@ fn shutdown_timeouts_are_derived_from_the_clear_timeout_unless_set() {
     assert_eq!(
         shutdown_timeouts(&[]),
         (
-            defaults.clear_timeout_secs,
+            defaults.clear.clear_timeout_secs,
             defaults.shutdown_grace_secs,
             30
         )

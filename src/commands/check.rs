@@ -5,15 +5,14 @@
 //! same HTTP client and the same allow-list as `run`; no Secret is ever read.
 
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use kube::Api;
 use kube::api::ListParams;
 use kube::core::ResourceExt;
 
 use crate::clear::{
-    ALLOWED_BASE_URL_FLAG, AllowedBaseUrls, AnswerClass, BaseUrl, ClearClient, ClearClientConfig,
-    ProbeOutcome, ProbeResult, resolve_base_url,
+    ALLOWED_BASE_URL_FLAG, AllowedBaseUrls, AnswerClass, BaseUrl, ClearClient, ProbeOutcome,
+    ProbeResult, resolve_base_url,
 };
 use crate::cli::CheckArgs;
 use crate::resource::ClearApiClient;
@@ -66,30 +65,26 @@ pub async fn run(args: CheckArgs) -> anyhow::Result<i32> {
         println!("nothing to check: {scope}; give --base-url URL to check a host directly");
         return Ok(EXIT_NOTHING);
     }
-    let client = ClearClient::new(ClearClientConfig {
-        request_timeout: Duration::from_secs(args.clear_timeout_secs),
-        ca_bundle: args.ca_bundle.clone(),
-        ..ClearClientConfig::default()
-    })?;
-    // NB: as `run` builds it: the flags add to the documented hosts.
-    let allowed =
-        AllowedBaseUrls::configured(&args.allowed_base_urls, args.no_documented_base_urls);
+    // NB: the same flags as `run`, built the same way (cli::ClearAccessArgs).
+    let client = ClearClient::new(args.clear.client_config())?;
+    let allowed = args.clear.allow_list();
     println!(
         "checking {} base URL{} ({scope}) with GET <base>/integration/v1/authz/token and no client secret (Clear's documented answer: 401); proxy: {}; CA: {}; timeout {}s",
         targets.len(),
         if targets.len() == 1 { "" } else { "s" },
         proxy_summary(),
-        args.ca_bundle
+        args.clear
+            .ca_bundle
             .as_ref()
             .map(|p| format!("system roots + {}", p.display()))
             .unwrap_or_else(|| "system roots".into()),
-        args.clear_timeout_secs,
+        args.clear.clear_timeout_secs,
     );
     let mut findings = Vec::with_capacity(targets.len());
     for target in &targets {
         let finding = match &target.url {
             Err(invalid) => Finding::Invalid(invalid.why.clone()),
-            Ok(url) => match permission(url, &allowed, args.allow_http) {
+            Ok(url) => match permission(url, &allowed, args.clear.allow_http) {
                 Err(why) => Finding::NotAllowed(why),
                 Ok(()) => Finding::Probed(client.probe(url).await),
             },
@@ -144,7 +139,7 @@ async fn gather_targets(args: &CheckArgs) -> anyhow::Result<(Vec<Target>, String
             let cac = api.get(name).await.map_err(|e| {
                 anyhow::anyhow!("failed to read ClearApiClient {namespace}/{name}: {e}")
             })?;
-            add_resources(&mut targets, &[cac], args.allow_http);
+            add_resources(&mut targets, &[cac], args.clear.allow_http);
             format!("ClearApiClient {namespace}/{name}")
         }
         None => match kube::Client::try_default().await {
@@ -154,7 +149,7 @@ async fn gather_targets(args: &CheckArgs) -> anyhow::Result<(Vec<Target>, String
             }
             Ok(client) => match list_resources(client, args.namespace.as_deref()).await {
                 Ok((resources, where_)) => {
-                    add_resources(&mut targets, &resources, args.allow_http);
+                    add_resources(&mut targets, &resources, args.clear.allow_http);
                     format!(
                         "{} ClearApiClient{} in {where_}",
                         resources.len(),
@@ -415,6 +410,8 @@ fn signed_secs(skew: jiff::SignedDuration) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use crate::clear::{ProbeAnswer, UnreachableKind, parse_base_url};
 

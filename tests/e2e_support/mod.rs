@@ -170,15 +170,19 @@ impl E2e {
         let args = RunArgs {
             namespaces: vec![self.namespace.clone()],
             // NB: like `dev`, the operator may only call the simulator.
-            allowed_base_urls: vec![
-                clear_operator::clear::parse_base_url(self.sandbox.url()).expect("simulator URL"),
-            ],
-            no_documented_base_urls: true,
-            allow_http: true,
+            clear: clear_operator::cli::ClearAccessArgs {
+                allowed_base_urls: vec![
+                    clear_operator::clear::parse_base_url(self.sandbox.url())
+                        .expect("simulator URL"),
+                ],
+                no_documented_base_urls: true,
+                allow_http: true,
+                clear_timeout_secs: 5,
+                ..Default::default()
+            },
             concurrency: 4,
             metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             no_leader_election: true,
-            clear_timeout_secs: 5,
             ..RunArgs::default()
         };
         let mut args = args;

@@ -359,11 +359,14 @@ async fn the_operator_nudges_the_pods_that_mount_a_new_token_and_leaves_opted_ou
             }
             let args = RunArgs {
                 namespaces: vec![nudged_ns.clone(), opted_out_ns.clone()],
-                allowed_base_urls: vec![
-                    clear_operator::clear::parse_base_url(sandbox.url()).unwrap(),
-                ],
-                no_documented_base_urls: true,
-                allow_http: true,
+                clear: clear_operator::cli::ClearAccessArgs {
+                    allowed_base_urls: vec![
+                        clear_operator::clear::parse_base_url(sandbox.url()).unwrap(),
+                    ],
+                    no_documented_base_urls: true,
+                    allow_http: true,
+                    ..Default::default()
+                },
                 no_leader_election: true,
                 nudge_pods: true,
                 metrics_addr: "127.0.0.1:0".parse().unwrap(),
